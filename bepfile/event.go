@@ -1,0 +1,249 @@
+package bepfile
+
+import (
+	"bytes"
+	"fmt"
+
+	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// BazelEventTypeURL is the type URL of the Any that carries a Bazel
+// build_event_stream.BuildEvent inside an OrderedBuildEvent.
+const BazelEventTypeURL = "type.googleapis.com/build_event_stream.BuildEvent"
+
+// Field numbers of the envelope messages, from
+// google/devtools/build/v1/{publish_build_event,build_events}.proto.
+const (
+	obeStreamID       protowire.Number = 1 // OrderedBuildEvent.stream_id
+	obeSequenceNumber protowire.Number = 2 // OrderedBuildEvent.sequence_number
+	obeEvent          protowire.Number = 3 // OrderedBuildEvent.event
+	evEventTime       protowire.Number = 1 // BuildEvent.event_time
+	evBazelEvent      protowire.Number = 60
+	anyTypeURL        protowire.Number = 1
+	anyValue          protowire.Number = 2
+	tsSeconds         protowire.Number = 1
+	tsNanos           protowire.Number = 2
+)
+
+// Stream is the identity of one event stream as it was read: the decoded
+// StreamId, its key, and the exact bytes the StreamId was encoded as.
+// A reader hands out one *Stream per distinct stream, shared by all its
+// events, so comparing pointers compares streams.
+type Stream struct {
+	ID  *buildpb.StreamId
+	Key string
+	// IDBytes is the StreamId's wire encoding as it appeared in the input
+	// (or, for raw Bazel files, as bes encodes it).
+	IDBytes []byte
+	// TypeURL is the Any type URL of the stream's Bazel events.
+	TypeURL string
+}
+
+// NewStream returns the Stream for id, encoding the id canonically.
+func NewStream(id *buildpb.StreamId) *Stream {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(id)
+	if err != nil {
+		// A StreamId has only strings and an enum; Marshal fails only on
+		// invalid UTF-8, which callers validate before.
+		panic(fmt.Sprintf("bepfile: marshal StreamId: %v", err))
+	}
+	return &Stream{ID: id, Key: Key(id), IDBytes: b, TypeURL: BazelEventTypeURL}
+}
+
+// Key returns BuildGrid's stream key, "<build_id>.<component number>.<invocation_id>".
+func Key(id *buildpb.StreamId) string {
+	return fmt.Sprintf("%s.%d.%s", id.GetBuildId(), int32(id.GetComponent()), id.GetInvocationId())
+}
+
+// Timestamp is a google.protobuf.Timestamp kept as plain integers.
+type Timestamp struct {
+	Seconds int64
+	Nanos   int32
+}
+
+// Event is one OrderedBuildEvent of a stream, kept as the bytes it was read
+// from and decoded only on demand.
+//
+// The common case, a Bazel event, is held in its compact form: Payload is the
+// value of event.bazel_event (the BuildEvent bytes exactly as Bazel wrote
+// them), with the sequence number and the optional event time beside it. The
+// full OrderedBuildEvent is then Encode(stream) and is byte-identical to what
+// was read. Every other event (lifecycle events, component_stream_finished,
+// or an envelope bes would not re-encode identically) is held whole in Raw.
+type Event struct {
+	Seq     int64
+	HasTime bool
+	Time    Timestamp
+	// Payload is the bazel_event Any value; nil when Raw is set.
+	Payload []byte
+	// Raw is the whole encoded OrderedBuildEvent; nil when Payload is used.
+	Raw []byte
+}
+
+// IsBazel reports whether the event carries a Bazel BuildEvent payload in
+// compact form.
+func (e *Event) IsBazel() bool { return e.Raw == nil }
+
+// AppendEncoding appends the event's OrderedBuildEvent wire encoding to b.
+func (e *Event) AppendEncoding(b []byte, s *Stream) []byte {
+	if e.Raw != nil {
+		return append(b, e.Raw...)
+	}
+	b = protowire.AppendTag(b, obeStreamID, protowire.BytesType)
+	b = protowire.AppendBytes(b, s.IDBytes)
+	if e.Seq != 0 {
+		b = protowire.AppendTag(b, obeSequenceNumber, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(e.Seq))
+	}
+	anyLen := 0
+	if len(s.TypeURL) > 0 {
+		anyLen += protowire.SizeTag(anyTypeURL) + protowire.SizeBytes(len(s.TypeURL))
+	}
+	if len(e.Payload) > 0 {
+		anyLen += protowire.SizeTag(anyValue) + protowire.SizeBytes(len(e.Payload))
+	}
+	tsLen := 0
+	if e.HasTime {
+		if e.Time.Seconds != 0 {
+			tsLen += protowire.SizeTag(tsSeconds) + protowire.SizeVarint(uint64(e.Time.Seconds))
+		}
+		if e.Time.Nanos != 0 {
+			tsLen += protowire.SizeTag(tsNanos) + protowire.SizeVarint(uint64(int64(e.Time.Nanos)))
+		}
+	}
+	evLen := protowire.SizeTag(evBazelEvent) + protowire.SizeBytes(anyLen)
+	if e.HasTime {
+		evLen += protowire.SizeTag(evEventTime) + protowire.SizeBytes(tsLen)
+	}
+	b = protowire.AppendTag(b, obeEvent, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(evLen))
+	if e.HasTime {
+		b = protowire.AppendTag(b, evEventTime, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(tsLen))
+		if e.Time.Seconds != 0 {
+			b = protowire.AppendTag(b, tsSeconds, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(e.Time.Seconds))
+		}
+		if e.Time.Nanos != 0 {
+			b = protowire.AppendTag(b, tsNanos, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(int64(e.Time.Nanos)))
+		}
+	}
+	b = protowire.AppendTag(b, evBazelEvent, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(anyLen))
+	if len(s.TypeURL) > 0 {
+		b = protowire.AppendTag(b, anyTypeURL, protowire.BytesType)
+		b = protowire.AppendString(b, s.TypeURL)
+	}
+	if len(e.Payload) > 0 {
+		b = protowire.AppendTag(b, anyValue, protowire.BytesType)
+		b = protowire.AppendBytes(b, e.Payload)
+	}
+	return b
+}
+
+// Compact turns an event read whole (Raw) into its compact form when the
+// compact form re-encodes to exactly the same bytes, and reports whether it
+// did. scratch is reused to avoid an allocation per event.
+func (e *Event) Compact(s *Stream, scratch []byte) ([]byte, bool) {
+	if e.Raw == nil {
+		return scratch, true
+	}
+	c, ok := splitCompact(e.Raw, s)
+	if !ok {
+		return scratch, false
+	}
+	scratch = c.AppendEncoding(scratch[:0], s)
+	if !bytes.Equal(scratch, e.Raw) {
+		return scratch, false
+	}
+	*e = c
+	return scratch, true
+}
+
+// splitCompact picks an encoded OrderedBuildEvent apart into the compact
+// form, without checking that it re-encodes identically.
+func splitCompact(raw []byte, s *Stream) (Event, bool) {
+	var c Event
+	var event []byte
+	for len(raw) > 0 {
+		num, typ, n := protowire.ConsumeTag(raw)
+		if n < 0 {
+			return c, false
+		}
+		raw = raw[n:]
+		switch {
+		case num == obeStreamID && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(raw)
+			if n < 0 || !bytes.Equal(v, s.IDBytes) {
+				return c, false
+			}
+			raw = raw[n:]
+		case num == obeSequenceNumber && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(raw)
+			if n < 0 {
+				return c, false
+			}
+			c.Seq = int64(v)
+			raw = raw[n:]
+		case num == obeEvent && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(raw)
+			if n < 0 {
+				return c, false
+			}
+			event = v
+			raw = raw[n:]
+		default:
+			return c, false
+		}
+	}
+	sawAny := false
+	for len(event) > 0 {
+		num, typ, n := protowire.ConsumeTag(event)
+		if n < 0 || typ != protowire.BytesType {
+			return c, false
+		}
+		event = event[n:]
+		v, n := protowire.ConsumeBytes(event)
+		if n < 0 {
+			return c, false
+		}
+		event = event[n:]
+		switch num {
+		case evEventTime:
+			c.HasTime = true
+			ts := &timestamppb.Timestamp{}
+			if proto.Unmarshal(v, ts) != nil {
+				return c, false
+			}
+			c.Time = Timestamp{Seconds: ts.Seconds, Nanos: ts.Nanos}
+		case evBazelEvent:
+			sawAny = true
+			a := &anypb.Any{}
+			if proto.Unmarshal(v, a) != nil || a.TypeUrl != s.TypeURL {
+				return c, false
+			}
+			c.Payload = a.Value
+			if c.Payload == nil {
+				c.Payload = []byte{}
+			}
+		default:
+			return c, false
+		}
+	}
+	return c, sawAny
+}
+
+// OrderedBuildEvent decodes the whole envelope. The Bazel payload stays an
+// Any holding the original bytes.
+func (e *Event) OrderedBuildEvent(s *Stream) (*buildpb.OrderedBuildEvent, error) {
+	obe := &buildpb.OrderedBuildEvent{}
+	if err := proto.Unmarshal(e.AppendEncoding(nil, s), obe); err != nil {
+		return nil, err
+	}
+	return obe, nil
+}

@@ -1,0 +1,161 @@
+package commands
+
+import (
+	"fmt"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
+
+	"github.com/bes-cli/bes/bepfile"
+	bes "github.com/bes-cli/bes/bepfile/bep/buildeventstream"
+)
+
+// describeEvent renders one event as a table row: the kind of its payload
+// (Bazel's JSON name, e.g. "testResult") and a one-line summary of its id.
+// Only the event id is decoded, never the payload.
+func describeEvent(s *bepfile.Stream, ev *bepfile.Event) eventRow {
+	r := eventRow{Seq: ev.Seq}
+	if ev.HasTime {
+		r.Time = formatTimestamp(ev.Time)
+	}
+	if ev.IsBazel() {
+		r.Kind = bepfile.PayloadKind(ev.Payload)
+		id := &bes.BuildEventId{}
+		if raw := firstField(ev.Payload, 1); raw != nil {
+			if err := proto.Unmarshal(raw, id); err != nil {
+				r.ID = fmt.Sprintf("<undecodable id: %v>", err)
+				return r
+			}
+		}
+		r.ID = describeMessage(id.ProtoReflect())
+		return r
+	}
+	obe := &buildpb.OrderedBuildEvent{}
+	if err := proto.Unmarshal(ev.Raw, obe); err != nil {
+		r.Kind = "?"
+		r.ID = fmt.Sprintf("<undecodable event: %v>", err)
+		return r
+	}
+	r.Seq = obe.GetSequenceNumber()
+	if t := obe.GetEvent().GetEventTime(); t != nil {
+		r.Time = formatTimestamp(bepfile.Timestamp{Seconds: t.Seconds, Nanos: t.Nanos})
+	}
+	m := obe.GetEvent().ProtoReflect()
+	if fd := m.WhichOneof(m.Descriptor().Oneofs().ByName("event")); fd != nil {
+		r.Kind = fd.JSONName()
+		if fd.Name() == "bazel_event" {
+			r.ID = "type " + obe.GetEvent().GetBazelEvent().GetTypeUrl()
+		} else {
+			r.ID = describeFields(m.Get(fd).Message())
+		}
+	}
+	return r
+}
+
+// firstField returns the bytes of the first length-delimited field num of
+// an encoded message, or nil.
+func firstField(b []byte, num protowire.Number) []byte {
+	for len(b) > 0 {
+		n, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return nil
+		}
+		b = b[l:]
+		if n == num && typ == protowire.BytesType {
+			v, l := protowire.ConsumeBytes(b)
+			if l < 0 {
+				return nil
+			}
+			return v
+		}
+		l = protowire.ConsumeFieldValue(n, typ, b)
+		if l < 0 {
+			return nil
+		}
+		b = b[l:]
+	}
+	return nil
+}
+
+// describeMessage summarizes a BuildEventId: the id kind is already the
+// event's kind, so this shows only the id's fields, the label first.
+func describeMessage(id protoreflect.Message) string {
+	od := id.Descriptor().Oneofs().ByName("id")
+	if od == nil {
+		return describeFields(id)
+	}
+	fd := id.WhichOneof(od)
+	if fd == nil {
+		return ""
+	}
+	return describeFields(id.Get(fd).Message())
+}
+
+// describeFields renders the set fields of m as "label k=v k=v", flattening
+// single-field messages (like ConfigurationId) to their value.
+func describeFields(m protoreflect.Message) string {
+	var label string
+	var parts []string
+	fields := m.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		if !m.Has(fd) {
+			continue
+		}
+		v := describeValue(fd, m.Get(fd))
+		if fd.Name() == "label" && label == "" {
+			label = v
+			continue
+		}
+		parts = append(parts, fd.JSONName()+"="+v)
+	}
+	if label != "" {
+		parts = append([]string{label}, parts...)
+	}
+	return strings.Join(parts, " ")
+}
+
+func describeValue(fd protoreflect.FieldDescriptor, v protoreflect.Value) string {
+	switch {
+	case fd.IsList():
+		l := v.List()
+		items := make([]string, l.Len())
+		for i := range items {
+			items[i] = describeScalar(fd, l.Get(i))
+		}
+		return "[" + strings.Join(items, ",") + "]"
+	case fd.IsMap():
+		return "{…}"
+	default:
+		return describeScalar(fd, v)
+	}
+}
+
+func describeScalar(fd protoreflect.FieldDescriptor, v protoreflect.Value) string {
+	switch fd.Kind() {
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		m := v.Message()
+		s := describeFields(m)
+		if m.Descriptor().Fields().Len() == 1 {
+			return s[strings.IndexByte(s, '=')+1:]
+		}
+		return "{" + s + "}"
+	case protoreflect.EnumKind:
+		if ev := fd.Enum().Values().ByNumber(v.Enum()); ev != nil {
+			return string(ev.Name())
+		}
+		return fmt.Sprint(int32(v.Enum()))
+	case protoreflect.StringKind:
+		s := v.String()
+		if s == "" || strings.ContainsAny(s, " \t\n\"") {
+			return fmt.Sprintf("%q", s)
+		}
+		return s
+	default:
+		return fmt.Sprint(v.Interface())
+	}
+}

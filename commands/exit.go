@@ -1,0 +1,68 @@
+package commands
+
+import (
+	"errors"
+	"io"
+
+	"github.com/bes-cli/bes/store"
+)
+
+// Exit statuses. They are part of bes's interface: CI scripts gate on them,
+// and `bes --help` documents them.
+const (
+	ExitOK        = 0 // success
+	ExitError     = 1 // an error: unreadable or invalid input, I/O, a stream not found
+	ExitUsage     = 2 // bad flags or arguments
+	ExitPartial   = 3 // an input was cut short: the complete events before the cut were used
+	ExitDuplicate = 4 // ingest: a stream with that key and other content is already stored; nothing changed
+)
+
+const exitStatusHelp = `EXIT STATUS:
+   0  success
+   1  error: unreadable or invalid input, I/O error, stream not found
+   2  usage error: bad flags or arguments
+   3  partial: an input was truncated; the complete events before the cut were kept and used
+   4  duplicate: a stream with the same key but other content is already stored (ingest without --replace)`
+
+// usageError is a mistake in the command line.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// reportedError carries an exit status for problems that were already
+// reported on stderr, one line each, while the command went on.
+type reportedError struct {
+	code int
+	msg  string
+}
+
+func (e *reportedError) Error() string { return e.msg }
+
+// ExitCode maps an error returned by the app to bes's exit status.
+func ExitCode(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var re *reportedError
+	if errors.As(err, &re) {
+		return re.code
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return ExitUsage
+	}
+	var de *store.DuplicateStreamError
+	if errors.As(err, &de) {
+		return ExitDuplicate
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return ExitPartial
+	}
+	return ExitError
+}
+
+// IsReported reports whether err's message has already been printed.
+func IsReported(err error) bool {
+	var re *reportedError
+	return errors.As(err, &re) && re.msg == ""
+}

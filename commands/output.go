@@ -1,0 +1,133 @@
+package commands
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/renderer"
+	"github.com/olekukonko/tablewriter/tw"
+)
+
+// Output formats shared by every command.
+const (
+	formatTable  = "table"
+	formatJSON   = "json"
+	formatNDJSON = "ndjson"
+	formatOBE    = "obe" // dump only: varint-delimited OrderedBuildEvents
+)
+
+// column describes one column of a table: its header and how to render a
+// row's cell. JSON output uses the row struct's own json tags instead, so the
+// table and the JSON come from the same row values.
+type column[T any] struct {
+	header string
+	cell   func(T) string
+}
+
+// render writes rows in the chosen format. An empty list is "[]" in JSON and
+// a table with just its header.
+func render[T any](w io.Writer, format string, rows []T, cols []column[T]) error {
+	switch format {
+	case formatJSON:
+		if rows == nil {
+			rows = []T{}
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		return enc.Encode(rows)
+	case formatNDJSON:
+		bw := bufio.NewWriter(w)
+		enc := json.NewEncoder(bw)
+		enc.SetEscapeHTML(false)
+		for _, r := range rows {
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+		}
+		return bw.Flush()
+	case formatTable:
+		t := newTable(w)
+		hdr := make([]string, len(cols))
+		for i, c := range cols {
+			hdr[i] = c.header
+		}
+		t.header(hdr)
+		for _, r := range rows {
+			cells := make([]string, len(cols))
+			for i, c := range cols {
+				cells[i] = c.cell(r)
+			}
+			t.append(cells)
+		}
+		return t.flush()
+	default:
+		return &usageError{fmt.Sprintf("unknown --format %q", format)}
+	}
+}
+
+// table is a plain, borderless table in the style of kubectl and docker:
+// left-aligned columns two spaces apart, no trailing blanks, so that it
+// pipes into cut, awk and grep.
+type table struct {
+	w   io.Writer
+	buf bytes.Buffer
+	t   *tablewriter.Table
+}
+
+func newTable(w io.Writer) *table {
+	tb := &table{w: w}
+	pad := tw.CellPadding{Global: tw.Padding{Left: "", Right: "  "}}
+	tb.t = tablewriter.NewTable(&tb.buf,
+		tablewriter.WithRenderer(renderer.NewBlueprint(tw.Rendition{
+			Borders: tw.BorderNone,
+			Symbols: tw.NewSymbols(tw.StyleNone),
+			Settings: tw.Settings{
+				Separators: tw.Separators{BetweenColumns: tw.Off, BetweenRows: tw.Off},
+				Lines:      tw.Lines{ShowHeaderLine: tw.Off},
+			},
+		})),
+		tablewriter.WithConfig(tablewriter.Config{
+			Header: tw.CellConfig{
+				Formatting: tw.CellFormatting{AutoFormat: tw.Off, AutoWrap: tw.WrapNone},
+				Alignment:  tw.CellAlignment{Global: tw.AlignLeft},
+				Padding:    pad,
+			},
+			Row: tw.CellConfig{
+				Formatting: tw.CellFormatting{AutoWrap: tw.WrapNone},
+				Alignment:  tw.CellAlignment{Global: tw.AlignLeft},
+				Padding:    pad,
+			},
+		}),
+		tablewriter.WithTrimSpace(tw.Off),
+	)
+	return tb
+}
+
+func (tb *table) header(cells []string) { tb.t.Header(cells) }
+
+func (tb *table) append(cells []string) {
+	// tablewriter only errors on a row of the wrong type; ours are []string.
+	_ = tb.t.Append(cells)
+}
+
+// flush renders the table and writes it without trailing blanks.
+func (tb *table) flush() error {
+	if err := tb.t.Render(); err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(tb.w)
+	for _, line := range bytes.SplitAfter(tb.buf.Bytes(), []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		trimmed := bytes.TrimRight(line, " \n")
+		bw.Write(trimmed)
+		bw.WriteByte('\n')
+	}
+	return bw.Flush()
+}

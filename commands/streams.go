@@ -1,0 +1,185 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"regexp"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
+
+	"github.com/bes-cli/bes/bepfile"
+	"github.com/bes-cli/bes/store/local"
+)
+
+type streamsOptions struct {
+	Store  string
+	Match  string
+	Format string
+	Read   bepfile.Options
+}
+
+// streamRow is one stream as `bes streams` prints it.
+type streamRow struct {
+	Key          string     `json:"key"`
+	BuildID      string     `json:"build_id"`
+	InvocationID string     `json:"invocation_id"`
+	Component    string     `json:"component"`
+	Events       int64      `json:"events"`
+	Complete     bool       `json:"complete"`
+	Command      string     `json:"command,omitempty"`
+	Result       string     `json:"result,omitempty"`
+	ExitCode     *int32     `json:"exit_code,omitempty"`
+	Start        *time.Time `json:"start,omitempty"`
+	Duration     *float64   `json:"duration_seconds,omitempty"`
+	Source       string     `json:"source,omitempty"`
+}
+
+var streamColumns = []column[streamRow]{
+	{"KEY", func(r streamRow) string { return r.Key }},
+	{"BUILD ID", func(r streamRow) string { return r.BuildID }},
+	{"INVOCATION ID", func(r streamRow) string { return r.InvocationID }},
+	{"COMPONENT", func(r streamRow) string { return r.Component }},
+	{"EVENTS", func(r streamRow) string { return fmt.Sprint(r.Events) }},
+	{"COMMAND", func(r streamRow) string { return r.Command }},
+	{"RESULT", func(r streamRow) string {
+		res := r.Result
+		if !r.Complete {
+			if res == "" {
+				return "partial"
+			}
+			res += " (partial)"
+		}
+		return res
+	}},
+	{"START", func(r streamRow) string {
+		if r.Start == nil {
+			return ""
+		}
+		return r.Start.UTC().Format(time.RFC3339)
+	}},
+	{"DURATION", func(r streamRow) string {
+		if r.Duration == nil {
+			return ""
+		}
+		return (time.Duration(*r.Duration * float64(time.Second))).Round(time.Millisecond).String()
+	}},
+}
+
+func newStreamsCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "streams",
+		Aliases:   []string{"ls"},
+		Usage:     "list streams, optionally those whose key matches a regex",
+		ArgsUsage: "[FILE...]",
+		Description: commandHelp(`Lists the streams of the store (answered from its index, without reading
+the streams themselves), or of the FILEs given, which are read directly and
+touch no store. --match keeps the streams whose key the regular expression
+matches anywhere (like BuildGrid's get_matching_streams and Python's
+re.search; the syntax is Go's RE2: no backreferences or lookaround).
+
+Columns: key, build id, invocation id, component, events, Bazel command,
+result (Bazel's exit code name; "partial" when the stream is incomplete),
+start time and duration.
+
+EXAMPLES:
+   bes streams
+   bes streams --match '\.3\.' --format json
+   bes streams --match 5d2e build.bep other.bep`),
+		Flags: append([]cli.Flag{
+			storeFlag(),
+			&cli.StringFlag{Name: "match", Aliases: []string{"m"}, Usage: "keep streams whose key matches `REGEX` (unanchored)"},
+			formatFlag(formatTable, formatJSON, formatNDJSON),
+		}, inputFlags()...),
+		OnUsageError: usageErrorHandler,
+		Action: func(c *cli.Context) error {
+			opts := streamsOptions{
+				Store:  c.String("store"),
+				Match:  c.String("match"),
+				Format: c.String("format"),
+				Read:   readOptions(c),
+			}
+			return runStreams(c.Context, opts, c.Args().Slice(), c.App.Writer, c.App.ErrWriter)
+		},
+	}
+}
+
+func runStreams(ctx context.Context, opts streamsOptions, args []string, w, errw io.Writer) error {
+	re, err := regexp.Compile(opts.Match)
+	if err != nil {
+		return &usageError{fmt.Sprintf("--match: %v", err)}
+	}
+	files, refs := splitArgs(args)
+	if len(refs) > 0 {
+		return &usageError{fmt.Sprintf("streams: no such file: %s (use --match to select streams)", refs[0])}
+	}
+	var rows []streamRow
+	if len(files) > 0 {
+		mem, res, err := readFiles(ctx, files, opts.Read, errw)
+		if err != nil {
+			return err
+		}
+		streams, err := mem.MatchingStreams(opts.Match)
+		if err != nil {
+			return &usageError{fmt.Sprintf("--match: %v", err)}
+		}
+		for _, s := range streams {
+			rows = append(rows, rowFromEntry(local.Summarize(ctx, s)))
+		}
+		if err := render(w, opts.Format, rows, streamColumns); err != nil {
+			return err
+		}
+		return res.err()
+	}
+	st, err := openStore(opts.Store)
+	if err != nil {
+		return err
+	}
+	err = st.List(ctx, func(e *local.Entry) error {
+		if re.MatchString(e.Key) {
+			rows = append(rows, rowFromEntry(e))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return render(w, opts.Format, rows, streamColumns)
+}
+
+func rowFromEntry(e *local.Entry) streamRow {
+	r := streamRow{
+		Key:          e.Key,
+		BuildID:      e.BuildID,
+		InvocationID: e.InvocationID,
+		Component:    componentName(e.Component),
+		Events:       e.Events,
+		Complete:     e.Complete,
+		Command:      e.Command,
+		Result:       e.Result,
+		Source:       e.Source,
+	}
+	if e.HasExitCode {
+		code := e.ExitCode
+		r.ExitCode = &code
+	}
+	if !e.Start.IsZero() {
+		t := e.Start.UTC()
+		r.Start = &t
+		if !e.Finish.IsZero() {
+			d := e.Finish.Sub(e.Start).Seconds()
+			r.Duration = &d
+		}
+	}
+	return r
+}
+
+func componentName(c int32) string {
+	if n, ok := buildpb.StreamId_BuildComponent_name[c]; ok {
+		return n
+	}
+	return fmt.Sprint(c)
+}

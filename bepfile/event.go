@@ -7,8 +7,6 @@ import (
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // BazelEventTypeURL is the type URL of the Any that carries a Bazel
@@ -41,6 +39,20 @@ type Stream struct {
 	IDBytes []byte
 	// TypeURL is the Any type URL of the stream's Bazel events.
 	TypeURL string
+	// Publish holds the request fields that came with the stream's first
+	// event when it was read from recorded publish requests
+	// (FormatPublish); nil otherwise.
+	Publish *PublishInfo
+}
+
+// PublishInfo is what a PublishBuildToolEventStreamRequest or
+// PublishLifecycleEventRequest carries beside its OrderedBuildEvent.
+type PublishInfo struct {
+	// Lifecycle is set for a PublishLifecycleEventRequest.
+	Lifecycle                            bool
+	ProjectID                            string
+	NotificationKeywords                 []string
+	CheckPrecedingLifecycleEventsPresent bool
 }
 
 // NewStream returns the Stream for id, encoding the id canonically.
@@ -75,6 +87,8 @@ type Timestamp struct {
 // was read. Every other event (lifecycle events, component_stream_finished,
 // or an envelope bes would not re-encode identically) is held whole in Raw.
 type Event struct {
+	// Seq is the sequence number. A Reader sets it for events kept in Raw
+	// too, where it is informative only (AppendEncoding ignores it).
 	Seq     int64
 	HasTime bool
 	Time    Timestamp
@@ -166,7 +180,10 @@ func (e *Event) Compact(s *Stream, scratch []byte) ([]byte, bool) {
 }
 
 // splitCompact picks an encoded OrderedBuildEvent apart into the compact
-// form, without checking that it re-encodes identically.
+// form, without checking that it re-encodes identically. It walks the wire
+// format with protowire and allocates nothing: the Payload aliases raw.
+// Anything the compact form cannot hold (other fields, other event kinds,
+// a foreign stream id or type URL) makes it fail.
 func splitCompact(raw []byte, s *Stream) (Event, bool) {
 	var c Event
 	var event []byte
@@ -216,18 +233,16 @@ func splitCompact(raw []byte, s *Stream) (Event, bool) {
 		switch num {
 		case evEventTime:
 			c.HasTime = true
-			ts := &timestamppb.Timestamp{}
-			if proto.Unmarshal(v, ts) != nil {
+			if !splitTimestamp(v, &c.Time) {
 				return c, false
 			}
-			c.Time = Timestamp{Seconds: ts.Seconds, Nanos: ts.Nanos}
 		case evBazelEvent:
 			sawAny = true
-			a := &anypb.Any{}
-			if proto.Unmarshal(v, a) != nil || a.TypeUrl != s.TypeURL {
+			typeURL, value, ok := splitAny(v)
+			if !ok || string(typeURL) != s.TypeURL {
 				return c, false
 			}
-			c.Payload = a.Value
+			c.Payload = value
 			if c.Payload == nil {
 				c.Payload = []byte{}
 			}
@@ -236,6 +251,59 @@ func splitCompact(raw []byte, s *Stream) (Event, bool) {
 		}
 	}
 	return c, sawAny
+}
+
+// splitTimestamp decodes a google.protobuf.Timestamp with only its two
+// fields, as varints.
+func splitTimestamp(b []byte, ts *Timestamp) bool {
+	*ts = Timestamp{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || typ != protowire.VarintType {
+			return false
+		}
+		b = b[n:]
+		v, n := protowire.ConsumeVarint(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		switch num {
+		case tsSeconds:
+			ts.Seconds = int64(v)
+		case tsNanos:
+			ts.Nanos = int32(v)
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// splitAny returns the type URL and value of an encoded google.protobuf.Any
+// with only those two fields. value aliases b.
+func splitAny(b []byte) (typeURL, value []byte, ok bool) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || typ != protowire.BytesType {
+			return nil, nil, false
+		}
+		b = b[n:]
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, nil, false
+		}
+		b = b[n:]
+		switch num {
+		case anyTypeURL:
+			typeURL = v
+		case anyValue:
+			value = v
+		default:
+			return nil, nil, false
+		}
+	}
+	return typeURL, value, true
 }
 
 // OrderedBuildEvent decodes the whole envelope. The Bazel payload stays an

@@ -55,7 +55,7 @@ func TestCLI(t *testing.T) {
 		{name: "streams --match", args: []string{"streams", s, "--match", `\.1\.`, "--format", "json"}, golden: "streams_match_lifecycle.json"},
 		{name: "streams --match none", args: []string{"streams", s, "--match", "no-such-stream", "--format", "json"}, stdout: "[]\n"},
 		{name: "dump by invocation id", args: []string{"dump", s, "8b58a6b7-1857-43e5-b701-ebbabc33fc5c"}, golden: "dump_bes_invocation.txt"},
-		{name: "dump unknown stream", args: []string{"dump", s, "nope"}, stderr: `"nope": no such stream`, code: ExitError},
+		{name: "dump unknown stream", args: []string{"dump", s, "nope"}, stderr: `"nope": stream not found in store`, code: ExitError},
 		{name: "truncated file", args: []string{"streams", td("truncated-test_mixed.bep")},
 			stdout: "partial", stderr: "truncated-test_mixed.bep: byte 24361 (event 62)", code: ExitPartial},
 		{name: "not a BEP file", args: []string{"dump", td("README.md")}, stderr: "README.md: byte 0: not a BEP file", code: ExitError},

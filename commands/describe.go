@@ -107,6 +107,11 @@ func describeFields(m protoreflect.Message) string {
 			continue
 		}
 		v := describeValue(fd, m.Get(fd))
+		if fd.Name() == "configuration" && len(v) > 12 {
+			// Configuration ids are 64-digit hashes; like git, a table
+			// shows a prefix (JSON output keeps them whole).
+			v = v[:12]
+		}
 		if fd.Name() == "label" && label == "" {
 			label = v
 			continue

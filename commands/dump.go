@@ -2,8 +2,8 @@ package commands
 
 import (
 	"bufio"
-	"encoding/binary"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"time"
@@ -118,7 +118,7 @@ func selectStreams(mem *store.Storage, refs []string) ([]*store.Stream, error) {
 			}
 		}
 		if len(hits) == 0 {
-			return nil, fmt.Errorf("%q: %w in the files given", ref, errNoStream)
+			return nil, fmt.Errorf("%q: %w in the files given", ref, store.ErrNotFound)
 		}
 		out = append(out, hits...)
 	}
@@ -237,14 +237,12 @@ func dumpJSON(ctx context.Context, w *bufio.Writer, streams []*store.Stream) err
 	return nil
 }
 
+// dumpTable prints one row per event. The TIME column is left out when no
+// event has a time (Bazel's own files carry none in their envelope).
 func dumpTable(ctx context.Context, w io.Writer, streams []*store.Stream) error {
-	t := newTable(w)
+	var rows [][]string
+	anyTime := false
 	multi := len(streams) > 1
-	hdr := []string{"SEQ", "TIME", "KIND", "ID"}
-	if multi {
-		hdr = append([]string{"STREAM"}, hdr...)
-	}
-	t.header(hdr)
 	for _, s := range streams {
 		info := s.Info()
 		for ev, err := range s.Query(ctx, nil) {
@@ -252,12 +250,24 @@ func dumpTable(ctx context.Context, w io.Writer, streams []*store.Stream) error 
 				return err
 			}
 			r := describeEvent(info, ev)
-			cells := []string{fmt.Sprint(r.Seq), r.Time, r.Kind, r.ID}
-			if multi {
-				cells = append([]string{s.Key()}, cells...)
-			}
-			t.append(cells)
+			anyTime = anyTime || r.Time != ""
+			rows = append(rows, []string{s.Key(), fmt.Sprint(r.Seq), r.Time, r.Kind, r.ID})
 		}
+	}
+	keep := func(cells []string) []string {
+		out := cells
+		if !anyTime {
+			out = append(out[:2:2], out[3:]...)
+		}
+		if !multi {
+			out = out[1:]
+		}
+		return out
+	}
+	t := newTable(w)
+	t.header(keep([]string{"STREAM", "SEQ", "TIME", "KIND", "ID"}))
+	for _, r := range rows {
+		t.append(keep(r))
 	}
 	return t.flush()
 }

@@ -164,7 +164,7 @@ func ingestFile(ctx context.Context, st *local.Store, name string, opts ingestOp
 		}
 	}()
 	prog := newProgress(errw, name, opts.Progress)
-	var readErr error
+	var readErr, skipped error
 	for n := 0; ; n++ {
 		if n&1023 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -177,6 +177,13 @@ func ingestFile(ctx context.Context, st *local.Store, name string, opts ingestOp
 			break
 		}
 		if err != nil {
+			var be *bepfile.Error
+			if errors.As(err, &be) && be.Resumable() {
+				// One bad event that the reader skipped: report it, go on.
+				fmt.Fprintf(errw, "bes: %v\n", err)
+				skipped = &reportedError{code: ExitError}
+				continue
+			}
 			readErr = err
 			break
 		}
@@ -200,10 +207,13 @@ func ingestFile(ctx context.Context, st *local.Store, name string, opts ingestOp
 	}
 	var rows []ingestRow
 	for _, sw := range order {
-		e, result, err := sw.Commit(source, r.Format().String(), opts.Replace)
+		e, result, err := sw.Commit(ctx, source, r.Format().String(), opts.Replace)
 		var dup *store.DuplicateStreamError
 		status := result.String()
 		if errors.As(err, &dup) {
+			// Nothing was stored: describe the content that was refused.
+			m := sw.Meta()
+			e = &local.Entry{Key: dup.Key, Events: m.Events, Complete: m.Complete}
 			status = "duplicate"
 		} else if err != nil {
 			return rows, err
@@ -212,6 +222,9 @@ func ingestFile(ctx context.Context, st *local.Store, name string, opts ingestOp
 			Key: e.Key, Source: source, Form: r.Format().String(),
 			Events: e.Events, Complete: e.Complete, Status: status,
 		})
+	}
+	if readErr == nil {
+		readErr = skipped
 	}
 	return rows, readErr
 }

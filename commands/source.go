@@ -33,12 +33,14 @@ func splitArgs(args []string) (files, refs []string) {
 // readFiles reads every stream of the files into a new in-memory storage,
 // without touching the store. A read error is reported on errw, one line
 // naming the file and offset; the complete events before it are kept. The
-// returned outcome says whether any input was partial or failed.
+// returned outcome says whether any input was partial or failed. A stream
+// that an earlier file already held (say a .bep and its .json twin) is
+// read once: the later copy is skipped with a note.
 func readFiles(ctx context.Context, files []string, opts bepfile.Options, errw io.Writer) (*store.Storage, *outcome, error) {
-	mem := store.New()
+	fr := &fileReader{mem: store.New(), opts: opts, errw: errw, from: map[string]string{}}
 	res := &outcome{}
 	for _, name := range files {
-		if err := readFile(ctx, mem, name, opts); err != nil {
+		if err := fr.read(ctx, name); err != nil {
 			if ctx.Err() != nil {
 				return nil, nil, ctx.Err()
 			}
@@ -46,38 +48,59 @@ func readFiles(ctx context.Context, files []string, opts bepfile.Options, errw i
 			res.add(ExitCode(err))
 		}
 	}
-	return mem, res, nil
+	return fr.mem, res, nil
 }
 
-func readFile(ctx context.Context, mem *store.Storage, name string, opts bepfile.Options) error {
-	r, err := bepfile.Open(name, opts)
+type fileReader struct {
+	mem  *store.Storage
+	opts bepfile.Options
+	errw io.Writer
+	from map[string]string // stream key → the file it was read from
+}
+
+func (fr *fileReader) read(ctx context.Context, name string) error {
+	r, err := bepfile.Open(name, fr.opts)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	var cur *bepfile.Stream
-	var st *store.Stream
+	var (
+		cur  *bepfile.Stream
+		st   *store.Stream
+		errs error
+	)
 	for n := 0; ; n++ {
 		if n&1023 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
 		s, ev, err := r.Next()
 		if err == io.EOF {
-			return nil
+			return errs
 		}
 		if err != nil {
+			var be *bepfile.Error
+			if errors.As(err, &be) && be.Resumable() {
+				// A bad event that can be skipped: report it and go on.
+				fmt.Fprintf(fr.errw, "bes: %v\n", err)
+				errs = &reportedError{code: ExitError}
+				continue
+			}
 			return err
 		}
 		if s != cur {
-			cur = s
-			st = mem.GetStreamInfo(s)
+			cur, st = s, nil
+			if src, ok := fr.from[s.Key]; ok && src != r.Name() {
+				fmt.Fprintf(fr.errw, "bes: %s: stream %s was already read from %s; skipping this copy\n", r.Name(), s.Key, src)
+			} else {
+				fr.from[s.Key] = r.Name()
+				st = fr.mem.GetStreamFor(s)
+			}
 		}
-		st.Append(*ev)
+		if st != nil {
+			st.Append(*ev)
+		}
 	}
 }
-
-// errNoStream is returned when a reference matches no stored stream.
-var errNoStream = errors.New("no such stream")
 
 // resolveRefs finds the stored streams that refs name (a full key, a unique
 // key prefix, or an invocation id) and replays them into a new in-memory
@@ -86,12 +109,15 @@ func resolveRefs(ctx context.Context, st *local.Store, refs []string) (*store.St
 	mem := store.New()
 	for _, ref := range refs {
 		entries, err := st.Lookup(ctx, ref)
+		if errors.Is(err, store.ErrNotFound) {
+			entries, err = nil, nil
+		}
 		if err != nil {
 			return nil, err
 		}
 		switch {
 		case len(entries) == 0:
-			return nil, fmt.Errorf("%q: %w in store %s", ref, errNoStream, st.Dir())
+			return nil, fmt.Errorf("%q: %w in store %s", ref, store.ErrNotFound, st.Dir())
 		case len(entries) > 1 && !allSameInvocation(entries, ref):
 			keys := make([]string, 0, len(entries))
 			for _, e := range entries {

@@ -12,6 +12,7 @@ import (
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 
 	"github.com/bes-cli/bes/bepfile"
+	"github.com/bes-cli/bes/store"
 	"github.com/bes-cli/bes/store/local"
 )
 
@@ -127,7 +128,11 @@ func runStreams(ctx context.Context, opts streamsOptions, args []string, w, errw
 			return &usageError{fmt.Sprintf("--match: %v", err)}
 		}
 		for _, s := range streams {
-			rows = append(rows, rowFromEntry(local.Summarize(ctx, s)))
+			e, err := summarize(ctx, s)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, rowFromEntry(e))
 		}
 		if err := render(w, opts.Format, rows, streamColumns); err != nil {
 			return err
@@ -148,6 +153,18 @@ func runStreams(ctx context.Context, opts streamsOptions, args []string, w, errw
 		return err
 	}
 	return render(w, opts.Format, rows, streamColumns)
+}
+
+// summarize describes an in-memory stream as the store's index would.
+func summarize(ctx context.Context, s *store.Stream) (*local.Entry, error) {
+	var m store.Meta
+	for ev, err := range s.Query(ctx, nil) {
+		if err != nil {
+			return nil, err
+		}
+		m.Observe(ev)
+	}
+	return local.NewEntry(s.Info(), &m), nil
 }
 
 func rowFromEntry(e *local.Entry) streamRow {

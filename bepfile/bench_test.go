@@ -1,0 +1,106 @@
+package bepfile
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protodelim"
+
+	bes "github.com/bes-cli/bes/bepfile/bep/buildeventstream"
+)
+
+// repeated returns the file repeated to at least 4 MB, and the number of
+// events (frames or lines) in it.
+func repeated(b *testing.B, file string) ([]byte, int) {
+	one := testdata(b, file)
+	n := 0
+	if bytes.HasSuffix([]byte(file), []byte(".json")) {
+		n = bytes.Count(one, []byte("\n"))
+	} else {
+		n = len(frames(b, one))
+	}
+	reps := (4<<20)/len(one) + 1
+	return bytes.Repeat(one, reps), n * reps
+}
+
+func benchReader(b *testing.B, file string, f Format) {
+	data, n := repeated(b, file)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		r, err := NewReader(bytes.NewReader(data), file, Options{Format: f})
+		if err != nil {
+			b.Fatal(err)
+		}
+		got := 0
+		for {
+			_, ev, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			if ev.IsBazel() || f == FormatOBE {
+				got++
+			}
+		}
+		if got != n {
+			b.Fatalf("%d events, want %d", got, n)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/event")
+}
+
+// BenchmarkReaderBEP reads test_mixed.bep, repeated to about 4 MB.
+func BenchmarkReaderBEP(b *testing.B) { benchReader(b, "test_mixed.bep", FormatAuto) }
+
+// BenchmarkReaderOBE reads bes_test_mixed.obe, repeated to about 4 MB.
+func BenchmarkReaderOBE(b *testing.B) { benchReader(b, "bes_test_mixed.obe", FormatOBE) }
+
+// BenchmarkReaderNDJSON reads test_mixed.json, repeated to about 4 MB.
+func BenchmarkReaderNDJSON(b *testing.B) { benchReader(b, "test_mixed.json", FormatAuto) }
+
+// BenchmarkNaiveBEP is the baseline: protodelim and a full proto.Unmarshal
+// of every event of BenchmarkReaderBEP's input.
+func BenchmarkNaiveBEP(b *testing.B) {
+	data, n := repeated(b, "test_mixed.bep")
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		br := bufio.NewReaderSize(bytes.NewReader(data), peekSize)
+		got := 0
+		for {
+			ev := &bes.BuildEvent{}
+			err := protodelim.UnmarshalOptions{MaxSize: DefaultMaxEventSize}.UnmarshalFrom(br, ev)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			got++
+		}
+		if got != n {
+			b.Fatalf("%d events, want %d", got, n)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/event")
+}
+
+// BenchmarkPayloadKind peeks at every event of test_mixed.bep.
+func BenchmarkPayloadKind(b *testing.B) {
+	fs := frames(b, testdata(b, "test_mixed.bep"))
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, f := range fs {
+			if PayloadKind(f) == "" {
+				b.Fatal("no kind")
+			}
+		}
+	}
+}

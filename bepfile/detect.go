@@ -1,0 +1,331 @@
+package bepfile
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Form detection. The reader peeks at a bounded prefix of the input (at
+// most peekSize bytes, and no more than the first line or frame when that
+// is enough) and decides:
+//
+//   - NDJSON if the first non-space byte is '{' and the first line is a
+//     JSON object with an "id" member (Bazel writes every event with its id
+//     first), or, if the line is longer than the prefix, the prefix is a
+//     plausible start of one. The byte '{' (0x7b) is also a valid length
+//     prefix, and a PublishBuildToolEventStreamRequest of 123 bytes starts
+//     with `{"`, so a line that is not JSON falls through to the binary forms.
+//   - Otherwise the first frames in the prefix (a frame cut off by the end
+//     of the prefix is checked as far as it goes) are checked structurally,
+//     with protowire, against each binary form: FormatOBE, then FormatBEP,
+//     then FormatPublish; the first form all of them fit wins. The checks
+//     are strict about the fields Bazel writes (numbers and wire types), so
+//     the forms do not overlap in practice: an OrderedBuildEvent has a
+//     varint field 2 where a BuildEvent has length-delimited children, a
+//     BuildEventId holds only length-delimited fields where a StreamId has a
+//     varint component, and publish requests start with fields 4 or 1/2.
+
+// maxDetectFrames is how many frames of the prefix the detection checks.
+const maxDetectFrames = 8
+
+// enoughToDetect reports whether p, a prefix of the input, is enough to
+// decide the form: it holds the first line (for what may be NDJSON) or the
+// first frame.
+func enoughToDetect(p []byte) bool {
+	if i := firstNonSpace(p); i >= 0 && p[i] == '{' {
+		// JSON, or a binary frame of length 123, which holds a 0x0a
+		// (the tag of field 1) near its start.
+		return bytes.IndexByte(p[i:], '\n') >= 0
+	}
+	size, n := protowire.ConsumeVarint(p)
+	return n > 0 && uint64(len(p)-n) >= size
+}
+
+// detect decides the form of an input that starts with p; eof says that p
+// is the whole input. It returns FormatAuto if the input is no BEP.
+//
+// A binary form fits if the first frame passes its check; among the forms
+// that fit, the one whose check the most leading frames of p pass wins, and
+// then the first in the order OBE, BEP, publish. A later frame that fails
+// does not change the form: the reader reports it in its place.
+func detect(p []byte, eof bool) Format {
+	if looksLikeNDJSON(p, eof) {
+		return FormatNDJSON
+	}
+	best, bestScore := FormatAuto, 0
+	for _, c := range []struct {
+		f     Format
+		check func(b []byte, partial bool) bool
+	}{
+		{FormatOBE, checkOBE},
+		{FormatBEP, checkBEP},
+		{FormatPublish, checkPublish},
+	} {
+		if n := framesFit(p, c.check); n > bestScore {
+			best, bestScore = c.f, n
+		}
+	}
+	return best
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+func firstNonSpace(p []byte) int {
+	for i, c := range p {
+		if !isSpace(c) {
+			return i
+		}
+	}
+	return -1
+}
+
+// looksLikeNDJSON reports whether p starts with a line holding a JSON
+// BuildEvent.
+func looksLikeNDJSON(p []byte, eof bool) bool {
+	i := firstNonSpace(p)
+	if i < 0 || p[i] != '{' {
+		return false
+	}
+	p = p[i:]
+	if nl := bytes.IndexByte(p, '\n'); nl >= 0 || eof {
+		if nl >= 0 {
+			p = p[:nl]
+		}
+		if !json.Valid(p) {
+			return false
+		}
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(p, &obj) != nil {
+			return false
+		}
+		_, ok := obj["id"]
+		return ok
+	}
+	// A line longer than the prefix: it must be a valid start of an object
+	// whose first member is "id".
+	if !utf8.Valid(p[:max(0, len(p)-utf8.UTFMax)]) {
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(p))
+	for n := 0; ; n++ {
+		tok, err := dec.Token()
+		if err != nil {
+			// Only running out of input is fine; a syntax error is not.
+			return n >= 2 && (err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF))
+		}
+		if n == 1 && tok != "id" {
+			return false
+		}
+	}
+}
+
+// framesFit returns how many of the frames at the start of p (at most
+// maxDetectFrames) pass check, up to the first that fails. A frame cut off
+// by the end of p is checked as far as it goes.
+func framesFit(p []byte, check func(b []byte, partial bool) bool) int {
+	for i := 0; i < maxDetectFrames; i++ {
+		size, n := protowire.ConsumeVarint(p)
+		if n < 0 {
+			return i
+		}
+		p = p[n:]
+		if uint64(len(p)) < size {
+			if check(p, true) {
+				return i + 1
+			}
+			return i
+		}
+		if !check(p[:size], false) {
+			return i
+		}
+		p = p[size:]
+	}
+	return maxDetectFrames
+}
+
+// walkFields calls f for each field of the encoded message b. For a
+// length-delimited field, v is its content and vPartial says it was cut off
+// by the end of b; for other fields v is nil. If partial, b may end in the
+// middle of a field, which ends the walk successfully. Groups are refused.
+// walkFields fails when b is malformed or f returns false.
+func walkFields(b []byte, partial bool, f func(num protowire.Number, typ protowire.Type, v []byte, vPartial bool) bool) bool {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return partial && protowire.ParseError(n) == io.ErrUnexpectedEOF
+		}
+		b = b[n:]
+		switch typ {
+		case protowire.BytesType:
+			size, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return partial && protowire.ParseError(n) == io.ErrUnexpectedEOF
+			}
+			b = b[n:]
+			if uint64(len(b)) < size {
+				return partial && f(num, typ, b, true)
+			}
+			if !f(num, typ, b[:size], false) {
+				return false
+			}
+			b = b[size:]
+		case protowire.VarintType, protowire.Fixed32Type, protowire.Fixed64Type:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return partial && protowire.ParseError(n) == io.ErrUnexpectedEOF
+			}
+			if !f(num, typ, nil, false) {
+				return false
+			}
+			b = b[n:]
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validPrefix reports whether s is valid UTF-8, but for an incomplete rune
+// at its end if partial.
+func validPrefix(s []byte, partial bool) bool {
+	if partial && len(s) > 0 {
+		s = s[:max(0, len(s)-utf8.UTFMax)]
+	}
+	return utf8.Valid(s)
+}
+
+// checkOBE checks an OrderedBuildEvent: stream_id (1) first, then
+// sequence_number (2, varint) and event (3).
+func checkOBE(b []byte, partial bool) bool {
+	first := true
+	return walkFields(b, partial, func(num protowire.Number, typ protowire.Type, v []byte, vp bool) bool {
+		if first && num != obeStreamID {
+			return false
+		}
+		first = false
+		switch {
+		case num == obeStreamID && typ == protowire.BytesType:
+			return checkStreamID(v, vp)
+		case num == obeSequenceNumber && typ == protowire.VarintType:
+			return true
+		case num == obeEvent && typ == protowire.BytesType:
+			return checkV1Event(v, vp)
+		}
+		return false
+	}) && !first
+}
+
+// checkStreamID checks a StreamId: build_id (1), component (3, varint),
+// invocation_id (6).
+func checkStreamID(b []byte, partial bool) bool {
+	return walkFields(b, partial, func(num protowire.Number, typ protowire.Type, v []byte, vp bool) bool {
+		switch {
+		case (num == sidBuildID || num == sidInvocationID) && typ == protowire.BytesType:
+			return validPrefix(v, vp)
+		case num == sidComponent && typ == protowire.VarintType:
+			return true
+		}
+		return false
+	})
+}
+
+// checkV1Event checks a google.devtools.build.v1.BuildEvent: event_time (1)
+// and one of the event kinds (51 to 62), all messages.
+func checkV1Event(b []byte, partial bool) bool {
+	return walkFields(b, partial, func(num protowire.Number, typ protowire.Type, v []byte, vp bool) bool {
+		if typ != protowire.BytesType {
+			return false
+		}
+		if num == evEventTime {
+			return walkFields(v, vp, func(num protowire.Number, typ protowire.Type, _ []byte, _ bool) bool {
+				return (num == tsSeconds || num == tsNanos) && typ == protowire.VarintType
+			})
+		}
+		return num >= 50 && num <= 62
+	})
+}
+
+// checkBEP checks a build_event_stream.BuildEvent: id (1) first, children
+// (2), last_message (20, varint) and payloads (3 to 40 but the reserved 11
+// and 19), all messages.
+func checkBEP(b []byte, partial bool) bool {
+	first := true
+	return walkFields(b, partial, func(num protowire.Number, typ protowire.Type, v []byte, vp bool) bool {
+		if first && num != beID {
+			return false
+		}
+		first = false
+		switch {
+		case num == beLastMessage:
+			return typ == protowire.VarintType
+		case typ != protowire.BytesType:
+			return false
+		case num == beID || num == beChildren:
+			return checkBuildEventID(v, vp)
+		}
+		return num >= 3 && num <= 40 && num != 11 && num != 19
+	}) && !first
+}
+
+// checkBuildEventID checks a BuildEventId: a oneof of messages, numbered 1
+// to 40.
+func checkBuildEventID(b []byte, partial bool) bool {
+	if len(b) == 0 {
+		return partial
+	}
+	return walkFields(b, partial, func(num protowire.Number, typ protowire.Type, _ []byte, _ bool) bool {
+		return typ == protowire.BytesType && num <= 40
+	})
+}
+
+// checkPublish checks a PublishBuildToolEventStreamRequest or a
+// PublishLifecycleEventRequest.
+func checkPublish(b []byte, partial bool) bool {
+	return checkToolRequest(b, partial) || checkLifecycleRequest(b, partial)
+}
+
+// checkToolRequest checks a PublishBuildToolEventStreamRequest:
+// ordered_build_event (4), notification_keywords (5), project_id (6),
+// check_preceding_lifecycle_events_present (7, varint); 4 is required.
+func checkToolRequest(b []byte, partial bool) bool {
+	seen := false
+	return walkFields(b, partial, func(num protowire.Number, typ protowire.Type, v []byte, vp bool) bool {
+		switch {
+		case num == toolOrderedBuildEvent && typ == protowire.BytesType:
+			seen = true
+			return checkOBE(v, vp)
+		case (num == toolKeywords || num == toolProjectID) && typ == protowire.BytesType:
+			return validPrefix(v, vp)
+		case num == toolCheckPreceding && typ == protowire.VarintType:
+			return true
+		}
+		return false
+	}) && seen
+}
+
+// checkLifecycleRequest checks a PublishLifecycleEventRequest:
+// service_level (1, varint), build_event (2), stream_timeout (3),
+// notification_keywords (4), project_id (6),
+// check_preceding_lifecycle_events_present (7, varint); 2 is required.
+func checkLifecycleRequest(b []byte, partial bool) bool {
+	seen := false
+	return walkFields(b, partial, func(num protowire.Number, typ protowire.Type, v []byte, vp bool) bool {
+		switch {
+		case (num == lifeServiceLevel || num == lifeCheckPreceding) && typ == protowire.VarintType:
+			return true
+		case num == lifeBuildEvent && typ == protowire.BytesType:
+			seen = true
+			return checkOBE(v, vp)
+		case num == lifeStreamTimeout && typ == protowire.BytesType:
+			return true
+		case (num == lifeKeywords || num == lifeProjectID) && typ == protowire.BytesType:
+			return validPrefix(v, vp)
+		}
+		return false
+	}) && seen
+}

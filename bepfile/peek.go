@@ -1,0 +1,226 @@
+package bepfile
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Field numbers of build_event_stream.BuildEvent and BuildStarted, from
+// bepfile/proto/bes/bep/build_event_stream.proto (the same as Bazel's
+// src/main/java/com/google/devtools/build/lib/buildeventstream/proto/build_event_stream.proto).
+const (
+	beID          protowire.Number = 1  // BuildEvent.id (BuildEventId)
+	beChildren    protowire.Number = 2  // BuildEvent.children (repeated BuildEventId)
+	beStarted     protowire.Number = 5  // BuildEvent.started (BuildStarted), in oneof payload
+	beLastMessage protowire.Number = 20 // BuildEvent.last_message (bool)
+	startedUUID   protowire.Number = 1  // BuildStarted.uuid (string)
+)
+
+// payloadKinds maps the field numbers of BuildEvent's oneof payload to their
+// JSON names (lowerCamelCase of the field name, as in Bazel's
+// --build_event_json_file). The numbers 11 and 19 are reserved, 1, 2 and 20
+// are not payloads.
+var payloadKinds = [...]string{
+	3:  "progress",
+	4:  "aborted",
+	5:  "started",
+	6:  "expanded",
+	7:  "action",
+	8:  "completed",
+	9:  "testSummary",
+	10: "testResult",
+	12: "unstructuredCommandLine",
+	13: "optionsParsed",
+	14: "finished",
+	15: "namedSetOfFiles",
+	16: "workspaceStatus",
+	17: "configuration",
+	18: "configured",
+	21: "fetch",
+	22: "structuredCommandLine",
+	23: "buildToolLogs",
+	24: "buildMetrics",
+	25: "workspaceInfo",
+	26: "buildMetadata",
+	27: "convenienceSymlinksIdentified",
+	28: "targetSummary",
+	29: "execRequest",
+	30: "testProgress",
+}
+
+// KindName returns the JSON name of BuildEvent's payload field num, e.g.
+// "testResult" for 10, or "" if num is not a payload field bes knows.
+func KindName(num protowire.Number) string {
+	if num > 0 && int(num) < len(payloadKinds) {
+		return payloadKinds[num]
+	}
+	return ""
+}
+
+// KindField returns the field number of the BuildEvent payload whose JSON
+// name is kind (e.g. 10 for "testResult"), and whether there is one.
+func KindField(kind string) (protowire.Number, bool) {
+	if kind == "" {
+		return 0, false
+	}
+	for n, k := range payloadKinds {
+		if k == kind {
+			return protowire.Number(n), true
+		}
+	}
+	return 0, false
+}
+
+// Kinds returns the JSON names of all payload kinds bes knows, ordered by
+// field number.
+func Kinds() []string {
+	var ks []string
+	for _, k := range payloadKinds {
+		if k != "" {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
+// Peeked is what Peek finds in an encoded build_event_stream.BuildEvent.
+// Its byte slices alias the encoding.
+type Peeked struct {
+	// ID is the encoding of the BuildEventId (field 1), nil if absent.
+	ID []byte
+	// PayloadField is the field number of the payload (a member of the
+	// oneof payload bes knows, see KindName), 0 if there is none. If several
+	// are present, the last wins, as in protobuf.
+	PayloadField protowire.Number
+	// Payload is the encoding of the payload message.
+	Payload []byte
+	// LastMessage is the value of last_message (field 20).
+	LastMessage bool
+}
+
+// Kind returns the JSON name of the payload, e.g. "testResult"; "" if none.
+func (p *Peeked) Kind() string { return KindName(p.PayloadField) }
+
+// errWireType reports a known field with the wrong wire type.
+func errWireType(msg string, num protowire.Number, got, want protowire.Type) error {
+	return fmt.Errorf("%s field %d has wire type %s, want %s", msg, num, wireTypeName(got), wireTypeName(want))
+}
+
+func wireTypeName(t protowire.Type) string {
+	switch t {
+	case protowire.VarintType:
+		return "varint"
+	case protowire.Fixed32Type:
+		return "fixed32"
+	case protowire.Fixed64Type:
+		return "fixed64"
+	case protowire.BytesType:
+		return "length-delimited"
+	case protowire.StartGroupType:
+		return "start-group"
+	case protowire.EndGroupType:
+		return "end-group"
+	}
+	return fmt.Sprintf("%d", t)
+}
+
+// Peek walks the top-level fields of an encoded BuildEvent once, without
+// decoding the messages inside, and returns its id, payload and
+// last_message. It fails if the encoding is not well-formed protobuf at the
+// top level or a known field has the wrong wire type; unknown fields are
+// skipped.
+func Peek(event []byte) (Peeked, error) {
+	var p Peeked
+	b := event
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return p, fmt.Errorf("BuildEvent: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch {
+		case num == beLastMessage:
+			if typ != protowire.VarintType {
+				return p, errWireType("BuildEvent", num, typ, protowire.VarintType)
+			}
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return p, fmt.Errorf("BuildEvent field %d: %w", num, protowire.ParseError(n))
+			}
+			p.LastMessage = v != 0
+			b = b[n:]
+		case num == beID || num == beChildren || KindName(num) != "":
+			if typ != protowire.BytesType {
+				return p, errWireType("BuildEvent", num, typ, protowire.BytesType)
+			}
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return p, fmt.Errorf("BuildEvent field %d: %w", num, protowire.ParseError(n))
+			}
+			switch num {
+			case beID:
+				p.ID = v
+			case beChildren:
+			default:
+				p.PayloadField, p.Payload = num, v
+			}
+			b = b[n:]
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return p, fmt.Errorf("BuildEvent field %d: %w", num, protowire.ParseError(n))
+			}
+			b = b[n:]
+		}
+	}
+	return p, nil
+}
+
+// PayloadKind returns Bazel's JSON name of the payload present in an encoded
+// BuildEvent (an Event's Payload), e.g. "started", "testResult",
+// "progress"; "" if there is none, the kind is unknown to bes, or the
+// encoding is malformed.
+func PayloadKind(payload []byte) string {
+	p, err := Peek(payload)
+	if err != nil {
+		return ""
+	}
+	return p.Kind()
+}
+
+// startedUUIDOf returns BuildStarted.uuid from the encoding of a BuildStarted
+// message.
+func startedUUIDOf(started []byte) (string, error) {
+	var uuid []byte
+	for b := started; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return "", fmt.Errorf("BuildStarted: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		if num == startedUUID {
+			if typ != protowire.BytesType {
+				return "", errWireType("BuildStarted", num, typ, protowire.BytesType)
+			}
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return "", fmt.Errorf("BuildStarted field %d: %w", num, protowire.ParseError(n))
+			}
+			uuid = v
+			b = b[n:]
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return "", fmt.Errorf("BuildStarted field %d: %w", num, protowire.ParseError(n))
+		}
+		b = b[n:]
+	}
+	if !utf8.Valid(uuid) {
+		return "", errors.New("BuildStarted.uuid is not valid UTF-8")
+	}
+	return string(uuid), nil
+}

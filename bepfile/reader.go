@@ -1,0 +1,733 @@
+package bepfile
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"unicode/utf8"
+
+	"github.com/klauspost/compress/zstd"
+	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// DefaultMaxEventSize is the largest frame (or NDJSON line) a Reader accepts
+// when Options.MaxEventSize is 0. Events over 50 MiB have been seen in the
+// wild.
+const DefaultMaxEventSize = 64 << 20
+
+// peekSize is the size of the reader's buffer, and so the most the form
+// detection ever looks at.
+const peekSize = 64 << 10
+
+// zstdMaxWindow bounds the memory a zstd stream may ask for (zstd --long
+// uses at most 1<<27 by default).
+const zstdMaxWindow = 1 << 27
+
+// Options configure a Reader.
+type Options struct {
+	// Format is the input's form; FormatAuto detects it.
+	Format Format
+	// MaxEventSize is the largest frame, in bytes, or NDJSON line accepted;
+	// a longer one is an error and is never allocated. 0 (or less) means
+	// DefaultMaxEventSize.
+	MaxEventSize int
+	// BuildID is the build id of the streams made from Bazel's own files
+	// (FormatBEP, FormatNDJSON), which carry none. "" means the invocation
+	// id, as taken from the first event's BuildStarted.uuid. It must be
+	// valid UTF-8. Other forms ignore it.
+	BuildID string
+}
+
+// Reader reads the events of one BEP input, one at a time. A Reader is not
+// safe for concurrent use.
+type Reader struct {
+	name        string
+	opts        Options
+	format      Format
+	compression string
+
+	file io.Closer // the file Open opened; nil for NewReader and stdin
+	dec  io.Closer // the decompressor, if any
+
+	br    *bufio.Reader // the (decompressed) input
+	off   int64         // bytes of br consumed
+	index int           // index of the next frame (NDJSON: non-blank line)
+	line  int           // NDJSON: 1-based number of the last line read
+	err   error         // sticky: io.EOF or a fatal *Error
+
+	streams map[string]*Stream // by the StreamId's encoding
+	byKey   map[string]*Stream
+	scratch []byte // for Event.Compact
+
+	// Bazel's own files (BEP, NDJSON): the stream being built.
+	cur      *Stream
+	seq      int64
+	finished bool // the last event had last_message: the finish event is due
+}
+
+// Open opens the file at path and returns a reader of it; path "-" is
+// standard input, named "<stdin>". Close closes the file (not standard
+// input).
+func Open(path string, opts Options) (*Reader, error) {
+	if path == "-" {
+		return NewReader(os.Stdin, "<stdin>", opts)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	r, err := NewReader(f, path, opts)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	r.file = f
+	return r, nil
+}
+
+// NewReader returns a reader of the BEP data in r, named name in errors.
+//
+// It detects gzip and zstd compression from the magic number, whatever
+// opts.Format is, and decompresses on the fly; offsets then count bytes of
+// the decompressed data. With FormatAuto it detects the form from at most
+// the first 64 KiB of the (decompressed) input, reading no more than it
+// needs to decide. An empty input, and with FormatAuto an input that is no
+// BEP in any form, is an *Error wrapping ErrNotBEP.
+//
+// The reader wraps r in a bufio.Reader of its own (unless r is one of at
+// least 64 KiB) and may read ahead; Close does not close r.
+func NewReader(r io.Reader, name string, opts Options) (*Reader, error) {
+	if opts.Format < FormatAuto || opts.Format > FormatNDJSON {
+		return nil, fmt.Errorf("bepfile: invalid format %v", opts.Format)
+	}
+	if !utf8.ValidString(opts.BuildID) {
+		return nil, fmt.Errorf("bepfile: build id %q is not valid UTF-8", opts.BuildID)
+	}
+	if opts.MaxEventSize <= 0 {
+		opts.MaxEventSize = DefaultMaxEventSize
+	}
+	rd := &Reader{
+		name:    name,
+		opts:    opts,
+		format:  opts.Format,
+		streams: map[string]*Stream{},
+		byKey:   map[string]*Stream{},
+	}
+	raw := bufio.NewReaderSize(r, peekSize)
+	magic, err := raw.Peek(4)
+	if err != nil && len(magic) == 0 && err != io.EOF {
+		return nil, rd.errorAt(0, -1, err, false)
+	}
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		zr, err := gzip.NewReader(raw)
+		if err != nil {
+			return nil, rd.errorAt(0, -1, fmt.Errorf("gzip: %w", err), false)
+		}
+		rd.dec, rd.compression = zr, "gzip"
+		rd.br = bufio.NewReaderSize(zr, peekSize)
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zd, err := zstd.NewReader(raw, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdMaxWindow))
+		if err != nil {
+			return nil, rd.errorAt(0, -1, fmt.Errorf("zstd: %w", err), false)
+		}
+		rd.dec, rd.compression = zd.IOReadCloser(), "zstd"
+		rd.br = bufio.NewReaderSize(zd, peekSize)
+	default:
+		rd.br = raw
+	}
+	if err := rd.start(); err != nil {
+		rd.Close()
+		return nil, err
+	}
+	return rd, nil
+}
+
+// start checks that the input is not empty and, for FormatAuto, detects
+// the form.
+func (r *Reader) start() error {
+	var p []byte
+	var eof bool
+	var err error
+	if r.format == FormatAuto {
+		p, eof, err = r.peekDetect()
+	} else if p, err = r.br.Peek(1); err == io.EOF {
+		eof, err = true, nil
+	}
+	if len(p) == 0 {
+		if eof && err == nil {
+			return r.errorAt(-1, -1, errEmpty, false)
+		}
+		return r.errorAt(0, -1, r.readError(err), false)
+	}
+	if r.format != FormatAuto {
+		return nil
+	}
+	if len(p) > peekSize { // a caller's bufio.Reader may hold more
+		p, eof = p[:peekSize], false
+	}
+	f := detect(p, eof || err != nil)
+	if f == FormatAuto {
+		if err != nil { // undecided for want of data: the read error says more
+			return r.errorAt(0, -1, r.readError(err), false)
+		}
+		return r.errorAt(0, -1, ErrNotBEP, false)
+	}
+	r.format = f
+	return nil
+}
+
+// peekDetect peeks at the start of the input until detect can decide: up
+// to the first complete line or frame, or peekSize bytes, or the end of the
+// input (eof). err is a read error other than io.EOF.
+func (r *Reader) peekDetect() (p []byte, eof bool, err error) {
+	n := 1
+	for {
+		p, err = r.br.Peek(n)
+		switch {
+		case err == bufio.ErrBufferFull:
+			return p, false, nil
+		case err == io.EOF:
+			return p, true, nil
+		case err != nil:
+			return p, true, err
+		}
+		if enoughToDetect(p) || len(p) >= peekSize {
+			return p, false, nil
+		}
+		// Take what is buffered, or else ask for one more byte: one more Read.
+		if b := r.br.Buffered(); b > len(p) {
+			n = b
+		} else {
+			n = len(p) + 1
+		}
+	}
+}
+
+// Name returns the input's name.
+func (r *Reader) Name() string { return r.name }
+
+// Format returns the input's form, as given or detected.
+func (r *Reader) Format() Format { return r.format }
+
+// Compression returns the input's compression: "", "gzip" or "zstd".
+func (r *Reader) Compression() string { return r.compression }
+
+// Offset returns the number of bytes of the input consumed so far, counted
+// in the decompressed data for a compressed input. After Next returned an
+// event read from the input, it is the offset of the end of that event's
+// frame or line.
+func (r *Reader) Offset() int64 { return r.off }
+
+// Close releases the decompressor and closes the file opened by Open. It
+// does not close the io.Reader given to NewReader.
+func (r *Reader) Close() error {
+	var err error
+	if r.dec != nil {
+		err = r.dec.Close()
+		r.dec = nil
+	}
+	if r.file != nil {
+		if e := r.file.Close(); err == nil {
+			err = e
+		}
+		r.file = nil
+	}
+	if r.err == nil {
+		r.err = r.errorAt(r.off, r.index, errors.New("reader is closed"), false)
+	}
+	return err
+}
+
+// Next returns the next event and the stream it belongs to. Events of one
+// stream share one *Stream. The event owns its bytes: they alias no buffer
+// of the reader and may be kept.
+//
+// Next returns io.EOF, and only then, at a clean end of the input. Any
+// other error is an *Error; all complete events before the problem have
+// been returned already. If the error is Resumable, the offending frame has
+// been skipped and Next may be called again to go on with the next one;
+// otherwise every later call returns the same error.
+func (r *Reader) Next() (*Stream, *Event, error) {
+	if r.err != nil {
+		return nil, nil, r.err
+	}
+	switch r.format {
+	case FormatOBE:
+		return r.nextOBE()
+	case FormatPublish:
+		return r.nextPublish()
+	case FormatBEP:
+		return r.nextBEP()
+	case FormatNDJSON:
+		return r.nextNDJSON()
+	}
+	return nil, nil, fmt.Errorf("bepfile: invalid format %v", r.format)
+}
+
+// errorAt makes the *Error for a problem at offset off in event index;
+// fatal ones are remembered and returned by every later Next.
+func (r *Reader) errorAt(off int64, index int, err error, resumable bool) *Error {
+	e := &Error{Name: r.name, Offset: off, Index: index, Err: err, resumable: resumable}
+	if !resumable {
+		r.err = e
+	}
+	return e
+}
+
+// readError describes an error of the underlying reader or decompressor.
+func (r *Reader) readError(err error) error {
+	if r.compression != "" {
+		return fmt.Errorf("%s: %w", r.compression, err)
+	}
+	return err
+}
+
+// readFrame reads one varint-delimited frame into a new buffer of exactly
+// its size. It returns io.EOF at a clean end, and otherwise a fatal *Error
+// for a bad length prefix, an oversize frame (before allocating it) or a
+// cut-off frame.
+func (r *Reader) readFrame() (start int64, frame []byte, index int, err error) {
+	start, index = r.off, r.index
+	var size uint64
+	for i := 0; ; i++ {
+		c, err := r.br.ReadByte()
+		if err != nil {
+			switch {
+			case err == io.EOF && i == 0:
+				r.err = io.EOF
+				return start, nil, index, io.EOF
+			case err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF):
+				err = fmt.Errorf("truncated length prefix after %d bytes: %w", i, io.ErrUnexpectedEOF)
+			default:
+				err = r.readError(err)
+			}
+			return start, nil, index, r.errorAt(start, index, err, false)
+		}
+		r.off++
+		if i == 9 && c > 1 {
+			return start, nil, index, r.errorAt(start, index, errInvalidVarint, false)
+		}
+		size |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			break
+		}
+	}
+	r.index++
+	if size > uint64(r.opts.MaxEventSize) {
+		return start, nil, index, r.errorAt(start, index, &SizeTooLargeError{Size: size, Max: r.opts.MaxEventSize}, false)
+	}
+	frame, got, err := readBody(r.br, int(size))
+	r.off += int64(got)
+	if err != nil {
+		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("truncated message: want %d bytes, got %d: %w", size, got, io.ErrUnexpectedEOF)
+		} else {
+			err = r.readError(err)
+		}
+		return start, nil, index, r.errorAt(start, index, err, false)
+	}
+	return start, frame, index, nil
+}
+
+// bodyChunk is the size up to which a frame's buffer is allocated at once;
+// larger frames grow their buffer as the bytes arrive, so that a corrupt
+// length prefix in a short input cannot make the reader allocate up to
+// MaxEventSize.
+const bodyChunk = 1 << 20
+
+// readBody reads n bytes into a new slice of capacity n.
+func readBody(br *bufio.Reader, n int) ([]byte, int, error) {
+	if n <= bodyChunk {
+		b := make([]byte, n)
+		got, err := io.ReadFull(br, b)
+		return b, got, err
+	}
+	b := make([]byte, 0, bodyChunk)
+	for len(b) < n {
+		if len(b) == cap(b) {
+			nb := make([]byte, len(b), min(2*cap(b), n))
+			copy(nb, b)
+			b = nb
+		}
+		m, err := br.Read(b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		if err != nil && len(b) < n {
+			return b, len(b), err
+		}
+	}
+	return b, n, nil
+}
+
+// nextOBE reads one frame holding an OrderedBuildEvent.
+func (r *Reader) nextOBE() (*Stream, *Event, error) {
+	start, frame, index, err := r.readFrame()
+	if err != nil {
+		return nil, nil, err
+	}
+	s, ev, err := r.obeEvent(frame, nil)
+	if err != nil {
+		return nil, nil, r.errorAt(start, index, err, true)
+	}
+	return s, ev, nil
+}
+
+// nextPublish reads one frame holding a PublishBuildToolEventStreamRequest
+// or a PublishLifecycleEventRequest.
+func (r *Reader) nextPublish() (*Stream, *Event, error) {
+	start, frame, index, err := r.readFrame()
+	if err != nil {
+		return nil, nil, err
+	}
+	obe, lifecycle, err := splitPublish(frame)
+	if err == nil {
+		var s *Stream
+		var ev *Event
+		s, ev, err = r.obeEvent(obe, func() *PublishInfo { return publishInfo(frame, lifecycle) })
+		if err == nil {
+			return s, ev, nil
+		}
+		if lifecycle {
+			err = fmt.Errorf("PublishLifecycleEventRequest.build_event: %w", err)
+		} else {
+			err = fmt.Errorf("PublishBuildToolEventStreamRequest.ordered_build_event: %w", err)
+		}
+	}
+	return nil, nil, r.errorAt(start, index, err, true)
+}
+
+// obeEvent makes the event of an encoded OrderedBuildEvent, in compact form
+// when that is exact. The event aliases raw. info, if not nil, gives the
+// publish request fields of a new stream.
+func (r *Reader) obeEvent(raw []byte, info func() *PublishInfo) (*Stream, *Event, error) {
+	var idBytes []byte
+	var seq int64
+	for b := raw; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, nil, fmt.Errorf("invalid OrderedBuildEvent: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch {
+		case (num == obeStreamID || num == obeEvent) && typ != protowire.BytesType:
+			return nil, nil, fmt.Errorf("invalid %w", errWireType("OrderedBuildEvent", num, typ, protowire.BytesType))
+		case num == obeSequenceNumber && typ != protowire.VarintType:
+			return nil, nil, fmt.Errorf("invalid %w", errWireType("OrderedBuildEvent", num, typ, protowire.VarintType))
+		}
+		switch num {
+		case obeStreamID:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, nil, fmt.Errorf("invalid OrderedBuildEvent: field %d: %w", num, protowire.ParseError(n))
+			}
+			idBytes = v
+			b = b[n:]
+		case obeSequenceNumber:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return nil, nil, fmt.Errorf("invalid OrderedBuildEvent: field %d: %w", num, protowire.ParseError(n))
+			}
+			seq = int64(v)
+			b = b[n:]
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return nil, nil, fmt.Errorf("invalid OrderedBuildEvent: field %d: %w", num, protowire.ParseError(n))
+			}
+			b = b[n:]
+		}
+	}
+	s, err := r.stream(idBytes, info)
+	if err != nil {
+		return nil, nil, err
+	}
+	ev := &Event{Seq: seq, Raw: raw}
+	var ok bool
+	r.scratch, ok = ev.Compact(s, r.scratch)
+	if !ok {
+		// Kept whole: make sure it decodes, as callers will decode it.
+		if err := proto.Unmarshal(raw, &buildpb.OrderedBuildEvent{}); err != nil {
+			return nil, nil, fmt.Errorf("invalid OrderedBuildEvent: %w", err)
+		}
+	}
+	return s, ev, nil
+}
+
+// stream returns the stream whose StreamId is encoded as idBytes, making it
+// on first sight. Streams are interned by encoding and, should two
+// encodings decode to the same key, by key: a reader hands out one *Stream
+// per key. (Events of the second encoding then stay whole, in Raw.)
+func (r *Reader) stream(idBytes []byte, info func() *PublishInfo) (*Stream, error) {
+	if s, ok := r.streams[string(idBytes)]; ok {
+		return s, nil
+	}
+	id, err := decodeStreamID(idBytes)
+	if err != nil {
+		return nil, err
+	}
+	key := Key(id)
+	s := r.byKey[key]
+	if s == nil {
+		s = &Stream{ID: id, Key: key, IDBytes: bytes.Clone(idBytes), TypeURL: BazelEventTypeURL}
+		if s.IDBytes == nil {
+			s.IDBytes = []byte{}
+		}
+		if info != nil {
+			s.Publish = info()
+		}
+		r.byKey[key] = s
+	}
+	r.streams[string(idBytes)] = s
+	return s, nil
+}
+
+// Field numbers of google.devtools.build.v1.StreamId.
+const (
+	sidBuildID      protowire.Number = 1
+	sidComponent    protowire.Number = 3
+	sidInvocationID protowire.Number = 6
+)
+
+// decodeStreamID decodes a StreamId strictly: its fields must have their
+// wire types and its strings must be valid UTF-8. Unknown fields are
+// skipped.
+func decodeStreamID(b []byte) (*buildpb.StreamId, error) {
+	id := &buildpb.StreamId{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, fmt.Errorf("invalid stream id: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch num {
+		case sidBuildID, sidInvocationID:
+			if typ != protowire.BytesType {
+				return nil, fmt.Errorf("invalid stream id: %w", errWireType("StreamId", num, typ, protowire.BytesType))
+			}
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, fmt.Errorf("invalid stream id: field %d: %w", num, protowire.ParseError(n))
+			}
+			b = b[n:]
+			name := "build_id"
+			if num == sidInvocationID {
+				name = "invocation_id"
+			}
+			if !utf8.Valid(v) {
+				return nil, fmt.Errorf("invalid stream id: %s %q is not valid UTF-8", name, v)
+			}
+			if num == sidBuildID {
+				id.BuildId = string(v)
+			} else {
+				id.InvocationId = string(v)
+			}
+		case sidComponent:
+			if typ != protowire.VarintType {
+				return nil, fmt.Errorf("invalid stream id: %w", errWireType("StreamId", num, typ, protowire.VarintType))
+			}
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return nil, fmt.Errorf("invalid stream id: field %d: %w", num, protowire.ParseError(n))
+			}
+			b = b[n:]
+			id.Component = buildpb.StreamId_BuildComponent(int32(v))
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return nil, fmt.Errorf("invalid stream id: field %d: %w", num, protowire.ParseError(n))
+			}
+			b = b[n:]
+		}
+	}
+	return id, nil
+}
+
+// Field numbers of PublishBuildToolEventStreamRequest (tool*) and
+// PublishLifecycleEventRequest (life*).
+const (
+	toolOrderedBuildEvent protowire.Number = 4
+	toolKeywords          protowire.Number = 5
+	toolProjectID         protowire.Number = 6
+	toolCheckPreceding    protowire.Number = 7
+	lifeServiceLevel      protowire.Number = 1
+	lifeBuildEvent        protowire.Number = 2
+	lifeStreamTimeout     protowire.Number = 3
+	lifeKeywords          protowire.Number = 4
+	lifeProjectID         protowire.Number = 6
+	lifeCheckPreceding    protowire.Number = 7
+)
+
+// splitPublish classifies an encoded publish request and returns its
+// OrderedBuildEvent. A request with any of the fields only a
+// PublishLifecycleEventRequest has (service_level, build_event,
+// stream_timeout) is one; anything else is taken for a
+// PublishBuildToolEventStreamRequest.
+func splitPublish(frame []byte) (obe []byte, lifecycle bool, err error) {
+	var tool, life []byte
+	for b := frame; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, false, fmt.Errorf("invalid publish request: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		want := protowire.BytesType
+		switch num {
+		case lifeServiceLevel, toolCheckPreceding:
+			want = protowire.VarintType
+		case lifeBuildEvent, lifeStreamTimeout, toolOrderedBuildEvent, toolKeywords, toolProjectID:
+		default:
+			want = typ // unknown: skipped
+		}
+		if typ != want {
+			return nil, false, fmt.Errorf("invalid publish request: %w", errWireType("request", num, typ, want))
+		}
+		switch num {
+		case lifeServiceLevel, lifeBuildEvent, lifeStreamTimeout:
+			lifecycle = true
+		}
+		v := b
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return nil, false, fmt.Errorf("invalid publish request: field %d: %w", num, protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch num {
+		case lifeBuildEvent:
+			life, _ = protowire.ConsumeBytes(v)
+		case toolOrderedBuildEvent:
+			tool, _ = protowire.ConsumeBytes(v)
+		}
+	}
+	switch {
+	case lifecycle && life == nil:
+		return nil, true, errors.New("PublishLifecycleEventRequest without build_event")
+	case lifecycle:
+		return life, true, nil
+	case tool == nil:
+		return nil, false, errors.New("publish request without an OrderedBuildEvent (neither PublishBuildToolEventStreamRequest.ordered_build_event nor PublishLifecycleEventRequest.build_event)")
+	}
+	return tool, false, nil
+}
+
+// publishInfo collects the request fields of a publish request that
+// splitPublish accepted.
+func publishInfo(frame []byte, lifecycle bool) *PublishInfo {
+	info := &PublishInfo{Lifecycle: lifecycle}
+	keywords, project, check := toolKeywords, toolProjectID, toolCheckPreceding
+	if lifecycle {
+		keywords, project, check = lifeKeywords, lifeProjectID, lifeCheckPreceding
+	}
+	for b := frame; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		b = b[n:]
+		switch {
+		case num == keywords && typ == protowire.BytesType:
+			v, _ := protowire.ConsumeBytes(b)
+			info.NotificationKeywords = append(info.NotificationKeywords, string(v))
+		case num == project && typ == protowire.BytesType:
+			v, _ := protowire.ConsumeBytes(b)
+			info.ProjectID = string(v)
+		case num == check && typ == protowire.VarintType:
+			v, _ := protowire.ConsumeVarint(b)
+			info.CheckPrecedingLifecycleEventsPresent = v != 0
+		}
+		b = b[protowire.ConsumeFieldValue(num, typ, b):]
+	}
+	return info
+}
+
+// nextBEP reads one frame of Bazel's binary file.
+func (r *Reader) nextBEP() (*Stream, *Event, error) {
+	if r.finished {
+		return r.finishEvent()
+	}
+	start, frame, index, err := r.readFrame()
+	if err != nil {
+		return nil, nil, err
+	}
+	s, ev, err := r.bepEvent(frame)
+	if err != nil {
+		return nil, nil, r.errorAt(start, index, err, true)
+	}
+	return s, ev, nil
+}
+
+// bepEvent wraps an encoded BuildEvent as Bazel's BES client does: the
+// first event of a stream names it (build id Options.BuildID or the
+// invocation id, invocation id BuildStarted.uuid, component TOOL), events
+// are numbered from 1, and after the event with last_message comes a
+// component_stream_finished event (see finishEvent), which ends the
+// stream: a following event (of a concatenated file) starts a new one.
+//
+// The first event of a Bazel file is always BuildStarted; if it is not,
+// the invocation id is "".
+func (r *Reader) bepEvent(payload []byte) (*Stream, *Event, error) {
+	p, err := Peek(payload)
+	if err != nil {
+		return nil, nil, fmt.Errorf("invalid BuildEvent: %w", err)
+	}
+	if r.cur == nil {
+		var inv string
+		if p.PayloadField == beStarted {
+			if inv, err = startedUUIDOf(p.Payload); err != nil {
+				return nil, nil, fmt.Errorf("invalid BuildEvent: %w", err)
+			}
+		}
+		build := r.opts.BuildID
+		if build == "" {
+			build = inv
+		}
+		s := NewStream(&buildpb.StreamId{BuildId: build, InvocationId: inv, Component: buildpb.StreamId_TOOL})
+		if old := r.byKey[s.Key]; old != nil {
+			s = old
+		} else {
+			r.byKey[s.Key] = s
+			r.streams[string(s.IDBytes)] = s
+		}
+		r.cur, r.seq = s, 0
+	}
+	r.seq++
+	r.finished = p.LastMessage
+	return r.cur, &Event{Seq: r.seq, Payload: payload}, nil
+}
+
+// finishEvent returns the component_stream_finished event Bazel's BES client
+// sends after the last BEP event, and ends the stream.
+func (r *Reader) finishEvent() (*Stream, *Event, error) {
+	s := r.cur
+	r.seq++
+	raw := appendFinished(nil, s, r.seq)
+	r.finished, r.cur = false, nil
+	return s, &Event{Seq: r.seq, Raw: raw}, nil
+}
+
+// Field numbers for the component_stream_finished event.
+const (
+	evComponentStreamFinished protowire.Number = 59 // google.devtools.build.v1.BuildEvent.component_stream_finished
+	finishType                protowire.Number = 1  // BuildComponentStreamFinished.type
+	finishTypeFinished                         = 1  // FinishType FINISHED
+)
+
+// appendFinished appends the encoding of OrderedBuildEvent{stream_id, seq,
+// event: {component_stream_finished: {type: FINISHED}}}, without event time.
+func appendFinished(b []byte, s *Stream, seq int64) []byte {
+	inner := protowire.SizeTag(finishType) + protowire.SizeVarint(finishTypeFinished)
+	ev := protowire.SizeTag(evComponentStreamFinished) + protowire.SizeBytes(inner)
+	b = protowire.AppendTag(b, obeStreamID, protowire.BytesType)
+	b = protowire.AppendBytes(b, s.IDBytes)
+	b = protowire.AppendTag(b, obeSequenceNumber, protowire.VarintType)
+	b = protowire.AppendVarint(b, uint64(seq))
+	b = protowire.AppendTag(b, obeEvent, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(ev))
+	b = protowire.AppendTag(b, evComponentStreamFinished, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(inner))
+	b = protowire.AppendTag(b, finishType, protowire.VarintType)
+	b = protowire.AppendVarint(b, finishTypeFinished)
+	return b
+}

@@ -1,0 +1,322 @@
+// Package local is bes's persistent stream store: a directory holding one
+// compact file per stream and an index that lists them all.
+//
+// Layout of a store directory (created 0700, files 0600):
+//
+//	index.ndjson        the index: a header line, then one JSON Entry per line, sorted by key
+//	lock                the lock file; writers of the index hold an exclusive flock on it
+//	<32 hex>.bess       one stream file per stream (see file.go for the format), named by
+//	                    the first 128 bits of the SHA-256 of the stream key, never by the ids
+//	.*.tmp              files being written; renamed into place when complete
+//
+// Every file is replaced atomically (write a temporary file, fsync, rename),
+// so readers never see partial files and need no lock. Writers serialise
+// their index updates with the lock file, so concurrent processes (several
+// `bes ingest` runs) do not lose each other's entries.
+package local
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bes-cli/bes/bepfile"
+	"github.com/bes-cli/bes/store"
+)
+
+const (
+	indexName  = "index.ndjson"
+	lockName   = "lock"
+	fileSuffix = ".bess"
+	tmpSuffix  = ".tmp"
+)
+
+// streamFileRE matches the names of stream files.
+var streamFileRE = regexp.MustCompile(`^[0-9a-f]{32}\.bess$`)
+
+// Entry describes one stored stream. It is what the index holds, one per
+// stream, so that listing streams opens no stream file.
+type Entry struct {
+	Key          string `json:"key"`
+	BuildID      string `json:"build_id,omitzero"`
+	InvocationID string `json:"invocation_id,omitzero"`
+	Component    int32  `json:"component,omitzero"`
+
+	Events int64 `json:"events"`
+	// Complete is set when the stream ended properly (a Bazel event with
+	// last_message, or a component_stream_finished event). A stream read
+	// from a truncated file is stored with Complete false.
+	Complete bool `json:"complete,omitzero"`
+
+	Command     string    `json:"command,omitzero"`   // BuildStarted.command
+	Result      string    `json:"result,omitzero"`    // BuildFinished.exit_code.name
+	ExitCode    int32     `json:"exit_code,omitzero"` // BuildFinished.exit_code.code; see HasExitCode
+	HasExitCode bool      `json:"has_exit_code,omitzero"`
+	Start       time.Time `json:"start,omitzero"`
+	Finish      time.Time `json:"finish,omitzero"`
+
+	File   string `json:"file"`   // stream file name, relative to the store directory
+	Size   int64  `json:"size"`   // stream file size in bytes
+	Digest string `json:"digest"` // hex SHA-256 of the stream file
+
+	Source   string    `json:"source,omitzero"` // where the stream came from (a file name, a server)
+	Format   string    `json:"format,omitzero"` // the format it was read in
+	Ingested time.Time `json:"ingested,omitzero"`
+}
+
+// CommitResult says what StreamWriter.Commit did.
+type CommitResult int
+
+const (
+	// Created: the key was new.
+	Created CommitResult = iota + 1
+	// Replaced: the key existed with other content, and replace was asked.
+	Replaced
+	// Unchanged: the key existed with identical content; nothing was written.
+	Unchanged
+)
+
+func (r CommitResult) String() string {
+	switch r {
+	case Created:
+		return "created"
+	case Replaced:
+		return "replaced"
+	case Unchanged:
+		return "unchanged"
+	}
+	return fmt.Sprintf("CommitResult(%d)", int(r))
+}
+
+// Store is a store directory. It is safe for concurrent use, and several
+// Stores (in one process or many) may share a directory.
+type Store struct {
+	dir string
+	now func() time.Time
+	mu  sync.Mutex // serialises this Store's index writers before the file lock
+}
+
+// Option configures Open.
+type Option func(*Store)
+
+// WithClock sets the clock that stamps Entry.Ingested (default time.Now).
+func WithClock(now func() time.Time) Option {
+	return func(s *Store) { s.now = now }
+}
+
+// DefaultDir returns the default store directory: $BES_STORE if set, else
+// $XDG_DATA_HOME/bes if XDG_DATA_HOME is an absolute path, else
+// ~/Library/Application Support/bes on macOS and ~/.local/share/bes
+// elsewhere.
+func DefaultDir() (string, error) {
+	return defaultDir(os.Getenv, runtime.GOOS, os.UserHomeDir)
+}
+
+func defaultDir(getenv func(string) string, goos string, home func() (string, error)) (string, error) {
+	if d := getenv("BES_STORE"); d != "" {
+		return d, nil
+	}
+	if d := getenv("XDG_DATA_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "bes"), nil
+	}
+	h, err := home()
+	if err != nil {
+		return "", fmt.Errorf("store: no default directory (set BES_STORE): %w", err)
+	}
+	if goos == "darwin" {
+		return filepath.Join(h, "Library", "Application Support", "bes"), nil
+	}
+	return filepath.Join(h, ".local", "share", "bes"), nil
+}
+
+// Open opens the store in dir, creating the directory (mode 0700, parents
+// included) if it does not exist. An existing directory keeps its mode.
+func Open(dir string, opts ...Option) (*Store, error) {
+	if dir == "" {
+		return nil, errors.New("store: empty directory name")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("store: %s is not a directory", dir)
+	}
+	s := &Store{dir: dir, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
+}
+
+// Dir returns the store directory.
+func (s *Store) Dir() string { return s.dir }
+
+// FileName returns the name of the stream file for key: the first 32 hex
+// digits of the SHA-256 of the key, and ".bess". It never contains
+// anything taken from the key itself.
+func FileName(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:16]) + fileSuffix
+}
+
+// List calls fn for every entry of the index, in key order, in the caller's
+// goroutine. It reads the index as a stream (one line at a time) and opens
+// no stream file. It stops at the first error fn returns and returns that
+// error unchanged; it also stops with ctx.Err() when ctx is done. An empty
+// or new store lists nothing. fn may keep the *Entry.
+func (s *Store) List(ctx context.Context, fn func(*Entry) error) error {
+	return s.scanIndex(ctx, fn)
+}
+
+// Lookup finds the entries a user's reference names. ref is either a full
+// stream key (which, when it exists, is the only match, even if it is the
+// prefix of other keys, as "B.1." is of "B.1.I"), or else a key prefix or an
+// invocation id: then every entry whose key starts with ref or whose
+// invocation id equals ref matches, in key order, and the caller decides
+// what several matches mean. No match is an error wrapping store.ErrNotFound.
+func (s *Store) Lookup(ctx context.Context, ref string) ([]*Entry, error) {
+	if ref == "" {
+		return nil, errors.New("store: empty stream reference")
+	}
+	var exact *Entry
+	var out []*Entry
+	err := s.scanIndex(ctx, func(e *Entry) error {
+		switch {
+		case e.Key == ref:
+			exact = e
+		case strings.HasPrefix(e.Key, ref), e.InvocationID == ref:
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if exact != nil {
+		return []*Entry{exact}, nil
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("store: no stream matches %q: %w", ref, store.ErrNotFound)
+	}
+	return out, nil
+}
+
+// Events reads the stream file of e and calls fn for each event, in order,
+// in the caller's goroutine, with the stream (the same pointer every time)
+// and the event (fresh each time; fn may keep both). It stops at the first
+// error fn returns and returns it unchanged, and with ctx.Err() when ctx is
+// done. A damaged file gives a *CorruptError naming the file and offset,
+// after fn has seen the events before the damage. A missing file gives an
+// error wrapping store.ErrNotFound.
+func (s *Store) Events(ctx context.Context, e *Entry, fn func(*bepfile.Stream, *bepfile.Event) error) error {
+	rd, f, err := s.open(e)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return each(ctx, rd, func(ev *bepfile.Event) error { return fn(rd.Stream(), ev) })
+}
+
+// Load reads the stream of e into memory, as a store.Stream that belongs to
+// no Storage yet (add it with store.Storage.Add). Errors are those of Events.
+func (s *Store) Load(ctx context.Context, e *Entry) (*store.Stream, error) {
+	rd, f, err := s.open(e)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := store.NewStreamFromInfo(rd.Stream())
+	err = each(ctx, rd, func(ev *bepfile.Event) error {
+		out.Append(*ev)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// open opens e's stream file and reads its header.
+func (s *Store) open(e *Entry) (*Reader, *os.File, error) {
+	path, err := s.streamPath(e)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil, fmt.Errorf("store: stream %q: file %s is missing (run rebuild): %w", e.Key, e.File, store.ErrNotFound)
+		}
+		return nil, nil, fmt.Errorf("store: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("store: %w", err)
+	}
+	rd, err := NewReader(f, path, fi.Size())
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	if k := rd.Stream().Key; k != e.Key {
+		f.Close()
+		return nil, nil, &CorruptError{File: path, Err: fmt.Errorf("file holds stream %q, the index says %q (run rebuild)", k, e.Key)}
+	}
+	return rd, f, nil
+}
+
+// each calls fn for each remaining event of rd, checking ctx before each.
+func each(ctx context.Context, rd *Reader, fn func(*bepfile.Event) error) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ev, err := rd.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+}
+
+// streamPath returns the path of e's stream file, refusing names that are
+// not stream file names (the index is a file a user could edit).
+func (s *Store) streamPath(e *Entry) (string, error) {
+	if !streamFileRE.MatchString(e.File) {
+		return "", fmt.Errorf("store: stream %q: bad file name %q in the index (run rebuild)", e.Key, e.File)
+	}
+	return filepath.Join(s.dir, e.File), nil
+}
+
+// syncDir fsyncs the store directory so that renames in it are durable.
+func (s *Store) syncDir() error {
+	d, err := os.Open(s.dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,32 @@
+//go:build unix
+
+package local
+
+import (
+	"errors"
+	"os"
+	"syscall"
+)
+
+// tryLock tries to take an exclusive flock on f without waiting. flock
+// locks belong to the open file, so two opens of the lock file exclude each
+// other even within one process.
+func tryLock(f *os.File) (bool, error) {
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, syscall.EWOULDBLOCK):
+			return false, nil
+		case errors.Is(err, syscall.EINTR):
+			continue
+		default:
+			return false, err
+		}
+	}
+}
+
+func unlockFile(f *os.File) {
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+}

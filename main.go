@@ -18,7 +18,7 @@ var version = ""
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := commands.NewApp(version).RunContext(ctx, os.Args)
+	err := commands.Run(ctx, commands.NewApp(version), os.Args)
 	stop()
 	if err != nil && !commands.IsReported(err) {
 		fmt.Fprintf(os.Stderr, "bes: %v\n", err)

@@ -21,7 +21,7 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	app := NewApp("test")
 	app.Writer = &out
 	app.ErrWriter = &errb
-	err := app.RunContext(context.Background(), append([]string{"bes"}, args...))
+	err := Run(context.Background(), app, append([]string{"bes"}, args...))
 	if err != nil && !IsReported(err) {
 		errb.WriteString("bes: " + err.Error() + "\n")
 	}
@@ -62,6 +62,7 @@ func TestCLI(t *testing.T) {
 		{name: "dump needs an argument", args: []string{"dump", s}, stderr: "name a STREAM", code: ExitUsage},
 		{name: "bad format", args: []string{"streams", "--format", "xml", td("query.bep")}, stderr: "--format must be one of", code: ExitUsage},
 		{name: "bad regex", args: []string{"streams", s, "--match", "("}, stderr: "--match", code: ExitUsage},
+		{name: "flags after arguments", args: []string{"streams", td("query.bep"), "--format", "json"}, stdout: `"command": "query"`},
 		{name: "unknown flag", args: []string{"streams", "--nope"}, stderr: "flag provided but not defined", code: ExitUsage},
 	}
 	for _, c := range cases {

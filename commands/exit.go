@@ -15,6 +15,9 @@ const (
 	ExitUsage     = 2 // bad flags or arguments
 	ExitPartial   = 3 // an input was cut short: the complete events before the cut were used
 	ExitDuplicate = 4 // ingest: a stream with that key and other content is already stored; nothing changed
+	ExitBuildFail = 5 // views: a build (or a target) failed
+	ExitTestFail  = 6 // views: a test failed, timed out or did not finish
+	ExitNoData    = 7 // views and query: no stream or no event to report on
 )
 
 const exitStatusHelp = `EXIT STATUS:
@@ -22,7 +25,10 @@ const exitStatusHelp = `EXIT STATUS:
    1  error: unreadable or invalid input, I/O error, stream not found
    2  usage error: bad flags or arguments
    3  partial: an input was truncated; the complete events before the cut were kept and used
-   4  duplicate: a stream with the same key but other content is already stored (ingest without --replace)`
+   4  duplicate: a stream with the same key but other content is already stored (ingest without --replace)
+   5  build failed (summary, tests, failures, artifacts): a build or target failed
+   6  tests failed (summary, tests, failures): a test failed, timed out or did not finish
+   7  no data: no stream, or no event, to report on`
 
 // usageError is a mistake in the command line.
 type usageError struct{ msg string }
@@ -65,4 +71,25 @@ func ExitCode(err error) int {
 func IsReported(err error) bool {
 	var re *reportedError
 	return errors.As(err, &re) && re.msg == ""
+}
+
+// outcome folds the results of several inputs or checks into one exit
+// status, the gravest winning: an error, then a duplicate, failed tests, a
+// failed build, a partial input, and no data.
+type outcome struct{ code int }
+
+var exitRank = map[int]int{ExitOK: 0, ExitNoData: 1, ExitPartial: 2, ExitBuildFail: 3, ExitTestFail: 4, ExitDuplicate: 5, ExitError: 6}
+
+func (o *outcome) add(code int) {
+	if exitRank[code] > exitRank[o.code] {
+		o.code = code
+	}
+}
+
+// err returns the outcome as an error whose message has been reported.
+func (o *outcome) err() error {
+	if o.code == ExitOK {
+		return nil
+	}
+	return &reportedError{code: o.code}
 }

@@ -99,24 +99,6 @@ func isTerminal(w io.Writer) bool {
 	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }
 
-// outcome folds the results of several inputs into one exit status:
-// an error outranks a duplicate, which outranks a partial input.
-type outcome struct{ code int }
-
-func (o *outcome) add(code int) {
-	rank := map[int]int{ExitOK: 0, ExitPartial: 1, ExitDuplicate: 2, ExitError: 3}
-	if rank[code] > rank[o.code] {
-		o.code = code
-	}
-}
-
-func (o *outcome) err() error {
-	if o.code == ExitOK {
-		return nil
-	}
-	return &reportedError{code: o.code}
-}
-
 func runIngest(ctx context.Context, opts ingestOptions, files []string, w, errw io.Writer) error {
 	st, err := openStore(opts.Store)
 	if err != nil {

@@ -97,7 +97,7 @@ func runDump(ctx context.Context, opts dumpOptions, args []string, w, errw io.Wr
 		}
 		streams = mem.Streams()
 	}
-	if err := writeDump(ctx, w, opts.Format, streams); err != nil {
+	if err := writeDump(ctx, w, opts.Format, streams, nil); err != nil {
 		return err
 	}
 	return res.err()
@@ -131,18 +131,21 @@ func matchesRef(key, invocationID, ref string) bool {
 	return ref == invocationID || len(ref) <= len(key) && key[:len(ref)] == ref
 }
 
-func writeDump(ctx context.Context, w io.Writer, format string, streams []*store.Stream) error {
+// writeDump writes the events of streams that f matches (all when f is
+// nil) in the format. With a filter, the json format leaves out the streams
+// with no matching event.
+func writeDump(ctx context.Context, w io.Writer, format string, streams []*store.Stream, f store.Filter) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var err error
 	switch format {
 	case formatOBE:
-		err = dumpOBE(ctx, bw, streams)
+		err = dumpOBE(ctx, bw, streams, f)
 	case formatNDJSON:
-		err = dumpNDJSON(ctx, bw, streams)
+		err = dumpNDJSON(ctx, bw, streams, f)
 	case formatJSON:
-		err = dumpJSON(ctx, bw, streams)
+		err = dumpJSON(ctx, bw, streams, f)
 	default:
-		err = dumpTable(ctx, bw, streams)
+		err = dumpTable(ctx, bw, streams, f)
 	}
 	if err != nil {
 		return err
@@ -150,11 +153,11 @@ func writeDump(ctx context.Context, w io.Writer, format string, streams []*store
 	return bw.Flush()
 }
 
-func dumpOBE(ctx context.Context, w *bufio.Writer, streams []*store.Stream) error {
+func dumpOBE(ctx context.Context, w *bufio.Writer, streams []*store.Stream, f store.Filter) error {
 	var buf []byte
 	for _, s := range streams {
 		info := s.Info()
-		for ev, err := range s.Query(ctx, nil) {
+		for ev, err := range s.Query(ctx, f) {
 			if err != nil {
 				return err
 			}
@@ -169,10 +172,10 @@ func dumpOBE(ctx context.Context, w *bufio.Writer, streams []*store.Stream) erro
 
 var jsonOpts = protojson.MarshalOptions{}
 
-func dumpNDJSON(ctx context.Context, w *bufio.Writer, streams []*store.Stream) error {
+func dumpNDJSON(ctx context.Context, w *bufio.Writer, streams []*store.Stream, f store.Filter) error {
 	for _, s := range streams {
 		info := s.Info()
-		for ev, err := range s.Query(ctx, nil) {
+		for ev, err := range s.Query(ctx, f) {
 			if err != nil {
 				return err
 			}
@@ -192,21 +195,32 @@ func dumpNDJSON(ctx context.Context, w *bufio.Writer, streams []*store.Stream) e
 }
 
 // dumpJSON writes one JSON array of BuildGrid BuildEventStream messages,
-// streaming event by event rather than building the whole message.
-func dumpJSON(ctx context.Context, w *bufio.Writer, streams []*store.Stream) error {
+// streaming event by event rather than building the whole message. With a
+// filter, a stream is written only once it has a matching event.
+func dumpJSON(ctx context.Context, w *bufio.Writer, streams []*store.Stream, f store.Filter) error {
 	w.WriteString("[")
-	for i, s := range streams {
-		if i > 0 {
-			w.WriteString(",")
+	written := 0
+	for _, s := range streams {
+		start := func() error {
+			if written > 0 {
+				w.WriteString(",")
+			}
+			written++
+			id, err := jsonOpts.Marshal(s.ID())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "\n  {\n    \"streamId\": %s,\n    \"events\": [", id)
+			return nil
 		}
-		id, err := jsonOpts.Marshal(s.ID())
-		if err != nil {
-			return err
+		if f == nil {
+			if err := start(); err != nil {
+				return err
+			}
 		}
-		fmt.Fprintf(w, "\n  {\n    \"streamId\": %s,\n    \"events\": [", id)
 		info := s.Info()
 		n := 0
-		for ev, err := range s.Query(ctx, nil) {
+		for ev, err := range s.Query(ctx, f) {
 			if err != nil {
 				return err
 			}
@@ -220,6 +234,10 @@ func dumpJSON(ctx context.Context, w *bufio.Writer, streams []*store.Stream) err
 			}
 			if n > 0 {
 				w.WriteString(",")
+			} else if f != nil {
+				if err := start(); err != nil {
+					return err
+				}
 			}
 			w.WriteString("\n      ")
 			w.Write(b)
@@ -228,9 +246,11 @@ func dumpJSON(ctx context.Context, w *bufio.Writer, streams []*store.Stream) err
 		if n > 0 {
 			w.WriteString("\n    ")
 		}
-		w.WriteString("]\n  }")
+		if f == nil || n > 0 {
+			w.WriteString("]\n  }")
+		}
 	}
-	if len(streams) > 0 {
+	if written > 0 {
 		w.WriteString("\n")
 	}
 	w.WriteString("]\n")
@@ -239,13 +259,13 @@ func dumpJSON(ctx context.Context, w *bufio.Writer, streams []*store.Stream) err
 
 // dumpTable prints one row per event. The TIME column is left out when no
 // event has a time (Bazel's own files carry none in their envelope).
-func dumpTable(ctx context.Context, w io.Writer, streams []*store.Stream) error {
+func dumpTable(ctx context.Context, w io.Writer, streams []*store.Stream, f store.Filter) error {
 	var rows [][]string
 	anyTime := false
 	multi := len(streams) > 1
 	for _, s := range streams {
 		info := s.Info()
-		for ev, err := range s.Query(ctx, nil) {
+		for ev, err := range s.Query(ctx, f) {
 			if err != nil {
 				return err
 			}

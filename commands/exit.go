@@ -26,9 +26,9 @@ const exitStatusHelp = `EXIT STATUS:
    2  usage error: bad flags or arguments
    3  partial: an input was truncated; the complete events before the cut were kept and used
    4  duplicate: a stream with the same key but other content is already stored (ingest without --replace)
-   5  build failed (summary, tests, failures, artifacts): a build or target failed
+   5  build failed (summary, tests, failures): a build or target failed
    6  tests failed (summary, tests, failures): a test failed, timed out or did not finish
-   7  no data: no stream, or no event, to report on`
+   7  no data: no stream, no event or no test to report on; query: no event matched`
 
 // usageError is a mistake in the command line.
 type usageError struct{ msg string }

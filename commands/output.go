@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/olekukonko/tablewriter"
 	"github.com/olekukonko/tablewriter/renderer"
@@ -18,6 +19,9 @@ const (
 	formatJSON   = "json"
 	formatNDJSON = "ndjson"
 	formatOBE    = "obe" // dump only: varint-delimited OrderedBuildEvents
+	// formatMarkdown is a GitHub-flavoured Markdown table, for
+	// $GITHUB_STEP_SUMMARY, merge request notes and the like.
+	formatMarkdown = "markdown"
 )
 
 // column describes one column of a table: its header and how to render a
@@ -50,19 +54,25 @@ func render[T any](w io.Writer, format string, rows []T, cols []column[T]) error
 			}
 		}
 		return bw.Flush()
-	case formatTable:
-		t := newTable(w)
+	case formatTable, formatMarkdown:
 		hdr := make([]string, len(cols))
 		for i, c := range cols {
 			hdr[i] = c.header
 		}
-		t.header(hdr)
-		for _, r := range rows {
-			cells := make([]string, len(cols))
+		cells := make([][]string, len(rows))
+		for j, r := range rows {
+			cells[j] = make([]string, len(cols))
 			for i, c := range cols {
-				cells[i] = c.cell(r)
+				cells[j][i] = c.cell(r)
 			}
-			t.append(cells)
+		}
+		if format == formatMarkdown {
+			return writeMarkdown(w, hdr, cells)
+		}
+		t := newTable(w)
+		t.header(hdr)
+		for _, c := range cells {
+			t.append(c)
 		}
 		return t.flush()
 	default:
@@ -130,4 +140,48 @@ func (tb *table) flush() error {
 		bw.WriteByte('\n')
 	}
 	return bw.Flush()
+}
+
+// writeMarkdown writes a GitHub-flavoured Markdown table: a header row, the
+// delimiter row, then one row per entry, cells unpadded so that long URIs
+// do not widen every row. An empty list is a table with just its header,
+// which GitHub renders as such.
+func writeMarkdown(w io.Writer, header []string, rows [][]string) error {
+	bw := bufio.NewWriter(w)
+	line := func(cells []string) {
+		bw.WriteString("|")
+		for _, c := range cells {
+			bw.WriteString(" ")
+			bw.WriteString(markdownCell(c))
+			bw.WriteString(" |")
+		}
+		bw.WriteString("\n")
+	}
+	line(header)
+	bw.WriteString("|")
+	for range header {
+		bw.WriteString(" --- |")
+	}
+	bw.WriteString("\n")
+	for _, r := range rows {
+		line(r)
+	}
+	return bw.Flush()
+}
+
+// markdownReplacer makes text safe inside a Markdown table cell: a pipe
+// would end the cell, a newline the row, and < or & could start HTML.
+var markdownReplacer = strings.NewReplacer(
+	"|", `\|`,
+	"\\", `\\`,
+	"&", "&amp;",
+	"<", "&lt;",
+	">", "&gt;",
+	"\r\n", "<br>",
+	"\n", "<br>",
+	"\r", "<br>",
+)
+
+func markdownCell(s string) string {
+	return markdownReplacer.Replace(strings.TrimSpace(s))
 }

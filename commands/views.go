@@ -1,0 +1,252 @@
+package commands
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/bes-cli/bes/bepfile"
+	"github.com/bes-cli/bes/store"
+	"github.com/bes-cli/bes/store/local"
+	"github.com/bes-cli/bes/store/report"
+)
+
+// The CI views (summary, tests, failures, artifacts) share how they find
+// their streams and how they turn what they find into an exit status.
+
+// viewOptions are the flags every view takes.
+type viewOptions struct {
+	Store  string
+	Match  string
+	Format string
+	Read   bepfile.Options
+}
+
+// viewFlags returns the flags every view takes, with the given formats.
+func viewFlags(formats ...string) []cli.Flag {
+	return append([]cli.Flag{
+		storeFlag(),
+		&cli.StringFlag{Name: "match", Aliases: []string{"m"}, Usage: "keep the streams whose key matches `REGEX` (unanchored); without STREAM or FILE, every stored stream that matches"},
+		formatFlag(formats...),
+	}, inputFlags()...)
+}
+
+func viewOptionsFrom(c *cli.Context) viewOptions {
+	return viewOptions{
+		Store:  c.String("store"),
+		Match:  c.String("match"),
+		Format: c.String("format"),
+		Read:   readOptions(c),
+	}
+}
+
+// viewSelectionHelp documents how every view picks its streams.
+const viewSelectionHelp = `STREAM is a full key, a unique key prefix, or an invocation id of a stored
+stream; an argument that names an existing file is read as an input instead,
+and then no store is touched (with files and no STREAM, every stream in
+them is used). --match REGEX keeps the streams whose key the regular
+expression matches anywhere; alone, it selects among all stored streams
+("--match ." takes them all). Streams without Bazel build events (BES
+lifecycle streams) are left out.`
+
+// loadInvocations finds the streams the arguments name and builds the
+// model of each, ordered by start time (then key). Streams without any
+// Bazel event are left out; when none is left, a line on errw says so and
+// the outcome holds ExitNoData. The outcome also holds what reading the
+// files gave (partial input, bad events).
+func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []string, errw io.Writer) ([]*report.Invocation, *outcome, error) {
+	re, err := regexp.Compile(opts.Match)
+	if err != nil {
+		return nil, nil, &usageError{fmt.Sprintf("--match: %v", err)}
+	}
+	files, refs := splitArgs(args)
+	if len(files) == 0 && len(refs) == 0 && opts.Match == "" {
+		return nil, nil, &usageError{cmd + ": name a STREAM (key, key prefix or invocation id), a FILE, or --match REGEX"}
+	}
+	res := &outcome{}
+	var invs []*report.Invocation
+	keep := func(inv *report.Invocation) {
+		if inv.BazelEvents > 0 {
+			invs = append(invs, inv)
+		}
+	}
+	build := func(streams []*store.Stream) error {
+		for _, s := range streams {
+			if !re.MatchString(s.Key()) {
+				continue
+			}
+			inv, err := report.Build(ctx, s)
+			if err != nil {
+				return err
+			}
+			keep(inv)
+		}
+		return nil
+	}
+	switch {
+	case len(files) > 0:
+		mem, r, err := readFiles(ctx, files, opts.Read, errw)
+		if err != nil {
+			return nil, nil, err
+		}
+		res = r
+		streams, err := selectStreams(mem, refs)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := build(streams); err != nil {
+			return nil, nil, err
+		}
+	case len(refs) > 0:
+		st, err := openStore(opts.Store)
+		if err != nil {
+			return nil, nil, err
+		}
+		mem, err := resolveRefs(ctx, st, refs)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := build(mem.Streams()); err != nil {
+			return nil, nil, err
+		}
+	default:
+		// --match alone: stream each matching stored stream through a
+		// builder, without loading it whole.
+		st, err := openStore(opts.Store)
+		if err != nil {
+			return nil, nil, err
+		}
+		var entries []*local.Entry
+		err = st.List(ctx, func(e *local.Entry) error {
+			if re.MatchString(e.Key) {
+				entries = append(entries, e)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, e := range entries {
+			var b *report.Builder
+			err := st.Events(ctx, e, func(s *bepfile.Stream, ev *bepfile.Event) error {
+				if b == nil {
+					b = report.NewBuilder(s)
+				}
+				if err := b.Add(ev); err != nil {
+					return fmt.Errorf("stream %s: %w", e.Key, err)
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, nil, err
+			}
+			if b != nil {
+				keep(b.Invocation())
+			}
+		}
+	}
+	slices.SortStableFunc(invs, func(x, y *report.Invocation) int {
+		return cmp.Or(x.Start.Compare(y.Start), cmp.Compare(x.StreamKey, y.StreamKey))
+	})
+	if len(invs) == 0 {
+		fmt.Fprintf(errw, "bes: %s: no stream with Bazel build events to report on\n", cmd)
+		res.add(ExitNoData)
+	}
+	return invs, res, nil
+}
+
+// invocationStatus is the exit status one invocation calls for: tests
+// failed (6) before the build failed (5).
+func invocationStatus(inv *report.Invocation) int {
+	switch {
+	case inv.TestsFailed():
+		return ExitTestFail
+	case inv.BuildFailed():
+		return ExitBuildFail
+	}
+	return ExitOK
+}
+
+// gateHelp documents the exit statuses of summary, tests and failures.
+const gateHelp = `CI GATING: the exit status is 6 when a test failed, timed out or did not
+finish (a flaky test passed), else 5 when a build failed (Bazel's exit code
+is not SUCCESS, or a target or an action failed, or a target was aborted),
+else 7 when there was nothing to report on, else 0; over several streams
+the gravest wins. The status does not depend on filters such as --status.`
+
+// multiStream reports whether rows from more than one invocation are
+// shown, so that tables need an INVOCATION column.
+func multiStream(invs []*report.Invocation) bool { return len(invs) > 1 }
+
+// withInvocation puts an INVOCATION column first when several
+// invocations are shown.
+func withInvocation[T any](multi bool, inv func(T) string, cols []column[T]) []column[T] {
+	if !multi {
+		return cols
+	}
+	return append([]column[T]{{"INVOCATION", inv}}, cols...)
+}
+
+// invocationCell names an invocation in a table: its id, or its stream's
+// key when Bazel gave none (a query command has no BuildStarted.uuid).
+func invocationCell(id, stream string) string {
+	if id != "" {
+		return id
+	}
+	return stream
+}
+
+// timePtr returns a pointer to t in UTC, nil for the zero time.
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func formatTime(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// formatSeconds renders a duration in seconds as Go does, to the
+// millisecond: "329ms", "4.221s".
+func formatSeconds(s float64) string {
+	return time.Duration(s * float64(time.Second)).Round(time.Millisecond).String()
+}
+
+func seconds(d time.Duration) float64 { return d.Seconds() }
+
+// cellText is the first line of s, shortened to at most maxCell runes,
+// for a table cell; JSON keeps the whole text.
+func cellText(s string) string {
+	const maxCell = 200
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = strings.TrimSpace(s[:i]) + " …"
+	}
+	if utf8.RuneCountInString(s) > maxCell {
+		r := []rune(s)
+		s = string(r[:maxCell-1]) + "…"
+	}
+	return s
+}
+
+// orEmpty returns s, or an empty non-nil slice, so that JSON prints [].
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

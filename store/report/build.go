@@ -1,0 +1,623 @@
+package report
+
+//lint:file-ignore SA1019 Bazel 4.2 writes only the fields the current schema deprecates (the *_millis times, ActionExecuted.label, important_output); they are read as fallbacks.
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/bes-cli/bes/bepfile"
+	bes "github.com/bes-cli/bes/bepfile/bep/buildeventstream"
+	"github.com/bes-cli/bes/bepfile/bep/failuredetails"
+	"github.com/bes-cli/bes/store"
+)
+
+// Build reads every event of st and returns the invocation they describe.
+// It stops at the first error: ctx's, or an event whose Bazel payload
+// cannot be decoded.
+func Build(ctx context.Context, st *store.Stream) (*Invocation, error) {
+	b := NewBuilder(st.Info())
+	for ev, err := range st.Query(ctx, nil) {
+		if err != nil {
+			return nil, err
+		}
+		if err := b.Add(ev); err != nil {
+			return nil, fmt.Errorf("stream %s: %w", st.Key(), err)
+		}
+	}
+	return b.Invocation(), nil
+}
+
+// Builder folds the events of one stream, one at a time and in order, into
+// an Invocation. Only the events the model needs are decoded (started,
+// expanded, configured, aborted, action, completed, testResult,
+// testSummary, finished, namedSetOfFiles); the others (progress, command
+// lines, options…) are skipped on the wire. A Builder is not safe for
+// concurrent use.
+type Builder struct {
+	inv       Invocation
+	tests     map[testKey]*Test
+	summaries map[testKey]int64 // sequence number of each test's summary
+	testRules map[string]bool   // labels configured as test rules
+	namedSets map[string]*bes.NamedSetOfFiles
+	completed []completion
+	// target-level aborts (TargetConfigured or TargetComplete ids), by label
+	targetAborts map[string]*Abort
+	buildFailure *Failure // from BuildFinished.failure_detail
+}
+
+type testKey struct{ label, config string }
+
+// completion is a TargetComplete event kept until the named sets it refers
+// to are known.
+type completion struct {
+	label, config, aspect string
+	tc                    *bes.TargetComplete
+}
+
+// NewBuilder returns a Builder for the stream s.
+func NewBuilder(s *bepfile.Stream) *Builder {
+	b := &Builder{
+		tests:        map[testKey]*Test{},
+		summaries:    map[testKey]int64{},
+		testRules:    map[string]bool{},
+		namedSets:    map[string]*bes.NamedSetOfFiles{},
+		targetAborts: map[string]*Abort{},
+	}
+	if s != nil {
+		b.inv.StreamKey = s.Key
+		b.inv.BuildID = s.ID.GetBuildId()
+		b.inv.InvocationID = s.ID.GetInvocationId()
+	}
+	return b
+}
+
+// Add folds one event into the invocation. Events that carry no Bazel
+// build event (lifecycle events, component_stream_finished) are ignored.
+// An error names the event's sequence number; the Builder stays usable.
+func (b *Builder) Add(ev *bepfile.Event) error {
+	payload := bazelPayload(ev)
+	if payload == nil {
+		return nil
+	}
+	b.inv.BazelEvents++
+	p, err := bepfile.Peek(payload)
+	if err != nil {
+		return fmt.Errorf("event %d: %w", ev.Seq, err)
+	}
+	if p.LastMessage {
+		b.inv.Complete = true
+	}
+	switch p.Kind() {
+	case "started", "expanded", "configured", "aborted", "action", "completed",
+		"testResult", "testSummary", "finished", "namedSetOfFiles":
+	default:
+		return nil
+	}
+	be := &bes.BuildEvent{}
+	if err := proto.Unmarshal(payload, be); err != nil {
+		return fmt.Errorf("event %d (%s): %w", ev.Seq, p.Kind(), err)
+	}
+	b.add(ev.Seq, be)
+	return nil
+}
+
+func (b *Builder) add(seq int64, be *bes.BuildEvent) {
+	id := be.GetId()
+	switch pl := be.GetPayload().(type) {
+	case *bes.BuildEvent_Started:
+		s := pl.Started
+		if s.GetUuid() != "" {
+			b.inv.InvocationID = s.GetUuid()
+		}
+		b.inv.Command = s.GetCommand()
+		b.inv.Start = timeOf(s.GetStartTime(), s.GetStartTimeMillis())
+	case *bes.BuildEvent_Expanded:
+		b.inv.Patterns = append(b.inv.Patterns, id.GetPattern().GetPattern()...)
+	case *bes.BuildEvent_Configured:
+		tc := id.GetTargetConfigured()
+		if tc.GetAspect() != "" {
+			return
+		}
+		b.inv.Targets.Configured++
+		if pl.Configured.GetTestSize() != bes.TestSize_UNKNOWN || strings.HasSuffix(pl.Configured.GetTargetKind(), "_test rule") {
+			b.testRules[tc.GetLabel()] = true
+		}
+	case *bes.BuildEvent_Aborted:
+		b.aborted(seq, id, pl.Aborted)
+	case *bes.BuildEvent_Action:
+		b.action(seq, id, pl.Action)
+	case *bes.BuildEvent_Completed:
+		b.completedTarget(seq, be, pl.Completed)
+	case *bes.BuildEvent_TestResult:
+		b.testResult(id.GetTestResult(), pl.TestResult)
+	case *bes.BuildEvent_TestSummary:
+		b.testSummary(seq, id.GetTestSummary(), pl.TestSummary)
+	case *bes.BuildEvent_Finished:
+		f := pl.Finished
+		if ec := f.GetExitCode(); ec != nil {
+			b.inv.HasExitCode = true
+			b.inv.Result, b.inv.ExitCode = ec.GetName(), ec.GetCode()
+			if ec.GetName() == "INTERRUPTED" {
+				b.inv.Interrupted = true
+			}
+		}
+		b.inv.Finish = timeOf(f.GetFinishTime(), f.GetFinishTimeMillis())
+		if fd := f.GetFailureDetail(); fd != nil && b.inv.ExitCode != 0 {
+			b.buildFailure = &Failure{
+				Seq: seq, Kind: KindBuild, Event: "buildFinished",
+				Reason: b.inv.Result, Message: fd.GetMessage(),
+			}
+		}
+	case *bes.BuildEvent_NamedSetOfFiles:
+		b.namedSets[id.GetNamedSet().GetId()] = pl.NamedSetOfFiles
+	}
+}
+
+func (b *Builder) test(label, config string) *Test {
+	k := testKey{label, config}
+	t := b.tests[k]
+	if t == nil {
+		t = &Test{Label: label, Configuration: config, Status: StatusNoStatus}
+		b.tests[k] = t
+	}
+	return t
+}
+
+func (b *Builder) aborted(seq int64, id *bes.BuildEventId, a *bes.Aborted) {
+	kind, label, config := describeID(id)
+	ab := &Abort{Reason: a.GetReason().String(), Description: a.GetDescription()}
+	if a.GetReason() == bes.Aborted_USER_INTERRUPTED {
+		b.inv.Interrupted = true
+	}
+	switch {
+	case id.GetTestSummary() != nil || id.GetTestResult() != nil:
+		t := b.test(label, config)
+		if t.Aborted == nil {
+			t.Aborted = ab
+		}
+	case id.GetTargetCompleted().GetAspect() != "" || id.GetTargetConfigured().GetAspect() != "":
+	case id.GetTargetCompleted() != nil || id.GetTargetConfigured() != nil:
+		if _, seen := b.targetAborts[label]; !seen {
+			b.targetAborts[label] = ab
+			if AbortIsFailure(ab.Reason) {
+				b.inv.Targets.Aborted++
+			} else {
+				b.inv.Targets.Skipped++
+			}
+		}
+	}
+	if !AbortIsFailure(ab.Reason) {
+		return
+	}
+	b.inv.Failures = append(b.inv.Failures, &Failure{
+		Seq: seq, Kind: KindAborted, Event: kind, Label: label, Configuration: config,
+		Reason: ab.Reason, Message: ab.Description,
+	})
+}
+
+func (b *Builder) action(seq int64, id *bes.BuildEventId, a *bes.ActionExecuted) {
+	if a.GetSuccess() {
+		return
+	}
+	ac := id.GetActionCompleted()
+	label, config := ac.GetLabel(), ac.GetConfiguration().GetId()
+	if label == "" {
+		label = a.GetLabel()
+	}
+	code := a.GetExitCode()
+	b.inv.Failures = append(b.inv.Failures, &Failure{
+		Seq: seq, Kind: KindAction, Event: "actionCompleted", Label: label, Configuration: config,
+		Reason: failureCode(a.GetFailureDetail()), Message: a.GetFailureDetail().GetMessage(),
+		ActionType: a.GetType(), ExitCode: &code,
+		Stdout: a.GetStdout().GetUri(), Stderr: a.GetStderr().GetUri(),
+	})
+}
+
+func (b *Builder) completedTarget(seq int64, be *bes.BuildEvent, tc *bes.TargetComplete) {
+	id := be.GetId().GetTargetCompleted()
+	label, config, aspect := id.GetLabel(), id.GetConfiguration().GetId(), id.GetAspect()
+	for _, child := range be.GetChildren() {
+		// A test target announces its results and summary.
+		if ts := child.GetTestSummary(); ts != nil {
+			b.test(ts.GetLabel(), ts.GetConfiguration().GetId())
+		}
+	}
+	b.completed = append(b.completed, completion{label, config, aspect, tc})
+	if aspect == "" {
+		if tc.GetSuccess() {
+			b.inv.Targets.Built++
+		} else {
+			b.inv.Targets.Failed++
+		}
+	}
+	if tc.GetSuccess() {
+		return
+	}
+	f := &Failure{
+		Seq: seq, Kind: KindTarget, Event: "targetCompleted", Label: label, Configuration: config,
+		Reason: failureCode(tc.GetFailureDetail()), Message: tc.GetFailureDetail().GetMessage(),
+	}
+	if aspect != "" {
+		f.Label += " (aspect " + aspect + ")"
+	}
+	for _, child := range be.GetChildren() {
+		if _, l, _ := describeID(child); l != "" && !slices.Contains(f.RootCauses, l) {
+			f.RootCauses = append(f.RootCauses, l)
+		}
+	}
+	b.inv.Failures = append(b.inv.Failures, f)
+}
+
+func (b *Builder) testResult(id *bes.BuildEventId_TestResultId, r *bes.TestResult) {
+	t := b.test(id.GetLabel(), id.GetConfiguration().GetId())
+	run := &TestRun{
+		Run: int(id.GetRun()), Shard: int(id.GetShard()), Attempt: int(id.GetAttempt()),
+		Status:         r.GetStatus().String(),
+		StatusDetails:  r.GetStatusDetails(),
+		CachedLocally:  r.GetCachedLocally(),
+		CachedRemotely: r.GetExecutionInfo().GetCachedRemotely(),
+		Start:          timeOf(r.GetTestAttemptStart(), r.GetTestAttemptStartMillisEpoch()),
+		Duration:       durationOf(r.GetTestAttemptDuration(), r.GetTestAttemptDurationMillis()),
+		Strategy:       r.GetExecutionInfo().GetStrategy(),
+		Hostname:       r.GetExecutionInfo().GetHostname(),
+	}
+	for _, f := range r.GetTestActionOutput() {
+		switch f.GetName() {
+		case "test.log":
+			run.Log = f.GetUri()
+		case "test.xml":
+			run.XML = f.GetUri()
+		}
+	}
+	t.Runs = append(t.Runs, run)
+}
+
+func (b *Builder) testSummary(seq int64, id *bes.BuildEventId_TestSummaryId, s *bes.TestSummary) {
+	t := b.test(id.GetLabel(), id.GetConfiguration().GetId())
+	t.HasSummary = true
+	t.Status = s.GetOverallStatus().String()
+	t.TotalRuns = int(s.GetTotalRunCount())
+	t.RunCount = int(s.GetRunCount())
+	t.Shards = int(s.GetShardCount())
+	t.Attempts = int(s.GetAttemptCount())
+	t.Cached = int(s.GetTotalNumCached())
+	t.Start = timeOf(s.GetFirstStartTime(), s.GetFirstStartTimeMillis())
+	t.Duration = durationOf(s.GetTotalRunDuration(), s.GetTotalRunDurationMillis())
+	b.summaries[testKey{t.Label, t.Configuration}] = seq
+}
+
+// Invocation finishes the model: it derives what needs every event (test
+// figures, aborted tests, artifacts) and returns it. Call it once, after
+// the last Add.
+func (b *Builder) Invocation() *Invocation {
+	inv := &b.inv
+	if inv.Command == "test" || inv.Command == "coverage" {
+		// A test target that never got a test event did not run.
+		have := map[string]bool{}
+		for k := range b.tests {
+			have[k.label] = true
+		}
+		for label := range b.testRules {
+			if !have[label] {
+				b.test(label, "")
+			}
+		}
+	}
+	inv.Tests = make([]*Test, 0, len(b.tests))
+	for k, t := range b.tests {
+		if ab := b.targetAborts[k.label]; ab != nil && t.Aborted == nil {
+			t.Aborted = ab
+		}
+		finishTest(t)
+		inv.Tests = append(inv.Tests, t)
+		if seq, ok := b.summaries[k]; ok && FailingStatus(t.Status) {
+			inv.Failures = append(inv.Failures, testFailure(seq, t))
+		}
+	}
+	slices.SortFunc(inv.Tests, func(x, y *Test) int {
+		return cmp.Or(cmp.Compare(x.Label, y.Label), cmp.Compare(x.Configuration, y.Configuration))
+	})
+	// Test failures were added out of order; sequence numbers are unique
+	// within a stream, so the order is total.
+	slices.SortStableFunc(inv.Failures, func(x, y *Failure) int { return cmp.Compare(x.Seq, y.Seq) })
+	if b.buildFailure != nil {
+		inv.Failures = append(inv.Failures, b.buildFailure)
+	}
+	if inv.Failures == nil {
+		inv.Failures = []*Failure{}
+	}
+	inv.Artifacts = b.artifacts()
+	return inv
+}
+
+// finishTest sorts a test's runs and derives the figures a summary may
+// lack.
+func finishTest(t *Test) {
+	slices.SortFunc(t.Runs, func(x, y *TestRun) int {
+		return cmp.Or(cmp.Compare(x.Run, y.Run), cmp.Compare(x.Shard, y.Shard), cmp.Compare(x.Attempt, y.Attempt))
+	})
+	var (
+		cached int
+		sum    time.Duration
+		start  time.Time
+	)
+	for i, r := range t.Runs {
+		t.RunCount = max(t.RunCount, r.Run)
+		t.Shards = max(t.Shards, r.Shard)
+		t.Attempts = max(t.Attempts, r.Attempt)
+		if r.Cached() {
+			cached++
+		}
+		sum += r.Duration
+		if !r.Start.IsZero() && (start.IsZero() || r.Start.Before(start)) {
+			start = r.Start
+		}
+		// The last attempt of each run and shard holds the test's log.
+		if last := i == len(t.Runs)-1 || t.Runs[i+1].Run != r.Run || t.Runs[i+1].Shard != r.Shard; last && r.Log != "" {
+			t.Logs = append(t.Logs, r.Log)
+		}
+	}
+	t.Cached = max(t.Cached, cached)
+	if len(t.Runs) > 0 {
+		t.Duration = sum
+		if t.Start.IsZero() {
+			t.Start = start
+		}
+	}
+	if t.TotalRuns == 0 {
+		t.TotalRuns = len(t.Runs)
+	}
+	if t.Logs == nil {
+		t.Logs = []string{}
+	}
+}
+
+func testFailure(seq int64, t *Test) *Failure {
+	f := &Failure{
+		Seq: seq, Kind: KindTest, Event: "testSummary", Label: t.Label, Configuration: t.Configuration,
+		Reason: t.Status, Logs: []string{},
+	}
+	failed := 0
+	for _, r := range t.Runs {
+		if FailingStatus(r.Status) {
+			failed++
+			if r.Log != "" {
+				f.Logs = append(f.Logs, r.Log)
+			}
+		}
+	}
+	if len(t.Runs) > 0 {
+		verb := "failed"
+		if t.Status == StatusTimeout {
+			verb = "timed out"
+		}
+		f.Message = fmt.Sprintf("%d of %d test attempts %s", failed, len(t.Runs), verb)
+	}
+	return f
+}
+
+// artifacts resolves the output groups of every completed target.
+func (b *Builder) artifacts() []*Artifact {
+	slices.SortStableFunc(b.completed, func(x, y completion) int {
+		return cmp.Or(cmp.Compare(x.label, y.label), cmp.Compare(x.config, y.config), cmp.Compare(x.aspect, y.aspect))
+	})
+	out := []*Artifact{}
+	for _, c := range b.completed {
+		var mine []*Artifact
+		add := func(group string, incomplete bool, f *bes.File) *Artifact {
+			a := &Artifact{
+				Label: c.label, Configuration: c.config, Aspect: c.aspect,
+				Group: group, Incomplete: incomplete,
+				Name: f.GetName(), URI: f.GetUri(), PathPrefix: f.GetPathPrefix(),
+				Length: f.GetLength(), Digest: f.GetDigest(),
+			}
+			mine = append(mine, a)
+			return a
+		}
+		for _, g := range c.tc.GetOutputGroup() {
+			r := resolver{sets: b.namedSets, seenSet: map[string]bool{}, seenFile: map[string]bool{}}
+			for _, f := range g.GetInlineFiles() {
+				r.file(f)
+			}
+			for _, s := range g.GetFileSets() {
+				r.set(s.GetId())
+			}
+			for _, f := range r.files {
+				add(g.GetName(), g.GetIncomplete() || r.missing, f)
+			}
+		}
+		for _, f := range c.tc.GetImportantOutput() {
+			found := false
+			for _, a := range mine {
+				if a.Group != "" && a.Name == f.GetName() && a.URI == f.GetUri() {
+					a.Important, found = true, true
+				}
+			}
+			if !found {
+				add("", false, f).Important = true
+			}
+		}
+		for _, f := range c.tc.GetDirectoryOutput() {
+			add("", false, f).Directory = true
+		}
+		out = append(out, mine...)
+	}
+	return out
+}
+
+// resolver flattens named sets of files, depth first, each set and each
+// file once.
+type resolver struct {
+	sets     map[string]*bes.NamedSetOfFiles
+	seenSet  map[string]bool
+	seenFile map[string]bool
+	files    []*bes.File
+	missing  bool // a set referred to was never announced
+}
+
+func (r *resolver) set(id string) {
+	if r.seenSet[id] {
+		return
+	}
+	r.seenSet[id] = true
+	ns := r.sets[id]
+	if ns == nil {
+		r.missing = true
+		return
+	}
+	for _, f := range ns.GetFiles() {
+		r.file(f)
+	}
+	for _, s := range ns.GetFileSets() {
+		r.set(s.GetId())
+	}
+}
+
+func (r *resolver) file(f *bes.File) {
+	k := f.GetName() + "\x00" + f.GetUri()
+	if r.seenFile[k] {
+		return
+	}
+	r.seenFile[k] = true
+	r.files = append(r.files, f)
+}
+
+// describeID returns the kind of an event id (Bazel's JSON name, e.g.
+// "targetCompleted"), its label (for a pattern, the patterns) and its
+// configuration id.
+func describeID(id *bes.BuildEventId) (kind, label, config string) {
+	m := id.ProtoReflect()
+	fd := m.WhichOneof(m.Descriptor().Oneofs().ByName("id"))
+	if fd == nil {
+		return "", "", ""
+	}
+	kind = fd.JSONName()
+	inner := m.Get(fd).Message()
+	fields := inner.Descriptor().Fields()
+	if l := fields.ByName("label"); l != nil && l.Kind() == protoreflect.StringKind && !l.IsList() {
+		label = inner.Get(l).String()
+	}
+	if p := fields.ByName("pattern"); p != nil && p.IsList() {
+		list := inner.Get(p).List()
+		parts := make([]string, list.Len())
+		for i := range parts {
+			parts[i] = list.Get(i).String()
+		}
+		label = strings.Join(parts, " ")
+	}
+	if c := fields.ByName("configuration"); c != nil && c.Kind() == protoreflect.MessageKind && inner.Has(c) {
+		cm := inner.Get(c).Message()
+		if idf := cm.Descriptor().Fields().ByName("id"); idf != nil {
+			config = cm.Get(idf).String()
+		}
+	}
+	return kind, label, config
+}
+
+// failureCode returns the code of a failure detail's category (e.g.
+// NON_ZERO_EXIT for a spawn), the category's name when it has no code,
+// and "" without a detail.
+func failureCode(fd *failuredetails.FailureDetail) string {
+	if fd == nil {
+		return ""
+	}
+	m := fd.ProtoReflect()
+	cat := m.WhichOneof(m.Descriptor().Oneofs().ByName("category"))
+	if cat == nil {
+		return ""
+	}
+	cm := m.Get(cat).Message()
+	code := cm.Descriptor().Fields().ByName("code")
+	if code == nil || code.Kind() != protoreflect.EnumKind {
+		return string(cat.Name())
+	}
+	v := cm.Get(code).Enum()
+	if ev := code.Enum().Values().ByNumber(v); ev != nil {
+		return string(ev.Name())
+	}
+	return fmt.Sprint(int32(v))
+}
+
+func timeOf(ts *timestamppb.Timestamp, millis int64) time.Time {
+	if ts != nil && (ts.GetSeconds() != 0 || ts.GetNanos() != 0) {
+		return ts.AsTime().UTC()
+	}
+	if millis != 0 {
+		return time.UnixMilli(millis).UTC()
+	}
+	return time.Time{}
+}
+
+func durationOf(d *durationpb.Duration, millis int64) time.Duration {
+	if d != nil {
+		return d.AsDuration()
+	}
+	return time.Duration(millis) * time.Millisecond
+}
+
+// Field numbers for reading a Bazel event out of a whole OrderedBuildEvent,
+// from google/devtools/build/v1/{publish_build_event,build_events}.proto
+// and google/protobuf/any.proto.
+const (
+	obeEvent     protowire.Number = 3  // OrderedBuildEvent.event
+	evBazelEvent protowire.Number = 60 // BuildEvent.bazel_event (Any)
+	anyTypeURL   protowire.Number = 1
+	anyValue     protowire.Number = 2
+)
+
+// bazelPayload returns the encoded build_event_stream.BuildEvent an event
+// carries: the compact payload, or the value of a whole OrderedBuildEvent's
+// bazel_event whose type is build_event_stream.BuildEvent; nil for any
+// other event.
+func bazelPayload(ev *bepfile.Event) []byte {
+	if ev.IsBazel() {
+		return ev.Payload
+	}
+	anyMsg := lastBytes(lastBytes(ev.Raw, obeEvent), evBazelEvent)
+	if anyMsg == nil || !strings.HasSuffix(string(lastBytes(anyMsg, anyTypeURL)), "/build_event_stream.BuildEvent") {
+		return nil
+	}
+	if v := lastBytes(anyMsg, anyValue); v != nil {
+		return v
+	}
+	return []byte{} // an empty BuildEvent
+}
+
+// lastBytes returns the content of the last length-delimited field num of
+// the message b, or nil; it stops quietly at malformed input.
+func lastBytes(b []byte, num protowire.Number) []byte {
+	var out []byte
+	for len(b) > 0 {
+		n, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return out
+		}
+		b = b[l:]
+		if n == num && typ == protowire.BytesType {
+			v, l := protowire.ConsumeBytes(b)
+			if l < 0 {
+				return out
+			}
+			out = v
+			b = b[l:]
+			continue
+		}
+		l = protowire.ConsumeFieldValue(n, typ, b)
+		if l < 0 {
+			return out
+		}
+		b = b[l:]
+	}
+	return out
+}

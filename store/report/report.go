@@ -1,0 +1,341 @@
+// Package report builds, from the events of one stream, a model of the
+// Bazel invocation they describe: its command and result, the targets that
+// were configured, built, failed or aborted, the tests with every run, shard
+// and attempt, the failures with their reasons, and the output files of each
+// target. It holds data only; rendering is the caller's business.
+package report
+
+import (
+	"slices"
+	"time"
+)
+
+// Invocation is what one stream says about one Bazel invocation.
+type Invocation struct {
+	StreamKey    string // the stream's key, "<build_id>.<component>.<invocation_id>"
+	BuildID      string
+	InvocationID string // BuildStarted.uuid, or the stream id's invocation id
+
+	// BazelEvents counts the Bazel build events of the stream. A stream
+	// without any (a lifecycle stream) has nothing to report.
+	BazelEvents int
+	// Complete is set when the stream holds Bazel's last message.
+	Complete bool
+
+	Command  string   // BuildStarted.command: "build", "test", …
+	Patterns []string // the target patterns of the PatternExpanded events
+	Start    time.Time
+	Finish   time.Time
+
+	// Result is BuildFinished.exit_code.name ("SUCCESS", "TESTS_FAILED",
+	// …) and ExitCode its code; HasExitCode says whether the stream has a
+	// BuildFinished event at all.
+	Result      string
+	ExitCode    int32
+	HasExitCode bool
+
+	// Interrupted is set when Bazel's exit code is INTERRUPTED or an event
+	// was aborted with reason USER_INTERRUPTED.
+	Interrupted bool
+
+	Targets Targets
+
+	// Tests holds one entry per test target (label and configuration),
+	// sorted by label then configuration.
+	Tests []*Test
+
+	// Failures lists what went wrong, in the order the stream reported it:
+	// aborted events, failed targets, failed actions, failed tests, and
+	// last, when Bazel gave one, the failure detail of the build itself.
+	Failures []*Failure
+
+	// Artifacts lists the output files of each completed target, by
+	// target (sorted by label, configuration and aspect) and output group
+	// (in Bazel's order).
+	Artifacts []*Artifact
+}
+
+// Duration is the time from BuildStarted to BuildFinished, zero when either
+// is missing.
+func (inv *Invocation) Duration() time.Duration {
+	if inv.Start.IsZero() || inv.Finish.IsZero() {
+		return 0
+	}
+	return inv.Finish.Sub(inv.Start)
+}
+
+// Targets counts the targets of an invocation. Aspects are not counted.
+type Targets struct {
+	Configured int // TargetConfigured events
+	Built      int // TargetComplete events with success
+	Failed     int // TargetComplete events without success
+	// Aborted counts the targets whose TargetConfigured or TargetComplete
+	// event was aborted for a reason that is a failure (see AbortIsFailure).
+	Aborted int
+	// Skipped counts the targets aborted for a reason that is not a
+	// failure: SKIPPED (e.g. an incompatible target), NO_ANALYZE or
+	// NO_BUILD (--nobuild and the like).
+	Skipped int
+}
+
+// BuildFailed reports whether the build failed: Bazel's exit code is not
+// 0 (SUCCESS), or a target or an action failed, or a target was aborted.
+func (inv *Invocation) BuildFailed() bool {
+	if inv.HasExitCode && inv.ExitCode != 0 {
+		return true
+	}
+	if inv.Targets.Failed > 0 || inv.Targets.Aborted > 0 {
+		return true
+	}
+	for _, f := range inv.Failures {
+		if f.Kind == KindAction {
+			return true
+		}
+	}
+	return false
+}
+
+// TestsFailed reports whether a test failed, timed out or did not finish
+// (see Test.Failing). A flaky test passed.
+func (inv *Invocation) TestsFailed() bool {
+	return slices.ContainsFunc(inv.Tests, (*Test).Failing)
+}
+
+// FirstFailure returns the first failure the stream reported, nil if none.
+func (inv *Invocation) FirstFailure() *Failure {
+	if len(inv.Failures) == 0 {
+		return nil
+	}
+	return inv.Failures[0]
+}
+
+// TestCounts counts the tests of an invocation by overall status.
+type TestCounts struct {
+	Total         int
+	Passed        int // PASSED
+	Flaky         int // FLAKY: failed, then passed on a later attempt
+	Failed        int // FAILED
+	TimedOut      int // TIMEOUT
+	Incomplete    int // INCOMPLETE
+	RemoteFailure int // REMOTE_FAILURE
+	FailedToBuild int // FAILED_TO_BUILD
+	ToolHalted    int // TOOL_HALTED_BEFORE_TESTING
+	NoStatus      int // NO_STATUS: no summary (not run, or interrupted)
+	Aborted       int // tests whose events were aborted (any status)
+	Cached        int // tests with at least one cached result
+}
+
+// TestCounts counts inv's tests.
+func (inv *Invocation) TestCounts() TestCounts {
+	var c TestCounts
+	for _, t := range inv.Tests {
+		c.Total++
+		switch t.Status {
+		case StatusPassed:
+			c.Passed++
+		case StatusFlaky:
+			c.Flaky++
+		case StatusFailed:
+			c.Failed++
+		case StatusTimeout:
+			c.TimedOut++
+		case StatusIncomplete:
+			c.Incomplete++
+		case StatusRemoteFailure:
+			c.RemoteFailure++
+		case StatusFailedToBuild:
+			c.FailedToBuild++
+		case StatusToolHalted:
+			c.ToolHalted++
+		default:
+			c.NoStatus++
+		}
+		if t.Aborted != nil {
+			c.Aborted++
+		}
+		if t.Cached > 0 {
+			c.Cached++
+		}
+	}
+	return c
+}
+
+// Bazel's TestStatus names, as Test.Status and TestRun.Status hold them.
+const (
+	StatusNoStatus      = "NO_STATUS"
+	StatusPassed        = "PASSED"
+	StatusFlaky         = "FLAKY"
+	StatusTimeout       = "TIMEOUT"
+	StatusFailed        = "FAILED"
+	StatusIncomplete    = "INCOMPLETE"
+	StatusRemoteFailure = "REMOTE_FAILURE"
+	StatusFailedToBuild = "FAILED_TO_BUILD"
+	StatusToolHalted    = "TOOL_HALTED_BEFORE_TESTING"
+)
+
+// FailingStatus reports whether a TestStatus name means the test failed:
+// every status but NO_STATUS, PASSED and FLAKY.
+func FailingStatus(status string) bool {
+	switch status {
+	case StatusNoStatus, StatusPassed, StatusFlaky, "":
+		return false
+	}
+	return true
+}
+
+// Test is one test target: its summary and its runs.
+type Test struct {
+	Label         string
+	Configuration string // configuration id; "" when unknown
+
+	// Status is TestSummary.overall_status as a TestStatus name; NO_STATUS
+	// when the stream has no summary for the test.
+	Status     string
+	HasSummary bool
+
+	// TotalRuns is TestSummary.total_run_count (runs × shards × attempts),
+	// or the number of TestResult events without a summary.
+	TotalRuns int
+	// RunCount is TestSummary.run_count (--runs_per_test), at least the
+	// highest run number seen.
+	RunCount int
+	// Shards is TestSummary.shard_count, at least the highest shard number
+	// seen (1 for an unsharded test that ran).
+	Shards int
+	// Attempts is TestSummary.attempt_count, at least the highest attempt
+	// number seen.
+	Attempts int
+	// Cached is TestSummary.total_num_cached, at least the number of
+	// results cached locally or remotely.
+	Cached int
+
+	// Duration is the sum of the attempts' durations; without any
+	// TestResult, TestSummary.total_run_duration.
+	Duration time.Duration
+	Start    time.Time // first start: TestSummary.first_start_time, or the earliest attempt
+
+	// Logs are the test.log URIs of the last attempt of each run and
+	// shard, in run and shard order.
+	Logs []string
+
+	// Runs holds one entry per TestResult (run, shard, attempt), sorted
+	// by run, shard and attempt.
+	Runs []*TestRun
+
+	// Aborted is set when an event about the test (its summary, a result,
+	// or the target) was aborted.
+	Aborted *Abort
+}
+
+// Failing reports whether the test failed: its status is a failing one
+// (FAILED, TIMEOUT, INCOMPLETE, REMOTE_FAILURE, FAILED_TO_BUILD,
+// TOOL_HALTED_BEFORE_TESTING), or it has no status because it was aborted
+// before it finished (interrupted, timed out, out of memory…; not when it
+// was skipped or failed to load or analyse, which is a build failure).
+func (t *Test) Failing() bool {
+	if FailingStatus(t.Status) {
+		return true
+	}
+	return t.Status == StatusNoStatus && t.Aborted != nil && AbortIsFailure(t.Aborted.Reason) &&
+		t.Aborted.Reason != "LOADING_FAILURE" && t.Aborted.Reason != "ANALYSIS_FAILURE"
+}
+
+// TestRun is one TestResult: one attempt of one shard of one run.
+type TestRun struct {
+	Run, Shard, Attempt int
+	Status              string // TestStatus name
+	StatusDetails       string
+	CachedLocally       bool
+	CachedRemotely      bool // execution_info.cached_remotely
+	Start               time.Time
+	Duration            time.Duration
+	Strategy            string // execution_info.strategy
+	Hostname            string
+	Log                 string // URI of the test_action_output named "test.log"
+	XML                 string // URI of the test_action_output named "test.xml"
+}
+
+// Cached reports whether the result came from a cache.
+func (r *TestRun) Cached() bool { return r.CachedLocally || r.CachedRemotely }
+
+// Abort is the payload of an Aborted event.
+type Abort struct {
+	Reason      string // Aborted.AbortReason name
+	Description string
+}
+
+// AbortIsFailure reports whether an abort reason means something failed:
+// every reason but SKIPPED, NO_ANALYZE and NO_BUILD, which Bazel gives for
+// targets it skipped on purpose.
+func AbortIsFailure(reason string) bool {
+	switch reason {
+	case "SKIPPED", "NO_ANALYZE", "NO_BUILD":
+		return false
+	}
+	return true
+}
+
+// FailureKind says what failed.
+type FailureKind string
+
+// The kinds of failures.
+const (
+	KindAborted FailureKind = "aborted" // an Aborted event: an announced event that will never come
+	KindTarget  FailureKind = "target"  // a TargetComplete without success
+	KindAction  FailureKind = "action"  // an ActionExecuted without success
+	KindTest    FailureKind = "test"    // a TestSummary with a failing status
+	KindBuild   FailureKind = "build"   // BuildFinished with an exit code other than SUCCESS and a failure detail
+)
+
+// Failure is one thing that went wrong.
+type Failure struct {
+	Seq  int64 // sequence number of the event that reported it
+	Kind FailureKind
+	// Event is the kind of the event's id, Bazel's JSON name:
+	// "targetCompleted", "configuredLabel", "unconfiguredLabel",
+	// "actionCompleted", "testSummary", "pattern", "buildFinished"…
+	Event         string
+	Label         string // the id's label; for a pattern, the patterns
+	Configuration string
+	// Reason is, for an aborted event, the abort reason; for a target or
+	// an action, the code of its failure detail (e.g. NON_ZERO_EXIT,
+	// SOURCE_INPUT_MISSING) when it has one; for a test, its status; for
+	// the build, Bazel's exit code name.
+	Reason string
+	// Message is the aborted event's description or the failure detail's
+	// message.
+	Message string
+
+	// Actions only.
+	ActionType string // mnemonic, e.g. "Genrule"
+	ExitCode   *int32
+	Stdout     string // URI
+	Stderr     string // URI
+
+	// Tests only: the test.log URIs of the failed attempts, in run,
+	// shard and attempt order.
+	Logs []string
+
+	// Targets only: the labels of the root causes Bazel named (the
+	// event's children).
+	RootCauses []string
+}
+
+// Artifact is one output file of a target.
+type Artifact struct {
+	Label         string
+	Configuration string
+	Aspect        string
+	// Group is the output group ("default", …). Files Bazel lists only as
+	// important outputs are in group "" with Important set; directory
+	// outputs have Directory set.
+	Group      string
+	Incomplete bool // the output group is incomplete
+	Name       string
+	URI        string // empty for a file given by its contents or a symlink
+	PathPrefix []string
+	Length     int64 // 0 when absent
+	Digest     string
+	Important  bool // also listed in TargetComplete.important_output
+	Directory  bool // from TargetComplete.directory_output
+}

@@ -37,6 +37,8 @@ store:  bes dump build.bep
 			newTestsCommand(),
 			newFailuresCommand(),
 			newArtifactsCommand(),
+			newServeCommand(),
+			newReplayCommand(),
 		},
 		HideHelpCommand: true,
 		Suggest:         true,

@@ -1,0 +1,231 @@
+package local
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/bes-cli/bes/bepfile"
+	"github.com/bes-cli/bes/store"
+)
+
+// appendAll appends evs in batches of n, syncing after each.
+func appendAll(t testing.TB, a *Appender, evs []bepfile.Event, n int) {
+	t.Helper()
+	for i := range evs {
+		if err := a.Append(&evs[i]); err != nil {
+			t.Fatal(err)
+		}
+		if (i+1)%n == 0 || i == len(evs)-1 {
+			if err := a.Sync(bg); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func lenOf(s *store.Stream) int {
+	if s == nil {
+		return -1
+	}
+	return s.Len()
+}
+
+func entryOf(t testing.TB, s *Store, key string) *Entry {
+	t.Helper()
+	es, err := s.Lookup(bg, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 1 || es[0].Key != key {
+		t.Fatalf("lookup %q: %v", key, entryKeys(es))
+	}
+	return es[0]
+}
+
+// An appended stream is the very file a StreamWriter commits for the same
+// events, and is listed from the moment it is opened.
+func TestAppendMatchesCommit(t *testing.T) {
+	st, evs, _ := obeStream(t)
+	for _, synth := range []bool{false, true} {
+		if synth {
+			st, evs = synthStream()
+		}
+		s := openStore(t)
+		a, loaded, err := s.OpenAppend(bg, st, AppendOptions{Source: "127.0.0.1:1", Format: "grpc"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if loaded != nil {
+			t.Fatalf("new stream: loaded %d events", loaded.Len())
+		}
+		e := entryOf(t, s, st.Key)
+		if e.Events != 0 || e.Complete || e.Source != "127.0.0.1:1" || e.Format != "grpc" {
+			t.Fatalf("entry of a new stream: %+v", e)
+		}
+		appendAll(t, a, evs, 7)
+		// Readers see every synced event before Close.
+		_, got := readBack(t, s, e)
+		sameEvents(t, got, evs)
+		final, err := a.Close(bg)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		ref := openStore(t)
+		want := mustCommit(t, ref, st, evs)
+		if final.Digest != want.Digest || final.Size != want.Size || final.Events != int64(len(evs)) || final.Complete != want.Complete {
+			t.Errorf("appended entry %+v, committed %+v", final, want)
+		}
+		gotFile, _ := os.ReadFile(filepath.Join(s.Dir(), final.File))
+		wantFile, _ := os.ReadFile(filepath.Join(ref.Dir(), want.File))
+		if !bytes.Equal(gotFile, wantFile) {
+			t.Errorf("appended file (%d bytes) differs from the committed one (%d bytes)", len(gotFile), len(wantFile))
+		}
+		if e := entryOf(t, s, st.Key); *e != *final {
+			t.Errorf("index entry %+v, Close returned %+v", e, final)
+		}
+	}
+}
+
+// A writer killed in the middle of a write leaves a torn record: opening
+// the stream again cuts it off, returns the stored events, and appending
+// goes on where the synced events end.
+func TestAppendResumeAfterCrash(t *testing.T) {
+	st, evs, _ := obeStream(t)
+	s := openStore(t)
+	a, _, err := s.OpenAppend(bg, st, AppendOptions{IndexInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, a, evs[:40], 10)
+	// Crash: half of the next batch reaches the file, nothing is closed,
+	// the index still counts no event.
+	var torn bytes.Buffer
+	enc := encoder{w: &torn, prevSeq: a.enc.prevSeq, prevSec: a.enc.prevSec}
+	for i := 40; i < 45; i++ {
+		enc.record(&evs[i])
+	}
+	if _, err := a.f.WriteAt(torn.Bytes()[:torn.Len()-3], a.size); err != nil {
+		t.Fatal(err)
+	}
+	unlockFile(a.f)
+	a.f.Close()
+	if e := entryOf(t, s, st.Key); e.Events != 0 {
+		t.Fatalf("index counts %d events before Reconcile; the test wants a stale entry", e.Events)
+	}
+
+	b, loaded, err := s.OpenAppend(bg, st, AppendOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The four whole records of the torn batch stay (they are whole,
+	// though never acknowledged); the cut fifth goes.
+	if loaded == nil || loaded.Len() != 44 {
+		t.Fatalf("loaded %d events, want 44", lenOf(loaded))
+	}
+	if e := entryOf(t, s, st.Key); e.Events != 44 {
+		t.Errorf("entry counts %d events after reopening, want 44", e.Events)
+	}
+	appendAll(t, b, evs[44:], 16)
+	final, err := b.Close(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := mustCommit(t, openStore(t), st, evs)
+	if final.Digest != want.Digest || final.Events != 106 || !final.Complete {
+		t.Errorf("entry after resuming %+v, want digest %s, 106 events, complete", final, want.Digest)
+	}
+	_, got := readBack(t, s, final)
+	sameEvents(t, got, evs)
+}
+
+func TestAppendBusy(t *testing.T) {
+	st, evs := synthStream()
+	s := openStore(t)
+	a, _, err := s.OpenAppend(bg, st, AppendOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(bg)
+	other, err := Open(s.Dir()) // another Store on the same directory
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := other.OpenAppend(bg, st, AppendOptions{}); !errors.Is(err, ErrStreamBusy) {
+		t.Fatalf("second appender: %v, want ErrStreamBusy", err)
+	}
+	// Reconcile leaves a held file alone.
+	appendAll(t, a, evs[:3], 3)
+	if _, err := a.f.WriteAt([]byte{1, 2, 3}, a.size); err != nil { // not synced, not counted
+		t.Fatal(err)
+	}
+	fixed, err := other.Reconcile(bg)
+	if err != nil || len(fixed) != 0 {
+		t.Fatalf("Reconcile with a live appender: fixed %v, %v", fixed, err)
+	}
+	if err := a.f.Truncate(a.size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Reconcile brings the entries of streams left open up to date.
+func TestReconcile(t *testing.T) {
+	st, evs, _ := obeStream(t)
+	s := openStore(t)
+	a, _, err := s.OpenAppend(bg, st, AppendOptions{IndexInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, a, evs, 50)
+	unlockFile(a.f)
+	a.f.Close() // killed: the entry still says 0 events
+	if e := entryOf(t, s, st.Key); e.Events != 0 {
+		t.Fatalf("stale entry has %d events", e.Events)
+	}
+	committed := openStore(t)
+	other, _ := synthStream()
+	mustCommit(t, s, other, nil) // an ordinary stream: left as it is
+	fixed, err := s.Reconcile(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fixed) != 1 || fixed[0] != st.Key {
+		t.Fatalf("fixed %v, want [%s]", fixed, st.Key)
+	}
+	e := entryOf(t, s, st.Key)
+	want := mustCommit(t, committed, st, evs)
+	if e.Events != 106 || !e.Complete || e.Digest != want.Digest || e.Size != want.Size {
+		t.Errorf("reconciled entry %+v", e)
+	}
+	if fixed, err := s.Reconcile(bg); err != nil || len(fixed) != 0 {
+		t.Errorf("second Reconcile: %v, %v", fixed, err)
+	}
+}
+
+// An appender continues a stream that was ingested whole.
+func TestAppendContinuesCommitted(t *testing.T) {
+	st, evs, _ := obeStream(t)
+	s := openStore(t)
+	first := mustCommit(t, s, st, evs[:60])
+	a, loaded, err := s.OpenAppend(bg, st, AppendOptions{Source: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lenOf(loaded) != 60 {
+		t.Fatalf("loaded %d events", lenOf(loaded))
+	}
+	appendAll(t, a, evs[60:], 100)
+	e, err := a.Close(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Source != first.Source || e.Format != first.Format || e.Events != 106 {
+		t.Errorf("entry %+v: want the committed stream's source and format, 106 events", e)
+	}
+	_, got := readBack(t, s, e)
+	sameEvents(t, got, evs)
+}

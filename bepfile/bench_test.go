@@ -25,13 +25,16 @@ func repeated(b *testing.B, file string) ([]byte, int) {
 	return bytes.Repeat(one, reps), n * reps
 }
 
-func benchReader(b *testing.B, file string, f Format) {
+func benchReader(b *testing.B, file string, f Format) { benchReaderOpts(b, file, Options{Format: f}) }
+
+func benchReaderOpts(b *testing.B, file string, opts Options) {
+	f := opts.Format
 	data, n := repeated(b, file)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		r, err := NewReader(bytes.NewReader(data), file, Options{Format: f})
+		r, err := NewReader(bytes.NewReader(data), file, opts)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -57,6 +60,11 @@ func benchReader(b *testing.B, file string, f Format) {
 
 // BenchmarkReaderBEP reads test_mixed.bep, repeated to about 4 MB.
 func BenchmarkReaderBEP(b *testing.B) { benchReader(b, "test_mixed.bep", FormatAuto) }
+
+// BenchmarkReaderBEPReuse is BenchmarkReaderBEP with Options.Reuse.
+func BenchmarkReaderBEPReuse(b *testing.B) {
+	benchReaderOpts(b, "test_mixed.bep", Options{Reuse: true})
+}
 
 // BenchmarkReaderOBE reads bes_test_mixed.obe, repeated to about 4 MB.
 func BenchmarkReaderOBE(b *testing.B) { benchReader(b, "bes_test_mixed.obe", FormatOBE) }

@@ -27,7 +27,8 @@
 // one frame at a time, never allocates a frame larger than
 // [Options.MaxEventSize], and does not decode Bazel payloads beyond a
 // protowire walk of their top-level fields (except for NDJSON, which must be
-// parsed). Each returned [Event] owns its bytes and may be retained.
+// parsed). Each returned [Event] owns its bytes and may be retained (unless
+// [Options.Reuse] asks for events that alias the reader's buffer).
 //
 // [Reader.Next] returns io.EOF only at a clean end of input. Every other
 // problem is an [*Error] naming the input, the byte offset of the start of

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -21,9 +22,23 @@ import (
 // wild.
 const DefaultMaxEventSize = 64 << 20
 
-// peekSize is the size of the reader's buffer, and so the most the form
-// detection ever looks at.
+// peekSize is the most the form detection ever looks at.
 const peekSize = 64 << 10
+
+// bufSize is the size of the reader's buffer: frames up to this size are
+// read without a copy of their own (see Options.Reuse).
+const bufSize = 1 << 20
+
+// slabSize is the size of the chunks the frames of a reader that does not
+// reuse its buffers are copied into, and slabMax the largest frame copied
+// into a chunk (larger ones get a buffer of their own). Events then cost
+// no allocation of their own, and a chunk lives as long as any of its
+// events.
+const (
+	slabSize   = 1 << 20
+	slabMax    = 64 << 10
+	eventBatch = 512
+)
 
 // zstdMaxWindow bounds the memory a zstd stream may ask for (zstd --long
 // uses at most 1<<27 by default).
@@ -42,6 +57,11 @@ type Options struct {
 	// id, as taken from the first event's BuildStarted.uuid. It must be
 	// valid UTF-8. Other forms ignore it.
 	BuildID string
+	// Reuse lets the reader hand out events whose bytes alias its own
+	// buffer, and reuse the Event itself: an event is then valid only
+	// until the next call to Next. It spares a copy of every frame, for
+	// callers that look at each event once (and copy what they keep).
+	Reuse bool
 }
 
 // Reader reads the events of one BEP input, one at a time. A Reader is not
@@ -64,6 +84,10 @@ type Reader struct {
 	streams map[string]*Stream // by the StreamId's encoding
 	byKey   map[string]*Stream
 	scratch []byte // for Event.Compact
+
+	slab   []byte  // the chunk frames are copied into (see slabSize)
+	events []Event // the batch events are taken from
+	reused Event   // the event handed out with Options.Reuse
 
 	// Bazel's own files (BEP, NDJSON): the stream being built.
 	cur      *Stream
@@ -101,7 +125,7 @@ func Open(path string, opts Options) (*Reader, error) {
 // BEP in any form, is an *Error wrapping ErrNotBEP.
 //
 // The reader wraps r in a bufio.Reader of its own (unless r is one of at
-// least 64 KiB) and may read ahead; Close does not close r.
+// least 1 MiB) and may read ahead; Close does not close r.
 func NewReader(r io.Reader, name string, opts Options) (*Reader, error) {
 	if opts.Format < FormatAuto || opts.Format > FormatNDJSON {
 		return nil, fmt.Errorf("bepfile: invalid format %v", opts.Format)
@@ -119,7 +143,7 @@ func NewReader(r io.Reader, name string, opts Options) (*Reader, error) {
 		streams: map[string]*Stream{},
 		byKey:   map[string]*Stream{},
 	}
-	raw := bufio.NewReaderSize(r, peekSize)
+	raw := bufio.NewReaderSize(r, bufSize)
 	magic, err := raw.Peek(4)
 	if err != nil && len(magic) == 0 && err != io.EOF {
 		return nil, rd.errorAt(0, -1, err, false)
@@ -131,14 +155,14 @@ func NewReader(r io.Reader, name string, opts Options) (*Reader, error) {
 			return nil, rd.errorAt(0, -1, fmt.Errorf("gzip: %w", err), false)
 		}
 		rd.dec, rd.compression = zr, "gzip"
-		rd.br = bufio.NewReaderSize(zr, peekSize)
+		rd.br = bufio.NewReaderSize(zr, bufSize)
 	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
 		zd, err := zstd.NewReader(raw, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdMaxWindow))
 		if err != nil {
 			return nil, rd.errorAt(0, -1, fmt.Errorf("zstd: %w", err), false)
 		}
 		rd.dec, rd.compression = zd.IOReadCloser(), "zstd"
-		rd.br = bufio.NewReaderSize(zd, peekSize)
+		rd.br = bufio.NewReaderSize(zd, bufSize)
 	default:
 		rd.br = raw
 	}
@@ -247,7 +271,8 @@ func (r *Reader) Close() error {
 
 // Next returns the next event and the stream it belongs to. Events of one
 // stream share one *Stream. The event owns its bytes: they alias no buffer
-// of the reader and may be kept.
+// of the reader and may be kept (unless Options.Reuse is set: then the
+// event and its bytes are valid until the next call only).
 //
 // Next returns io.EOF, and only then, at a clean end of the input. Any
 // other error is an *Error; all complete events before the problem have
@@ -287,6 +312,58 @@ func (r *Reader) readError(err error) error {
 		return fmt.Errorf("%s: %w", r.compression, err)
 	}
 	return err
+}
+
+// frame returns the next varint-delimited frame: with Options.Reuse
+// aliasing the reader's buffer when the frame is there whole, else copied
+// into a chunk of its own (see own). Errors are those of readFrame, which
+// reads every frame the fast path does not take.
+func (r *Reader) frame() (start int64, frame []byte, index int, err error) {
+	b, _ := r.br.Peek(binary.MaxVarintLen64) // short near the end: fine
+	size, n := protowire.ConsumeVarint(b)
+	if n > 0 && size <= uint64(r.opts.MaxEventSize) && uint64(n)+size <= uint64(r.br.Size()) {
+		if p, err := r.br.Peek(n + int(size)); err == nil {
+			r.br.Discard(len(p))
+			start, index = r.off, r.index
+			r.off += int64(len(p))
+			r.index++
+			if r.opts.Reuse {
+				return start, p[n:], index, nil
+			}
+			return start, r.own(p[n:]), index, nil
+		}
+	}
+	return r.readFrame()
+}
+
+// own copies a frame into the current chunk, or into a buffer of its own
+// if it is large.
+func (r *Reader) own(p []byte) []byte {
+	if len(p) > slabMax {
+		return bytes.Clone(p)
+	}
+	if cap(r.slab)-len(r.slab) < len(p) {
+		r.slab = make([]byte, 0, slabSize)
+	}
+	i := len(r.slab)
+	r.slab = append(r.slab, p...)
+	return r.slab[i:len(r.slab):len(r.slab)]
+}
+
+// event returns a new *Event holding e: the reader's own with
+// Options.Reuse, else one of a batch allocated at once.
+func (r *Reader) event(e Event) *Event {
+	if r.opts.Reuse {
+		r.reused = e
+		return &r.reused
+	}
+	if len(r.events) == 0 {
+		r.events = make([]Event, eventBatch)
+	}
+	ev := &r.events[0]
+	r.events = r.events[1:]
+	*ev = e
+	return ev
 }
 
 // readFrame reads one varint-delimited frame into a new buffer of exactly
@@ -367,7 +444,7 @@ func readBody(br *bufio.Reader, n int) ([]byte, int, error) {
 
 // nextOBE reads one frame holding an OrderedBuildEvent.
 func (r *Reader) nextOBE() (*Stream, *Event, error) {
-	start, frame, index, err := r.readFrame()
+	start, frame, index, err := r.frame()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -381,7 +458,7 @@ func (r *Reader) nextOBE() (*Stream, *Event, error) {
 // nextPublish reads one frame holding a PublishBuildToolEventStreamRequest
 // or a PublishLifecycleEventRequest.
 func (r *Reader) nextPublish() (*Stream, *Event, error) {
-	start, frame, index, err := r.readFrame()
+	start, frame, index, err := r.frame()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -447,7 +524,7 @@ func (r *Reader) obeEvent(raw []byte, info func() *PublishInfo) (*Stream, *Event
 	if err != nil {
 		return nil, nil, err
 	}
-	ev := &Event{Seq: seq, Raw: raw}
+	ev := r.event(Event{Seq: seq, Raw: raw})
 	var ok bool
 	r.scratch, ok = ev.Compact(s, r.scratch)
 	if !ok {
@@ -647,7 +724,7 @@ func (r *Reader) nextBEP() (*Stream, *Event, error) {
 	if r.finished {
 		return r.finishEvent()
 	}
-	start, frame, index, err := r.readFrame()
+	start, frame, index, err := r.frame()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -694,7 +771,7 @@ func (r *Reader) bepEvent(payload []byte) (*Stream, *Event, error) {
 	}
 	r.seq++
 	r.finished = p.LastMessage
-	return r.cur, &Event{Seq: r.seq, Payload: payload}, nil
+	return r.cur, r.event(Event{Seq: r.seq, Payload: payload}), nil
 }
 
 // finishEvent returns the component_stream_finished event Bazel's BES client
@@ -704,7 +781,7 @@ func (r *Reader) finishEvent() (*Stream, *Event, error) {
 	r.seq++
 	raw := appendFinished(nil, s, r.seq)
 	r.finished, r.cur = false, nil
-	return s, &Event{Seq: r.seq, Raw: raw}, nil
+	return s, r.event(Event{Seq: r.seq, Raw: raw}), nil
 }
 
 // Field numbers for the component_stream_finished event.

@@ -2,17 +2,24 @@ package commands
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/bes-cli/bes/bepfile"
+	bes "github.com/bes-cli/bes/bepfile/bep/buildeventstream"
 	"github.com/bes-cli/bes/store"
 )
 
@@ -125,6 +132,29 @@ func selectStreams(mem *store.Storage, refs []string) ([]*store.Stream, error) {
 	return out, nil
 }
 
+// selectStreamInfos is selectStreams for the streams a scan of files met:
+// the streams refs name (all when none), sorted by key within each ref.
+func selectStreamInfos(all []*bepfile.Stream, refs []string) ([]*bepfile.Stream, error) {
+	all = slices.Clone(all)
+	slices.SortFunc(all, func(a, b *bepfile.Stream) int { return strings.Compare(a.Key, b.Key) })
+	if len(refs) == 0 {
+		return all, nil
+	}
+	var out []*bepfile.Stream
+	for _, ref := range refs {
+		n := len(out)
+		for _, s := range all {
+			if matchesRef(s.Key, s.ID.GetInvocationId(), ref) {
+				out = append(out, s)
+			}
+		}
+		if len(out) == n {
+			return nil, fmt.Errorf("%q: %w in the files given", ref, store.ErrNotFound)
+		}
+	}
+	return out, nil
+}
+
 // matchesRef reports whether a stream reference names the stream: its full
 // key, a prefix of its key, or its invocation id.
 func matchesRef(key, invocationID, ref string) bool {
@@ -172,26 +202,185 @@ func dumpOBE(ctx context.Context, w *bufio.Writer, streams []*store.Stream, f st
 
 var jsonOpts = protojson.MarshalOptions{}
 
+// ndjsonBatch is how many events a worker of dumpNDJSON encodes at a time.
+const ndjsonBatch = 256
+
+// dumpNDJSON writes one OrderedBuildEvent per line. The events are encoded
+// by a worker per CPU, a batch at a time, and written in order.
 func dumpNDJSON(ctx context.Context, w *bufio.Writer, streams []*store.Stream, f store.Filter) error {
-	for _, s := range streams {
-		info := s.Info()
-		for ev, err := range s.Query(ctx, f) {
-			if err != nil {
-				return err
+	type job struct {
+		s        *store.Stream
+		evs      []*bepfile.Event
+		queryErr error // the query failed after evs: set before the job is sent
+		out      []byte
+		err      error // the encoding failed: set by the worker
+		done     chan struct{}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	workers := max(1, runtime.GOMAXPROCS(0))
+	work := make(chan *job, 2*workers)
+	order := make(chan *job, 4*workers)
+	go func() {
+		defer close(work)
+		defer close(order)
+		send := func(j *job) bool {
+			select {
+			case order <- j:
+			case <-ctx.Done():
+				return false
 			}
-			obe, err := ev.OrderedBuildEvent(info)
-			if err != nil {
-				return fmt.Errorf("stream %s, event %d: %w", s.Key(), ev.Seq, err)
+			select {
+			case work <- j:
+				return true
+			case <-ctx.Done():
+				return false
 			}
-			b, err := jsonOpts.Marshal(obe)
-			if err != nil {
-				return fmt.Errorf("stream %s, event %d: %w", s.Key(), ev.Seq, err)
+		}
+		for _, s := range streams {
+			j := &job{s: s, done: make(chan struct{})}
+			for ev, err := range s.Query(ctx, f) {
+				if err != nil {
+					j.queryErr = err
+					break
+				}
+				j.evs = append(j.evs, ev)
+				if len(j.evs) == ndjsonBatch {
+					if !send(j) {
+						return
+					}
+					j = &job{s: s, done: make(chan struct{})}
+				}
 			}
-			w.Write(b)
-			w.WriteByte('\n')
+			if !send(j) || j.queryErr != nil {
+				return
+			}
+		}
+	}()
+	for range workers {
+		go func() {
+			enc := newNDJSONEncoder()
+			for j := range work {
+				info := j.s.Info()
+				for _, ev := range j.evs {
+					if j.out, j.err = enc.append(j.out, info, ev); j.err != nil {
+						j.err = fmt.Errorf("stream %s, event %d: %w", j.s.Key(), ev.Seq, j.err)
+						break
+					}
+					j.out = append(j.out, '\n')
+				}
+				close(j.done)
+			}
+		}()
+	}
+	for j := range order {
+		<-j.done
+		if j.err != nil {
+			return j.err
+		}
+		if _, err := w.Write(j.out); err != nil {
+			return err
+		}
+		if j.queryErr != nil {
+			return j.queryErr
 		}
 	}
-	return nil
+	return ctx.Err()
+}
+
+// ndjsonEncoder renders events as protojson OrderedBuildEvents. A Bazel
+// event in compact form is written without building the envelope: the
+// envelope's JSON is written directly and only the payload goes through
+// protojson, decoded into a message that is reused; anything else takes
+// the general path. Both give the same JSON values (TestNDJSONFastPath).
+type ndjsonEncoder struct {
+	ids map[*bepfile.Stream][]byte // the StreamId JSON of each stream
+	msg *bes.BuildEvent
+	buf []byte
+}
+
+func newNDJSONEncoder() *ndjsonEncoder {
+	return &ndjsonEncoder{ids: map[*bepfile.Stream][]byte{}, msg: &bes.BuildEvent{}}
+}
+
+// append appends the JSON of ev, without a newline.
+func (e *ndjsonEncoder) append(b []byte, s *bepfile.Stream, ev *bepfile.Event) ([]byte, error) {
+	if ev.IsBazel() && s.TypeURL == bepfile.BazelEventTypeURL {
+		if out, ok := e.appendFast(b, s, ev); ok {
+			return out, nil
+		}
+	}
+	obe, err := ev.OrderedBuildEvent(s)
+	if err != nil {
+		return b, err
+	}
+	return jsonOpts.MarshalAppend(b, obe)
+}
+
+func (e *ndjsonEncoder) appendFast(b []byte, s *bepfile.Stream, ev *bepfile.Event) ([]byte, bool) {
+	proto.Reset(e.msg)
+	if err := proto.Unmarshal(ev.Payload, e.msg); err != nil {
+		return b, false
+	}
+	var err error
+	e.buf, err = jsonOpts.MarshalAppend(e.buf[:0], e.msg)
+	if err != nil {
+		return b, false
+	}
+	id, ok := e.ids[s]
+	if !ok {
+		if id, err = jsonOpts.Marshal(s.ID); err != nil {
+			return b, false
+		}
+		e.ids[s] = id
+	}
+	start := len(b)
+	b = append(b, `{"streamId":`...)
+	b = append(b, id...)
+	if ev.Seq != 0 {
+		b = append(b, `,"sequenceNumber":"`...)
+		b = strconv.AppendInt(b, ev.Seq, 10)
+		b = append(b, '"')
+	}
+	b = append(b, `,"event":{`...)
+	if ev.HasTime {
+		ts, ok := appendTimestamp(b, ev.Time)
+		if !ok {
+			return b[:start], false
+		}
+		b = append(ts, ',')
+	}
+	b = append(b, `"bazelEvent":{"@type":"`...)
+	b = append(b, s.TypeURL...)
+	b = append(b, '"')
+	// The payload's members: its JSON object without the braces.
+	p := bytes.TrimSpace(e.buf)
+	if len(p) < 2 || p[0] != '{' || p[len(p)-1] != '}' {
+		return b[:start], false
+	}
+	if p = bytes.TrimSpace(p[1 : len(p)-1]); len(p) > 0 {
+		b = append(b, ',')
+		b = append(b, p...)
+	}
+	return append(b, "}}}"...), true
+}
+
+// appendTimestamp appends a "eventTime" member as protojson writes a
+// google.protobuf.Timestamp: RFC 3339 in UTC, with 0, 3, 6 or 9
+// fractional digits. ok is false for a time protojson refuses.
+func appendTimestamp(b []byte, ts bepfile.Timestamp) ([]byte, bool) {
+	const minSec, maxSec = -62135596800, 253402300799 // 0001-01-01 to 9999-12-31
+	if ts.Seconds < minSec || ts.Seconds > maxSec || ts.Nanos < 0 || ts.Nanos >= 1e9 {
+		return b, false
+	}
+	t := time.Unix(ts.Seconds, int64(ts.Nanos)).UTC()
+	x := t.Format("2006-01-02T15:04:05.000000000")
+	x = strings.TrimSuffix(x, "000")
+	x = strings.TrimSuffix(x, "000")
+	x = strings.TrimSuffix(x, ".000")
+	b = append(b, `"eventTime":"`...)
+	b = append(b, x...)
+	return append(b, `Z"`...), true
 }
 
 // dumpJSON writes one JSON array of BuildGrid BuildEventStream messages,

@@ -187,9 +187,14 @@ func ingestFile(ctx context.Context, st *local.Store, name string, opts ingestOp
 	if name == "-" {
 		source = "<stdin>"
 	}
+	// One index update for all the streams of the file.
+	outcomes, err := st.CommitAll(ctx, order, source, r.Format().String(), opts.Replace)
+	if err != nil {
+		return nil, err
+	}
 	var rows []ingestRow
-	for _, sw := range order {
-		e, result, err := sw.Commit(ctx, source, r.Format().String(), opts.Replace)
+	for i, sw := range order {
+		e, result, err := outcomes[i].Entry, outcomes[i].Result, outcomes[i].Err
 		var dup *store.DuplicateStreamError
 		status := result.String()
 		if errors.As(err, &dup) {

@@ -83,16 +83,88 @@ func render[T any](w io.Writer, format string, rows []T, cols []column[T]) error
 // table is a plain, borderless table in the style of kubectl and docker:
 // left-aligned columns two spaces apart, no trailing blanks, so that it
 // pipes into cut, awk and grep.
+//
+// A table of printable ASCII, by far the common case (and the only one of
+// a large dump), is laid out by table itself, in one pass over the rows;
+// any other goes through tablewriter, for its rules on display widths.
+// Both give the same bytes for ASCII (TestTableMatchesTablewriter).
 type table struct {
-	w   io.Writer
-	buf bytes.Buffer
-	t   *tablewriter.Table
+	w     io.Writer
+	hdr   []string
+	rows  [][]string
+	ascii bool
 }
 
-func newTable(w io.Writer) *table {
-	tb := &table{w: w}
+func newTable(w io.Writer) *table { return &table{w: w, ascii: true} }
+
+func (tb *table) header(cells []string) {
+	tb.hdr = cells
+	tb.ascii = tb.ascii && printableASCII(cells)
+}
+
+func (tb *table) append(cells []string) {
+	tb.rows = append(tb.rows, cells)
+	tb.ascii = tb.ascii && printableASCII(cells)
+}
+
+// printableASCII reports whether every cell is printable ASCII (no
+// control characters, no tabs).
+func printableASCII(cells []string) bool {
+	for _, c := range cells {
+		for i := 0; i < len(c); i++ {
+			if c[i] < 0x20 || c[i] > 0x7e {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// flush writes the table.
+func (tb *table) flush() error {
+	if !tb.ascii {
+		return tb.flushTablewriter()
+	}
+	widths := make([]int, len(tb.hdr))
+	measure := func(cells []string) {
+		for i, c := range cells {
+			if i >= len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], len(c))
+		}
+	}
+	measure(tb.hdr)
+	for _, r := range tb.rows {
+		measure(r)
+	}
+	bw := bufio.NewWriterSize(tb.w, 64<<10)
+	var line []byte
+	write := func(cells []string) {
+		line = line[:0]
+		for i, c := range cells {
+			line = append(line, c...)
+			for n := len(c); n < widths[i]+2; n++ {
+				line = append(line, ' ')
+			}
+		}
+		line = bytes.TrimRight(line, " ")
+		bw.Write(line)
+		bw.WriteByte('\n')
+	}
+	write(tb.hdr)
+	for _, r := range tb.rows {
+		write(r)
+	}
+	return bw.Flush()
+}
+
+// flushTablewriter renders the table with tablewriter and writes it
+// without trailing blanks.
+func (tb *table) flushTablewriter() error {
+	var buf bytes.Buffer
 	pad := tw.CellPadding{Global: tw.Padding{Left: "", Right: "  "}}
-	tb.t = tablewriter.NewTable(&tb.buf,
+	t := tablewriter.NewTable(&buf,
 		tablewriter.WithRenderer(renderer.NewBlueprint(tw.Rendition{
 			Borders: tw.BorderNone,
 			Symbols: tw.NewSymbols(tw.StyleNone),
@@ -115,23 +187,16 @@ func newTable(w io.Writer) *table {
 		}),
 		tablewriter.WithTrimSpace(tw.Off),
 	)
-	return tb
-}
-
-func (tb *table) header(cells []string) { tb.t.Header(cells) }
-
-func (tb *table) append(cells []string) {
-	// tablewriter only errors on a row of the wrong type; ours are []string.
-	_ = tb.t.Append(cells)
-}
-
-// flush renders the table and writes it without trailing blanks.
-func (tb *table) flush() error {
-	if err := tb.t.Render(); err != nil {
+	t.Header(tb.hdr)
+	for _, r := range tb.rows {
+		// tablewriter only errors on a row of the wrong type; ours are []string.
+		_ = t.Append(r)
+	}
+	if err := t.Render(); err != nil {
 		return err
 	}
 	bw := bufio.NewWriter(tb.w)
-	for _, line := range bytes.SplitAfter(tb.buf.Bytes(), []byte("\n")) {
+	for _, line := range bytes.SplitAfter(buf.Bytes(), []byte("\n")) {
 		if len(line) == 0 {
 			continue
 		}

@@ -37,28 +37,67 @@ func splitArgs(args []string) (files, refs []string) {
 // that an earlier file already held (say a .bep and its .json twin) is
 // read once: the later copy is skipped with a note.
 func readFiles(ctx context.Context, files []string, opts bepfile.Options, errw io.Writer) (*store.Storage, *outcome, error) {
-	fr := &fileReader{mem: store.New(), opts: opts, errw: errw, from: map[string]string{}}
+	mem := store.New()
+	var cur *bepfile.Stream
+	var st *store.Stream
+	opts.Reuse = false // the storage keeps the events
+	res, err := scanFiles(ctx, files, opts, errw, func(s *bepfile.Stream, ev *bepfile.Event) error {
+		if s != cur {
+			cur, st = s, mem.GetStreamFor(s)
+		}
+		st.Append(*ev)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return mem, res, nil
+}
+
+// scanFiles reads every event of the files, in order, and calls fn with
+// each and its stream, with readFiles's handling of read errors and of
+// streams read twice: those events are skipped. With opts.Reuse the event
+// is valid only during the call. An error of fn ends the scan and is
+// returned as it is.
+func scanFiles(ctx context.Context, files []string, opts bepfile.Options, errw io.Writer, fn func(*bepfile.Stream, *bepfile.Event) error) (*outcome, error) {
+	fr := &fileReader{opts: opts, errw: errw, from: map[string]string{}, fn: fn}
 	res := &outcome{}
 	for _, name := range files {
 		if err := fr.read(ctx, name); err != nil {
-			if ctx.Err() != nil {
-				return nil, nil, ctx.Err()
+			var fe *fnError
+			switch {
+			case ctx.Err() != nil:
+				return nil, ctx.Err()
+			case errors.As(err, &fe):
+				return nil, fe.err
 			}
 			fmt.Fprintf(errw, "bes: %v\n", err)
 			res.add(ExitCode(err))
 		}
 	}
-	return fr.mem, res, nil
+	return res, nil
 }
 
+// fnError carries the error of scanFiles's callback out of a file's read.
+type fnError struct{ err error }
+
+func (e *fnError) Error() string { return e.err.Error() }
+
 type fileReader struct {
-	mem  *store.Storage
 	opts bepfile.Options
 	errw io.Writer
 	from map[string]string // stream key → the file it was read from
+	fn   func(*bepfile.Stream, *bepfile.Event) error
 }
 
 func (fr *fileReader) read(ctx context.Context, name string) error {
+	return fr.each(ctx, name, fr.fn, func(msg string) { fmt.Fprint(fr.errw, msg) })
+}
+
+// each reads one file and calls visit with the events of the streams not
+// read before; note gets the lines to report. An error of visit is
+// returned as a *fnError.
+func (fr *fileReader) each(ctx context.Context, name string, visit func(*bepfile.Stream, *bepfile.Event) error, note func(string)) error {
 	r, err := bepfile.Open(name, fr.opts)
 	if err != nil {
 		return err
@@ -66,7 +105,7 @@ func (fr *fileReader) read(ctx context.Context, name string) error {
 	defer r.Close()
 	var (
 		cur  *bepfile.Stream
-		st   *store.Stream
+		keep bool
 		errs error
 	)
 	for n := 0; ; n++ {
@@ -81,23 +120,25 @@ func (fr *fileReader) read(ctx context.Context, name string) error {
 			var be *bepfile.Error
 			if errors.As(err, &be) && be.Resumable() {
 				// A bad event that can be skipped: report it and go on.
-				fmt.Fprintf(fr.errw, "bes: %v\n", err)
+				note(fmt.Sprintf("bes: %v\n", err))
 				errs = &reportedError{code: ExitError}
 				continue
 			}
 			return err
 		}
 		if s != cur {
-			cur, st = s, nil
+			cur, keep = s, true
 			if src, ok := fr.from[s.Key]; ok && src != r.Name() {
-				fmt.Fprintf(fr.errw, "bes: %s: stream %s was already read from %s; skipping this copy\n", r.Name(), s.Key, src)
+				note(fmt.Sprintf("bes: %s: stream %s was already read from %s; skipping this copy\n", r.Name(), s.Key, src))
+				keep = false
 			} else {
 				fr.from[s.Key] = r.Name()
-				st = fr.mem.GetStreamFor(s)
 			}
 		}
-		if st != nil {
-			st.Append(*ev)
+		if keep {
+			if err := visit(s, ev); err != nil {
+				return &fnError{err}
+			}
 		}
 	}
 }
@@ -148,4 +189,134 @@ func allSameInvocation(entries []*local.Entry, ref string) bool {
 		}
 	}
 	return true
+}
+
+// scanItem is one event of a pipelined scan (see scanFilesPipelined), a
+// count of events left out, or a line to report.
+type scanItem struct {
+	s       *bepfile.Stream
+	ev      bepfile.Event // its bytes are in the batch's chunk
+	skipped int
+	note    string
+}
+
+// scanBatch is how many items the reading goroutine hands over at once.
+const scanBatch = 1024
+
+// scanFilesPipelined is scanFiles on two goroutines: one reads the files
+// and keeps the events keep accepts, copying them into batches; the
+// caller's goroutine calls fn with each kept event, in order, and skip
+// with the number of events of a stream left out in between. The reading
+// goroutine thus takes the I/O, the framing and the filtering, and fn
+// runs meanwhile on another core.
+func scanFilesPipelined(ctx context.Context, files []string, opts bepfile.Options, errw io.Writer,
+	keep func(*bepfile.Event) bool, fn func(*bepfile.Stream, *bepfile.Event) error, skip func(*bepfile.Stream, int)) (*outcome, error) {
+	opts.Reuse = true // the reading goroutine copies what it keeps
+	fr := &fileReader{opts: opts, errw: errw, from: map[string]string{}}
+	res := &outcome{}
+	for _, name := range files {
+		err := fr.pipeline(ctx, name, keep, fn, skip)
+		if err == nil {
+			continue
+		}
+		var fe *fnError
+		switch {
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case errors.As(err, &fe):
+			return nil, fe.err
+		}
+		fmt.Fprintf(errw, "bes: %v\n", err)
+		res.add(ExitCode(err))
+	}
+	return res, nil
+}
+
+func (fr *fileReader) pipeline(ctx context.Context, name string, keep func(*bepfile.Event) bool,
+	fn func(*bepfile.Stream, *bepfile.Event) error, skip func(*bepfile.Stream, int)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan []scanItem, 4)
+	done := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		var (
+			batch []scanItem
+			chunk []byte
+		)
+		flush := func() bool {
+			if len(batch) == 0 {
+				return true
+			}
+			select {
+			case batches <- batch:
+				batch, chunk = make([]scanItem, 0, scanBatch), nil
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		own := func(b []byte) []byte {
+			if b == nil {
+				return nil
+			}
+			if cap(chunk)-len(chunk) < len(b) {
+				chunk = make([]byte, 0, max(256<<10, len(b)))
+			}
+			i := len(chunk)
+			chunk = append(chunk, b...)
+			return chunk[i:len(chunk):len(chunk)]
+		}
+		add := func(it scanItem) error {
+			batch = append(batch, it)
+			if len(batch) == scanBatch && !flush() {
+				return ctx.Err()
+			}
+			return nil
+		}
+		err := fr.each(ctx, name, func(s *bepfile.Stream, ev *bepfile.Event) error {
+			if !keep(ev) {
+				if n := len(batch); n > 0 && batch[n-1].s == s && batch[n-1].skipped > 0 {
+					batch[n-1].skipped++
+					return nil
+				}
+				return add(scanItem{s: s, skipped: 1})
+			}
+			e := *ev
+			e.Payload, e.Raw = own(ev.Payload), own(ev.Raw)
+			return add(scanItem{s: s, ev: e})
+		}, func(msg string) { add(scanItem{note: msg}) })
+		if err == nil && !flush() {
+			err = ctx.Err()
+		}
+		if err != nil {
+			// A callback error of this goroutine is the context's.
+			var fe *fnError
+			if errors.As(err, &fe) {
+				err = fe.err
+			}
+		}
+		flush()
+		done <- err
+	}()
+	for batch := range batches {
+		for i := range batch {
+			it := &batch[i]
+			switch {
+			case it.note != "":
+				fmt.Fprint(fr.errw, it.note)
+			case it.skipped > 0:
+				skip(it.s, it.skipped)
+			default:
+				if err := fn(it.s, &it.ev); err != nil {
+					cancel()
+					for range batches {
+					}
+					<-done
+					return &fnError{err}
+				}
+			}
+		}
+	}
+	return <-done
 }

@@ -143,10 +143,8 @@ func runStreams(ctx context.Context, opts streamsOptions, args []string, w, errw
 	if err != nil {
 		return err
 	}
-	err = st.List(ctx, func(e *local.Entry) error {
-		if re.MatchString(e.Key) {
-			rows = append(rows, rowFromEntry(e))
-		}
+	err = st.ListMatching(ctx, re.MatchString, func(e *local.Entry) error {
+		rows = append(rows, rowFromEntry(e))
 		return nil
 	})
 	if err != nil {

@@ -63,6 +63,7 @@ lifecycle streams) are left out.`
 // the outcome holds ExitNoData. The outcome also holds what reading the
 // files gave (partial input, bad events).
 func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []string, errw io.Writer) ([]*report.Invocation, *outcome, error) {
+	artifacts := cmd == "artifacts" // the other views need no output files
 	re, err := regexp.Compile(opts.Match)
 	if err != nil {
 		return nil, nil, &usageError{fmt.Sprintf("--match: %v", err)}
@@ -93,17 +94,51 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 	}
 	switch {
 	case len(files) > 0:
-		mem, r, err := readFiles(ctx, files, opts.Read, errw)
+		// Stream the files through one builder per stream, each event
+		// seen once and never kept, so that memory does not grow with
+		// the files.
+		builders := map[*bepfile.Stream]*report.Builder{}
+		var streams []*bepfile.Stream
+		builder := func(s *bepfile.Stream) *report.Builder {
+			b := builders[s]
+			if b == nil {
+				b = report.NewBuilder(s)
+				if !artifacts {
+					b.WithoutArtifacts()
+				}
+				builders[s] = b
+				streams = append(streams, s)
+			}
+			return b
+		}
+		r, err := scanFilesPipelined(ctx, files, opts.Read, errw,
+			func(ev *bepfile.Event) bool { return report.Relevant(ev, artifacts) },
+			func(s *bepfile.Stream, ev *bepfile.Event) error {
+				if err := builder(s).Add(ev); err != nil {
+					return fmt.Errorf("stream %s: %w", s.Key, err)
+				}
+				return nil
+			},
+			func(s *bepfile.Stream, n int) { builder(s).Skip(n) })
 		if err != nil {
 			return nil, nil, err
 		}
 		res = r
-		streams, err := selectStreams(mem, refs)
+		selected, err := selectStreamInfos(streams, refs)
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := build(streams); err != nil {
-			return nil, nil, err
+		built := map[*bepfile.Stream]*report.Invocation{}
+		for _, s := range selected {
+			if !re.MatchString(s.Key) {
+				continue
+			}
+			inv := built[s]
+			if inv == nil {
+				inv = builders[s].Invocation()
+				built[s] = inv
+			}
+			keep(inv)
 		}
 	case len(refs) > 0:
 		st, err := openStore(opts.Store)
@@ -125,10 +160,8 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 			return nil, nil, err
 		}
 		var entries []*local.Entry
-		err = st.List(ctx, func(e *local.Entry) error {
-			if re.MatchString(e.Key) {
-				entries = append(entries, e)
-			}
+		err = st.ListMatching(ctx, re.MatchString, func(e *local.Entry) error {
+			entries = append(entries, e)
 			return nil
 		})
 		if err != nil {
@@ -139,6 +172,9 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 			err := st.Events(ctx, e, func(s *bepfile.Stream, ev *bepfile.Event) error {
 				if b == nil {
 					b = report.NewBuilder(s)
+					if !artifacts {
+						b.WithoutArtifacts()
+					}
 				}
 				if err := b.Add(ev); err != nil {
 					return fmt.Errorf("stream %s: %w", e.Key, err)

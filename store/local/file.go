@@ -286,11 +286,40 @@ func (rd *Reader) bytes(limit int64) ([]byte, error) {
 	if rd.size >= 0 && n > uint64(rd.size-rd.off) {
 		return nil, rd.corrupt(start, fmt.Errorf("length %d exceeds the %d bytes left in the file: %w", n, rd.size-rd.off, io.ErrUnexpectedEOF))
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(rd.r, b); err != nil {
+	b, err := readN(rd.r, int(n))
+	if err != nil {
 		return nil, rd.corrupt(start, fmt.Errorf("reading %d bytes: %w", n, eofIsUnexpected(err)))
 	}
 	rd.off += int64(n)
+	return b, nil
+}
+
+// readChunk is the size up to which readN allocates its buffer at once.
+const readChunk = 1 << 20
+
+// readN reads exactly n bytes into a new slice of capacity n. Beyond
+// readChunk the buffer grows as the bytes arrive, so that a length that
+// a short or damaged file merely claims (when its size is not known) costs
+// no more memory than the bytes really there.
+func readN(r io.Reader, n int) ([]byte, error) {
+	if n <= readChunk {
+		b := make([]byte, n)
+		_, err := io.ReadFull(r, b)
+		return b, err
+	}
+	b := make([]byte, 0, readChunk)
+	for len(b) < n {
+		if len(b) == cap(b) {
+			nb := make([]byte, len(b), min(2*cap(b), n))
+			copy(nb, b)
+			b = nb
+		}
+		m, err := io.ReadFull(r, b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		if err != nil {
+			return nil, err
+		}
+	}
 	return b, nil
 }
 

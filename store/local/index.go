@@ -2,6 +2,7 @@ package local
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -53,6 +54,29 @@ func (s *Store) scanIndex(ctx context.Context, fn func(*Entry) error) error {
 }
 
 func (s *Store) scanIndexLines(ctx context.Context, fn func(e *Entry, line []byte) error) error {
+	return s.scanIndexFiltered(ctx, nil, fn)
+}
+
+// keyPrefix starts every index line bes writes: the key comes first.
+const keyPrefix = `{"key":"`
+
+// lineKey returns the key of an index line without decoding the line,
+// when the line starts with the key and the key has no escapes.
+func lineKey(line []byte) (string, bool) {
+	if !bytes.HasPrefix(line, []byte(keyPrefix)) {
+		return "", false
+	}
+	rest := line[len(keyPrefix):]
+	i := bytes.IndexByte(rest, '"')
+	if i < 0 || bytes.IndexByte(rest[:i], '\\') >= 0 {
+		return "", false
+	}
+	return string(rest[:i]), true
+}
+
+// scanIndexFiltered is scanIndexLines that decodes only the lines whose key
+// keep accepts (all when keep is nil); the key is read off the line first.
+func (s *Store) scanIndexFiltered(ctx context.Context, keep func(key string) bool, fn func(e *Entry, line []byte) error) error {
 	path := filepath.Join(s.dir, indexName)
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -77,6 +101,17 @@ func (s *Store) scanIndexLines(ctx context.Context, fn func(e *Entry, line []byt
 				return &IndexError{File: path, Line: line, Err: fmt.Errorf("bad header %.40q", b)}
 			}
 			continue
+		}
+		if keep != nil {
+			if key, ok := lineKey(b); ok {
+				if line > 2 && key <= prev {
+					return &IndexError{File: path, Line: line, Err: fmt.Errorf("key %q out of order", key)}
+				}
+				if !keep(key) {
+					prev = key
+					continue
+				}
+			}
 		}
 		e := &Entry{}
 		if err := json.Unmarshal(b, e); err != nil {
@@ -199,8 +234,10 @@ func (s *Store) updateIndex(ctx context.Context, key string, decide func(old *En
 // index when it has the same stream with the same digest, else Ingested is
 // the file's modification time.
 //
-// Damaged stream files, and files whose content does not match their name,
-// are left out of the index and left in place; Rebuild still writes the
+// A stream file whose last record is cut short (bes serve killed while
+// writing it) is indexed without that record. Damaged stream files, and
+// files whose content does not match their name, are left out of the index
+// and left in place; Rebuild still writes the
 // index of the others and then returns an error joining one error per such
 // file. Temporary files are not touched.
 func (s *Store) Rebuild(ctx context.Context) error {
@@ -264,7 +301,8 @@ func (s *Store) Rebuild(ctx context.Context) error {
 }
 
 // scanStreamFile reads a whole stream file and returns its entry, with
-// Ingested set to the file's modification time.
+// Ingested set to the file's modification time. A torn last record is left
+// out of the entry.
 func (s *Store) scanStreamFile(ctx context.Context, name string) (*Entry, error) {
 	path := filepath.Join(s.dir, name)
 	f, err := os.Open(path)
@@ -276,24 +314,45 @@ func (s *Store) scanStreamFile(ctx context.Context, name string) (*Entry, error)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	size := fi.Size()
 	h := sha256.New()
-	rd, err := NewReader(io.TeeReader(f, h), path, fi.Size())
+	rd, err := NewReader(io.TeeReader(io.NewSectionReader(f, 0, size), h), path, size)
 	if err != nil {
 		return nil, err
 	}
 	var meta store.Meta
-	if err := each(ctx, rd, func(ev *bepfile.Event) error {
+	good := rd.Offset()
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		ev, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			// A last record cut short: bes serve was killed while writing
+			// it, or is writing it now. The entry covers the records
+			// before it (Reconcile, or the server, cuts it off).
+			size = good
+			h.Reset()
+			if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
+				return nil, fmt.Errorf("store: %w", err)
+			}
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
 		meta.Observe(ev)
-		return nil
-	}); err != nil {
-		return nil, err
+		good = rd.Offset()
 	}
 	st := rd.Stream()
 	if want := FileName(st.Key); want != name {
 		return nil, &CorruptError{File: path, Err: fmt.Errorf("file holds stream %q, whose file name is %s", st.Key, want)}
 	}
 	e := NewEntry(st, &meta)
-	e.Size = fi.Size()
+	e.Size = size
 	e.Digest = hex.EncodeToString(h.Sum(nil))
 	e.Ingested = fi.ModTime().UTC()
 	return e, nil

@@ -182,6 +182,19 @@ func (s *Store) List(ctx context.Context, fn func(*Entry) error) error {
 	return s.scanIndex(ctx, fn)
 }
 
+// ListMatching is List for the entries whose key match accepts: the key
+// is read off each index line before the line is decoded, so that the
+// entries left out cost almost nothing. match runs in the caller's
+// goroutine, before fn.
+func (s *Store) ListMatching(ctx context.Context, match func(key string) bool, fn func(*Entry) error) error {
+	return s.scanIndexFiltered(ctx, match, func(e *Entry, _ []byte) error {
+		if !match(e.Key) { // a line whose key could not be read off
+			return nil
+		}
+		return fn(e)
+	})
+}
+
 // Lookup finds the entries a user's reference names. ref is either a full
 // stream key (which, when it exists, is the only match, even if it is the
 // prefix of other keys, as "B.1." is of "B.1.I"), or else a key prefix or an
@@ -221,14 +234,16 @@ func (s *Store) Lookup(ctx context.Context, ref string) ([]*Entry, error) {
 // error fn returns and returns it unchanged, and with ctx.Err() when ctx is
 // done. A damaged file gives a *CorruptError naming the file and offset,
 // after fn has seen the events before the damage. A missing file gives an
-// error wrapping store.ErrNotFound.
+// error wrapping store.ErrNotFound. A stream that bes serve is writing is
+// read as far as it is synced: a record being written past the size the
+// entry records ends it, without an error.
 func (s *Store) Events(ctx context.Context, e *Entry, fn func(*bepfile.Stream, *bepfile.Event) error) error {
 	rd, f, err := s.open(e)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	return each(ctx, rd, func(ev *bepfile.Event) error { return fn(rd.Stream(), ev) })
+	return eachSynced(ctx, rd, e.Size, func(ev *bepfile.Event) error { return fn(rd.Stream(), ev) })
 }
 
 // Load reads the stream of e into memory, as a store.Stream that belongs to
@@ -240,7 +255,7 @@ func (s *Store) Load(ctx context.Context, e *Entry) (*store.Stream, error) {
 	}
 	defer f.Close()
 	out := store.NewStreamFromInfo(rd.Stream())
-	err = each(ctx, rd, func(ev *bepfile.Event) error {
+	err = eachSynced(ctx, rd, e.Size, func(ev *bepfile.Event) error {
 		out.Append(*ev)
 		return nil
 	})
@@ -268,7 +283,8 @@ func (s *Store) open(e *Entry) (*Reader, *os.File, error) {
 		f.Close()
 		return nil, nil, fmt.Errorf("store: %w", err)
 	}
-	rd, err := NewReader(f, path, fi.Size())
+	// The file as it is now: bes serve may be appending to it.
+	rd, err := NewReader(io.NewSectionReader(f, 0, fi.Size()), path, fi.Size())
 	if err != nil {
 		f.Close()
 		return nil, nil, err
@@ -291,6 +307,33 @@ func each(ctx context.Context, rd *Reader, fn func(*bepfile.Event) error) error 
 			return nil
 		}
 		if err != nil {
+			return err
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+}
+
+// eachSynced is each for a stream file that bes serve may be appending to
+// while it is read: a record cut off by the end of the file that starts at
+// or after synced, the size the index entry vouches for, is a write in
+// progress rather than damage, and ends the events cleanly. The events
+// before it are every event the server had synced when the file was opened.
+func eachSynced(ctx context.Context, rd *Reader, synced int64, fn func(*bepfile.Event) error) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		start := rd.Offset()
+		ev, err := rd.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			if start >= synced && errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil
+			}
 			return err
 		}
 		if err := fn(ev); err != nil {

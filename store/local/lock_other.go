@@ -4,6 +4,10 @@ package local
 
 import "os"
 
+// closeBeforeRename says whether a file must be closed before it is renamed,
+// as on Windows.
+const closeBeforeRename = true
+
 // tryLock always succeeds: without flock, only the Store's own mutex
 // serialises writers, so concurrent processes may lose index entries
 // (Rebuild restores them).

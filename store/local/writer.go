@@ -53,7 +53,7 @@ func (s *Store) Create(st *bepfile.Stream) (*StreamWriter, error) {
 	if k := bepfile.Key(id); k != st.Key {
 		return nil, fmt.Errorf("store: create %q: stream id bytes have key %q", st.Key, k)
 	}
-	f, err := os.CreateTemp(s.dir, ".stream-*"+tmpSuffix)
+	f, err := createLockedTemp(s.dir, ".stream-*"+tmpSuffix)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -161,7 +161,9 @@ func (w *StreamWriter) Commit(ctx context.Context, source, format string, replac
 	return entry, result, nil
 }
 
-// finish flushes, fsyncs and closes the temporary file.
+// finish flushes and fsyncs the temporary file. Where flock exists the file
+// stays open, and locked, until it is renamed (Abort closes it): Repair
+// removes only temporary files no writer has locked.
 func (w *StreamWriter) finish() error {
 	if err := w.bw.Flush(); err != nil {
 		return fmt.Errorf("store: write %s: %w", w.f.Name(), err)
@@ -169,8 +171,10 @@ func (w *StreamWriter) finish() error {
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("store: sync %s: %w", w.f.Name(), err)
 	}
-	if err := w.f.Close(); err != nil {
-		return fmt.Errorf("store: close %s: %w", w.f.Name(), err)
+	if closeBeforeRename {
+		if err := w.f.Close(); err != nil {
+			return fmt.Errorf("store: close %s: %w", w.f.Name(), err)
+		}
 	}
 	return nil
 }

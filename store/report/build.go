@@ -54,6 +54,13 @@ type Builder struct {
 	// target-level aborts (TargetConfigured or TargetComplete ids), by label
 	targetAborts map[string]*Abort
 	buildFailure *Failure // from BuildFinished.failure_detail
+
+	// artifactsWanted keeps what Invocation.Artifacts needs (every
+	// completed target and named set, decoded); see WithoutArtifacts.
+	artifactsWanted bool
+	// full decodes every event the model needs with protobuf-go, never
+	// taking the fast path (for tests that compare the two).
+	full bool
 }
 
 type testKey struct{ label, config string }
@@ -68,11 +75,12 @@ type completion struct {
 // NewBuilder returns a Builder for the stream s.
 func NewBuilder(s *bepfile.Stream) *Builder {
 	b := &Builder{
-		tests:        map[testKey]*Test{},
-		summaries:    map[testKey]int64{},
-		testRules:    map[string]bool{},
-		namedSets:    map[string]*bes.NamedSetOfFiles{},
-		targetAborts: map[string]*Abort{},
+		tests:           map[testKey]*Test{},
+		summaries:       map[testKey]int64{},
+		testRules:       map[string]bool{},
+		namedSets:       map[string]*bes.NamedSetOfFiles{},
+		targetAborts:    map[string]*Abort{},
+		artifactsWanted: true,
 	}
 	if s != nil {
 		b.inv.StreamKey = s.Key
@@ -81,6 +89,46 @@ func NewBuilder(s *bepfile.Stream) *Builder {
 	}
 	return b
 }
+
+// WithoutArtifacts tells the Builder that Invocation.Artifacts is not
+// wanted: it then skips named sets of files, and reads the completed
+// targets that succeeded without decoding them, so that views of tests,
+// failures and outcomes do not pay for the outputs of every target.
+// Invocation.Artifacts is then empty. It returns b.
+func (b *Builder) WithoutArtifacts() *Builder {
+	b.artifactsWanted = false
+	return b
+}
+
+// Relevant reports whether Add would do more with ev than count it. A
+// caller that reads many events may leave out the others, and count them
+// with Skip instead: most events of a large build (progress, actions that
+// succeeded, and without artifacts named sets) are such. It peeks at the
+// event's top-level fields only.
+func Relevant(ev *bepfile.Event, artifacts bool) bool {
+	payload := bazelPayload(ev)
+	if payload == nil {
+		return true
+	}
+	p, err := bepfile.Peek(payload)
+	if err != nil || p.LastMessage {
+		return true
+	}
+	switch p.Kind() {
+	case "started", "aborted", "finished", "expanded", "configured", "completed", "testResult", "testSummary":
+		return true
+	case "namedSetOfFiles":
+		return artifacts
+	case "action":
+		ok, wellFormed := success(p.Payload)
+		return !ok || !wellFormed
+	}
+	return false
+}
+
+// Skip counts n Bazel events that the caller left out because Relevant
+// said they do not matter.
+func (b *Builder) Skip(n int) { b.inv.BazelEvents += n }
 
 // Add folds one event into the invocation. Events that carry no Bazel
 // build event (lifecycle events, component_stream_finished) are ignored.
@@ -99,8 +147,35 @@ func (b *Builder) Add(ev *bepfile.Event) error {
 		b.inv.Complete = true
 	}
 	switch p.Kind() {
-	case "started", "expanded", "configured", "aborted", "action", "completed",
-		"testResult", "testSummary", "finished", "namedSetOfFiles":
+	case "started", "aborted", "finished":
+	case "expanded":
+		if !b.full && b.fastExpanded(p.ID) {
+			return nil
+		}
+	case "configured":
+		if !b.full && b.fastConfigured(p.ID, p.Payload) {
+			return nil
+		}
+	case "action":
+		if ok, wellFormed := success(p.Payload); ok && wellFormed && !b.full {
+			return nil // only failed actions matter
+		}
+	case "completed":
+		if !b.full && !b.artifactsWanted && b.fastCompleted(payload, p.ID, p.Payload) {
+			return nil
+		}
+	case "namedSetOfFiles":
+		if !b.full && !b.artifactsWanted {
+			return nil
+		}
+	case "testResult":
+		if !b.full && b.fastTestResult(p.ID, p.Payload) {
+			return nil
+		}
+	case "testSummary":
+		if !b.full && b.fastTestSummary(ev.Seq, p.ID, p.Payload) {
+			return nil
+		}
 	default:
 		return nil
 	}

@@ -1,0 +1,163 @@
+package local
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/bes-cli/bes/store"
+)
+
+// CommitOutcome is what CommitAll did with one stream: what Commit would
+// have returned for it.
+type CommitOutcome struct {
+	Entry  *Entry
+	Result CommitResult
+	// Err is the stream's own error, e.g. a *store.DuplicateStreamError;
+	// the other streams of the batch are committed all the same.
+	Err error
+}
+
+// CommitAll commits several streams at once, as Commit commits one, but
+// with one rewrite of the index for all of them: committing the N streams
+// of a capture one by one would rewrite an index of up to N entries N
+// times. The outcomes are in the order of ws. Stream files are put in
+// place before the index that lists them; streams with the same key in
+// one batch are committed one by one, in order. An error that concerns
+// the whole batch (I/O, the lock, the index) is returned as err, and then
+// no stream of the batch is listed. After CommitAll every writer is closed.
+func (s *Store) CommitAll(ctx context.Context, ws []*StreamWriter, source, format string, replace bool) ([]CommitOutcome, error) {
+	out := make([]CommitOutcome, len(ws))
+	defer func() {
+		for _, w := range ws {
+			w.Abort()
+		}
+	}()
+	keys := map[string]bool{}
+	for _, w := range ws {
+		if keys[w.stream.Key] {
+			// The same key twice: one by one, as Commit would.
+			for i, w := range ws {
+				out[i].Entry, out[i].Result, out[i].Err = w.Commit(ctx, source, format, replace)
+			}
+			return out, nil
+		}
+		keys[w.stream.Key] = true
+	}
+	type pending struct {
+		i     int
+		w     *StreamWriter
+		entry *Entry
+	}
+	var todo []pending
+	for i, w := range ws {
+		switch {
+		case w.closed:
+			out[i].Err = ErrWriterClosed
+			continue
+		case w.err != nil:
+			out[i].Err = w.err
+			continue
+		}
+		if err := w.finish(); err != nil {
+			return nil, err
+		}
+		e := NewEntry(w.stream, &w.meta)
+		e.Size = w.size
+		e.Digest = hex.EncodeToString(w.h.Sum(nil))
+		e.Source, e.Format = source, format
+		e.Ingested = s.now().UTC()
+		todo = append(todo, pending{i, w, e})
+	}
+	slices.SortFunc(todo, func(a, b pending) int { return strings.Compare(a.entry.Key, b.entry.Key) })
+
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	// decide is Commit's decision for one stream, given the stored entry.
+	decide := func(p pending, old *Entry) *Entry {
+		final := filepath.Join(s.dir, p.entry.File)
+		switch {
+		case old == nil:
+			out[p.i] = CommitOutcome{Entry: p.entry, Result: Created}
+		case old.Digest == p.entry.Digest && old.File == p.entry.File && fileExists(final):
+			out[p.i] = CommitOutcome{Entry: old, Result: Unchanged}
+			return old
+		case !replace:
+			out[p.i] = CommitOutcome{Err: &store.DuplicateStreamError{Key: p.entry.Key}}
+			return old
+		default:
+			out[p.i] = CommitOutcome{Entry: p.entry, Result: Replaced}
+		}
+		return p.entry
+	}
+	changed := false
+	err = s.replaceIndex(func(bw *bufio.Writer) error {
+		enc := json.NewEncoder(bw)
+		enc.SetEscapeHTML(false)
+		next := 0
+		write := func(e *Entry, line []byte) error {
+			if line != nil {
+				bw.Write(line)
+				return bw.WriteByte('\n')
+			}
+			return enc.Encode(e)
+		}
+		err := s.scanIndexLines(ctx, func(e *Entry, line []byte) error {
+			for next < len(todo) && todo[next].entry.Key < e.Key {
+				changed = true
+				if err := write(decide(todo[next], nil), nil); err != nil {
+					return err
+				}
+				next++
+			}
+			if next < len(todo) && todo[next].entry.Key == e.Key {
+				p := todo[next]
+				next++
+				if ne := decide(p, e); ne != e {
+					changed = true
+					return write(ne, nil)
+				}
+			}
+			// Copy the line as it is: it keeps fields a newer bes may add.
+			return write(e, line)
+		})
+		if err != nil {
+			return err
+		}
+		for ; next < len(todo); next++ {
+			changed = true
+			if err := write(decide(todo[next], nil), nil); err != nil {
+				return err
+			}
+		}
+		if !changed {
+			return errNoChange
+		}
+		return nil
+	}, func() error {
+		for _, p := range todo {
+			if r := out[p.i].Result; r != Created && r != Replaced {
+				continue
+			}
+			if err := os.Rename(p.w.f.Name(), filepath.Join(s.dir, p.entry.File)); err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
+			p.w.renamed = true
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errNoChange) {
+		return nil, err
+	}
+	return out, nil
+}

@@ -1,0 +1,310 @@
+package local
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
+
+	"github.com/bes-cli/bes/bepfile"
+)
+
+// problemKinds returns the kinds of the problems, by file.
+func problemKinds(r *CheckResult) map[string]ProblemKind {
+	out := map[string]ProblemKind{}
+	for _, p := range r.Problems {
+		out[p.File] = p.Kind
+	}
+	return out
+}
+
+func mustCheck(t *testing.T, s *Store) *CheckResult {
+	t.Helper()
+	r, err := s.Check(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// rewriteEntry changes the index entry of key with edit, bypassing the
+// store, as a damaged or hand-edited index would; an edit that returns
+// false drops the entry.
+func rewriteEntry(t *testing.T, s *Store, key string, edit func(e *Entry) bool) {
+	t.Helper()
+	path := filepath.Join(s.Dir(), indexName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	out := lines[:1]
+	for _, l := range lines[1:] {
+		e := &Entry{}
+		if err := json.Unmarshal([]byte(l), e); err != nil {
+			t.Fatal(err)
+		}
+		if e.Key == key {
+			if !edit(e) {
+				continue
+			}
+			nb, _ := json.Marshal(e)
+			l = string(nb)
+		}
+		out = append(out, l)
+	}
+	lines = out
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func synthNamed(name string, n int) (*bepfile.Stream, []bepfile.Event) {
+	st := bepfile.NewStream(&buildpb.StreamId{BuildId: name, InvocationId: "i", Component: buildpb.StreamId_TOOL})
+	var evs []bepfile.Event
+	for i := range n {
+		evs = append(evs, bepfile.Event{Seq: int64(i + 1), Payload: []byte(strings.Repeat(name, i+1))})
+	}
+	return st, evs
+}
+
+// TestCheckFindsAndRepairFixes damages a store in every way Check knows and
+// checks that it names each problem, that Repair fixes them all, and that
+// no stream is then listed with more (or other) than its file holds.
+func TestCheckFindsAndRepairFixes(t *testing.T) {
+	s := openStore(t)
+	if r := mustCheck(t, s); !r.OK() || r.Entries != 0 {
+		t.Fatalf("empty store: %+v", r)
+	}
+	keys := map[string]*Entry{}
+	for _, name := range []string{"missing", "unindexed", "digest", "metadata", "badname", "behind", "corrupt", "fine"} {
+		st, evs := synthNamed(name, 5)
+		keys[name] = mustCommit(t, s, st, evs)
+	}
+	if r := mustCheck(t, s); !r.OK() || r.Entries != 8 || r.Files != 8 {
+		t.Fatalf("consistent store: %+v", r)
+	}
+	path := func(name string) string { return filepath.Join(s.Dir(), keys[name].File) }
+
+	// A file gone.
+	os.Remove(path("missing"))
+	// A file the index lost.
+	rewriteEntry(t, s, keys["unindexed"].Key, func(*Entry) bool { return false })
+	// Other bytes under the same size (the payload of the last event).
+	b, _ := os.ReadFile(path("digest"))
+	b[len(b)-1] ^= 1
+	os.WriteFile(path("digest"), b, 0o600)
+	// An entry claiming a complete stream.
+	rewriteEntry(t, s, keys["metadata"].Key, func(e *Entry) bool { e.Complete = true; return true })
+	// An entry naming a file outside the store (its own file is then
+	// not indexed).
+	rewriteEntry(t, s, keys["badname"].Key, func(e *Entry) bool { e.File = "../../" + e.File; return true })
+	// A stream a killed server left: two more whole records and a torn one.
+	st, evs := synthNamed("behind", 8)
+	long := mustCommit(t, openStore(t), st, evs)
+	whole := streamFileBytes(t, st, evs)
+	if int64(len(whole)) != long.Size {
+		t.Fatalf("stream file of %d bytes, entry says %d", len(whole), long.Size)
+	}
+	os.WriteFile(path("behind"), whole[:len(whole)-2], 0o600)
+	// A file that is no stream file at all (of the same size).
+	os.WriteFile(path("corrupt"), append([]byte("BESS\x09"), make([]byte, keys["corrupt"].Size-5)...), 0o600)
+	// Temporary files of killed writers.
+	os.WriteFile(filepath.Join(s.Dir(), ".stream-123.tmp"), []byte("BESS"), 0o600)
+	os.WriteFile(filepath.Join(s.Dir(), ".index-456.tmp"), []byte(indexHeader), 0o600)
+	// A live writer's temporary file is not a problem.
+	live, err := s.Create(bepfile.NewStream(&buildpb.StreamId{BuildId: "live"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Abort()
+
+	r := mustCheck(t, s)
+	want := map[string]ProblemKind{
+		keys["missing"].File:            ProblemMissing,
+		keys["unindexed"].File:          ProblemUnindexed,
+		keys["digest"].File:             ProblemMismatch,
+		keys["metadata"].File:           ProblemMetadata,
+		"../../" + keys["badname"].File: ProblemBadName,
+		keys["badname"].File:            ProblemUnindexed,
+		keys["behind"].File:             ProblemBehind,
+		keys["corrupt"].File:            ProblemCorrupt,
+		".stream-123.tmp":               ProblemTemp,
+		".index-456.tmp":                ProblemTemp,
+	}
+	if got := problemKinds(r); !mapsEqual(got, want) {
+		t.Fatalf("problems:\n%v\nwant\n%v", got, want)
+	}
+	for _, p := range r.Problems {
+		if p.Detail == "" || (p.Kind != ProblemTemp && p.Key == "") {
+			t.Errorf("problem without detail or key: %+v", p)
+		}
+	}
+
+	rep, err := s.Repair(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.After.OK() {
+		t.Fatalf("after Repair: %+v\nactions: %q", rep.After.Problems, rep.Actions)
+	}
+	actions := strings.Join(rep.Actions, "\n")
+	for _, w := range []string{"rebuilt the index", "moved " + keys["corrupt"].File + " aside", "index entry updated from its file", "removed stale temporary file .stream-123.tmp", "removed stale temporary file .index-456.tmp"} {
+		if !strings.Contains(actions, w) {
+			t.Errorf("actions lack %q:\n%s", w, actions)
+		}
+	}
+	if _, err := os.Stat(path("corrupt") + ".corrupt"); err != nil {
+		t.Errorf("the corrupt file was not kept aside: %v", err)
+	}
+	if _, err := os.Stat(live.f.Name()); err != nil {
+		t.Errorf("Repair removed a live writer's file: %v", err)
+	}
+	// Every entry now tells the truth about its file.
+	got := map[string]*Entry{}
+	for _, e := range list(t, s) {
+		got[e.Key] = e
+		_, evs := readBack(t, s, e)
+		if int64(len(evs)) != e.Events {
+			t.Errorf("%s: entry says %d events, the file holds %d", e.Key, e.Events, len(evs))
+		}
+	}
+	if e := got[keys["behind"].Key]; e == nil || e.Events != 7 || e.Complete {
+		t.Errorf("the stream left by a server: %+v, want its 7 whole events", e)
+	}
+	if e := got[keys["metadata"].Key]; e == nil || e.Complete {
+		t.Errorf("the stream whose entry claimed completeness: %+v", e)
+	}
+	if e := got[keys["unindexed"].Key]; e == nil || e.Events != 5 {
+		t.Errorf("the unindexed stream: %+v", e)
+	}
+	for _, name := range []string{"missing", "corrupt"} {
+		if got[keys[name].Key] != nil {
+			t.Errorf("stream %s still listed", name)
+		}
+	}
+	if rep2, err := s.Repair(bg); err != nil || !rep2.Before.OK() || len(rep2.Actions) != 0 {
+		t.Errorf("second Repair: %+v, %v", rep2, err)
+	}
+}
+
+// streamFileBytes returns the stream file StreamWriter writes for evs.
+func streamFileBytes(t *testing.T, st *bepfile.Stream, evs []bepfile.Event) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	enc := encoder{w: &buf}
+	if err := enc.header(st); err != nil {
+		t.Fatal(err)
+	}
+	for i := range evs {
+		if _, err := enc.record(&evs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.Bytes()
+}
+
+func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestCheckLiveAppender: a stream a live Appender writes is ahead of its
+// entry; Check names it open, not a problem, and Repair leaves it alone.
+// A reader sees every synced event, and a record being written at the end
+// of the file is not damage.
+func TestCheckLiveAppender(t *testing.T) {
+	st, evs, _ := obeStream(t)
+	s := openStore(t)
+	a, _, err := s.OpenAppend(bg, st, AppendOptions{IndexInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(bg)
+	appendAll(t, a, evs[:30], 10)
+	// Half of the next record is being written.
+	var torn bytes.Buffer
+	enc := encoder{w: &torn, prevSeq: a.enc.prevSeq, prevSec: a.enc.prevSec}
+	enc.record(&evs[30])
+	if _, err := a.f.WriteAt(torn.Bytes()[:torn.Len()/2], a.size); err != nil {
+		t.Fatal(err)
+	}
+	other, err := Open(s.Dir()) // as another process would
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := mustCheck(t, other)
+	if !r.OK() || !slices.Equal(r.Open, []string{st.Key}) {
+		t.Fatalf("check with a live appender: %+v", r)
+	}
+	e := entryOf(t, other, st.Key)
+	if e.Events != 0 {
+		t.Fatalf("the test wants an entry behind its file, it counts %d events", e.Events)
+	}
+	_, got := readBack(t, other, e)
+	if len(got) != 30 {
+		t.Errorf("a reader sees %d events of the live stream, want the 30 synced", len(got))
+	}
+	rep, err := other.Repair(bg)
+	if err != nil || len(rep.Actions) != 0 || !rep.After.OK() {
+		t.Errorf("Repair with a live appender: %+v, %v", rep, err)
+	}
+	if err := a.f.Truncate(a.size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRepairLostIndex: with the index gone or garbled, Repair rebuilds it
+// from the stream files, a stream a killed server left with a torn record
+// included.
+func TestRepairLostIndex(t *testing.T) {
+	st, evs, _ := obeStream(t)
+	s := openStore(t)
+	a, _, err := s.OpenAppend(bg, st, AppendOptions{IndexInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, a, evs[:50], 25)
+	if _, err := a.f.WriteAt([]byte{0, 0x80}, a.size); err != nil { // a torn record
+		t.Fatal(err)
+	}
+	unlockFile(a.f)
+	a.f.Close()
+	other, _ := synthNamed("other", 3)
+	mustCommit(t, s, other, nil)
+	for _, index := range []string{"garbage\n", ""} {
+		if err := os.WriteFile(filepath.Join(s.Dir(), indexName), []byte(index), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := mustCheck(t, s)
+		if index != "" && problemKinds(r)[indexName] != ProblemIndex {
+			t.Errorf("index %q: problems %+v", index, r.Problems)
+		}
+		if index == "" && len(r.Problems) != 2 {
+			t.Errorf("empty index: problems %+v, want two unindexed files", r.Problems)
+		}
+		rep, err := s.Repair(bg)
+		if err != nil || !rep.After.OK() {
+			t.Fatalf("Repair: %+v, %v", rep, err)
+		}
+		if e := entryOf(t, s, st.Key); e.Events != 50 || e.Complete {
+			t.Errorf("the stream of the killed server: %d events, complete %v; want 50, partial", e.Events, e.Complete)
+		}
+		if len(list(t, s)) != 2 {
+			t.Errorf("%d entries after Repair, want 2", len(list(t, s)))
+		}
+	}
+}

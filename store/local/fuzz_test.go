@@ -1,0 +1,183 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
+
+	"github.com/bes-cli/bes/bepfile"
+	"github.com/bes-cli/bes/store"
+)
+
+// Fuzz targets for the two files of a store a reader trusts least: a
+// stream file and the index. `go test` runs their seed corpus; run one for
+// longer with
+//
+//	go test -run='^$' -fuzz='^FuzzStreamFile$' -fuzztime=5m ./store/local
+
+// streamFileSeed returns the stream file of the first n events of a real
+// stream, as StreamWriter writes it.
+func streamFileSeed(t testing.TB, st *bepfile.Stream, evs []bepfile.Event) []byte {
+	s := openStore(t)
+	e := mustCommit(t, s, st, evs)
+	b, err := os.ReadFile(filepath.Join(s.Dir(), e.File))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// FuzzStreamFile reads arbitrary bytes as a stream file, its size known or
+// not: no panic, every failure a *CorruptError at an offset inside the
+// data, and memory bounded by the data, whatever a length claims.
+func FuzzStreamFile(f *testing.F) {
+	st, evs, _ := obeStream(f)
+	f.Add(streamFileSeed(f, st, evs[:3]), true)
+	f.Add(streamFileSeed(f, st, evs[len(evs)-2:]), false)
+	bst, bevs := bepStream(f, "test_mixed.bep", "fuzz")
+	f.Add(streamFileSeed(f, bst, bevs[:2]), true)
+	f.Add(streamFileSeed(f, bst, nil), false)
+	f.Add([]byte("BESS\x01\x00\x00\x07\xff\xff\xff\xff\x0f"), false)
+	f.Fuzz(func(t *testing.T, data []byte, sized bool) {
+		size := int64(-1)
+		if sized {
+			size = int64(len(data))
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		before := ms.TotalAlloc
+
+		rd, err := NewReader(bytes.NewReader(data), "fuzz", size)
+		if err != nil {
+			var ce *CorruptError
+			if !errors.As(err, &ce) || ce.Offset < 0 || ce.Offset > int64(len(data)) {
+				t.Fatalf("NewReader: %v, want a *CorruptError inside the data", err)
+			}
+			return
+		}
+		if rd.Stream().Key != bepfile.Key(rd.Stream().ID) {
+			t.Fatalf("stream key %q, id %v", rd.Stream().Key, rd.Stream().ID)
+		}
+		for n := 0; ; n++ {
+			if n > len(data) {
+				t.Fatalf("%d events from %d bytes", n, len(data))
+			}
+			start := rd.Offset()
+			ev, err := rd.Next()
+			if err == io.EOF {
+				if sized && rd.Offset() != size {
+					t.Fatalf("clean end at %d of %d bytes", rd.Offset(), size)
+				}
+				break
+			}
+			if err != nil {
+				var ce *CorruptError
+				if !errors.As(err, &ce) || ce.Offset < start || ce.Offset > int64(len(data)) {
+					t.Fatalf("Next: %v, want a *CorruptError at or after %d", err, start)
+				}
+				if _, again := rd.Next(); again != err {
+					t.Fatalf("Next after %v returned %v", err, again)
+				}
+				break
+			}
+			if int64(len(ev.Payload)+len(ev.Raw)) > rd.Offset()-start {
+				t.Fatalf("event of %d bytes from a record of %d", len(ev.Payload)+len(ev.Raw), rd.Offset()-start)
+			}
+		}
+		runtime.ReadMemStats(&ms)
+		if got, lim := ms.TotalAlloc-before, uint64(1<<20+64*len(data)); got > lim {
+			t.Fatalf("allocated %d bytes reading %d, more than %d", got, len(data), lim)
+		}
+	})
+}
+
+// FuzzIndex puts arbitrary bytes in a store as its index: listing and
+// looking up never panic, fail only with an *IndexError, and never touch a
+// file outside the store; a commit either fails with that error or leaves
+// an index that lists the new stream; Check reports, never panics.
+func FuzzIndex(f *testing.F) {
+	st, evs, _ := obeStream(f)
+	s := openStore(f)
+	mustCommit(f, s, st, evs[:2])
+	bst, bevs := bepStream(f, "build_ok.bep", "b\n\"x\\")
+	mustCommit(f, s, bst, bevs[:1])
+	index, err := os.ReadFile(filepath.Join(s.Dir(), indexName))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(index)
+	f.Add([]byte(indexHeader + "\n"))
+	f.Add([]byte(indexHeader + "\n" + `{"key":"a","file":"../../../etc/passwd","size":1}` + "\n"))
+	f.Add([]byte(indexHeader + "\n" + `{"key":"b"}` + "\n" + `{"key":"a"}` + "\n"))
+	newStream := bepfile.NewStream(&buildpb.StreamId{BuildId: "new", Component: buildpb.StreamId_TOOL})
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		root := t.TempDir()
+		dir := filepath.Join(root, "store")
+		s, err := Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, indexName), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var ie *IndexError
+		var entries []*Entry
+		err = s.List(ctx, func(e *Entry) error {
+			entries = append(entries, e)
+			return nil
+		})
+		if err != nil && !errors.As(err, &ie) {
+			t.Fatalf("List: %v, want nil or an *IndexError", err)
+		}
+		listErr := err
+		for _, e := range entries {
+			err := s.Events(ctx, e, func(*bepfile.Stream, *bepfile.Event) error { return nil })
+			if err == nil {
+				t.Fatalf("entry %q: events of a stream that is not there", e.Key)
+			}
+			if _, err := s.Lookup(ctx, e.Key); err != nil && !errors.As(err, &ie) {
+				t.Fatalf("Lookup(%q): %v", e.Key, err)
+			}
+		}
+		if _, err := s.Lookup(ctx, "x"); err != nil && !errors.As(err, &ie) && !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("Lookup: %v", err)
+		}
+		if _, err := s.Check(ctx); err != nil {
+			t.Fatalf("Check: %v", err)
+		}
+
+		w, err := s.Create(newStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Append(&bepfile.Event{Seq: 1, Payload: []byte{}})
+		_, _, err = w.Commit(ctx, "fuzz", "", false)
+		var dup *store.DuplicateStreamError
+		switch {
+		case err == nil:
+			if listErr != nil {
+				t.Fatalf("commit into an index List refuses (%v) succeeded", listErr)
+			}
+			got, err := s.Lookup(ctx, newStream.Key)
+			if err != nil || len(got) != 1 || got[0].Key != newStream.Key {
+				t.Fatalf("after the commit: Lookup = %v, %v", got, err)
+			}
+		case errors.As(err, &ie), errors.As(err, &dup):
+		default:
+			t.Fatalf("Commit: %v", err)
+		}
+		// Nothing but the store directory was made.
+		des, err := os.ReadDir(root)
+		if err != nil || len(des) != 1 {
+			t.Fatalf("the store's parent holds %v (%v)", des, err)
+		}
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"strings"
 	"testing"
 
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
@@ -163,7 +164,9 @@ func (fr *fuzzReader) read(t *testing.T, data []byte, opts Options) {
 		if obe.GetSequenceNumber() != ev.Seq || Key(obe.GetStreamId()) != s.Key {
 			t.Fatalf("event encodes to stream %q seq %d, was read as %q seq %d", Key(obe.GetStreamId()), obe.GetSequenceNumber(), s.Key, ev.Seq)
 		}
-		if ev.IsBazel() {
+		// Bazel's own files are framed by their events, which the reader
+		// walks; a capture's payloads are bytes in an Any, kept as they are.
+		if f := r.Format(); (f == FormatBEP || f == FormatNDJSON) && ev.IsBazel() {
 			if _, err := Peek(ev.Payload); err != nil {
 				t.Fatalf("Bazel payload that Peek refuses: %v", err)
 			}
@@ -174,7 +177,12 @@ func (fr *fuzzReader) read(t *testing.T, data []byte, opts Options) {
 	// Memory: the reader's buffers, plus what the input read can account
 	// for; never a frame a length prefix merely claims.
 	runtime.ReadMemStats(&ms)
-	const fixed = 16 << 20 // buffers, decompressor state, slabs
+	fixed := int64(16 << 20) // buffers, decompressor state, slabs
+	if r.Compression() == "zstd" {
+		// A zstd frame declares its window, which the decoder allocates;
+		// the reader refuses one over zstdMaxWindow.
+		fixed += zstdMaxWindow
+	}
 	if got, lim := ms.TotalAlloc-before, uint64(fixed+8*fuzzMaxEvent+256*r.Offset()+256*int64(len(data))); got > lim {
 		t.Fatalf("allocated %d bytes reading %d bytes (%d decompressed), more than %d", got, len(data), r.Offset(), lim)
 	}
@@ -309,3 +317,63 @@ func compressedSeeds(f *testing.F) [][]byte {
 		testdata(f, "bes_test_mixed.lifecycle.obe"),
 	}
 }
+
+// TestClaimsDoNotAllocate: in every form, compressed or not, a length
+// prefix claiming more than MaxEventSize is refused before anything is
+// allocated for it, one claiming less costs what arrives, an NDJSON line
+// is given up at MaxEventSize, and a zstd frame declaring a window over
+// zstdMaxWindow (zstd --long's 128 MiB) is refused.
+func TestClaimsDoNotAllocate(t *testing.T) {
+	const limit = 1 << 20
+	obe := seedPrefixes(t, testdata(t, "bes_test_mixed.obe"))[0]
+	bep := seedPrefixes(t, testdata(t, "test_mixed.bep"))[0]
+	lifecycle := testdata(t, "bes_test_mixed.lifecycle.obe")
+	claim := func(prefix []byte, n uint64) []byte {
+		return cat(prefix, protowire.AppendVarint(nil, n), make([]byte, 1000))
+	}
+	for _, tc := range []struct {
+		name  string
+		input []byte
+		opts  Options
+		want  func(error) bool
+	}{
+		{"obe over", claim(obe, 1<<40), Options{}, isTooLarge},
+		{"obe under", claim(obe, limit-1), Options{}, isTruncated},
+		{"publish over", claim(lifecycle, 1<<40), Options{}, isTooLarge},
+		{"bep over, gzip", gzipped(t, claim(bep, 1<<62)), Options{}, isTooLarge},
+		{"bep under, gzip", gzipped(t, claim(bep, limit-1)), Options{}, isTruncated},
+		{"obe over, zstd", zstded(t, claim(obe, 1<<40)), Options{}, isTooLarge},
+		{"zstd window over the limit", cat([]byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 18 << 3, 0x01, 0x00, 0x00}), Options{}, func(err error) bool {
+			return err != nil && strings.Contains(err.Error(), "zstd: window size exceeded")
+		}},
+		{"ndjson line", cat([]byte(`{"id":{"progress":{}},"progress":{"stdout":"`), bytes.Repeat([]byte("x"), 8<<20)), Options{Format: FormatNDJSON}, isTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			tc.opts.MaxEventSize = limit
+			r, err := NewReader(bytes.NewReader(tc.input), "in", tc.opts)
+			if err == nil {
+				_, err = readAll(t, r)
+				r.Close()
+			}
+			runtime.ReadMemStats(&after)
+			if !tc.want(err) {
+				t.Errorf("error %v", err)
+			}
+			// The reader's two buffers and a slab, and for an NDJSON line
+			// what it holds up to the limit.
+			if got := after.TotalAlloc - before.TotalAlloc; got > 6*limit {
+				t.Errorf("allocated %d bytes", got)
+			}
+		})
+	}
+}
+
+func isTooLarge(err error) bool {
+	var se *SizeTooLargeError
+	return errors.As(err, &se) && se.Max == 1<<20 && se.Size > 1<<20
+}
+
+func isTruncated(err error) bool { return errors.Is(err, io.ErrUnexpectedEOF) }

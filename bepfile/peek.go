@@ -101,6 +101,26 @@ type Peeked struct {
 	LastMessage bool
 }
 
+// Rebase returns p for a copy of the event it was found in: p was found in
+// old, and dst holds the same bytes as old. The slices of the result alias
+// dst.
+func (p Peeked) Rebase(old, dst []byte) Peeked {
+	p.ID = rebase(p.ID, old, dst)
+	p.Payload = rebase(p.Payload, old, dst)
+	return p
+}
+
+// rebase returns the part of dst that sub is of old. sub must be a
+// subslice of old made by reslicing (as protowire's Consume functions
+// do), so that its offset in old is the difference of their capacities.
+func rebase(sub, old, dst []byte) []byte {
+	if sub == nil {
+		return nil
+	}
+	off := cap(old) - cap(sub)
+	return dst[off : off+len(sub) : off+len(sub)]
+}
+
 // Kind returns the JSON name of the payload, e.g. "testResult"; "" if none.
 func (p *Peeked) Kind() string { return KindName(p.PayloadField) }
 

@@ -93,6 +93,11 @@ type Reader struct {
 	cur      *Stream
 	seq      int64
 	finished bool // the last event had last_message: the finish event is due
+
+	// peeked is what Peek found in the BuildEvent of the event Next last
+	// returned, if hasPeeked (see Peeked).
+	peeked    Peeked
+	hasPeeked bool
 }
 
 // Open opens the file at path and returns a reader of it; path "-" is
@@ -249,6 +254,19 @@ func (r *Reader) Compression() string { return r.compression }
 // frame or line.
 func (r *Reader) Offset() int64 { return r.off }
 
+// Peeked returns what Peek finds in the BuildEvent of the event Next last
+// returned, as the reader itself peeked at it, so that a caller need not
+// walk the event again; its slices alias the event's Payload. It is nil
+// when the reader did not peek at that event (forms other than FormatBEP,
+// the component_stream_finished event it adds, or after an error). The
+// Peeked is the reader's own, valid until the next call to Next.
+func (r *Reader) Peeked() *Peeked {
+	if !r.hasPeeked {
+		return nil
+	}
+	return &r.peeked
+}
+
 // Close releases the decompressor and closes the file opened by Open. It
 // does not close the io.Reader given to NewReader.
 func (r *Reader) Close() error {
@@ -280,6 +298,7 @@ func (r *Reader) Close() error {
 // been skipped and Next may be called again to go on with the next one;
 // otherwise every later call returns the same error.
 func (r *Reader) Next() (*Stream, *Event, error) {
+	r.hasPeeked = false
 	if r.err != nil {
 		return nil, nil, r.err
 	}
@@ -771,6 +790,7 @@ func (r *Reader) bepEvent(payload []byte) (*Stream, *Event, error) {
 	}
 	r.seq++
 	r.finished = p.LastMessage
+	r.peeked, r.hasPeeked = p, true
 	return r.cur, r.event(Event{Seq: r.seq, Payload: payload}), nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -206,4 +207,131 @@ func TestTruncatedAtEveryByte(t *testing.T) {
 			checkCut(t, c, full, data, len(data), nFrames+extra, -1)
 		})
 	}
+}
+
+// TestTruncatedJSON cuts Bazel's JSON file at every line boundary, just
+// before every newline, and at a sample of offsets inside the lines.
+func TestTruncatedJSON(t *testing.T) {
+	data := testdata(t, "test_mixed.json")
+	opts := Options{Format: FormatNDJSON}
+	full := readFull(t, data, opts)
+	var starts []int64 // line starts, and the end
+	for off := 0; off < len(data); {
+		starts = append(starts, int64(off))
+		nl := bytes.IndexByte(data[off:], '\n')
+		if nl < 0 {
+			t.Fatal("no newline at the end")
+		}
+		off += nl + 1
+	}
+	starts = append(starts, int64(len(data)))
+	lines := len(starts) - 1
+	if len(full.encs) != lines+1 {
+		t.Fatalf("%d events for %d lines", len(full.encs), lines)
+	}
+	c := newCutReader(opts)
+	auto := newCutReader(Options{})
+	for k := 0; k < lines; k++ {
+		start, end := int(starts[k]), int(starts[k+1]) // end is after the newline
+		if k > 0 {
+			checkCut(t, c, full, data, start, k, -1)
+			if k%8 == 1 || longTests() {
+				checkCut(t, auto, full, data, start, k, -1)
+			}
+		}
+		// The line whole but for its newline: read whole (the last line,
+		// with last_message, brings the finishing event).
+		want := k + 1
+		if k == lines-1 {
+			want++
+		}
+		checkCut(t, c, full, data, end-1, want, -1)
+		// Inside the line: a few places in every fourth line, the middle
+		// in the others (BES_LONG_TESTS=1: a few in each).
+		n := end - 1 - start
+		cuts := []int{n / 2}
+		if k%4 == 0 || longTests() {
+			cuts = []int{1, n / 7, n / 3, n / 2, n - 1}
+		}
+		for _, cut := range cuts {
+			if cut > 0 && cut < n {
+				checkCut(t, c, full, data, start+cut, k, starts[k])
+			}
+		}
+	}
+	checkCut(t, c, full, data, len(data), lines+1, -1)
+}
+
+// TestTruncatedCompressed cuts gzip and zstd compressions of
+// test_mixed.bep at a sample of offsets: the events decompressed whole
+// come out, then an error wrapping io.ErrUnexpectedEOF at the start of the
+// frame cut (in decompressed bytes).
+func TestTruncatedCompressed(t *testing.T) {
+	plain := testdata(t, "test_mixed.bep")
+	full := readFull(t, plain, Options{})
+	starts := frameStarts(t, plain)
+	nFrames := len(starts) - 1
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{
+		{"gzip", gzipped(t, plain)},
+		// Blocks of at most 1 KiB (zstd's smallest window), so that a cut
+		// leaves whole blocks, and events, before it.
+		{"zstd", zstdSmallBlocks(t, plain)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCutReader(Options{})
+			var cuts []int
+			for n := 1; n < len(tc.data); n += max(1, len(tc.data)/151) {
+				cuts = append(cuts, n)
+			}
+			for n := max(1, len(tc.data)-24); n < len(tc.data); n++ {
+				cuts = append(cuts, n)
+			}
+			sawEvents := false
+			for _, n := range cuts {
+				var scratch []byte
+				got, err := c.read(tc.data[:n], func(i int, s *Stream, ev *Event) {
+					scratch = ev.AppendEncoding(scratch[:0], s)
+					if i >= len(full.encs) || !bytes.Equal(scratch, full.encs[i]) {
+						t.Fatalf("cut at %d: event %d differs from the whole input's", n, i)
+					}
+				})
+				if got > 0 {
+					sawEvents = true
+				}
+				if n < 4 && errors.Is(err, ErrNotBEP) {
+					continue // too short to see the magic number
+				}
+				var e *Error
+				if !errors.As(err, &e) || !errors.Is(err, io.ErrUnexpectedEOF) {
+					t.Fatalf("cut at %d of %d: %d events, error %v; want an *Error wrapping io.ErrUnexpectedEOF", n, len(tc.data), got, err)
+				}
+				if e.Index < 0 { // the header itself is cut
+					if got != 0 {
+						t.Fatalf("cut at %d: %d events and an error for the whole input: %v", n, got, err)
+					}
+					continue
+				}
+				k := min(got, nFrames) // the finishing event has no frame
+				if e.Offset != starts[k] || e.Index != k {
+					t.Fatalf("cut at %d: %d events, error at byte %d (event %d); want byte %d (event %d): %v", n, got, e.Offset, e.Index, starts[k], k, err)
+				}
+			}
+			if !sawEvents {
+				t.Error("no cut gave any event")
+			}
+		})
+	}
+}
+
+func zstdSmallBlocks(t *testing.T, b []byte) []byte {
+	t.Helper()
+	w, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(zstd.MinWindowSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	return w.EncodeAll(b, nil)
 }

@@ -39,6 +39,7 @@ store:  bes dump build.bep
 			newArtifactsCommand(),
 			newServeCommand(),
 			newReplayCommand(),
+			newStoreCommand(),
 		},
 		HideHelpCommand: true,
 		Suggest:         true,

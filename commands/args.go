@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -25,6 +26,17 @@ func interspersed(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
+	// A command with subcommands (bes store check): the flags are the
+	// subcommand's.
+	head := 2
+	for len(cmd.Subcommands) > 0 && head < len(args) {
+		sub := cmd.Command(args[head])
+		if sub == nil {
+			break
+		}
+		cmd = sub
+		head++
+	}
 	takesValue := map[string]bool{}
 	for _, f := range cmd.Flags {
 		_, isBool := f.(*cli.BoolFlag)
@@ -34,7 +46,7 @@ func interspersed(app *cli.App, args []string) []string {
 	}
 	flags := []string{}
 	var positional []string
-	rest := args[2:]
+	rest := args[head:]
 	for i := 0; i < len(rest); i++ {
 		a := rest[i]
 		if a == "--" {
@@ -58,6 +70,6 @@ func interspersed(app *cli.App, args []string) []string {
 	if len(positional) > 0 && positional[0] != "--" {
 		positional = append([]string{"--"}, positional...)
 	}
-	out := append([]string{args[0], args[1]}, flags...)
+	out := append(slices.Clone(args[:head]), flags...)
 	return append(out, positional...)
 }

@@ -113,12 +113,14 @@ func runIngest(ctx context.Context, opts ingestOptions, files []string, w, errw 
 		fileRows, err := ingestFile(ctx, st, name, opts, errw)
 		rows = append(rows, fileRows...)
 		if err != nil {
-			fmt.Fprintf(errw, "bes: %v\n", err)
+			if !IsReported(err) { // skipped events were reported one by one
+				fmt.Fprintf(errw, "bes: %v\n", err)
+			}
 			res.add(ExitCode(err))
 		}
 		for _, r := range fileRows {
 			if r.Status == "duplicate" {
-				fmt.Fprintf(errw, "bes: %s: stream %s is already stored with other content; nothing changed (use --replace to overwrite)\n", name, r.Key)
+				fmt.Fprintf(errw, "bes: %s: stream %s is already stored with other content; nothing changed (use --replace to overwrite)\n", name, safeCell(r.Key))
 				res.add(ExitDuplicate)
 			}
 		}

@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/olekukonko/tablewriter"
 	"github.com/olekukonko/tablewriter/renderer"
@@ -103,8 +106,39 @@ func (tb *table) header(cells []string) {
 }
 
 func (tb *table) append(cells []string) {
+	if !printableASCII(cells) {
+		cells = terminalSafe(cells)
+	}
 	tb.rows = append(tb.rows, cells)
 	tb.ascii = tb.ascii && printableASCII(cells)
+}
+
+// terminalSafe escapes, Go style (\n, \x1b, \u202e), what in a cell could
+// break the table or drive a terminal: control characters, invalid UTF-8,
+// and the bidirectional overrides that reorder what a terminal shows. Ids
+// and labels come from other people's builds.
+func terminalSafe(cells []string) []string {
+	out := make([]string, len(cells))
+	for i, c := range cells {
+		out[i] = safeCell(c)
+	}
+	return out
+}
+
+func safeCell(c string) string {
+	var b strings.Builder
+	for i, r := range c {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(c[i:], "\uFFFD"):
+			fmt.Fprintf(&b, `\x%02x`, c[i])
+		case unicode.IsControl(r), r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f:
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // printableASCII reports whether every cell is printable ASCII (no

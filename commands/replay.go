@@ -22,7 +22,9 @@ type replayOptions struct {
 	Format  string
 	CACert  string
 	Headers []string // KEY=VALUE
-	Publish publish.Options
+	// TokenFile holds a bearer token sent as "authorization: Bearer TOKEN".
+	TokenFile string
+	Publish   publish.Options
 }
 
 // replayRow is one stream published, as printed.
@@ -85,7 +87,9 @@ event of any stream was not acknowledged.
 --to takes grpc://HOST:PORT (no TLS) or grpcs://HOST:PORT (TLS, verified
 against the system's certificate authorities, or --ca-cert's); a bare
 HOST:PORT is grpcs, as in Bazel. --header adds gRPC metadata to every call,
-e.g. --header "authorization=Bearer $TOKEN".
+e.g. --header "authorization=Bearer $TOKEN"; --auth-token-file FILE sends
+the token in FILE that way (bes serve --auth-token-file checks it) without
+putting it on the command line.
 
 EXAMPLES:
    bes replay build.bep --to grpc://127.0.0.1:8980 --lifecycle
@@ -101,6 +105,7 @@ EXAMPLES:
 			&cli.StringSliceFlag{Name: "keyword", Usage: "add a notification keyword to each tool stream (Bazel's --bes_keywords); repeatable"},
 			&cli.StringSliceFlag{Name: "header", Usage: "add gRPC metadata `KEY=VALUE` to every call (Bazel's --bes_header); repeatable"},
 			&cli.StringFlag{Name: "ca-cert", Usage: "PEM `FILE` of the certificate authorities to trust for grpcs:// instead of the system's"},
+			&cli.StringFlag{Name: "auth-token-file", Usage: "send the token in `FILE` with every call, as \"authorization: Bearer TOKEN\""},
 			&cli.IntFlag{Name: "retries", Value: publish.DefaultRetries, Usage: "failed calls in a row, acknowledging nothing, before a stream is given up"},
 		}, flags...),
 		OnUsageError: usageErrorHandler,
@@ -116,11 +121,12 @@ EXAMPLES:
 				retries = -1 // publish.Options: 0 is the default, negative none
 			}
 			opts := replayOptions{
-				To:      c.String("to"),
-				Read:    readOptions(c),
-				Format:  c.String("format"),
-				CACert:  c.String("ca-cert"),
-				Headers: c.StringSlice("header"),
+				To:        c.String("to"),
+				Read:      readOptions(c),
+				Format:    c.String("format"),
+				CACert:    c.String("ca-cert"),
+				Headers:   c.StringSlice("header"),
+				TokenFile: c.String("auth-token-file"),
 				Publish: publish.Options{
 					BuildID:      c.String("build-id"),
 					InvocationID: c.String("invocation-id"),
@@ -153,6 +159,18 @@ func runReplay(ctx context.Context, opts replayOptions, files []string, w, errw 
 	md, err := parseHeaders(opts.Headers)
 	if err != nil {
 		return err
+	}
+	if opts.TokenFile != "" {
+		tok, err := readTokenFile(opts.TokenFile)
+		if err != nil {
+			return fmt.Errorf("--auth-token-file: %w", err)
+		}
+		md.Append("authorization", "Bearer "+tok)
+		if addr, ok := strings.CutPrefix(opts.To, "grpc://"); ok {
+			if loop, err := isLoopback(addr); err == nil && !loop {
+				fmt.Fprintf(errw, "bes: warning: the token goes to %s in plain text (grpc://); use grpcs://\n", addr)
+			}
+		}
 	}
 	opts.Publish.Metadata = md
 	opts.Publish.Log = errw

@@ -2,16 +2,19 @@ package commands
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
@@ -25,6 +28,9 @@ type serveOptions struct {
 	Store        string
 	Listen       string
 	Insecure     bool
+	TLSCert      string // PEM files of the server's certificate and key
+	TLSKey       string
+	TokenFile    string // file of the bearer token every call must carry
 	MaxEventSize int
 	Grace        time.Duration
 	// OnListen, if set, is called with the address served once the
@@ -51,21 +57,30 @@ stream is open). An event re-sent after a reconnect is acknowledged again
 and stored once; a gap or out-of-order sequence number is refused.
 
 One line per stream opened and finished, and per request refused, goes to
-standard error. The first line is "bes: serving on HOST:PORT (store DIR)";
-with port 0 it names the port chosen. SIGINT or SIGTERM stops accepting
+standard error. The first line is "bes: serving on HOST:PORT (store DIR)",
+with "; TLS, bearer token" when they are on; with port 0 it names the port
+chosen. SIGINT or SIGTERM stops accepting
 calls, waits up to --grace for open ones, then ends them.
 
-The server has no TLS and no authentication yet: it listens on 127.0.0.1 by
-default, and any other address needs --insecure.
+It listens on 127.0.0.1 by default. An address other machines can reach
+needs TLS (--tls-cert and --tls-key, PEM files) or, to serve in plain text
+anyway, --insecure. --auth-token-file makes every call, publishing or
+querying, carry the file's token as "authorization: Bearer TOKEN" gRPC
+metadata (Bazel: --bes_header=authorization="Bearer TOKEN"; bes replay:
+--auth-token-file); others are refused with Unauthenticated.
 
 EXAMPLES:
    bes serve
    bes serve --listen 127.0.0.1:0 --store ./bes-store
+   bes serve --listen 0.0.0.0:8980 --tls-cert cert.pem --tls-key key.pem --auth-token-file token
    bes serve --listen 0.0.0.0:8980 --insecure`),
 		Flags: []cli.Flag{
 			storeFlag(),
 			&cli.StringFlag{Name: "listen", Value: defaultListen, Usage: "`HOST:PORT` to listen on; port 0 picks a free port"},
-			&cli.BoolFlag{Name: "insecure", Usage: "allow a --listen address that is not loopback (the server has no TLS or authentication)"},
+			&cli.BoolFlag{Name: "insecure", Usage: "allow a --listen address that is not loopback without TLS"},
+			&cli.StringFlag{Name: "tls-cert", Usage: "PEM `FILE` of the server's TLS certificate (chain); with --tls-key, serve TLS"},
+			&cli.StringFlag{Name: "tls-key", Usage: "PEM `FILE` of the TLS certificate's private key"},
+			&cli.StringFlag{Name: "auth-token-file", Usage: "`FILE` holding a token every call must carry as \"authorization: Bearer TOKEN\""},
 			&cli.IntFlag{Name: "max-event-size", Value: bepfile.DefaultMaxEventSize, Usage: "largest event accepted, in bytes; a larger one is refused (ResourceExhausted)"},
 			&cli.DurationFlag{Name: "grace", Value: 10 * time.Second, Usage: "on SIGINT/SIGTERM, how long to wait for open calls before ending them"},
 		},
@@ -78,6 +93,9 @@ EXAMPLES:
 				Store:        c.String("store"),
 				Listen:       c.String("listen"),
 				Insecure:     c.Bool("insecure"),
+				TLSCert:      c.String("tls-cert"),
+				TLSKey:       c.String("tls-key"),
+				TokenFile:    c.String("auth-token-file"),
 				MaxEventSize: c.Int("max-event-size"),
 				Grace:        c.Duration("grace"),
 			}
@@ -111,16 +129,62 @@ func isLoopback(listen string) (bool, error) {
 	return ip != nil && ip.IsLoopback(), nil
 }
 
-func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
+// checkExposure checks that a server reachable from other machines is
+// protected, or explicitly not: a --listen address that is not loopback
+// needs TLS or --insecure.
+func checkExposure(opts serveOptions) (loopback bool, err error) {
 	loop, err := isLoopback(opts.Listen)
 	if err != nil {
-		return &usageError{fmt.Sprintf("--listen %q: %v", opts.Listen, err)}
+		return false, &usageError{fmt.Sprintf("--listen %q: %v", opts.Listen, err)}
 	}
-	if !loop && !opts.Insecure {
-		return &usageError{fmt.Sprintf("--listen %s is not a loopback address, and bes serve has no TLS or authentication yet: add --insecure to serve on it anyway", opts.Listen)}
+	if (opts.TLSCert == "") != (opts.TLSKey == "") {
+		return loop, &usageError{"--tls-cert and --tls-key go together"}
+	}
+	if !loop && opts.TLSCert == "" && !opts.Insecure {
+		return loop, &usageError{fmt.Sprintf("--listen %s is not a loopback address: serve TLS on it (--tls-cert, --tls-key), or add --insecure to serve it in plain text anyway", opts.Listen)}
+	}
+	return loop, nil
+}
+
+// serverSecurity returns the gRPC options for TLS and the bearer token, and
+// a description of them for the log.
+func serverSecurity(opts serveOptions) ([]grpc.ServerOption, string, error) {
+	var gopts []grpc.ServerOption
+	var what []string
+	if opts.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(opts.TLSCert, opts.TLSKey)
+		if err != nil {
+			return nil, "", fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})))
+		what = append(what, "TLS")
+	}
+	if opts.TokenFile != "" {
+		tok, err := readTokenFile(opts.TokenFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("--auth-token-file: %w", err)
+		}
+		auth, err := server.NewTokenAuth(tok)
+		if err != nil {
+			return nil, "", fmt.Errorf("--auth-token-file: %w", err)
+		}
+		gopts = append(gopts, auth.ServerOptions()...)
+		what = append(what, "bearer token")
+	}
+	return gopts, strings.Join(what, ", "), nil
+}
+
+func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
+	loop, err := checkExposure(opts)
+	if err != nil {
+		return err
 	}
 	if opts.MaxEventSize <= 0 {
 		return &usageError{"--max-event-size must be positive"}
+	}
+	security, desc, err := serverSecurity(opts)
+	if err != nil {
+		return err
 	}
 	log := &syncWriter{w: errw}
 	st, err := openStore(opts.Store)
@@ -147,19 +211,26 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 		Persister:    server.NewLocalPersister(st, "grpc", 0),
 		Log:          log,
 	})
-	gs := grpc.NewServer(
+	gs := grpc.NewServer(append(security,
 		// Room for the request around the largest event; the service
 		// refuses a larger event itself, naming it.
 		grpc.MaxRecvMsgSize(opts.MaxEventSize+64<<10),
 		grpc.WaitForHandlers(true),
-	)
+	)...)
 	buildpb.RegisterPublishBuildEventServer(gs, pub)
 	buildgridpb.RegisterQueryBuildEventsServer(gs, server.NewQueryBuildEventsServer(server.StoreSource(mem, st)))
 
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(lis) }()
 	addr := lis.Addr().String()
-	fmt.Fprintf(log, "bes: serving on %s (store %s)\n", addr, st.Dir())
+	if desc != "" {
+		fmt.Fprintf(log, "bes: serving on %s (store %s; %s)\n", addr, st.Dir(), desc)
+	} else {
+		fmt.Fprintf(log, "bes: serving on %s (store %s)\n", addr, st.Dir())
+	}
+	if !loop && opts.TokenFile == "" {
+		fmt.Fprintf(log, "bes: warning: %s is reachable from other machines and calls need no token (--auth-token-file): anyone who reaches it can write to the store\n", addr)
+	}
 	if opts.OnListen != nil {
 		opts.OnListen(addr)
 	}

@@ -71,7 +71,9 @@ func scanFiles(ctx context.Context, files []string, opts bepfile.Options, errw i
 			case errors.As(err, &fe):
 				return nil, fe.err
 			}
-			fmt.Fprintf(errw, "bes: %v\n", err)
+			if !IsReported(err) { // skipped events were reported one by one
+				fmt.Fprintf(errw, "bes: %v\n", err)
+			}
 			res.add(ExitCode(err))
 		}
 	}
@@ -88,6 +90,9 @@ type fileReader struct {
 	errw io.Writer
 	from map[string]string // stream key → the file it was read from
 	fn   func(*bepfile.Stream, *bepfile.Event) error
+	// r is the reader of the file each is reading, for visit callbacks
+	// that ask it about the event at hand (bepfile.Reader.Peeked).
+	r *bepfile.Reader
 }
 
 func (fr *fileReader) read(ctx context.Context, name string) error {
@@ -103,6 +108,8 @@ func (fr *fileReader) each(ctx context.Context, name string, visit func(*bepfile
 		return err
 	}
 	defer r.Close()
+	fr.r = r
+	defer func() { fr.r = nil }()
 	var (
 		cur  *bepfile.Stream
 		keep bool
@@ -195,22 +202,75 @@ func allSameInvocation(entries []*local.Entry, ref string) bool {
 // count of events left out, or a line to report.
 type scanItem struct {
 	s       *bepfile.Stream
-	ev      bepfile.Event // its bytes are in the batch's chunk
+	ev      bepfile.Event  // its bytes are in the batch's chunk
+	peek    bepfile.Peeked // what keep found in ev, if peeked; aliases ev
+	peeked  bool
 	skipped int
 	note    string
 }
 
-// scanBatch is how many items the reading goroutine hands over at once.
-const scanBatch = 1024
+// scanKeep decides which events a pipelined scan keeps: known, if not
+// nil, is what the reader found in ev.Payload (bepfile.Reader.Peeked).
+// It may return what it peeked in the event (peeked true), handed on to
+// scanFn with the kept event.
+type scanKeep func(ev *bepfile.Event, known *bepfile.Peeked) (keep bool, p bepfile.Peeked, peeked bool)
+
+// scanFn is called with each kept event, and p (nil if none) what keep
+// peeked in it.
+type scanFn func(s *bepfile.Stream, ev *bepfile.Event, p *bepfile.Peeked) error
+
+// scanBatch is how many items the reading goroutine hands over at once,
+// and scanChunk the size of the chunks it copies their bytes into.
+const (
+	scanBatch = 1024
+	scanChunk = 256 << 10
+)
+
+// A scanBuf is a batch of items and the chunks their events' bytes were
+// copied into. Once the consuming goroutine has handled every item, it
+// hands the scanBuf back, and the reading goroutine fills it again: a
+// scan then allocates a few batches and chunks, not one per 1024 events.
+type scanBuf struct {
+	items  []scanItem
+	chunks [][]byte // in use, in order
+	spare  [][]byte // free for reuse
+}
+
+// newScanBuf returns old emptied for reuse, or a new scanBuf if old is nil.
+func newScanBuf(old *scanBuf) *scanBuf {
+	if old == nil {
+		return &scanBuf{items: make([]scanItem, 0, scanBatch)}
+	}
+	clear(old.items) // drop the references to streams and chunks
+	old.items = old.items[:0]
+	old.spare = append(old.spare, old.chunks...)
+	old.chunks = old.chunks[:0]
+	return old
+}
+
+// chunk returns an empty chunk of at least n bytes, reused if one is free,
+// and records it as in use.
+func (b *scanBuf) chunk(n int) []byte {
+	var c []byte
+	if k := len(b.spare); k > 0 && cap(b.spare[k-1]) >= n {
+		c, b.spare = b.spare[k-1][:0], b.spare[:k-1]
+	} else {
+		c = make([]byte, 0, max(scanChunk, n))
+	}
+	b.chunks = append(b.chunks, c)
+	return c
+}
 
 // scanFilesPipelined is scanFiles on two goroutines: one reads the files
 // and keeps the events keep accepts, copying them into batches; the
-// caller's goroutine calls fn with each kept event, in order, and skip
-// with the number of events of a stream left out in between. The reading
-// goroutine thus takes the I/O, the framing and the filtering, and fn
-// runs meanwhile on another core.
+// caller's goroutine calls fn with each kept event (and what keep peeked
+// in it), in order, and skip with the number of events of a stream left
+// out in between. The reading goroutine thus takes the I/O, the framing
+// and the filtering, and fn runs meanwhile on another core. fn must keep
+// none of an event's bytes (nor the *Event) after it returns: they are
+// reused for later events.
 func scanFilesPipelined(ctx context.Context, files []string, opts bepfile.Options, errw io.Writer,
-	keep func(*bepfile.Event) bool, fn func(*bepfile.Stream, *bepfile.Event) error, skip func(*bepfile.Stream, int)) (*outcome, error) {
+	keep scanKeep, fn scanFn, skip func(*bepfile.Stream, int)) (*outcome, error) {
 	opts.Reuse = true // the reading goroutine copies what it keeps
 	fr := &fileReader{opts: opts, errw: errw, from: map[string]string{}}
 	res := &outcome{}
@@ -226,42 +286,52 @@ func scanFilesPipelined(ctx context.Context, files []string, opts bepfile.Option
 		case errors.As(err, &fe):
 			return nil, fe.err
 		}
-		fmt.Fprintf(errw, "bes: %v\n", err)
+		if !IsReported(err) { // skipped events were reported one by one
+			fmt.Fprintf(errw, "bes: %v\n", err)
+		}
 		res.add(ExitCode(err))
 	}
 	return res, nil
 }
 
-func (fr *fileReader) pipeline(ctx context.Context, name string, keep func(*bepfile.Event) bool,
-	fn func(*bepfile.Stream, *bepfile.Event) error, skip func(*bepfile.Stream, int)) error {
+func (fr *fileReader) pipeline(ctx context.Context, name string, keep scanKeep, fn scanFn, skip func(*bepfile.Stream, int)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	batches := make(chan []scanItem, 4)
+	batches := make(chan *scanBuf, 4)
+	free := make(chan *scanBuf, 8) // handled batches, for reuse
 	done := make(chan error, 1)
 	go func() {
 		defer close(batches)
 		var (
-			batch []scanItem
-			chunk []byte
+			buf   = newScanBuf(nil)
+			batch []scanItem // buf.items
+			chunk []byte     // the chunk being filled, the last of buf.chunks
 		)
 		flush := func() bool {
 			if len(batch) == 0 {
 				return true
 			}
+			buf.items = batch
 			select {
-			case batches <- batch:
-				batch, chunk = make([]scanItem, 0, scanBatch), nil
-				return true
+			case batches <- buf:
 			case <-ctx.Done():
 				return false
 			}
+			select {
+			case old := <-free:
+				buf = newScanBuf(old)
+			default:
+				buf = newScanBuf(nil)
+			}
+			batch, chunk = buf.items, nil
+			return true
 		}
 		own := func(b []byte) []byte {
 			if b == nil {
 				return nil
 			}
 			if cap(chunk)-len(chunk) < len(b) {
-				chunk = make([]byte, 0, max(256<<10, len(b)))
+				chunk = buf.chunk(len(b))
 			}
 			i := len(chunk)
 			chunk = append(chunk, b...)
@@ -275,7 +345,8 @@ func (fr *fileReader) pipeline(ctx context.Context, name string, keep func(*bepf
 			return nil
 		}
 		err := fr.each(ctx, name, func(s *bepfile.Stream, ev *bepfile.Event) error {
-			if !keep(ev) {
+			kept, p, peeked := keep(ev, fr.r.Peeked())
+			if !kept {
 				if n := len(batch); n > 0 && batch[n-1].s == s && batch[n-1].skipped > 0 {
 					batch[n-1].skipped++
 					return nil
@@ -284,7 +355,12 @@ func (fr *fileReader) pipeline(ctx context.Context, name string, keep func(*bepf
 			}
 			e := *ev
 			e.Payload, e.Raw = own(ev.Payload), own(ev.Raw)
-			return add(scanItem{s: s, ev: e})
+			// Only a peek of a compact payload is handed on: a whole
+			// event's BuildEvent is found in Raw again.
+			if peeked = peeked && ev.IsBazel(); peeked {
+				p = p.Rebase(ev.Payload, e.Payload)
+			}
+			return add(scanItem{s: s, ev: e, peek: p, peeked: peeked})
 		}, func(msg string) { add(scanItem{note: msg}) })
 		if err == nil && !flush() {
 			err = ctx.Err()
@@ -299,16 +375,20 @@ func (fr *fileReader) pipeline(ctx context.Context, name string, keep func(*bepf
 		flush()
 		done <- err
 	}()
-	for batch := range batches {
-		for i := range batch {
-			it := &batch[i]
+	for buf := range batches {
+		for i := range buf.items {
+			it := &buf.items[i]
 			switch {
 			case it.note != "":
 				fmt.Fprint(fr.errw, it.note)
 			case it.skipped > 0:
 				skip(it.s, it.skipped)
 			default:
-				if err := fn(it.s, &it.ev); err != nil {
+				var p *bepfile.Peeked
+				if it.peeked {
+					p = &it.peek
+				}
+				if err := fn(it.s, &it.ev, p); err != nil {
 					cancel()
 					for range batches {
 					}
@@ -316,6 +396,10 @@ func (fr *fileReader) pipeline(ctx context.Context, name string, keep func(*bepf
 					return &fnError{err}
 				}
 			}
+		}
+		select { // fn kept none of its bytes: hand it back
+		case free <- buf:
+		default:
 		}
 	}
 	return <-done

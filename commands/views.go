@@ -112,9 +112,11 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 			return b
 		}
 		r, err := scanFilesPipelined(ctx, files, opts.Read, errw,
-			func(ev *bepfile.Event) bool { return report.Relevant(ev, artifacts) },
-			func(s *bepfile.Stream, ev *bepfile.Event) error {
-				if err := builder(s).Add(ev); err != nil {
+			func(ev *bepfile.Event, known *bepfile.Peeked) (bool, bepfile.Peeked, bool) {
+				return report.Classify(ev, known, artifacts)
+			},
+			func(s *bepfile.Stream, ev *bepfile.Event, p *bepfile.Peeked) error {
+				if err := builder(s).AddPeeked(ev, p); err != nil {
 					return fmt.Errorf("stream %s: %w", s.Key, err)
 				}
 				return nil

@@ -154,6 +154,10 @@ func (s *Store) CommitAll(ctx context.Context, ws []*StreamWriter, source, forma
 			}
 			p.w.renamed = true
 		}
+		// The stream files' names are durable before the index names them.
+		if err := s.syncDir(); err != nil {
+			return fmt.Errorf("store: sync %s: %w", s.dir, err)
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, errNoChange) {

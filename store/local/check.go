@@ -359,8 +359,9 @@ type RepairResult struct {
 // stream files (see Rebuild), first moving aside, as NAME.corrupt, every
 // stream file that cannot be read at all; it then reconciles the entries
 // behind their files (see Reconcile), and removes stale temporary files.
-// Streams live writers hold are left alone. The error is for Repair itself
-// failing.
+// Streams live writers hold are left alone (they are told apart by their
+// flock: where there is none, as on Windows, run Repair only while no other
+// bes writes to the store). The error is for Repair itself failing.
 func (s *Store) Repair(ctx context.Context) (*RepairResult, error) {
 	before, err := s.Check(ctx)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
@@ -181,3 +182,40 @@ func FuzzIndex(f *testing.F) {
 		}
 	})
 }
+
+// TestStreamFileClaims: a record or header length that a short stream file
+// merely claims costs no more memory than the bytes really there, whether
+// the file's size is known (the claim is refused) or not (the buffer grows
+// as bytes arrive), and the file is reported corrupt, cut short.
+func TestStreamFileClaims(t *testing.T) {
+	st, evs := synthNamed("claims", 2)
+	file := streamFileBytes(t, st, evs)
+	head := file[:len(file)-len(evs[1].Payload)-2] // up to the second record
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{
+		{"record", cat(head, []byte{0}, protowire.AppendVarint(nil, 900<<20), make([]byte, 1000))},
+		{"header", cat([]byte("BESS\x01"), protowire.AppendVarint(nil, 15<<20), make([]byte, 1000))},
+	} {
+		for _, size := range []int64{int64(len(tc.data)), -1} {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			rd, err := NewReader(bytes.NewReader(tc.data), "claims", size)
+			for err == nil {
+				_, err = rd.Next()
+			}
+			runtime.ReadMemStats(&after)
+			var ce *CorruptError
+			if !errors.As(err, &ce) || !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Errorf("%s, size %d: %v, want a *CorruptError wrapping io.ErrUnexpectedEOF", tc.name, size, err)
+			}
+			if got := after.TotalAlloc - before.TotalAlloc; got > 4<<20 {
+				t.Errorf("%s, size %d: allocated %d bytes", tc.name, size, got)
+			}
+		}
+	}
+}
+
+func cat(bs ...[]byte) []byte { return bytes.Join(bs, nil) }

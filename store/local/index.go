@@ -39,7 +39,7 @@ type IndexError struct {
 }
 
 func (e *IndexError) Error() string {
-	return fmt.Sprintf("%s:%d: corrupt store index (rebuild it): %v", e.File, e.Line, e.Err)
+	return fmt.Sprintf("%s:%d: corrupt store index (bes store check --repair rebuilds it): %v", e.File, e.Line, e.Err)
 }
 
 func (e *IndexError) Unwrap() error { return e.Err }

@@ -274,7 +274,7 @@ func (s *Store) open(e *Entry) (*Reader, *os.File, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil, fmt.Errorf("store: stream %q: file %s is missing (run rebuild): %w", e.Key, e.File, store.ErrNotFound)
+			return nil, nil, fmt.Errorf("store: stream %q: file %s is missing (bes store check --repair): %w", e.Key, e.File, store.ErrNotFound)
 		}
 		return nil, nil, fmt.Errorf("store: %w", err)
 	}
@@ -291,7 +291,7 @@ func (s *Store) open(e *Entry) (*Reader, *os.File, error) {
 	}
 	if k := rd.Stream().Key; k != e.Key {
 		f.Close()
-		return nil, nil, &CorruptError{File: path, Err: fmt.Errorf("file holds stream %q, the index says %q (run rebuild)", k, e.Key)}
+		return nil, nil, &CorruptError{File: path, Err: fmt.Errorf("file holds stream %q, the index says %q (bes store check --repair)", k, e.Key)}
 	}
 	return rd, f, nil
 }
@@ -346,7 +346,7 @@ func eachSynced(ctx context.Context, rd *Reader, synced int64, fn func(*bepfile.
 // not stream file names (the index is a file a user could edit).
 func (s *Store) streamPath(e *Entry) (string, error) {
 	if !streamFileRE.MatchString(e.File) {
-		return "", fmt.Errorf("store: stream %q: bad file name %q in the index (run rebuild)", e.Key, e.File)
+		return "", fmt.Errorf("store: stream %q: bad file name %q in the index (bes store check --repair)", e.Key, e.File)
 	}
 	return filepath.Join(s.dir, e.File), nil
 }

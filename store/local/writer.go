@@ -150,6 +150,10 @@ func (w *StreamWriter) Commit(ctx context.Context, source, format string, replac
 			return fmt.Errorf("store: %w", err)
 		}
 		w.renamed = true
+		// The stream file's name is durable before the index names it.
+		if err := s.syncDir(); err != nil {
+			return fmt.Errorf("store: sync %s: %w", s.dir, err)
+		}
 		return nil
 	})
 	if err != nil {

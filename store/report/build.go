@@ -106,42 +106,86 @@ func (b *Builder) WithoutArtifacts() *Builder {
 // succeeded, and without artifacts named sets) are such. It peeks at the
 // event's top-level fields only.
 func Relevant(ev *bepfile.Event, artifacts bool) bool {
-	payload := bazelPayload(ev)
-	if payload == nil {
-		return true
+	keep, _, _ := Classify(ev, nil, artifacts)
+	return keep
+}
+
+// Field numbers of BuildEvent's payloads that Classify tells apart.
+const (
+	fieldAborted     protowire.Number = 4
+	fieldStarted     protowire.Number = 5
+	fieldExpanded    protowire.Number = 6
+	fieldAction      protowire.Number = 7
+	fieldCompleted   protowire.Number = 8
+	fieldTestSummary protowire.Number = 9
+	fieldTestResult  protowire.Number = 10
+	fieldFinished    protowire.Number = 14
+	fieldNamedSet    protowire.Number = 15
+	fieldConfigured  protowire.Number = 18
+)
+
+// Classify is Relevant for a caller that hands the events it keeps on to
+// AddPeeked: it also returns what bepfile.Peek finds in the event's
+// BuildEvent (ok is false when the event carries none or it does not
+// peek well), so that the builder need not walk the event again. known,
+// if not nil, is what the caller found in ev.Payload already (a
+// bepfile.Reader's Peeked), and spares Classify its own walk.
+func Classify(ev *bepfile.Event, known *bepfile.Peeked, artifacts bool) (keep bool, p bepfile.Peeked, ok bool) {
+	if known != nil && ev.IsBazel() {
+		p = *known
+	} else {
+		payload := bazelPayload(ev)
+		if payload == nil {
+			return true, p, false
+		}
+		var err error
+		if p, err = bepfile.Peek(payload); err != nil {
+			return true, p, false // Add reports the error
+		}
 	}
-	p, err := bepfile.Peek(payload)
-	if err != nil || p.LastMessage {
-		return true
+	if p.LastMessage {
+		return true, p, true
 	}
-	switch p.Kind() {
-	case "started", "aborted", "finished", "expanded", "configured", "completed", "testResult", "testSummary":
-		return true
-	case "namedSetOfFiles":
-		return artifacts
-	case "action":
-		ok, wellFormed := success(p.Payload)
-		return !ok || !wellFormed
+	switch p.PayloadField {
+	case fieldStarted, fieldAborted, fieldFinished, fieldExpanded, fieldConfigured, fieldCompleted, fieldTestResult, fieldTestSummary:
+		return true, p, true
+	case fieldNamedSet:
+		return artifacts, p, true
+	case fieldAction:
+		succeeded, wellFormed := success(p.Payload)
+		return !succeeded || !wellFormed, p, true
 	}
-	return false
+	return false, p, true
 }
 
 // Skip counts n Bazel events that the caller left out because Relevant
-// said they do not matter.
+// (or Classify) said they do not matter.
 func (b *Builder) Skip(n int) { b.inv.BazelEvents += n }
 
 // Add folds one event into the invocation. Events that carry no Bazel
 // build event (lifecycle events, component_stream_finished) are ignored.
 // An error names the event's sequence number; the Builder stays usable.
-func (b *Builder) Add(ev *bepfile.Event) error {
+// It keeps none of ev's bytes (everything kept is copied), so that a
+// caller may reuse them once it returns.
+func (b *Builder) Add(ev *bepfile.Event) error { return b.AddPeeked(ev, nil) }
+
+// AddPeeked is Add for an event whose BuildEvent was peeked at already:
+// p, if not nil, is what bepfile.Peek finds in it (as Classify returns
+// it), its slices aliasing the event's bytes, and spares a second walk.
+func (b *Builder) AddPeeked(ev *bepfile.Event, known *bepfile.Peeked) error {
 	payload := bazelPayload(ev)
 	if payload == nil {
 		return nil
 	}
 	b.inv.BazelEvents++
-	p, err := bepfile.Peek(payload)
-	if err != nil {
-		return fmt.Errorf("event %d: %w", ev.Seq, err)
+	var p bepfile.Peeked
+	if known != nil {
+		p = *known
+	} else {
+		var err error
+		if p, err = bepfile.Peek(payload); err != nil {
+			return fmt.Errorf("event %d: %w", ev.Seq, err)
+		}
 	}
 	if p.LastMessage {
 		b.inv.Complete = true

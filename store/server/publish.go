@@ -128,9 +128,10 @@ func (s *publishServer) logf(format string, args ...any) {
 	if s.opts.Log == nil {
 		return
 	}
+	msg := logSafe(fmt.Sprintf(format, args...))
 	s.logMu.Lock()
 	defer s.logMu.Unlock()
-	fmt.Fprintf(s.opts.Log, "bes: "+format+"\n", args...)
+	fmt.Fprintf(s.opts.Log, "bes: %s\n", msg)
 }
 
 // live returns the state of the stream with key, creating it on first use.

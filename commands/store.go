@@ -1,0 +1,163 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/bes-cli/bes/store/local"
+)
+
+type storeCheckOptions struct {
+	Store  string
+	Repair bool
+	Format string
+}
+
+// checkRow is one problem `bes store check` found, as printed.
+type checkRow struct {
+	Problem string `json:"problem"`
+	File    string `json:"file"`
+	Key     string `json:"key,omitempty"`
+	Detail  string `json:"detail"`
+	// Status is "found", or with --repair "repaired" or "remains".
+	Status string `json:"status"`
+}
+
+var checkColumns = []column[checkRow]{
+	{"PROBLEM", func(r checkRow) string { return r.Problem }},
+	{"FILE", func(r checkRow) string { return r.File }},
+	{"KEY", func(r checkRow) string { return r.Key }},
+	{"STATUS", func(r checkRow) string { return r.Status }},
+	{"DETAIL", func(r checkRow) string { return r.Detail }},
+}
+
+func newStoreCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "store",
+		Usage: "maintain the local stream store",
+		Subcommands: []*cli.Command{
+			newStoreCheckCommand(),
+		},
+		OnUsageError: usageErrorHandler,
+	}
+}
+
+func newStoreCheckCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "check",
+		Usage: "verify that the store's index and stream files agree; --repair fixes what does not",
+		Description: `Checks the store: every index entry's stream file exists, is the stream's
+own file, and has the size, digest, event count and outcome the entry
+records; every stream file is indexed; no temporary file is left by a
+writer that was killed. It reads every stream file whole and changes
+nothing. One row per problem; a summary line on standard error.
+
+A stream that bes serve is writing is ahead of its index entry by up to a
+second: that is not a problem. Check runs while ingests and servers write.
+
+--repair fixes the problems: it rebuilds the index from the stream files
+when an entry or a file is wrong or missing (moving a stream file that
+cannot be read at all aside, as NAME.bess.corrupt), brings up to date the
+entries of streams a killed server left open (cutting off a record it was
+writing), and removes stale temporary files. It leaves alone what live
+writers hold, then checks again.
+
+Problems: bad index, bad file name, missing file, content mismatch,
+metadata mismatch, corrupt file, entry behind file, not indexed, stale
+temporary file.
+
+EXAMPLES:
+   bes store check
+   bes store check --repair --store ./bes-store
+   bes store check --format json
+
+EXIT STATUS:
+   0  the store is consistent (with --repair: it is, once repaired)
+   1  it is not (with --repair: problems remain), or the check failed
+   2  usage error: bad flags or arguments`,
+		Flags: []cli.Flag{
+			storeFlag(),
+			formatFlag(formatTable, formatJSON, formatNDJSON),
+			&cli.BoolFlag{Name: "repair", Usage: "fix the problems found: rebuild the index, reconcile streams left open, remove stale temporary files"},
+		},
+		OnUsageError: usageErrorHandler,
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return &usageError{fmt.Sprintf("store check takes no arguments, got %q", c.Args().First())}
+			}
+			opts := storeCheckOptions{Store: c.String("store"), Repair: c.Bool("repair"), Format: c.String("format")}
+			return runStoreCheck(c.Context, opts, c.App.Writer, c.App.ErrWriter)
+		},
+	}
+}
+
+func runStoreCheck(ctx context.Context, opts storeCheckOptions, w, errw io.Writer) error {
+	st, err := openStore(opts.Store)
+	if err != nil {
+		return err
+	}
+	var rows []checkRow
+	var res *local.CheckResult
+	if !opts.Repair {
+		if res, err = st.Check(ctx); err != nil {
+			return err
+		}
+		for _, p := range res.Problems {
+			rows = append(rows, problemRow(p, "found"))
+		}
+	} else {
+		rep, err := st.Repair(ctx)
+		if err != nil {
+			return err
+		}
+		res = rep.After
+		type where struct {
+			kind local.ProblemKind
+			file string
+		}
+		remains := map[where]bool{}
+		for _, p := range rep.After.Problems {
+			remains[where{p.Kind, p.File}] = true
+		}
+		for _, p := range rep.Before.Problems {
+			status := "repaired"
+			if w := (where{p.Kind, p.File}); remains[w] {
+				status = "remains"
+				delete(remains, w)
+			}
+			rows = append(rows, problemRow(p, status))
+		}
+		for _, p := range rep.After.Problems {
+			if remains[where{p.Kind, p.File}] { // not there before the repair
+				rows = append(rows, problemRow(p, "remains"))
+			}
+		}
+		for _, a := range rep.Actions {
+			fmt.Fprintf(errw, "bes: repair: %s\n", safeCell(a))
+		}
+	}
+	if err := render(w, opts.Format, rows, checkColumns); err != nil {
+		return err
+	}
+	summary := fmt.Sprintf("bes: store %s: %d streams, %d stream files", st.Dir(), res.Entries, res.Files)
+	if n := len(res.Open); n > 0 {
+		summary += fmt.Sprintf(", %d being written", n)
+	}
+	switch {
+	case res.OK():
+		fmt.Fprintf(errw, "%s: consistent\n", summary)
+		return nil
+	case opts.Repair:
+		fmt.Fprintf(errw, "%s: %d problems remain after the repair\n", summary, len(res.Problems))
+	default:
+		fmt.Fprintf(errw, "%s: %d problems (bes store check --repair fixes them)\n", summary, len(res.Problems))
+	}
+	return &reportedError{code: ExitError}
+}
+
+func problemRow(p local.Problem, status string) checkRow {
+	return checkRow{Problem: string(p.Kind), File: p.File, Key: p.Key, Detail: p.Detail, Status: status}
+}

@@ -377,3 +377,58 @@ func isTooLarge(err error) bool {
 }
 
 func isTruncated(err error) bool { return errors.Is(err, io.ErrUnexpectedEOF) }
+
+// TestRepeatedMessageFields: a decoder merges a message field that appears
+// twice, so an OrderedBuildEvent with two stream ids belongs to the stream
+// their merge names, not to the one the reader would see last; such an
+// event, and a publish request with two events, are refused (found by
+// FuzzOBE), and the reader goes on with the next.
+func TestRepeatedMessageFields(t *testing.T) {
+	fs := frames(t, testdata(t, "bes_test_mixed.obe"))
+	var id []byte
+	for b := fs[0]; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		b = b[n:]
+		if num == obeStreamID {
+			id, _ = protowire.ConsumeBytes(b)
+			break
+		}
+		b = b[protowire.ConsumeFieldValue(num, typ, b):]
+	}
+	twoIDs := protowire.AppendBytes(protowire.AppendTag(bytes.Clone(fs[1]), obeStreamID, protowire.BytesType), []byte{})
+	var twoEvents []byte
+	for _, f := range fs[1:3] {
+		twoEvents = protowire.AppendTag(twoEvents, toolOrderedBuildEvent, protowire.BytesType)
+		twoEvents = protowire.AppendBytes(twoEvents, f)
+	}
+	var oneEvent []byte
+	oneEvent = protowire.AppendTag(oneEvent, toolOrderedBuildEvent, protowire.BytesType)
+	oneEvent = protowire.AppendBytes(oneEvent, fs[3])
+	for _, tc := range []struct {
+		name   string
+		format Format
+		bad    []byte
+		good   []byte
+		msg    string
+	}{
+		{"obe", FormatOBE, twoIDs, fs[2], "stream_id appears more than once"},
+		{"publish", FormatPublish, twoEvents, oneEvent, "ordered_build_event appears more than once"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			input := cat(protowire.AppendBytes(nil, tc.bad), protowire.AppendBytes(nil, tc.good))
+			r, err := NewReader(bytes.NewReader(input), "in", Options{Format: tc.format})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, err = r.Next()
+			var e *Error
+			if !errors.As(err, &e) || !e.Resumable() || e.Index != 0 || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("first frame: %v, want a resumable error about %q", err, tc.msg)
+			}
+			s, ev, err := r.Next()
+			if err != nil || !bytes.Equal(s.IDBytes, id) || ev.Seq < 2 {
+				t.Fatalf("the next frame: %v", err)
+			}
+		})
+	}
+}

@@ -504,6 +504,7 @@ func (r *Reader) nextPublish() (*Stream, *Event, error) {
 func (r *Reader) obeEvent(raw []byte, info func() *PublishInfo) (*Stream, *Event, error) {
 	var idBytes []byte
 	var seq int64
+	seenID := false
 	for b := raw; len(b) > 0; {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -522,7 +523,12 @@ func (r *Reader) obeEvent(raw []byte, info func() *PublishInfo) (*Stream, *Event
 			if n < 0 {
 				return nil, nil, fmt.Errorf("invalid OrderedBuildEvent: field %d: %w", num, protowire.ParseError(n))
 			}
-			idBytes = v
+			if seenID {
+				// A decoder would merge the two; the stream would not be
+				// the one the event names.
+				return nil, nil, errors.New("invalid OrderedBuildEvent: stream_id appears more than once")
+			}
+			idBytes, seenID = v, true
 			b = b[n:]
 		case obeSequenceNumber:
 			v, n := protowire.ConsumeVarint(b)
@@ -695,8 +701,14 @@ func splitPublish(frame []byte) (obe []byte, lifecycle bool, err error) {
 		b = b[n:]
 		switch num {
 		case lifeBuildEvent:
+			if life != nil {
+				return nil, true, errors.New("invalid publish request: build_event appears more than once")
+			}
 			life, _ = protowire.ConsumeBytes(v)
 		case toolOrderedBuildEvent:
+			if tool != nil {
+				return nil, false, errors.New("invalid publish request: ordered_build_event appears more than once")
+			}
 			tool, _ = protowire.ConsumeBytes(v)
 		}
 	}

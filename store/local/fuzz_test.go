@@ -93,7 +93,9 @@ func FuzzStreamFile(f *testing.F) {
 			}
 		}
 		runtime.ReadMemStats(&ms)
-		if got, lim := ms.TotalAlloc-before, uint64(1<<20+64*len(data)); got > lim {
+		// The buffered reader, and at most readChunk for a length that
+		// is only claimed.
+		if got, lim := ms.TotalAlloc-before, uint64(2<<20+64*len(data)); got > lim {
 			t.Fatalf("allocated %d bytes reading %d, more than %d", got, len(data), lim)
 		}
 	})
@@ -143,6 +145,9 @@ func FuzzIndex(f *testing.F) {
 			err := s.Events(ctx, e, func(*bepfile.Stream, *bepfile.Event) error { return nil })
 			if err == nil {
 				t.Fatalf("entry %q: events of a stream that is not there", e.Key)
+			}
+			if e.Key == "" {
+				continue // no reference names it
 			}
 			if _, err := s.Lookup(ctx, e.Key); err != nil && !errors.As(err, &ie) {
 				t.Fatalf("Lookup(%q): %v", e.Key, err)

@@ -21,7 +21,7 @@ func main() {
 	err := commands.Run(ctx, commands.NewApp(version), os.Args)
 	stop()
 	if err != nil && !commands.IsReported(err) {
-		fmt.Fprintf(os.Stderr, "bes: %v\n", err)
+		fmt.Fprint(os.Stderr, commands.Diagnostic(err))
 	}
 	os.Exit(commands.ExitCode(err))
 }

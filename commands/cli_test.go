@@ -23,7 +23,7 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	app.ErrWriter = &errb
 	err := Run(context.Background(), app, append([]string{"bes"}, args...))
 	if err != nil && !IsReported(err) {
-		errb.WriteString("bes: " + err.Error() + "\n")
+		errb.WriteString(Diagnostic(err))
 	}
 	return out.String(), errb.String(), ExitCode(err)
 }

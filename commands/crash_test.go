@@ -54,7 +54,7 @@ func TestBesHelperProcess(t *testing.T) {
 	err := Run(ctx, app, append([]string{"bes"}, args...))
 	stop()
 	if err != nil && !IsReported(err) {
-		fmt.Fprintf(os.Stderr, "bes: %v\n", err)
+		fmt.Fprint(os.Stderr, Diagnostic(err))
 	}
 	os.Exit(ExitCode(err))
 }

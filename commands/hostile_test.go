@@ -280,3 +280,21 @@ func readTestdata(t *testing.T, name string) []byte {
 	}
 	return b
 }
+
+// TestDiagnosticOneLine: an error that names a stream with a line break or
+// a terminal escape in its id is still one line, escaped (found by
+// FuzzViews: dump --format json of an event whose Any names an unknown
+// type).
+func TestDiagnosticOneLine(t *testing.T) {
+	evs := obeEvents(t, &buildpb.StreamId{BuildId: "line\nbreak\x1b[2J", InvocationId: "i", Component: buildpb.StreamId_TOOL})
+	evs[1].GetEvent().GetBazelEvent().TypeUrl = "type.googleapis.com/unknown.Type"
+	file, _ := delimitedOBE(t, evs)
+	in := filepath.Join(t.TempDir(), "in.obe")
+	if err := os.WriteFile(in, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := runCLI(t, "dump", in, "--format", "json")
+	if code != ExitError || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, `line\nbreak\x1b[2J.3.i`) || strings.Contains(stderr, "\x1b") {
+		t.Errorf("exit %d, stderr %q; want one line naming the stream, escaped", code, stderr)
+	}
+}

@@ -114,7 +114,7 @@ func runIngest(ctx context.Context, opts ingestOptions, files []string, w, errw 
 		rows = append(rows, fileRows...)
 		if err != nil {
 			if !IsReported(err) { // skipped events were reported one by one
-				fmt.Fprintf(errw, "bes: %v\n", err)
+				fmt.Fprint(errw, Diagnostic(err))
 			}
 			res.add(ExitCode(err))
 		}
@@ -164,7 +164,7 @@ func ingestFile(ctx context.Context, st *local.Store, name string, opts ingestOp
 			var be *bepfile.Error
 			if errors.As(err, &be) && be.Resumable() {
 				// One bad event that the reader skipped: report it, go on.
-				fmt.Fprintf(errw, "bes: %v\n", err)
+				fmt.Fprint(errw, Diagnostic(err))
 				skipped = &reportedError{code: ExitError}
 				continue
 			}

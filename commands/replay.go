@@ -219,7 +219,7 @@ func runReplay(ctx context.Context, opts replayOptions, files []string, w, errw 
 				msg = fmt.Sprintf("%s: %s", s.Code(), s.Message())
 			}
 			row.Status = "failed: " + msg
-			fmt.Fprintf(errw, "bes: replay to %s: stream %s: %s\n", opts.To, r.Key, msg)
+			fmt.Fprintf(errw, "bes: replay to %s: stream %s: %s\n", opts.To, safeCell(r.Key), safeCell(msg))
 			res.add(ExitError)
 		}
 		rows = append(rows, row)

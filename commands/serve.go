@@ -195,10 +195,10 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 	// entries up to date with their files.
 	fixed, err := st.Reconcile(ctx)
 	if err != nil {
-		fmt.Fprintf(log, "bes: %v\n", err)
+		fmt.Fprint(log, Diagnostic(err))
 	}
 	for _, k := range fixed {
-		fmt.Fprintf(log, "bes: stream %s: index entry updated from its file (left open by an earlier server)\n", k)
+		fmt.Fprintf(log, "bes: stream %s: index entry updated from its file (left open by an earlier server)\n", safeCell(k))
 	}
 
 	lis, err := net.Listen("tcp", opts.Listen)
@@ -247,7 +247,7 @@ wait:
 			break wait
 		case <-tick.C:
 			if err := pub.Flush(context.WithoutCancel(ctx)); err != nil {
-				fmt.Fprintf(log, "bes: %v\n", err)
+				fmt.Fprint(log, Diagnostic(err))
 			}
 		}
 	}

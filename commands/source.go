@@ -72,7 +72,7 @@ func scanFiles(ctx context.Context, files []string, opts bepfile.Options, errw i
 				return nil, fe.err
 			}
 			if !IsReported(err) { // skipped events were reported one by one
-				fmt.Fprintf(errw, "bes: %v\n", err)
+				fmt.Fprint(errw, Diagnostic(err))
 			}
 			res.add(ExitCode(err))
 		}
@@ -127,7 +127,7 @@ func (fr *fileReader) each(ctx context.Context, name string, visit func(*bepfile
 			var be *bepfile.Error
 			if errors.As(err, &be) && be.Resumable() {
 				// A bad event that can be skipped: report it and go on.
-				note(fmt.Sprintf("bes: %v\n", err))
+				note(Diagnostic(err))
 				errs = &reportedError{code: ExitError}
 				continue
 			}
@@ -136,7 +136,7 @@ func (fr *fileReader) each(ctx context.Context, name string, visit func(*bepfile
 		if s != cur {
 			cur, keep = s, true
 			if src, ok := fr.from[s.Key]; ok && src != r.Name() {
-				note(fmt.Sprintf("bes: %s: stream %s was already read from %s; skipping this copy\n", r.Name(), s.Key, src))
+				note(fmt.Sprintf("bes: %s: stream %s was already read from %s; skipping this copy\n", r.Name(), safeCell(s.Key), src))
 				keep = false
 			} else {
 				fr.from[s.Key] = r.Name()
@@ -287,7 +287,7 @@ func scanFilesPipelined(ctx context.Context, files []string, opts bepfile.Option
 			return nil, fe.err
 		}
 		if !IsReported(err) { // skipped events were reported one by one
-			fmt.Fprintf(errw, "bes: %v\n", err)
+			fmt.Fprint(errw, Diagnostic(err))
 		}
 		res.add(ExitCode(err))
 	}

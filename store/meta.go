@@ -78,7 +78,7 @@ func (m *Meta) Observe(ev *bepfile.Event) {
 	}
 	var eventTime time.Time
 	lifecycle := false
-	forEachField(lastBytesField(ev.Raw, obeEvent), func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) {
+	bepfile.EachField(bepfile.LastBytesField(ev.Raw, obeEvent), func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) {
 		if typ != protowire.BytesType {
 			return
 		}
@@ -98,7 +98,7 @@ func (m *Meta) Observe(ev *bepfile.Event) {
 			if num == evInvocationAttemptFinished {
 				statusField = 3 // InvocationAttemptFinished.invocation_status
 			}
-			forEachField(lastBytesField(v, statusField), func(num protowire.Number, typ protowire.Type, _ []byte, x uint64) {
+			bepfile.EachField(bepfile.LastBytesField(v, statusField), func(num protowire.Number, typ protowire.Type, _ []byte, x uint64) {
 				if num == 1 && typ == protowire.VarintType { // BuildStatus.result
 					m.Result = buildpb.BuildStatus_Result(x).String()
 				}
@@ -106,7 +106,7 @@ func (m *Meta) Observe(ev *bepfile.Event) {
 		case evBazelEvent:
 			var url string
 			var val []byte
-			forEachField(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) {
+			bepfile.EachField(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) {
 				if typ != protowire.BytesType {
 					return
 				}
@@ -180,7 +180,7 @@ func (m *Meta) observeBazel(b []byte) {
 func (m *Meta) observeStarted(b []byte) {
 	var millis int64
 	var ts time.Time
-	forEachField(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) {
+	bepfile.EachField(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) {
 		switch {
 		case num == startedUUID && typ == protowire.BytesType:
 			m.UUID = string(v)
@@ -203,12 +203,12 @@ func (m *Meta) observeStarted(b []byte) {
 func (m *Meta) observeFinished(b []byte) {
 	var millis int64
 	var ts time.Time
-	forEachField(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) {
+	bepfile.EachField(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) {
 		switch {
 		case num == finishedExitCode && typ == protowire.BytesType:
 			m.HasExitCode = true
 			m.Result, m.ExitCode = "", 0
-			forEachField(v, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) {
+			bepfile.EachField(v, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) {
 				switch {
 				case num == exitCodeName && typ == protowire.BytesType:
 					m.Result = string(v)
@@ -234,7 +234,7 @@ func (m *Meta) observeFinished(b []byte) {
 // empty or malformed.
 func timestamp(b []byte) time.Time {
 	var sec, nsec int64
-	forEachField(b, func(num protowire.Number, typ protowire.Type, _ []byte, x uint64) {
+	bepfile.EachField(b, func(num protowire.Number, typ protowire.Type, _ []byte, x uint64) {
 		if typ != protowire.VarintType {
 			return
 		}
@@ -249,52 +249,4 @@ func timestamp(b []byte) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(sec, nsec).UTC()
-}
-
-// forEachField calls fn for each top-level field of the message b: v is the
-// content of a length-delimited field, x the value of a varint or fixed
-// field. It stops quietly at the first malformed field.
-func forEachField(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte, x uint64)) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return
-		}
-		b = b[n:]
-		switch typ {
-		case protowire.VarintType:
-			x, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return
-			}
-			fn(num, typ, nil, x)
-			b = b[n:]
-		case protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return
-			}
-			fn(num, typ, v, 0)
-			b = b[n:]
-		default:
-			n := protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return
-			}
-			b = b[n:]
-		}
-	}
-}
-
-// lastBytesField returns the content of the last occurrence of the
-// length-delimited field num in message b (the last one wins, as in proto
-// merging), or nil.
-func lastBytesField(b []byte, num protowire.Number) []byte {
-	var out []byte
-	forEachField(b, func(n protowire.Number, typ protowire.Type, v []byte, _ uint64) {
-		if n == num && typ == protowire.BytesType {
-			out = v
-		}
-	})
-	return out
 }

@@ -223,7 +223,7 @@ func (f *statusFilter) matchView(_ *store.Stream, v *view) (bool, error) {
 // message, 0 (the proto3 default) when absent.
 func varintField(b []byte, num protowire.Number) uint64 {
 	var x uint64
-	eachField(b, func(n protowire.Number, typ protowire.Type, _ []byte, v uint64) {
+	bepfile.EachField(b, func(n protowire.Number, typ protowire.Type, _ []byte, v uint64) {
 		if n == num && typ == protowire.VarintType {
 			x = v
 		}

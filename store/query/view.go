@@ -112,7 +112,7 @@ func (v *view) walkEnvelope() {
 	}
 	v.envDone = true
 	v.envSeq = v.ev.Seq
-	eachField(v.ev.Raw, func(num protowire.Number, typ protowire.Type, val []byte, x uint64) {
+	bepfile.EachField(v.ev.Raw, func(num protowire.Number, typ protowire.Type, val []byte, x uint64) {
 		switch {
 		case num == obeSequenceNumber && typ == protowire.VarintType:
 			v.envSeq = int64(x)
@@ -130,14 +130,14 @@ func buildEventDesc() protoreflect.MessageDescriptor {
 
 func (v *view) walkBuildEvent(b []byte) {
 	fields := buildEventDesc().Fields()
-	eachField(b, func(num protowire.Number, typ protowire.Type, val []byte, _ uint64) {
+	bepfile.EachField(b, func(num protowire.Number, typ protowire.Type, val []byte, _ uint64) {
 		if typ != protowire.BytesType {
 			return
 		}
 		if num == evEventTime {
 			v.envHas = true
 			v.envTime = bepfile.Timestamp{}
-			eachField(val, func(num protowire.Number, typ protowire.Type, _ []byte, x uint64) {
+			bepfile.EachField(val, func(num protowire.Number, typ protowire.Type, _ []byte, x uint64) {
 				switch {
 				case num == tsSeconds && typ == protowire.VarintType:
 					v.envTime.Seconds = int64(x)
@@ -156,7 +156,7 @@ func (v *view) walkBuildEvent(b []byte) {
 			return
 		}
 		var typeURL, value []byte
-		eachField(val, func(num protowire.Number, typ protowire.Type, val []byte, _ uint64) {
+		bepfile.EachField(val, func(num protowire.Number, typ protowire.Type, val []byte, _ uint64) {
 			switch {
 			case num == anyTypeURL && typ == protowire.BytesType:
 				typeURL = val
@@ -173,41 +173,6 @@ func (v *view) walkBuildEvent(b []byte) {
 	})
 }
 
-// eachField calls fn for each top-level field of an encoded message: val
-// for length-delimited fields, x for varints. It stops quietly at the first
-// malformed field.
-func eachField(b []byte, fn func(num protowire.Number, typ protowire.Type, val []byte, x uint64)) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return
-		}
-		b = b[n:]
-		switch typ {
-		case protowire.BytesType:
-			val, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return
-			}
-			fn(num, typ, val, 0)
-			b = b[n:]
-		case protowire.VarintType:
-			x, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return
-			}
-			fn(num, typ, nil, x)
-			b = b[n:]
-		default:
-			n := protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return
-			}
-			b = b[n:]
-		}
-	}
-}
-
 // labelOf returns the label of an encoded BuildEventId: the field named
 // label of the id's kind (TestResultId.label, ActionCompletedId.label, ...),
 // "" when the kind has none.
@@ -220,7 +185,7 @@ func labelOf(id []byte) string {
 		member   []byte
 		labelNum protowire.Number
 	)
-	eachField(id, func(num protowire.Number, typ protowire.Type, val []byte, _ uint64) {
+	bepfile.EachField(id, func(num protowire.Number, typ protowire.Type, val []byte, _ uint64) {
 		fd := fields.ByNumber(num)
 		if typ != protowire.BytesType || fd == nil || fd.ContainingOneof() == nil || fd.Message() == nil {
 			return
@@ -231,7 +196,7 @@ func labelOf(id []byte) string {
 		}
 	})
 	var label []byte
-	eachField(member, func(num protowire.Number, typ protowire.Type, val []byte, _ uint64) {
+	bepfile.EachField(member, func(num protowire.Number, typ protowire.Type, val []byte, _ uint64) {
 		if num == labelNum && typ == protowire.BytesType {
 			label = val
 		}

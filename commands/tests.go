@@ -202,7 +202,6 @@ func runTests(ctx context.Context, opts testsOptions, args []string, w, errw io.
 		res.add(invocationStatus(inv))
 		for _, t := range inv.Tests {
 			anyTest = true
-			row := testFor(inv, t)
 			if opts.Runs {
 				for _, r := range t.Runs {
 					if keep(r.Status) || keep(t.Status) {
@@ -211,8 +210,8 @@ func runTests(ctx context.Context, opts testsOptions, args []string, w, errw io.
 				}
 				continue
 			}
-			if keep(row.Status) {
-				rows = append(rows, row)
+			if keep(t.Status) {
+				rows = append(rows, testFor(inv, t))
 			}
 		}
 	}

@@ -45,10 +45,14 @@ func Build(ctx context.Context, st *store.Stream) (*Invocation, error) {
 // lines, options…) are skipped on the wire. A Builder is not safe for
 // concurrent use.
 type Builder struct {
-	inv       Invocation
-	tests     map[testKey]*Test
-	summaries map[testKey]int64 // sequence number of each test's summary
-	testRules map[string]bool   // labels configured as test rules
+	inv Invocation
+	// tests holds the tests by label: the first of each label, and its
+	// other configurations (rare) chained by Test.next. A label keys the
+	// map alone so that the fast path looks a test up by the label's bytes
+	// without allocating.
+	tests     map[string]*Test
+	nTests    int
+	testRules map[string]bool // labels configured as test rules
 	namedSets map[string]*bes.NamedSetOfFiles
 	completed []completion
 	// target-level aborts (TargetConfigured or TargetComplete ids), by label
@@ -63,8 +67,6 @@ type Builder struct {
 	full bool
 }
 
-type testKey struct{ label, config string }
-
 // completion is a TargetComplete event kept until the named sets it refers
 // to are known.
 type completion struct {
@@ -75,8 +77,7 @@ type completion struct {
 // NewBuilder returns a Builder for the stream s.
 func NewBuilder(s *bepfile.Stream) *Builder {
 	b := &Builder{
-		tests:           map[testKey]*Test{},
-		summaries:       map[testKey]int64{},
+		tests:           map[string]*Test{},
 		testRules:       map[string]bool{},
 		namedSets:       map[string]*bes.NamedSetOfFiles{},
 		targetAborts:    map[string]*Abort{},
@@ -284,13 +285,27 @@ func (b *Builder) add(seq int64, be *bes.BuildEvent) {
 }
 
 func (b *Builder) test(label, config string) *Test {
-	k := testKey{label, config}
-	t := b.tests[k]
-	if t == nil {
-		t = &Test{Label: label, Configuration: config, Status: StatusNoStatus}
-		b.tests[k] = t
+	first := b.tests[label]
+	for t := first; t != nil; t = t.next {
+		if t.Configuration == config {
+			return t
+		}
 	}
+	t := &Test{Label: label, Configuration: config, Status: StatusNoStatus, next: first}
+	b.tests[label] = t
+	b.nTests++
 	return t
+}
+
+// testBytes is test for a label and configuration read off the wire: it
+// allocates their strings only for a new test.
+func (b *Builder) testBytes(label, config []byte) *Test {
+	for t := b.tests[string(label)]; t != nil; t = t.next {
+		if t.Configuration == string(config) {
+			return t
+		}
+	}
+	return b.test(string(label), string(config))
 }
 
 func (b *Builder) aborted(seq int64, id *bes.BuildEventId, a *bes.Aborted) {
@@ -413,7 +428,7 @@ func (b *Builder) testSummary(seq int64, id *bes.BuildEventId_TestSummaryId, s *
 	t.Cached = int(s.GetTotalNumCached())
 	t.Start = timeOf(s.GetFirstStartTime(), s.GetFirstStartTimeMillis())
 	t.Duration = durationOf(s.GetTotalRunDuration(), s.GetTotalRunDurationMillis())
-	b.summaries[testKey{t.Label, t.Configuration}] = seq
+	t.summarySeq = seq
 }
 
 // Invocation finishes the model: it derives what needs every event (test
@@ -423,25 +438,24 @@ func (b *Builder) Invocation() *Invocation {
 	inv := &b.inv
 	if inv.Command == "test" || inv.Command == "coverage" {
 		// A test target that never got a test event did not run.
-		have := map[string]bool{}
-		for k := range b.tests {
-			have[k.label] = true
-		}
 		for label := range b.testRules {
-			if !have[label] {
+			if b.tests[label] == nil {
 				b.test(label, "")
 			}
 		}
 	}
-	inv.Tests = make([]*Test, 0, len(b.tests))
-	for k, t := range b.tests {
-		if ab := b.targetAborts[k.label]; ab != nil && t.Aborted == nil {
-			t.Aborted = ab
-		}
-		finishTest(t)
-		inv.Tests = append(inv.Tests, t)
-		if seq, ok := b.summaries[k]; ok && FailingStatus(t.Status) {
-			inv.Failures = append(inv.Failures, testFailure(seq, t))
+	inv.Tests = make([]*Test, 0, b.nTests)
+	for label, first := range b.tests {
+		ab := b.targetAborts[label]
+		for t := first; t != nil; t = t.next {
+			if ab != nil && t.Aborted == nil {
+				t.Aborted = ab
+			}
+			finishTest(t)
+			inv.Tests = append(inv.Tests, t)
+			if t.HasSummary && FailingStatus(t.Status) {
+				inv.Failures = append(inv.Failures, testFailure(t.summarySeq, t))
+			}
 		}
 	}
 	slices.SortFunc(inv.Tests, func(x, y *Test) int {

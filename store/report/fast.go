@@ -263,7 +263,7 @@ func (b *Builder) fastCompleted(event, id, payload []byte) bool {
 				return false
 			}
 			if pass == 1 {
-				b.test(string(label), string(config))
+				b.testBytes(label, config)
 			}
 		}
 	}
@@ -469,7 +469,7 @@ func (b *Builder) fastTestResult(id, payload []byte) bool {
 	r.Status = bes.TestStatus(int32(status)).String()
 	r.Start = timeOf(start, startMillis)
 	r.Duration = durationOf(dur, durMillis)
-	t := b.test(string(label), string(config))
+	t := b.testBytes(label, config)
 	t.Runs = append(t.Runs, r)
 	return true
 }
@@ -518,7 +518,7 @@ func (b *Builder) fastTestSummary(seq int64, id, payload []byte) bool {
 			}
 		}
 	}
-	t := b.test(string(label), string(config))
+	t := b.testBytes(label, config)
 	t.HasSummary = true
 	t.Status = bes.TestStatus(int32(x[5])).String()
 	t.TotalRuns = int(int32(x[1]))
@@ -528,6 +528,6 @@ func (b *Builder) fastTestSummary(seq int64, id, payload []byte) bool {
 	t.Cached = int(int32(x[6]))
 	t.Start = timeOf(start, int64(x[7]))
 	t.Duration = durationOf(dur, int64(x[9]))
-	b.summaries[testKey{t.Label, t.Configuration}] = seq
+	t.summarySeq = seq
 	return true
 }

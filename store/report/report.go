@@ -225,6 +225,9 @@ type Test struct {
 	// Aborted is set when an event about the test (its summary, a result,
 	// or the target) was aborted.
 	Aborted *Abort
+
+	summarySeq int64 // sequence number of the summary, if HasSummary
+	next       *Test // the Builder's next test of the same label (another configuration)
 }
 
 // Failing reports whether the test failed: its status is a failing one

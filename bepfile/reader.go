@@ -73,6 +73,11 @@ type Reader struct {
 	compression string
 
 	file io.Closer // the file Open opened; nil for NewReader and stdin
+	// size is the length of the input when it is known (a regular file
+	// Open opened, not compressed), else -1: a frame no longer than what
+	// is left of it is read into a buffer allocated at once.
+	size int64
+	body []byte    // with Options.Reuse, the buffer of the last frame readFrame read
 	dec  io.Closer // the decompressor, if any
 
 	br    *bufio.Reader // the (decompressed) input
@@ -117,6 +122,9 @@ func Open(path string, opts Options) (*Reader, error) {
 		return nil, err
 	}
 	r.file = f
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && r.compression == "" {
+		r.size = fi.Size()
+	}
 	return r, nil
 }
 
@@ -142,6 +150,7 @@ func NewReader(r io.Reader, name string, opts Options) (*Reader, error) {
 		opts.MaxEventSize = DefaultMaxEventSize
 	}
 	rd := &Reader{
+		size:    -1,
 		name:    name,
 		opts:    opts,
 		format:  opts.Format,
@@ -419,7 +428,21 @@ func (r *Reader) readFrame() (start int64, frame []byte, index int, err error) {
 	if size > uint64(r.opts.MaxEventSize) {
 		return start, nil, index, r.errorAt(start, index, &SizeTooLargeError{Size: size, Max: r.opts.MaxEventSize}, false)
 	}
-	frame, got, err := readBody(r.br, int(size))
+	var got int
+	if r.size >= 0 && int64(size) <= r.size-r.off {
+		// The file holds the whole frame: no need to grow a buffer.
+		if r.opts.Reuse {
+			if uint64(cap(r.body)) < size {
+				r.body = make([]byte, size)
+			}
+			frame = r.body[:size]
+		} else {
+			frame = make([]byte, size)
+		}
+		got, err = io.ReadFull(r.br, frame)
+	} else {
+		frame, got, err = readBody(r.br, int(size))
+	}
 	r.off += int64(got)
 	if err != nil {
 		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {

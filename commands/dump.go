@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -78,6 +79,22 @@ func runDump(ctx context.Context, opts dumpOptions, args []string, w, errw io.Wr
 	files, refs := splitArgs(args)
 	if len(files) == 0 && len(refs) == 0 {
 		return &usageError{"dump: name a STREAM (key, key prefix or invocation id) or a FILE"}
+	}
+	if len(refs) == 0 && (opts.Format == formatNDJSON || opts.Format == formatOBE) && inKeyOrder(ctx, files, opts.Read) {
+		// Every stream of the files, in the order they come: write each
+		// event as it is read, holding none.
+		var res *outcome
+		read := opts.Read
+		read.Reuse = false // the events are encoded on other goroutines
+		src := func(fn func(*bepfile.Stream, *bepfile.Event) error) error {
+			var err error
+			res, err = scanFiles(ctx, files, read, errw, fn)
+			return err
+		}
+		if err := writeDumpFrom(ctx, w, opts.Format, src); err != nil {
+			return err
+		}
+		return res.err()
 	}
 	var (
 		streams []*store.Stream
@@ -161,17 +178,107 @@ func matchesRef(key, invocationID, ref string) bool {
 	return ref == invocationID || len(ref) <= len(key) && key[:len(ref)] == ref
 }
 
+// inKeyOrder reports whether dumping the files event by event, as they are
+// read, gives what dumping their streams one after the other in key order
+// does (which a dump of files with several streams prints): whether every
+// file can be read twice (no standard input), and a first, quick pass finds
+// each stream's events together, the streams in ascending key order. A
+// stream that an earlier file held is skipped on both passes. Bazel's own
+// files (one invocation each) pass; a BES capture's interleaved streams do
+// not.
+func inKeyOrder(ctx context.Context, files []string, opts bepfile.Options) bool {
+	opts.Reuse = true
+	seen := map[string]bool{} // streams of the earlier files
+	last := ""                // key of the last stream kept
+	for _, name := range files {
+		if name == "-" {
+			return false
+		}
+		r, err := bepfile.Open(name, opts)
+		if err != nil {
+			continue // the second pass reports it
+		}
+		var cur *bepfile.Stream
+		mine := map[string]bool{} // streams of this file
+		for n := 0; ; n++ {
+			if n&1023 == 0 && ctx.Err() != nil {
+				r.Close()
+				return false
+			}
+			s, _, err := r.Next()
+			if err != nil {
+				var be *bepfile.Error
+				if errors.As(err, &be) && be.Resumable() {
+					continue
+				}
+				break
+			}
+			if s == cur || seen[s.Key] {
+				continue
+			}
+			cur = s
+			if mine[s.Key] || s.Key <= last {
+				r.Close()
+				return false
+			}
+			mine[s.Key], last = true, s.Key
+		}
+		r.Close()
+		for k := range mine {
+			seen[k] = true
+		}
+	}
+	return true
+}
+
+// eventSource calls fn with every event to dump, in order, and its stream;
+// an error of fn ends it and is returned.
+type eventSource func(fn func(*bepfile.Stream, *bepfile.Event) error) error
+
+// storedEvents is the eventSource of the events of streams that f matches
+// (all when f is nil), stream after stream.
+func storedEvents(ctx context.Context, streams []*store.Stream, f store.Filter) eventSource {
+	return func(fn func(*bepfile.Stream, *bepfile.Event) error) error {
+		for _, s := range streams {
+			info := s.Info()
+			for ev, err := range s.Query(ctx, f) {
+				if err != nil {
+					return err
+				}
+				if err := fn(info, ev); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+}
+
+// writeDumpFrom writes the events of src in the format ndjson or obe.
+func writeDumpFrom(ctx context.Context, w io.Writer, format string, src eventSource) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	var err error
+	if format == formatOBE {
+		err = dumpOBE(bw, src)
+	} else {
+		err = dumpNDJSON(ctx, bw, src)
+	}
+	if err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
 // writeDump writes the events of streams that f matches (all when f is
 // nil) in the format. With a filter, the json format leaves out the streams
 // with no matching event.
 func writeDump(ctx context.Context, w io.Writer, format string, streams []*store.Stream, f store.Filter) error {
+	if format == formatOBE || format == formatNDJSON {
+		return writeDumpFrom(ctx, w, format, storedEvents(ctx, streams, f))
+	}
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var err error
 	switch format {
-	case formatOBE:
-		err = dumpOBE(ctx, bw, streams, f)
-	case formatNDJSON:
-		err = dumpNDJSON(ctx, bw, streams, f)
 	case formatJSON:
 		err = dumpJSON(ctx, bw, streams, f)
 	default:
@@ -183,21 +290,15 @@ func writeDump(ctx context.Context, w io.Writer, format string, streams []*store
 	return bw.Flush()
 }
 
-func dumpOBE(ctx context.Context, w *bufio.Writer, streams []*store.Stream, f store.Filter) error {
+func dumpOBE(w *bufio.Writer, src eventSource) error {
 	var buf []byte
-	for _, s := range streams {
-		info := s.Info()
-		for ev, err := range s.Query(ctx, f) {
-			if err != nil {
-				return err
-			}
-			buf = ev.AppendEncoding(buf[:0], info)
-			var pfx [binary.MaxVarintLen64]byte
-			w.Write(protowire.AppendVarint(pfx[:0], uint64(len(buf))))
-			w.Write(buf)
-		}
-	}
-	return nil
+	return src(func(s *bepfile.Stream, ev *bepfile.Event) error {
+		buf = ev.AppendEncoding(buf[:0], s)
+		var pfx [binary.MaxVarintLen64]byte
+		w.Write(protowire.AppendVarint(pfx[:0], uint64(len(buf))))
+		_, err := w.Write(buf)
+		return err
+	})
 }
 
 var jsonOpts = protojson.MarshalOptions{}
@@ -207,11 +308,11 @@ const ndjsonBatch = 256
 
 // dumpNDJSON writes one OrderedBuildEvent per line. The events are encoded
 // by a worker per CPU, a batch at a time, and written in order.
-func dumpNDJSON(ctx context.Context, w *bufio.Writer, streams []*store.Stream, f store.Filter) error {
+func dumpNDJSON(ctx context.Context, w *bufio.Writer, src eventSource) error {
 	type job struct {
-		s        *store.Stream
+		s        *bepfile.Stream
 		evs      []*bepfile.Event
-		queryErr error // the query failed after evs: set before the job is sent
+		queryErr error // reading the events failed after evs: set before the job is sent
 		out      []byte
 		err      error // the encoding failed: set by the worker
 		done     chan struct{}
@@ -224,47 +325,51 @@ func dumpNDJSON(ctx context.Context, w *bufio.Writer, streams []*store.Stream, f
 	go func() {
 		defer close(work)
 		defer close(order)
-		send := func(j *job) bool {
+		send := func(j *job) error {
 			select {
 			case order <- j:
 			case <-ctx.Done():
-				return false
+				return ctx.Err()
 			}
 			select {
 			case work <- j:
-				return true
+				return nil
 			case <-ctx.Done():
-				return false
+				return ctx.Err()
 			}
 		}
-		for _, s := range streams {
-			j := &job{s: s, done: make(chan struct{})}
-			for ev, err := range s.Query(ctx, f) {
-				if err != nil {
-					j.queryErr = err
-					break
+		var j *job
+		err := src(func(s *bepfile.Stream, ev *bepfile.Event) error {
+			if j != nil && (j.s != s || len(j.evs) == ndjsonBatch) {
+				if err := send(j); err != nil {
+					return err
 				}
-				j.evs = append(j.evs, ev)
-				if len(j.evs) == ndjsonBatch {
-					if !send(j) {
-						return
-					}
-					j = &job{s: s, done: make(chan struct{})}
-				}
+				j = nil
 			}
-			if !send(j) || j.queryErr != nil {
-				return
+			if j == nil {
+				j = &job{s: s, evs: make([]*bepfile.Event, 0, ndjsonBatch), done: make(chan struct{})}
 			}
+			j.evs = append(j.evs, ev)
+			return nil
+		})
+		if err != nil && ctx.Err() != nil {
+			return // the writer has stopped
+		}
+		if err != nil || j != nil {
+			if j == nil {
+				j = &job{done: make(chan struct{})}
+			}
+			j.queryErr = err
+			send(j)
 		}
 	}()
 	for range workers {
 		go func() {
 			enc := newNDJSONEncoder()
 			for j := range work {
-				info := j.s.Info()
 				for _, ev := range j.evs {
-					if j.out, j.err = enc.append(j.out, info, ev); j.err != nil {
-						j.err = fmt.Errorf("stream %s, event %d: %w", j.s.Key(), ev.Seq, j.err)
+					if j.out, j.err = enc.append(j.out, j.s, ev); j.err != nil {
+						j.err = fmt.Errorf("stream %s, event %d: %w", j.s.Key, ev.Seq, j.err)
 						break
 					}
 					j.out = append(j.out, '\n')

@@ -3,18 +3,22 @@ package commands
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/bes-cli/bes/bepfile"
 )
 
 // TestDumpNDJSONEqualsBazelJSON proves the schema, the decoder and the JSON
@@ -174,5 +178,75 @@ func readOBEsFrom(t *testing.T, r io.Reader) []*buildpb.OrderedBuildEvent {
 			t.Fatal(fmt.Errorf("message %d: %w", len(out), err))
 		}
 		out = append(out, obe)
+	}
+}
+
+// TestDumpFilesStreamed checks the dump of files event by event, as they
+// are read (taken when inKeyOrder holds), against the dump of the same
+// streams held in memory: the same events, in the same order, the same
+// notes and exit status. The in-memory dump is forced with a stream
+// reference, which the streaming path does not take.
+func TestDumpFilesStreamed(t *testing.T) {
+	td := func(names ...string) []string {
+		var out []string
+		for _, n := range names {
+			out = append(out, filepath.Join("..", "testdata", n))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		files    []string
+		streamed bool
+	}{
+		{td("test_mixed.bep"), true},
+		{td("test_mixed.json.zst"), true},
+		{td("test_mixed.bep", "build_ok.bep"), true},    // 657fb236… < 716bc5f2…
+		{td("build_ok.bep", "test_mixed.bep"), false},   // printed in key order
+		{td("test_mixed.bep", "test_mixed.json"), true}, // the twin is skipped
+		{td("truncated-test_mixed.bep", "build_ok.bep"), true},
+		{td("bes_test_mixed.lifecycle.obe"), false}, // a build's lifecycle streams interleave
+		{append(td("test_mixed.bep"), "-"), false},  // standard input is read once
+	} {
+		name := strings.Join(tc.files, " ")
+		t.Run(name, func(t *testing.T) {
+			if got := inKeyOrder(context.Background(), tc.files, bepfile.Options{}); got != tc.streamed {
+				t.Fatalf("inKeyOrder = %v, want %v", got, tc.streamed)
+			}
+			if !tc.streamed {
+				return
+			}
+			// Every key of the files, to force the in-memory dump.
+			var keys []string
+			for _, f := range tc.files {
+				r, err := bepfile.Open(f, bepfile.Options{Reuse: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for {
+					s, _, err := r.Next()
+					if err != nil {
+						break
+					}
+					if !slices.Contains(keys, s.Key) {
+						keys = append(keys, s.Key)
+					}
+				}
+				r.Close()
+			}
+			for _, format := range []string{"obe", "ndjson"} {
+				args := append([]string{"dump", "--format", format}, tc.files...)
+				streamed, serr, scode := runCLI(t, args...)
+				held, herr, hcode := runCLI(t, append(args, keys...)...)
+				if scode != hcode || serr != herr {
+					t.Fatalf("%s: streamed: exit %d, %q; held: exit %d, %q", format, scode, serr, hcode, herr)
+				}
+				if streamed != held {
+					t.Fatalf("%s: the streamed dump (%d bytes) differs from the held one (%d bytes)", format, len(streamed), len(held))
+				}
+				if len(streamed) == 0 {
+					t.Fatalf("%s: nothing dumped", format)
+				}
+			}
+		})
 	}
 }

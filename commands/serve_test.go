@@ -22,7 +22,9 @@ import (
 
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
 
@@ -550,4 +552,58 @@ func sameCounts(streams []*buildgridpb.QueryEventStreamsResponse_BuildEventStrea
 		}
 	}
 	return true
+}
+
+// TestServeCallsPerConnection opens maxCallsPerConn streams on one
+// connection and keeps them open: one more call waits (here until its
+// deadline) instead of being served, and goes through once another ends.
+func TestServeCallsPerConnection(t *testing.T) {
+	ts := startServe(t, t.TempDir())
+	cc, err := grpc.NewClient(ts.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	client := buildpb.NewPublishBuildEventClient(cc)
+	first := readToolOBEs(t)[0]
+	// open starts a call of a stream of its own and waits for the ack of
+	// its first event.
+	open := func(ctx context.Context, n int) error {
+		ev := proto.Clone(first).(*buildpb.OrderedBuildEvent)
+		ev.StreamId.BuildId = fmt.Sprintf("calls-%d", n)
+		call, err := client.PublishBuildToolEventStream(ctx)
+		if err != nil {
+			return err
+		}
+		if err := call.Send(&buildpb.PublishBuildToolEventStreamRequest{OrderedBuildEvent: ev}); err != nil {
+			return err
+		}
+		_, err = call.Recv()
+		return err
+	}
+	cancels := make([]context.CancelFunc, maxCallsPerConn)
+	for i := range cancels {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels[i] = cancel
+		if err := open(ctx, i); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	err = open(ctx, maxCallsPerConn)
+	cancel()
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("call %d on a full connection: %v, want it to wait (DeadlineExceeded)", maxCallsPerConn, err)
+	}
+	cancels[0]()
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := open(ctx, maxCallsPerConn+1); err != nil {
+		t.Fatalf("a call once another ended: %v", err)
+	}
 }

@@ -15,17 +15,12 @@ import (
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
 	"github.com/bes-cli/bes/store/buildgridpb"
 	"github.com/bes-cli/bes/store/server"
 )
-
-// maxCallsPerConn is how many calls one client connection may have open at
-// once; more wait until one ends.
-const maxCallsPerConn = 128
 
 const defaultListen = "127.0.0.1:8980"
 
@@ -216,21 +211,7 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 		Persister:    server.NewLocalPersister(st, "grpc", 0),
 		Log:          log,
 	})
-	gs := grpc.NewServer(append(security,
-		// Room for the request around the largest event; the service
-		// refuses a larger event itself, naming it.
-		grpc.MaxRecvMsgSize(opts.MaxEventSize+64<<10),
-		grpc.WaitForHandlers(true),
-		// Bounds for clients that misbehave or vanish: a connection holds
-		// at most maxCallsPerConn calls at once (more wait their turn;
-		// Bazel opens one or two), a connection idle for half an hour is
-		// closed (a client reconnects), one silent for two minutes is
-		// pinged and closed if it does not answer, which ends its calls,
-		// and a client may not ping more often than every ten seconds.
-		grpc.MaxConcurrentStreams(maxCallsPerConn),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 30 * time.Minute, Time: 2 * time.Minute, Timeout: 20 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)...)
+	gs := grpc.NewServer(append(security, server.GRPCOptions(opts.MaxEventSize)...)...)
 	buildpb.RegisterPublishBuildEventServer(gs, pub)
 	buildgridpb.RegisterQueryBuildEventsServer(gs, server.NewQueryBuildEventsServer(server.StoreSource(mem, st)))
 

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/bes-cli/bes/store/buildgridpb"
+	"github.com/bes-cli/bes/store/server"
 )
 
 // syncBuffer is a bytes.Buffer safe for the server's goroutines.
@@ -554,7 +555,7 @@ func sameCounts(streams []*buildgridpb.QueryEventStreamsResponse_BuildEventStrea
 	return true
 }
 
-// TestServeCallsPerConnection opens maxCallsPerConn streams on one
+// TestServeCallsPerConnection opens server.MaxCallsPerConn streams on one
 // connection and keeps them open: one more call waits (here until its
 // deadline) instead of being served, and goes through once another ends.
 func TestServeCallsPerConnection(t *testing.T) {
@@ -581,7 +582,7 @@ func TestServeCallsPerConnection(t *testing.T) {
 		_, err = call.Recv()
 		return err
 	}
-	cancels := make([]context.CancelFunc, maxCallsPerConn)
+	cancels := make([]context.CancelFunc, server.MaxCallsPerConn)
 	for i := range cancels {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancels[i] = cancel
@@ -595,15 +596,15 @@ func TestServeCallsPerConnection(t *testing.T) {
 		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	err = open(ctx, maxCallsPerConn)
+	err = open(ctx, server.MaxCallsPerConn)
 	cancel()
 	if status.Code(err) != codes.DeadlineExceeded {
-		t.Fatalf("call %d on a full connection: %v, want it to wait (DeadlineExceeded)", maxCallsPerConn, err)
+		t.Fatalf("call %d on a full connection: %v, want it to wait (DeadlineExceeded)", server.MaxCallsPerConn, err)
 	}
 	cancels[0]()
 	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := open(ctx, maxCallsPerConn+1); err != nil {
+	if err := open(ctx, server.MaxCallsPerConn+1); err != nil {
 		t.Fatalf("a call once another ended: %v", err)
 	}
 }

@@ -325,20 +325,20 @@ func (a *Appender) Flush(ctx context.Context) error {
 }
 
 // writeEntry puts the stream's entry, as of the synced events, in the
-// index.
+// index, in one rewrite with those of the other Appenders of the store
+// that are waiting for theirs (see entryBatch).
 func (a *Appender) writeEntry(ctx context.Context) error {
-	unlock, err := a.s.lock(ctx)
-	if err != nil {
+	if err := a.s.putEntry(ctx, a.currentEntry()); err != nil {
 		return err
 	}
-	defer unlock()
-	return a.writeEntryLocked(ctx)
+	a.indexed = a.s.now()
+	a.dirty = false
+	return nil
 }
 
 // writeEntryLocked is writeEntry for a caller that holds the store's lock.
 func (a *Appender) writeEntryLocked(ctx context.Context) error {
-	e := a.currentEntry()
-	if _, err := a.s.updateIndex(ctx, e.Key, func(*Entry) (*Entry, error) { return e, nil }, nil); err != nil {
+	if err := a.s.putEntryLocked(ctx, a.currentEntry()); err != nil {
 		return err
 	}
 	a.indexed = a.s.now()

@@ -3,10 +3,14 @@ package local
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
+
+	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
@@ -228,4 +232,75 @@ func TestAppendContinuesCommitted(t *testing.T) {
 	}
 	_, got := readBack(t, s, e)
 	sameEvents(t, got, evs)
+}
+
+// TestAppendGroupCommit: appenders that write their entries at once share
+// index rewrites, and every entry ends up in the index as of its last
+// write. An entry gathered while another holds the lock is written by the
+// next holder, and its writer then finds it written.
+func TestAppendGroupCommit(t *testing.T) {
+	s := openStore(t)
+	_, evs := synthStream()
+	const n = 16
+	apps := make([]*Appender, n)
+	for i := range apps {
+		st := bepfile.NewStream(&buildpb.StreamId{BuildId: fmt.Sprintf("group-%02d", i), InvocationId: "inv", Component: buildpb.StreamId_TOOL})
+		a, _, err := s.OpenAppend(bg, st, AppendOptions{IndexInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		apps[i] = a
+		appendAll(t, a, evs[:i%len(evs)+1], 2)
+	}
+
+	// Two entries gathered while the lock is held are written by one
+	// rewrite, by the next holder of the lock.
+	unlock, err := s.lock(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := s.gather(apps[0].currentEntry())
+	second := s.gather(apps[1].currentEntry())
+	if first != second {
+		t.Fatalf("entries gathered together are in batches %d and %d", first, second)
+	}
+	if err := s.writeBatchLocked(bg, first); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	for _, a := range apps[:2] {
+		if e := entryOf(t, s, a.Stream().Key); e.Events != a.Events() {
+			t.Errorf("%s: entry counts %d events, %d synced", e.Key, e.Events, a.Events())
+		}
+	}
+	if err := s.putEntry(bg, apps[0].currentEntry()); err != nil {
+		t.Fatal(err)
+	}
+
+	// All close at once.
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i, a := range apps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = a.Close(bg)
+		}()
+	}
+	wg.Wait()
+	for i, a := range apps {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		e := entryOf(t, s, a.Stream().Key)
+		if e.Events != int64(i%len(evs)+1) || e.Size != a.size || e.Digest != a.currentEntry().Digest {
+			t.Errorf("%s: entry %+v after close, want %d events, size %d", e.Key, e, i%len(evs)+1, a.size)
+		}
+	}
+	if s.batch.open < 2 || len(s.batch.pending) != 0 {
+		t.Errorf("batch %d, %d entries left pending", s.batch.open, len(s.batch.pending))
+	}
+	if res, err := s.Check(bg); err != nil || !res.OK() {
+		t.Errorf("store check: %+v, %v", res, err)
+	}
 }

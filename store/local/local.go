@@ -104,6 +104,8 @@ type Store struct {
 	dir string
 	now func() time.Time
 	mu  sync.Mutex // serialises this Store's index writers before the file lock
+
+	batch entryBatch // the entries Appenders wait to have written
 }
 
 // Option configures Open.

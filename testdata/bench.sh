@@ -106,6 +106,11 @@ echo "| dump --format ndjson | – | $(ratio ndjson 1 0)× |"
 echo "| ingest | – | $(ratio ingest 1 0)× |"
 awk '/StreamsMatch\/bes/ {b = $3} /StreamsMatch\/replay/ {r = $3} END {printf "| streams --match (%s streams, Go benchmark) | – | %.0f× vs replaying every stream (%.1f ms vs %.0f ms) |\n", "'"$STREAMS"'", r / b, b / 1e6, r / 1e6}' "$WORK/streams-go.txt"
 
+# bes serve against a gRPC server that only acknowledges: 16 concurrent
+# streams, every event persisted (store/server/bench_test.go).
+go test ./store/server -run '^$' -bench Serve16 -benchtime 5x -count 3 >"$WORK/serve-go.txt"
+awk '/Serve16\/ackonly/ {a += $7; na++} /Serve16\/bes/ {b += $7; nb++} END {printf "| bes serve, 16 concurrent streams (Go benchmark, mean of 3 runs) | – | %.2f× the events/s of an ack-only server (%.0f vs %.0f events/s) |\n", (b / nb) / (a / na), b / nb, a / na}' "$WORK/serve-go.txt"
+
 rm -rf "$WORK/store"
 STORE_BYTES=$(RSS_INGEST=$(rss "$BES" ingest --store "$WORK/store" "$BEP"); echo "$RSS_INGEST" > "$WORK/rss_ingest"; du -sb "$WORK/store" | cut -f1)
 echo

@@ -14,7 +14,7 @@ const (
 	ExitError     = 1 // an error: unreadable or invalid input, I/O, a stream not found
 	ExitUsage     = 2 // bad flags or arguments
 	ExitPartial   = 3 // an input was cut short: the complete events before the cut were used
-	ExitDuplicate = 4 // ingest: a stream with that key and other content is already stored; nothing changed
+	ExitDuplicate = 4 // ingest: a stream with that key and other content is already stored, or a bes serve is receiving it; nothing changed
 	ExitBuildFail = 5 // views: a build (or a target) failed
 	ExitTestFail  = 6 // views: a test failed, timed out or did not finish
 	ExitNoData    = 7 // views and query: no stream or no event to report on
@@ -25,7 +25,8 @@ const exitStatusHelp = `EXIT STATUS:
    1  error: unreadable or invalid input, I/O error, stream not found
    2  usage error: bad flags or arguments
    3  partial: an input was truncated; the complete events before the cut were kept and used
-   4  duplicate: a stream with the same key but other content is already stored (ingest without --replace)
+   4  duplicate: a stream with the same key but other content is already stored (ingest without --replace),
+      or a bes serve is receiving that stream right now
    5  build failed (summary, tests, failures): a build or target failed
    6  tests failed (summary, tests, failures): a test failed, timed out or did not finish
    7  no data: no stream, no event or no test to report on; query: no event matched`

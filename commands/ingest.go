@@ -31,7 +31,7 @@ type ingestRow struct {
 	Form     string `json:"input_format"`
 	Events   int64  `json:"events"`
 	Complete bool   `json:"complete"`
-	Status   string `json:"status"` // created, replaced, unchanged, duplicate
+	Status   string `json:"status"` // created, replaced, unchanged, duplicate, busy
 }
 
 var ingestColumns = []column[ingestRow]{
@@ -119,8 +119,12 @@ func runIngest(ctx context.Context, opts ingestOptions, files []string, w, errw 
 			res.add(ExitCode(err))
 		}
 		for _, r := range fileRows {
-			if r.Status == "duplicate" {
+			switch r.Status {
+			case "duplicate":
 				fmt.Fprintf(errw, "bes: %s: stream %s is already stored with other content; nothing changed (use --replace to overwrite)\n", name, safeCell(r.Key))
+				res.add(ExitDuplicate)
+			case "busy":
+				fmt.Fprintf(errw, "bes: %s: stream %s is being received by a bes serve; nothing changed (ingest it once the stream has ended)\n", name, safeCell(r.Key))
 				res.add(ExitDuplicate)
 			}
 		}
@@ -199,12 +203,18 @@ func ingestFile(ctx context.Context, st *local.Store, name string, opts ingestOp
 		e, result, err := outcomes[i].Entry, outcomes[i].Result, outcomes[i].Err
 		var dup *store.DuplicateStreamError
 		status := result.String()
-		if errors.As(err, &dup) {
+		switch {
+		case errors.As(err, &dup):
 			// Nothing was stored: describe the content that was refused.
 			m := sw.Meta()
 			e = &local.Entry{Key: dup.Key, Events: m.Events, Complete: m.Complete}
 			status = "duplicate"
-		} else if err != nil {
+		case errors.Is(err, local.ErrStreamBusy):
+			// A bes serve is receiving the stream: it is left alone.
+			m := sw.Meta()
+			e = &local.Entry{Key: sw.Stream().Key, Events: m.Events, Complete: m.Complete}
+			status = "busy"
+		case err != nil:
 			return rows, err
 		}
 		rows = append(rows, ingestRow{

@@ -608,3 +608,29 @@ func TestServeCallsPerConnection(t *testing.T) {
 		t.Fatalf("a call once another ended: %v", err)
 	}
 }
+
+// TestIngestLeavesLiveStreamAlone: `bes ingest` of a stream that `bes
+// serve` is receiving on the same store changes nothing, says so, and
+// exits 4, with --replace too; the server then completes the stream.
+func TestIngestLeavesLiveStreamAlone(t *testing.T) {
+	dir := t.TempDir()
+	ts := startServe(t, dir)
+	evs := readToolOBEs(t)
+	cancel, cc := sendAcked(t, ts.addr, evs[:10], 10)
+	for _, args := range [][]string{{}, {"--replace"}} {
+		stdout, stderr, code := runCLI(t, append([]string{"ingest", "--store", dir, "--format", "json", td("bes_test_mixed.obe")}, args...)...)
+		if code != ExitDuplicate || !strings.Contains(stderr, "is being received by a bes serve; nothing changed") || !strings.Contains(stdout, `"status": "busy"`) {
+			t.Fatalf("ingest %v of a live stream: exit %d\n%s\n%s", args, code, stdout, stderr)
+		}
+	}
+	cancel()
+	cc.Close()
+	// The client sends the whole stream again; the server completes it.
+	cancel, cc = sendAcked(t, ts.addr, evs, len(evs))
+	cancel()
+	cc.Close()
+	keys, events := streamKeys(t, "--store", dir)
+	if !slices.Contains(keys, besToolKey) || events[slices.Index(keys, besToolKey)] != int64(len(evs)) {
+		t.Errorf("after the ingest and the resend: streams %v, events %v; want %s with %d", keys, events, besToolKey, len(evs))
+	}
+}

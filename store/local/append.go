@@ -110,7 +110,12 @@ func (s *Store) OpenAppend(ctx context.Context, st *bepfile.Stream, opts AppendO
 	if err != nil {
 		return nil, nil, err
 	}
-	defer unlock()
+	locked := true
+	defer func() {
+		if locked {
+			unlock()
+		}
+	}()
 
 	var old *Entry
 	err = s.scanIndex(ctx, func(e *Entry) error {
@@ -167,26 +172,36 @@ func (s *Store) OpenAppend(ctx context.Context, st *bepfile.Stream, opts AppendO
 			return fail(err)
 		}
 	}
-	if fresh {
-		// A new stream (or a file left empty by a crash before its header
-		// was synced).
-		a.stream = &bepfile.Stream{ID: id, Key: st.Key, IDBytes: bytes.Clone(st.IDBytes), TypeURL: st.TypeURL}
-		if err := a.enc.header(a.stream); err != nil {
-			return fail(err)
-		}
-		if err := a.writePending(); err != nil {
-			return fail(err)
-		}
-		if err := s.syncDir(); err != nil {
-			return fail(fmt.Errorf("store: sync %s: %w", s.dir, err))
-		}
-	}
-
 	a.entry = Entry{Source: opts.Source, Format: opts.Format, Ingested: s.now().UTC()}
 	if old != nil {
 		a.entry.Source, a.entry.Format, a.entry.Ingested = old.Source, old.Format, old.Ingested
 	}
-	if err := a.writeEntryLocked(ctx); err != nil {
+	if !fresh {
+		if err := a.writeEntryLocked(ctx); err != nil {
+			return fail(err)
+		}
+		return a, loaded, nil
+	}
+
+	// A new stream (or a file left empty by a crash before its header was
+	// synced). The file is ours (created and flocked under the store's
+	// lock, and a commit leaves a held stream file alone), so the lock is
+	// let go while the header is synced, and the entry goes into the
+	// index with those of other streams opening at the same time.
+	locked = false
+	unlock()
+	a.stream = &bepfile.Stream{ID: id, Key: st.Key, IDBytes: bytes.Clone(st.IDBytes), TypeURL: st.TypeURL}
+	if err := a.enc.header(a.stream); err != nil {
+		return fail(err)
+	}
+	if err := a.writePending(); err != nil {
+		return fail(err)
+	}
+	// The stream file's name is durable before the index names it.
+	if err := s.syncDir(); err != nil {
+		return fail(fmt.Errorf("store: sync %s: %w", s.dir, err))
+	}
+	if err := a.writeEntry(ctx); err != nil {
 		return fail(err)
 	}
 	return a, loaded, nil

@@ -304,3 +304,77 @@ func TestAppendGroupCommit(t *testing.T) {
 		t.Errorf("store check: %+v, %v", res, err)
 	}
 }
+
+// TestCommitLeavesHeldStreamAlone: a stream file that an Appender holds (a
+// stream received live, listed or, for a moment after OpenAppend created
+// it, not yet) is not replaced by a commit, with or without replace, and
+// Check does not take it for a file nobody indexed.
+func TestCommitLeavesHeldStreamAlone(t *testing.T) {
+	s := openStore(t)
+	st, evs := synthStream()
+	a, _, err := s.OpenAppend(bg, st, AppendOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, a, evs[:3], 3)
+	for _, replace := range []bool{false, true} {
+		w, err := s.Create(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range evs {
+			if err := w.Append(&evs[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, _, err := w.Commit(bg, "src", "bep", replace); !errors.Is(err, ErrStreamBusy) {
+			t.Fatalf("commit (replace %v) over a live stream: %v, want ErrStreamBusy", replace, err)
+		}
+		w2, err := s.Create(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := s.CommitAll(bg, []*StreamWriter{w2}, "src", "bep", replace)
+		if err != nil || !errors.Is(out[0].Err, ErrStreamBusy) {
+			t.Fatalf("CommitAll (replace %v) over a live stream: %v, %+v, want ErrStreamBusy", replace, err, out)
+		}
+	}
+	if err := a.Flush(bg); err != nil {
+		t.Fatal(err)
+	}
+	if e := entryOf(t, s, st.Key); e.Events != 3 {
+		t.Errorf("entry of the live stream counts %d events, want 3", e.Events)
+	}
+
+	// A held stream file without an entry: an Appender between creating
+	// a new stream's file and writing its entry.
+	other := bepfile.NewStream(&buildpb.StreamId{BuildId: "held", InvocationId: "inv", Component: buildpb.StreamId_TOOL})
+	f, err := os.OpenFile(filepath.Join(s.Dir(), FileName(other.Key)), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if ok, err := tryLock(f); !ok || err != nil {
+		t.Fatalf("flock: %v, %v", ok, err)
+	}
+	w, err := s.Create(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Append(&evs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := w.Commit(bg, "src", "bep", false); !errors.Is(err, ErrStreamBusy) {
+		t.Fatalf("commit over a held, unindexed stream file: %v, want ErrStreamBusy", err)
+	}
+	if res, err := s.Check(bg); err != nil || !res.OK() {
+		t.Errorf("store check with a held, unindexed stream file: %+v, %v", res, err)
+	}
+	unlockFile(f)
+	if res, err := s.Check(bg); err != nil || res.OK() {
+		t.Errorf("store check with an unheld, unindexed stream file: %+v, %v; want a problem", res, err)
+	}
+	if _, err := a.Close(bg); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -87,6 +87,9 @@ func (s *Store) CommitAll(ctx context.Context, ws []*StreamWriter, source, forma
 	decide := func(p pending, old *Entry) *Entry {
 		final := filepath.Join(s.dir, p.entry.File)
 		switch {
+		case fileHeld(final): // a stream being received live
+			out[p.i] = CommitOutcome{Err: fmt.Errorf("store: stream %q: %w", p.entry.Key, ErrStreamBusy)}
+			return old
 		case old == nil:
 			out[p.i] = CommitOutcome{Entry: p.entry, Result: Created}
 		case old.Digest == p.entry.Digest && old.File == p.entry.File && fileExists(final):
@@ -114,9 +117,11 @@ func (s *Store) CommitAll(ctx context.Context, ws []*StreamWriter, source, forma
 		}
 		err := s.scanIndexLines(ctx, func(e *Entry, line []byte) error {
 			for next < len(todo) && todo[next].entry.Key < e.Key {
-				changed = true
-				if err := write(decide(todo[next], nil), nil); err != nil {
-					return err
+				if ne := decide(todo[next], nil); ne != nil { // nil: refused
+					changed = true
+					if err := write(ne, nil); err != nil {
+						return err
+					}
 				}
 				next++
 			}
@@ -135,9 +140,11 @@ func (s *Store) CommitAll(ctx context.Context, ws []*StreamWriter, source, forma
 			return err
 		}
 		for ; next < len(todo); next++ {
-			changed = true
-			if err := write(decide(todo[next], nil), nil); err != nil {
-				return err
+			if ne := decide(todo[next], nil); ne != nil { // nil: refused
+				changed = true
+				if err := write(ne, nil); err != nil {
+					return err
+				}
 			}
 		}
 		if !changed {

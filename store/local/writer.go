@@ -92,6 +92,9 @@ func (w *StreamWriter) Append(ev *bepfile.Event) error {
 // Meta returns the metadata gathered from the events appended so far.
 func (w *StreamWriter) Meta() store.Meta { return w.meta }
 
+// Stream returns the stream being written.
+func (w *StreamWriter) Stream() *bepfile.Stream { return w.stream }
+
 // Commit makes the stream durable and lists it in the index, atomically:
 // the stream file is fsynced and renamed into place, and the index
 // rewritten, under the store's lock. It returns the stream's entry and what
@@ -134,6 +137,8 @@ func (w *StreamWriter) Commit(ctx context.Context, source, format string, replac
 	var kept *Entry
 	_, err = s.updateIndex(ctx, entry.Key, func(old *Entry) (*Entry, error) {
 		switch {
+		case fileHeld(final): // a stream being received live
+			return nil, fmt.Errorf("store: stream %q: %w", entry.Key, ErrStreamBusy)
 		case old == nil:
 			result = Created
 		case old.Digest == entry.Digest && old.File == entry.File && fileExists(final):

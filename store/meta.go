@@ -51,8 +51,12 @@ const (
 // ready to use. A Meta is not safe for concurrent use.
 type Meta struct {
 	Events int64 // events observed
-	// Complete is set when the stream ended properly: a Bazel event with
-	// last_message, or a component_stream_finished envelope event.
+	// Complete is set when the stream ended properly: with a
+	// component_stream_finished event (which Bazel's BES client sends after
+	// the event with last_message, and bepfile adds to Bazel's own files),
+	// or with the last event of a lifecycle stream. A tool stream cut after
+	// last_message but before its finish event is not complete: a server
+	// killed between the two has not received the whole stream.
 	Complete bool
 
 	UUID    string // BuildStarted.uuid (the invocation id)
@@ -142,16 +146,7 @@ func (m *Meta) observeBazel(b []byte) {
 		}
 		b = b[n:]
 		switch {
-		case num == bepLastMessage && typ == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return
-			}
-			if v != 0 {
-				m.Complete = true
-			}
-			b = b[n:]
-			continue
+
 		case num == bepStarted && typ == protowire.BytesType:
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {

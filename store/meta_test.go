@@ -1,6 +1,7 @@
 package store
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -47,14 +48,39 @@ func TestMetaBEP(t *testing.T) {
 		{"query.bep", true, "query", "SUCCESS", 0},
 		{"truncated-test_mixed.bep", false, "test", "", 0},
 	} {
+		// Bazel's events alone: the stream has not ended yet, even after
+		// last_message (a server killed before the finish event).
 		var m Meta
 		frames := readFrames(t, tc.file)
 		for _, f := range frames {
 			m.Observe(&bepfile.Event{Payload: f})
 		}
-		if m.Events != int64(len(frames)) || m.Complete != tc.complete || m.Command != tc.command ||
+		if m.Events != int64(len(frames)) || m.Complete || m.Command != tc.command ||
 			m.Result != tc.result || m.ExitCode != tc.code || m.HasExitCode != (tc.result != "") || m.Start.IsZero() {
-			t.Errorf("%s: Meta = %+v", tc.file, m)
+			t.Errorf("%s, Bazel's events alone: Meta = %+v", tc.file, m)
+		}
+		// As bepfile reads the file: with the component_stream_finished
+		// event Bazel's BES client sends after last_message.
+		m = Meta{}
+		r, err := bepfile.Open(filepath.Join("..", "testdata", tc.file), bepfile.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			_, ev, err := r.Next()
+			if err != nil {
+				break
+			}
+			m.Observe(ev)
+		}
+		r.Close()
+		want := int64(len(frames))
+		if tc.complete {
+			want++
+		}
+		if m.Events != want || m.Complete != tc.complete || m.Command != tc.command ||
+			m.Result != tc.result || m.ExitCode != tc.code || m.HasExitCode != (tc.result != "") || m.Start.IsZero() {
+			t.Errorf("%s, as bepfile reads it: Meta = %+v", tc.file, m)
 		}
 		if tc.complete && !m.Finish.After(m.Start) {
 			t.Errorf("%s: start %v, finish %v", tc.file, m.Start, m.Finish)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
@@ -376,5 +377,45 @@ func TestCommitLeavesHeldStreamAlone(t *testing.T) {
 	}
 	if _, err := a.Close(bg); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAppendCompleteOnlyWithFinish: a tool stream that has Bazel's event
+// with last_message but not yet its component_stream_finished (a server
+// killed between the two) is not listed complete, neither as the
+// Appender wrote it nor as Rebuild reads it back; the finish event
+// completes it.
+func TestAppendCompleteOnlyWithFinish(t *testing.T) {
+	s := openStore(t)
+	st, evs := bepStream(t, "test_mixed.bep", "live")
+	a, _, err := s.OpenAppend(bg, st, AppendOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, a, evs, 50)
+	if err := a.Flush(bg); err != nil {
+		t.Fatal(err)
+	}
+	if e := entryOf(t, s, st.Key); e.Events != 105 || e.Complete {
+		t.Fatalf("after last_message, before the finish: %+v", e)
+	}
+	if err := s.Rebuild(bg); err != nil {
+		t.Fatal(err)
+	}
+	if e := entryOf(t, s, st.Key); e.Events != 105 || e.Complete {
+		t.Fatalf("rebuilt after last_message, before the finish: %+v", e)
+	}
+	finish, err := proto.Marshal(&buildpb.OrderedBuildEvent{StreamId: st.ID, SequenceNumber: 106, Event: &buildpb.BuildEvent{
+		Event: &buildpb.BuildEvent_ComponentStreamFinished{ComponentStreamFinished: &buildpb.BuildEvent_BuildComponentStreamFinished{Type: buildpb.BuildEvent_BuildComponentStreamFinished_FINISHED}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, a, []bepfile.Event{{Seq: 106, Raw: finish}}, 1)
+	if _, err := a.Close(bg); err != nil {
+		t.Fatal(err)
+	}
+	if e := entryOf(t, s, st.Key); e.Events != 106 || !e.Complete {
+		t.Fatalf("after the finish: %+v", e)
 	}
 }

@@ -53,9 +53,11 @@ type Entry struct {
 	Component    int32  `json:"component,omitzero"`
 
 	Events int64 `json:"events"`
-	// Complete is set when the stream ended properly (a Bazel event with
-	// last_message, or a component_stream_finished event). A stream read
-	// from a truncated file is stored with Complete false.
+	// Complete is set when the stream ended properly (store.Meta): with
+	// its component_stream_finished event, or a lifecycle stream's last
+	// event. A stream read from a truncated file is stored with Complete
+	// false, and so is one whose server was killed before the finish
+	// event arrived.
 	Complete bool `json:"complete,omitzero"`
 
 	Command     string    `json:"command,omitzero"`   // BuildStarted.command

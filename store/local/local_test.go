@@ -337,8 +337,17 @@ func TestTruncatedInputListed(t *testing.T) {
 		t.Errorf("entry = %+v", e)
 	}
 	st2, evs2 := bepStream(t, "test_mixed.bep", "whole")
+	// The finish event Bazel's BES client sends after last_message (and a
+	// reader of Bazel's files adds) ends the stream.
+	finish, err := proto.Marshal(&buildpb.OrderedBuildEvent{StreamId: st2.ID, SequenceNumber: 106, Event: &buildpb.BuildEvent{
+		Event: &buildpb.BuildEvent_ComponentStreamFinished{ComponentStreamFinished: &buildpb.BuildEvent_BuildComponentStreamFinished{Type: buildpb.BuildEvent_BuildComponentStreamFinished_FINISHED}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs2 = append(evs2, bepfile.Event{Seq: 106, Raw: finish})
 	e2 := mustCommit(t, s, st2, evs2)
-	if !e2.Complete || e2.Events != 105 || e2.Result != "TESTS_FAILED" {
+	if !e2.Complete || e2.Events != 106 || e2.Result != "TESTS_FAILED" {
 		t.Errorf("entry = %+v", e2)
 	}
 	got := list(t, s)

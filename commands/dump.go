@@ -187,49 +187,42 @@ func matchesRef(key, invocationID, ref string) bool {
 // files (one invocation each) pass; a BES capture's interleaved streams do
 // not.
 func inKeyOrder(ctx context.Context, files []string, opts bepfile.Options) bool {
+	if slices.Contains(files, "-") {
+		return false
+	}
 	opts.Reuse = true
-	seen := map[string]bool{} // streams of the earlier files
-	last := ""                // key of the last stream kept
+	// fileReader.each reads a stream of an earlier file once: it leaves
+	// out a later copy, as the dump itself will.
+	fr := &fileReader{opts: opts, from: map[string]string{}}
+	var (
+		cur  *bepfile.Stream
+		last string              // key of the last stream met
+		met  = map[string]bool{} // streams met
+	)
 	for _, name := range files {
-		if name == "-" {
-			return false
-		}
-		r, err := bepfile.Open(name, opts)
-		if err != nil {
-			continue // the second pass reports it
-		}
-		var cur *bepfile.Stream
-		mine := map[string]bool{} // streams of this file
-		for n := 0; ; n++ {
-			if n&1023 == 0 && ctx.Err() != nil {
-				r.Close()
-				return false
-			}
-			s, _, err := r.Next()
-			if err != nil {
-				var be *bepfile.Error
-				if errors.As(err, &be) && be.Resumable() {
-					continue
-				}
-				break
-			}
-			if s == cur || seen[s.Key] {
-				continue
+		err := fr.each(ctx, name, func(s *bepfile.Stream, _ *bepfile.Event) error {
+			if s == cur {
+				return nil
 			}
 			cur = s
-			if mine[s.Key] || s.Key <= last {
-				r.Close()
-				return false
+			if met[s.Key] || s.Key <= last {
+				return errNotInKeyOrder
 			}
-			mine[s.Key], last = true, s.Key
+			met[s.Key], last = true, s.Key
+			return nil
+		}, func(string) {})
+		var fe *fnError
+		if ctx.Err() != nil || errors.As(err, &fe) {
+			return false
 		}
-		r.Close()
-		for k := range mine {
-			seen[k] = true
-		}
+		// Any other error (a file that does not open, or cut short) is
+		// the second pass's to report, after the events before it.
 	}
 	return true
 }
+
+// errNotInKeyOrder ends inKeyOrder's pass at the first stream out of order.
+var errNotInKeyOrder = errors.New("streams not in key order")
 
 // eventSource calls fn with every event to dump, in order, and its stream;
 // an error of fn ends it and is returned.

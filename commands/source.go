@@ -60,22 +60,34 @@ func readFiles(ctx context.Context, files []string, opts bepfile.Options, errw i
 // is valid only during the call. An error of fn ends the scan and is
 // returned as it is.
 func scanFiles(ctx context.Context, files []string, opts bepfile.Options, errw io.Writer, fn func(*bepfile.Stream, *bepfile.Event) error) (*outcome, error) {
-	fr := &fileReader{opts: opts, errw: errw, from: map[string]string{}, fn: fn}
+	fr := &fileReader{opts: opts, errw: errw, from: map[string]string{}}
+	return forFiles(ctx, files, errw, func(name string) error {
+		return fr.each(ctx, name, fn, func(msg string) { fmt.Fprint(errw, msg) })
+	})
+}
+
+// forFiles calls read with each file in turn and gathers the outcome: the
+// error of a file is reported on errw (one line, unless its bad events
+// were reported already) and the next file is read; the end of ctx, or an
+// error of the caller's callback (a *fnError), ends it and is returned.
+func forFiles(ctx context.Context, files []string, errw io.Writer, read func(name string) error) (*outcome, error) {
 	res := &outcome{}
 	for _, name := range files {
-		if err := fr.read(ctx, name); err != nil {
-			var fe *fnError
-			switch {
-			case ctx.Err() != nil:
-				return nil, ctx.Err()
-			case errors.As(err, &fe):
-				return nil, fe.err
-			}
-			if !IsReported(err) { // skipped events were reported one by one
-				fmt.Fprint(errw, Diagnostic(err))
-			}
-			res.add(ExitCode(err))
+		err := read(name)
+		if err == nil {
+			continue
 		}
+		var fe *fnError
+		switch {
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case errors.As(err, &fe):
+			return nil, fe.err
+		}
+		if !IsReported(err) { // skipped events were reported one by one
+			fmt.Fprint(errw, Diagnostic(err))
+		}
+		res.add(ExitCode(err))
 	}
 	return res, nil
 }
@@ -89,14 +101,9 @@ type fileReader struct {
 	opts bepfile.Options
 	errw io.Writer
 	from map[string]string // stream key → the file it was read from
-	fn   func(*bepfile.Stream, *bepfile.Event) error
 	// r is the reader of the file each is reading, for visit callbacks
 	// that ask it about the event at hand (bepfile.Reader.Peeked).
 	r *bepfile.Reader
-}
-
-func (fr *fileReader) read(ctx context.Context, name string) error {
-	return fr.each(ctx, name, fr.fn, func(msg string) { fmt.Fprint(fr.errw, msg) })
 }
 
 // each reads one file and calls visit with the events of the streams not
@@ -273,25 +280,9 @@ func scanFilesPipelined(ctx context.Context, files []string, opts bepfile.Option
 	keep scanKeep, fn scanFn, skip func(*bepfile.Stream, int)) (*outcome, error) {
 	opts.Reuse = true // the reading goroutine copies what it keeps
 	fr := &fileReader{opts: opts, errw: errw, from: map[string]string{}}
-	res := &outcome{}
-	for _, name := range files {
-		err := fr.pipeline(ctx, name, keep, fn, skip)
-		if err == nil {
-			continue
-		}
-		var fe *fnError
-		switch {
-		case ctx.Err() != nil:
-			return nil, ctx.Err()
-		case errors.As(err, &fe):
-			return nil, fe.err
-		}
-		if !IsReported(err) { // skipped events were reported one by one
-			fmt.Fprint(errw, Diagnostic(err))
-		}
-		res.add(ExitCode(err))
-	}
-	return res, nil
+	return forFiles(ctx, files, errw, func(name string) error {
+		return fr.pipeline(ctx, name, keep, fn, skip)
+	})
 }
 
 func (fr *fileReader) pipeline(ctx context.Context, name string, keep scanKeep, fn scanFn, skip func(*bepfile.Stream, int)) error {

@@ -16,9 +16,8 @@ import (
 // one in bepfile/proto); the envelope's from
 // google/devtools/build/v1/build_events.proto.
 const (
-	bepStarted     protowire.Number = 5  // BuildEvent.started (BuildStarted)
-	bepFinished    protowire.Number = 14 // BuildEvent.finished (BuildFinished)
-	bepLastMessage protowire.Number = 20 // BuildEvent.last_message (bool)
+	bepStarted  protowire.Number = 5  // BuildEvent.started (BuildStarted)
+	bepFinished protowire.Number = 14 // BuildEvent.finished (BuildFinished)
 
 	startedUUID       protowire.Number = 1 // BuildStarted.uuid
 	startedTimeMillis protowire.Number = 2 // BuildStarted.start_time_millis (int64)
@@ -139,37 +138,14 @@ func (m *Meta) Observe(ev *bepfile.Event) {
 
 // observeBazel reads a build_event_stream.BuildEvent.
 func (m *Meta) observeBazel(b []byte) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return
-		}
-		b = b[n:]
+	bepfile.EachField(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) {
 		switch {
-
 		case num == bepStarted && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return
-			}
 			m.observeStarted(v)
-			b = b[n:]
-			continue
 		case num == bepFinished && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return
-			}
 			m.observeFinished(v)
-			b = b[n:]
-			continue
 		}
-		n = protowire.ConsumeFieldValue(num, typ, b)
-		if n < 0 {
-			return
-		}
-		b = b[n:]
-	}
+	})
 }
 
 func (m *Meta) observeStarted(b []byte) {

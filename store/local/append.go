@@ -343,17 +343,17 @@ func (a *Appender) Flush(ctx context.Context) error {
 // index, in one rewrite with those of the other Appenders of the store
 // that are waiting for theirs (see entryBatch).
 func (a *Appender) writeEntry(ctx context.Context) error {
-	if err := a.s.putEntry(ctx, a.currentEntry()); err != nil {
-		return err
-	}
-	a.indexed = a.s.now()
-	a.dirty = false
-	return nil
+	return a.entryWritten(a.s.putEntry(ctx, a.currentEntry()))
 }
 
 // writeEntryLocked is writeEntry for a caller that holds the store's lock.
 func (a *Appender) writeEntryLocked(ctx context.Context) error {
-	if err := a.s.putEntryLocked(ctx, a.currentEntry()); err != nil {
+	return a.entryWritten(a.s.putEntryLocked(ctx, a.currentEntry()))
+}
+
+// entryWritten records that the entry is up to date, unless err.
+func (a *Appender) entryWritten(err error) error {
+	if err != nil {
 		return err
 	}
 	a.indexed = a.s.now()

@@ -1,10 +1,8 @@
 package local
 
 import (
-	"bufio"
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -103,54 +101,12 @@ func (s *Store) CommitAll(ctx context.Context, ws []*StreamWriter, source, forma
 		}
 		return p.entry
 	}
-	changed := false
-	err = s.replaceIndex(func(bw *bufio.Writer) error {
-		enc := json.NewEncoder(bw)
-		enc.SetEscapeHTML(false)
-		next := 0
-		write := func(e *Entry, line []byte) error {
-			if line != nil {
-				bw.Write(line)
-				return bw.WriteByte('\n')
-			}
-			return enc.Encode(e)
-		}
-		err := s.scanIndexLines(ctx, func(e *Entry, line []byte) error {
-			for next < len(todo) && todo[next].entry.Key < e.Key {
-				if ne := decide(todo[next], nil); ne != nil { // nil: refused
-					changed = true
-					if err := write(ne, nil); err != nil {
-						return err
-					}
-				}
-				next++
-			}
-			if next < len(todo) && todo[next].entry.Key == e.Key {
-				p := todo[next]
-				next++
-				if ne := decide(p, e); ne != e {
-					changed = true
-					return write(ne, nil)
-				}
-			}
-			// Copy the line as it is: it keeps fields a newer bes may add.
-			return write(e, line)
-		})
-		if err != nil {
-			return err
-		}
-		for ; next < len(todo); next++ {
-			if ne := decide(todo[next], nil); ne != nil { // nil: refused
-				changed = true
-				if err := write(ne, nil); err != nil {
-					return err
-				}
-			}
-		}
-		if !changed {
-			return errNoChange
-		}
-		return nil
+	sorted := make([]string, len(todo))
+	for i, p := range todo {
+		sorted[i] = p.entry.Key
+	}
+	err = s.rewriteIndex(ctx, sorted, func(i int, old *Entry) (*Entry, error) {
+		return decide(todo[i], old), nil
 	}, func() error {
 		for _, p := range todo {
 			if r := out[p.i].Result; r != Created && r != Replaced {

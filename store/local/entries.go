@@ -1,10 +1,8 @@
 package local
 
 import (
-	"bufio"
 	"cmp"
 	"context"
-	"encoding/json"
 	"slices"
 	"sync"
 )
@@ -99,27 +97,9 @@ func (s *Store) writeBatchLocked(ctx context.Context, mine uint64) error {
 // in place of the entries of the same keys, in one rewrite. The caller
 // holds the lock.
 func (s *Store) putEntries(ctx context.Context, entries []*Entry) error {
-	return s.replaceIndex(func(w *bufio.Writer) error {
-		enc := json.NewEncoder(w)
-		enc.SetEscapeHTML(false)
-		i := 0
-		err := s.scanIndexLines(ctx, func(e *Entry, line []byte) error {
-			for ; i < len(entries) && entries[i].Key < e.Key; i++ {
-				if err := enc.Encode(entries[i]); err != nil {
-					return err
-				}
-			}
-			if i < len(entries) && entries[i].Key == e.Key {
-				i++
-				return enc.Encode(entries[i-1])
-			}
-			// Copy the line as it is: it keeps fields a newer bes may add.
-			w.Write(line)
-			return w.WriteByte('\n')
-		})
-		for ; err == nil && i < len(entries); i++ {
-			err = enc.Encode(entries[i])
-		}
-		return err
-	}, nil)
+	keys := make([]string, len(entries))
+	for i, e := range entries {
+		keys[i] = e.Key
+	}
+	return s.rewriteIndex(ctx, keys, func(i int, _ *Entry) (*Entry, error) { return entries[i], nil }, nil)
 }

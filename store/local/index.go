@@ -176,48 +176,70 @@ func (s *Store) replaceIndex(fill func(w *bufio.Writer) error, beforeRename func
 	return nil
 }
 
+// rewriteIndex rewrites the index with the entries of keys (sorted, each
+// once) as decide says: given the entry stored under keys[i] (nil if none),
+// it returns the entry to store there, or old itself (nil when there is
+// none) to leave that place as it is. decide is called once per key, in
+// order. The lines of other keys are copied as they are (they keep fields a
+// newer bes may add). When decide changes nothing, the index is left alone
+// and rewriteIndex returns errNoChange. beforeRename is replaceIndex's; the
+// caller holds the lock.
+func (s *Store) rewriteIndex(ctx context.Context, keys []string, decide func(i int, old *Entry) (*Entry, error), beforeRename func() error) error {
+	return s.replaceIndex(func(w *bufio.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		changed := false
+		next := 0
+		// apply decides the next key, stored as old (with its line) or not.
+		apply := func(old *Entry, line []byte) error {
+			ne, err := decide(next, old)
+			next++
+			switch {
+			case err != nil:
+				return err
+			case ne != old:
+				changed = true
+				return enc.Encode(ne)
+			case line != nil:
+				w.Write(line)
+				return w.WriteByte('\n')
+			}
+			return nil
+		}
+		err := s.scanIndexLines(ctx, func(e *Entry, line []byte) error {
+			for next < len(keys) && keys[next] < e.Key {
+				if err := apply(nil, nil); err != nil {
+					return err
+				}
+			}
+			if next < len(keys) && keys[next] == e.Key {
+				return apply(e, line)
+			}
+			w.Write(line)
+			return w.WriteByte('\n')
+		})
+		for err == nil && next < len(keys) {
+			err = apply(nil, nil)
+		}
+		if err == nil && !changed {
+			err = errNoChange
+		}
+		return err
+	}, beforeRename)
+}
+
 // updateIndex rewrites the index with one entry changed. decide gets the
 // entry now stored under key (nil if none) and returns the entry to store
 // instead, or nil to change nothing. The caller holds the lock.
 // updateIndex reports whether the index was replaced.
 func (s *Store) updateIndex(ctx context.Context, key string, decide func(old *Entry) (*Entry, error), beforeRename func() error) (bool, error) {
-	err := s.replaceIndex(func(w *bufio.Writer) error {
-		enc := json.NewEncoder(w)
-		enc.SetEscapeHTML(false)
-		done := false
-		apply := func(old *Entry) error {
-			done = true
-			ne, err := decide(old)
-			if err != nil {
-				return err
-			}
-			if ne == nil {
-				return errNoChange
-			}
-			ne.Key = key
-			return enc.Encode(ne)
+	err := s.rewriteIndex(ctx, []string{key}, func(_ int, old *Entry) (*Entry, error) {
+		ne, err := decide(old)
+		if err != nil || ne == nil {
+			return old, err
 		}
-		err := s.scanIndexLines(ctx, func(e *Entry, line []byte) error {
-			if !done && e.Key >= key {
-				var old *Entry
-				if e.Key == key {
-					old = e
-				}
-				if err := apply(old); err != nil {
-					return err
-				}
-				if old != nil {
-					return nil // replaced by the new entry
-				}
-			}
-			// Copy the line as it is: it keeps fields a newer bes may add.
-			w.Write(line)
-			return w.WriteByte('\n')
-		})
-		if err == nil && !done {
-			err = apply(nil)
-		}
-		return err
+		ne.Key = key
+		return ne, nil
 	}, beforeRename)
 	if errors.Is(err, errNoChange) {
 		return false, nil

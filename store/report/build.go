@@ -3,6 +3,7 @@ package report
 //lint:file-ignore SA1019 Bazel 4.2 writes only the fields the current schema deprecates (the *_millis times, ActionExecuted.label, important_output); they are read as fallbacks.
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -285,16 +286,12 @@ func (b *Builder) add(seq int64, be *bes.BuildEvent) {
 }
 
 func (b *Builder) test(label, config string) *Test {
-	first := b.tests[label]
-	for t := first; t != nil; t = t.next {
+	for t := b.tests[label]; t != nil; t = t.next {
 		if t.Configuration == config {
 			return t
 		}
 	}
-	t := &Test{Label: label, Configuration: config, Status: StatusNoStatus, next: first}
-	b.tests[label] = t
-	b.nTests++
-	return t
+	return b.addTest(label, config)
 }
 
 // testBytes is test for a label and configuration read off the wire: it
@@ -305,7 +302,15 @@ func (b *Builder) testBytes(label, config []byte) *Test {
 			return t
 		}
 	}
-	return b.test(string(label), string(config))
+	return b.addTest(string(label), string(config))
+}
+
+// addTest adds a test that test did not find.
+func (b *Builder) addTest(label, config string) *Test {
+	t := &Test{Label: label, Configuration: config, Status: StatusNoStatus, next: b.tests[label]}
+	b.tests[label] = t
+	b.nTests++
+	return t
 }
 
 func (b *Builder) aborted(seq int64, id *bes.BuildEventId, a *bes.Aborted) {
@@ -717,40 +722,12 @@ func bazelPayload(ev *bepfile.Event) []byte {
 	if ev.IsBazel() {
 		return ev.Payload
 	}
-	anyMsg := lastBytes(lastBytes(ev.Raw, obeEvent), evBazelEvent)
-	if anyMsg == nil || !strings.HasSuffix(string(lastBytes(anyMsg, anyTypeURL)), "/build_event_stream.BuildEvent") {
+	anyMsg := bepfile.LastBytesField(bepfile.LastBytesField(ev.Raw, obeEvent), evBazelEvent)
+	if anyMsg == nil || !bytes.HasSuffix(bepfile.LastBytesField(anyMsg, anyTypeURL), []byte("/build_event_stream.BuildEvent")) {
 		return nil
 	}
-	if v := lastBytes(anyMsg, anyValue); v != nil {
+	if v := bepfile.LastBytesField(anyMsg, anyValue); v != nil {
 		return v
 	}
 	return []byte{} // an empty BuildEvent
-}
-
-// lastBytes returns the content of the last length-delimited field num of
-// the message b, or nil; it stops quietly at malformed input.
-func lastBytes(b []byte, num protowire.Number) []byte {
-	var out []byte
-	for len(b) > 0 {
-		n, typ, l := protowire.ConsumeTag(b)
-		if l < 0 {
-			return out
-		}
-		b = b[l:]
-		if n == num && typ == protowire.BytesType {
-			v, l := protowire.ConsumeBytes(b)
-			if l < 0 {
-				return out
-			}
-			out = v
-			b = b[l:]
-			continue
-		}
-		l = protowire.ConsumeFieldValue(n, typ, b)
-		if l < 0 {
-			return out
-		}
-		b = b[l:]
-	}
-	return out
 }

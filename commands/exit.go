@@ -18,6 +18,14 @@ const (
 	ExitBuildFail = 5 // views: a build (or a target) failed
 	ExitTestFail  = 6 // views: a test failed, timed out or did not finish
 	ExitNoData    = 7 // views and query: no stream or no event to report on
+	// ExitIncomplete: views: an invocation did not finish (no BuildFinished
+	// and no last message: Bazel was killed, the file was cut), so its
+	// verdict is unknown and it never passes (issue 10).
+	ExitIncomplete = 8
+	// ExitDamaged: some events could not be fully decoded (each named on
+	// stderr with file, byte offset and event index); every other event
+	// was read and used (issue 10).
+	ExitDamaged = 9
 )
 
 const exitStatusHelp = `EXIT STATUS:
@@ -29,7 +37,10 @@ const exitStatusHelp = `EXIT STATUS:
       or a bes serve is receiving that stream right now
    5  build failed (summary, tests, failures): a build or target failed
    6  tests failed (summary, tests, failures): a test failed, timed out or did not finish
-   7  no data: no stream, no event or no test to report on; query: no event matched`
+   7  no data: no stream, no event or no test to report on; query: no event matched
+   8  did not finish (summary, tests, failures): an invocation has no BuildFinished event and
+      no last message (Bazel killed, file cut): its verdict is unknown, so it never passes
+   9  damaged input: some events could not be decoded (one stderr line each); all others were used`
 
 // usageError is a mistake in the command line.
 type usageError struct{ msg string }
@@ -75,11 +86,12 @@ func IsReported(err error) bool {
 }
 
 // outcome folds the results of several inputs or checks into one exit
-// status, the gravest winning: an error, then a duplicate, failed tests, a
-// failed build, a partial input, and no data.
+// status, the gravest winning: an error, then a duplicate, an invocation
+// that did not finish, failed tests, a failed build, damaged input, a
+// partial input, and no data.
 type outcome struct{ code int }
 
-var exitRank = map[int]int{ExitOK: 0, ExitNoData: 1, ExitPartial: 2, ExitBuildFail: 3, ExitTestFail: 4, ExitDuplicate: 5, ExitError: 6}
+var exitRank = map[int]int{ExitOK: 0, ExitNoData: 1, ExitPartial: 2, ExitDamaged: 3, ExitBuildFail: 4, ExitTestFail: 5, ExitIncomplete: 6, ExitDuplicate: 7, ExitError: 8}
 
 func (o *outcome) add(code int) {
 	if exitRank[code] > exitRank[o.code] {

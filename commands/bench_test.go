@@ -176,7 +176,7 @@ func BenchmarkTests(b *testing.B) {
 func BenchmarkFailures(b *testing.B) {
 	b.Run("bes", func(b *testing.B) {
 		benchFile(b, func(path string) error {
-			return runFailures(context.Background(), viewOptions{Format: formatTable}, []string{path}, io.Discard, io.Discard)
+			return runFailures(context.Background(), viewOptions{Format: formatTable}, 0, []string{path}, io.Discard, io.Discard)
 		})
 	})
 	b.Run("naive", func(b *testing.B) { naiveFile(b, naive.Failures) })

@@ -1,9 +1,13 @@
 package commands
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -28,6 +32,20 @@ type failureRow struct {
 	// Logs are the test.log URIs of a test's failed attempts.
 	Logs       []string `json:"logs,omitempty"`
 	RootCauses []string `json:"root_causes,omitempty"`
+	// Console holds the ERROR messages Bazel printed for this failure,
+	// each with the output of the action that followed it.
+	Console []string `json:"console,omitempty"`
+	// Tails holds the last lines of the files named by Stderr, Stdout and
+	// Logs that exist on this machine (file:// URIs), --log-lines each.
+	Tails []fileTail `json:"tails,omitempty"`
+}
+
+// fileTail is the end of a local file a failure names.
+type fileTail struct {
+	URI   string   `json:"uri"`
+	Lines []string `json:"lines"`
+	// Truncated is set when the file has more lines than Lines.
+	Truncated bool `json:"truncated"`
 }
 
 // message is the MESSAGE cell: for an action its mnemonic and exit code
@@ -102,7 +120,20 @@ func newFailuresCommand() *cli.Command {
    test     a test that failed, timed out or did not complete, with the
             test.log URIs of its failed attempts (flaky tests passed and
             are not listed)
-   build    Bazel's own failure detail when the build did not succeed
+   build    Bazel's own failure detail when the build did not succeed, or,
+            reason NO_BUILD_FINISHED, a stream Bazel ended without
+            BuildFinished (it refused the command: an unknown option, a bad
+            pattern; or crashed), with Bazel's ERROR line
+   did_not_finish  a stream with neither BuildFinished nor Bazel's last
+            message: Bazel was killed or the file cut; how many tests never
+            reported
+
+After the table come each failure's own words: the ERROR messages Bazel
+printed for it on its console (from the BEP's Progress events), with the
+output of the failed action that followed them, and, when the file:// URIs
+exist on this machine (right after the build, on the CI machine), the last
+--log-lines lines of the action's stderr and stdout and of each failed
+test.log. JSON gives them as "console" and "tails".
 
 ` + viewSelectionHelp + `
 
@@ -116,15 +147,19 @@ EXAMPLES:
    bes failures build.bep
    bes failures 5d2e1f --format json | jq -r '.[] | select(.kind == "test") | .logs[]'
    bes failures build.bep --format markdown >> "$GITHUB_STEP_SUMMARY"`),
-		Flags:        viewFlags(formatTable, formatJSON, formatNDJSON, formatMarkdown),
+		Flags: append(viewFlags(formatTable, formatJSON, formatNDJSON, formatMarkdown),
+			&cli.IntFlag{Name: "log-lines", Value: 20, Usage: "show the last `N` lines of each failure's stderr, stdout and test.log when the file:// URI exists on this machine (0: none)"}),
 		OnUsageError: usageErrorHandler,
 		Action: func(c *cli.Context) error {
-			return runFailures(c.Context, viewOptionsFrom(c), c.Args().Slice(), c.App.Writer, c.App.ErrWriter)
+			if c.Int("log-lines") < 0 {
+				return &usageError{"--log-lines: want 0 or more"}
+			}
+			return runFailures(c.Context, viewOptionsFrom(c), c.Int("log-lines"), c.Args().Slice(), c.App.Writer, c.App.ErrWriter)
 		},
 	}
 }
 
-func runFailures(ctx context.Context, opts viewOptions, args []string, w, errw io.Writer) error {
+func runFailures(ctx context.Context, opts viewOptions, logLines int, args []string, w, errw io.Writer) error {
 	invs, res, err := loadInvocations(ctx, "failures", opts, args, errw)
 	if err != nil {
 		return err
@@ -132,14 +167,136 @@ func runFailures(ctx context.Context, opts viewOptions, args []string, w, errw i
 	var rows []failureRow
 	for _, inv := range invs {
 		for _, f := range inv.Failures {
-			rows = append(rows, failureFor(inv, f))
+			r := failureFor(inv, f)
+			if logLines > 0 {
+				r.Tails = tailsOf(r, logLines)
+			}
+			rows = append(rows, r)
 		}
 		res.add(invocationStatus(inv))
 	}
 	if err := render(w, opts.Format, rows, failureColumns(multiStream(invs))); err != nil {
 		return err
 	}
+	if opts.Format == formatTable || opts.Format == formatMarkdown {
+		if err := writeFailureWords(w, opts.Format, rows, multiStream(invs)); err != nil {
+			return err
+		}
+	}
 	return res.err()
+}
+
+// writeFailureWords writes, after the table, each failure's own words:
+// Bazel's ERROR messages for it and the ends of its local log files. In
+// Markdown each is a heading and a fenced block.
+func writeFailureWords(w io.Writer, format string, rows []failureRow, multi bool) error {
+	bw := bufio.NewWriter(w)
+	for _, r := range rows {
+		if len(r.Console) == 0 && len(r.Tails) == 0 {
+			continue
+		}
+		title := strings.TrimSpace(r.Kind + " " + r.Label)
+		if r.Reason != "" {
+			title += " (" + r.Reason + ")"
+		}
+		if multi {
+			title = invocationCell(r.InvocationID, r.Stream) + ": " + title
+		}
+		var lines []string
+		for _, c := range r.Console {
+			lines = append(lines, strings.Split(c, "\n")...)
+		}
+		for _, t := range r.Tails {
+			head := "--- last lines of " + t.URI
+			if !t.Truncated {
+				head = "--- " + t.URI
+			}
+			lines = append(lines, head)
+			lines = append(lines, t.Lines...)
+		}
+		if format == formatMarkdown {
+			fence := "```"
+			for strings.Contains(strings.Join(lines, "\n"), fence) {
+				fence += "`"
+			}
+			fmt.Fprintf(bw, "\n**%s**\n\n%s\n", markdownCell(title), fence)
+			for _, l := range lines {
+				fmt.Fprintln(bw, l)
+			}
+			fmt.Fprintln(bw, fence)
+			continue
+		}
+		fmt.Fprintf(bw, "\n%s:\n", safeCell(title))
+		for _, l := range lines {
+			fmt.Fprintf(bw, "  %s\n", safeCell(l))
+		}
+	}
+	return bw.Flush()
+}
+
+// tailsOf reads the last n lines of the local files a failure names
+// (file:// URIs that exist here: an action's stderr and stdout, a test's
+// test.log), right after the build on the machine that ran it.
+func tailsOf(r failureRow, n int) []fileTail {
+	var out []fileTail
+	for _, uri := range append([]string{r.Stderr, r.Stdout}, r.Logs...) {
+		path, ok := localPath(uri)
+		if !ok {
+			continue
+		}
+		lines, truncated, err := tailLines(path, n)
+		if err != nil {
+			continue // not on this machine (or unreadable): the URI is in the row
+		}
+		out = append(out, fileTail{URI: uri, Lines: lines, Truncated: truncated})
+	}
+	return out
+}
+
+// localPath turns a file:// URI into a path of this machine.
+func localPath(uri string) (string, bool) {
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme != "file" || u.Path == "" || (u.Host != "" && u.Host != "localhost") {
+		return "", false
+	}
+	return filepath.FromSlash(u.Path), true
+}
+
+// tailLines returns the last n lines of the file at path, reading at most
+// its last 1 MiB; invalid UTF-8 becomes U+FFFD and a trailing carriage
+// return is dropped.
+func tailLines(path string, n int) (lines []string, truncated bool, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, false, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil, false, fmt.Errorf("%s: not a regular file", path)
+	}
+	const window = 1 << 20
+	off := max(0, fi.Size()-window)
+	buf := make([]byte, fi.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil && err != io.EOF {
+		return nil, false, err
+	}
+	text := strings.TrimRight(strings.ToValidUTF8(string(buf), "\uFFFD"), "\n")
+	if text == "" {
+		return []string{}, false, nil
+	}
+	all := strings.Split(text, "\n")
+	if off > 0 {
+		all = all[1:] // the first line may be cut
+		truncated = true
+	}
+	if len(all) > n {
+		all, truncated = all[len(all)-n:], true
+	}
+	for i, l := range all {
+		all[i] = strings.TrimSuffix(l, "\r")
+	}
+	return all, truncated, nil
 }
 
 func failureFor(inv *report.Invocation, f *report.Failure) failureRow {
@@ -158,5 +315,6 @@ func failureFor(inv *report.Invocation, f *report.Failure) failureRow {
 		Stderr:        f.Stderr,
 		Logs:          f.Logs,
 		RootCauses:    f.RootCauses,
+		Console:       f.Console,
 	}
 }

@@ -42,7 +42,7 @@ func FuzzViews(f *testing.F) {
 		{"failures", in, "--format", "json"},
 		{"artifacts", in},
 	}
-	codes := []int{ExitOK, ExitError, ExitPartial, ExitBuildFail, ExitTestFail, ExitNoData}
+	codes := []int{ExitOK, ExitError, ExitPartial, ExitBuildFail, ExitTestFail, ExitNoData, ExitIncomplete, ExitDamaged}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if err := os.WriteFile(in, data, 0o600); err != nil {
 			t.Fatal(err)

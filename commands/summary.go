@@ -24,6 +24,12 @@ type summaryRow struct {
 	Start        *time.Time   `json:"start,omitempty"`
 	Duration     *float64     `json:"duration_seconds,omitempty"`
 	Complete     bool         `json:"complete"`
+	// Finished is set when the stream has BuildFinished; without it and
+	// without Complete, the invocation did not finish.
+	Finished bool `json:"finished"`
+	// Verdict is report.Verdict: passed, build_failed, tests_failed,
+	// did_not_finish.
+	Verdict string `json:"verdict"`
 	Interrupted  bool         `json:"interrupted"`
 	Targets      targetCounts `json:"targets"`
 	Tests        testCounts   `json:"tests"`
@@ -50,7 +56,9 @@ type testCounts struct {
 	RemoteFailure int `json:"remote_failure"`
 	FailedToBuild int `json:"failed_to_build"`
 	ToolHalted    int `json:"tool_halted"`
+	Unknown       int `json:"unknown_status"`
 	NoStatus      int `json:"no_status"`
+	DidNotReport  int `json:"did_not_report"`
 	Aborted       int `json:"aborted"`
 	Cached        int `json:"cached"`
 }
@@ -68,7 +76,12 @@ var summaryColumns = []column[summaryRow]{
 		if r.Interrupted {
 			parts = append(parts, "interrupted")
 		}
-		if !r.Complete {
+		switch {
+		case !r.Finished && !r.Complete:
+			parts = append(parts, "did not finish")
+		case !r.Finished:
+			parts = append(parts, "ended without BuildFinished")
+		case !r.Complete:
 			parts = append(parts, "partial")
 		}
 		return strings.Join(parts, ", ")
@@ -121,7 +134,8 @@ func (c testCounts) String() string {
 	}{
 		{c.Passed, "passed"}, {c.Flaky, "flaky"}, {c.Failed, "failed"}, {c.TimedOut, "timed out"},
 		{c.Incomplete, "incomplete"}, {c.RemoteFailure, "remote failure"}, {c.FailedToBuild, "failed to build"},
-		{c.ToolHalted, "tool halted"}, {c.NoStatus, "no status"}, {c.Aborted, "aborted"}, {c.Cached, "cached"},
+		{c.ToolHalted, "tool halted"}, {c.Unknown, "unknown status"}, {c.NoStatus, "no status"},
+		{c.DidNotReport, "did not report"}, {c.Aborted, "aborted"}, {c.Cached, "cached"},
 	} {
 		if p.n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", p.n, p.name))
@@ -137,7 +151,9 @@ func newSummaryCommand() *cli.Command {
 		ArgsUsage: "[STREAM...] [FILE...]",
 		Description: commandHelp(`Summarizes each invocation (one stream each): the Bazel command and its
 target patterns, the result (Bazel's exit code name and number, whether it
-was interrupted, whether the stream is partial), start time and duration,
+was interrupted; "did not finish" when the stream has neither BuildFinished
+nor Bazel's last message, "ended without BuildFinished" when Bazel refused
+the command), start time and duration,
 the targets configured, built, failed and aborted, the tests by status
 (passed, flaky, failed, timed out, no status…, and how many were cached),
 and the first failure with its reason.
@@ -189,12 +205,15 @@ func summaryFor(inv *report.Invocation) summaryRow {
 		Result:       inv.Result,
 		Start:        timePtr(inv.Start),
 		Complete:     inv.Complete,
+		Finished:     inv.Finished,
+		Verdict:      string(inv.Verdict()),
 		Interrupted:  inv.Interrupted,
 		Targets:      targetCounts(inv.Targets),
 		Tests: testCounts{
 			Total: tc.Total, Passed: tc.Passed, Flaky: tc.Flaky, Failed: tc.Failed, TimedOut: tc.TimedOut,
 			Incomplete: tc.Incomplete, RemoteFailure: tc.RemoteFailure, FailedToBuild: tc.FailedToBuild,
-			ToolHalted: tc.ToolHalted, NoStatus: tc.NoStatus, Aborted: tc.Aborted, Cached: tc.Cached,
+			ToolHalted: tc.ToolHalted, Unknown: tc.Unknown, NoStatus: tc.NoStatus, DidNotReport: tc.DidNotReport,
+			Aborted: tc.Aborted, Cached: tc.Cached,
 		},
 		ExitStatus: invocationStatus(inv),
 	}

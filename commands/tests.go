@@ -397,12 +397,16 @@ func junitSuiteFor(inv *report.Invocation, t *report.Test) junitSuite {
 		}
 		s.Cases = append(s.Cases, c)
 	}
-	if len(t.Runs) == 0 {
-		// The test never ran: skipped, or an error when it was stopped.
+	if len(t.Runs) == 0 || t.DidNotReport {
+		// The test never ran or never reported: skipped, or an error when
+		// it was stopped.
 		c := junitCase{Name: t.Label, Classname: t.Label, Time: junitSeconds(0)}
 		msg := t.Status
 		if t.Aborted != nil {
 			msg += ", aborted: " + t.Aborted.Reason
+		}
+		if t.DidNotReport {
+			msg += ", did not report: the invocation did not finish (Bazel stopped before the test's summary)"
 		}
 		o := &junitOutcome{Message: msg, Type: t.Status}
 		if t.Aborted != nil {

@@ -73,6 +73,12 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 		return nil, nil, &usageError{cmd + ": name a STREAM (key, key prefix or invocation id), a FILE, or --match REGEX"}
 	}
 	res := &outcome{}
+	// damaged reports an event the model could not decode: one line, and
+	// the others are used (issue 10).
+	damaged := func(err error) {
+		fmt.Fprintf(errw, "bes: %s: %v (the event is left out; every other event is used)\n", cmd, err)
+		res.add(ExitDamaged)
+	}
 	var invs []*report.Invocation
 	keep := func(inv *report.Invocation) {
 		if inv.BazelEvents > 0 {
@@ -84,7 +90,7 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 			if !re.MatchString(s.Key()) {
 				continue
 			}
-			inv, err := report.Build(ctx, s)
+			inv, err := report.Build(ctx, s, damaged)
 			if err != nil {
 				return err
 			}
@@ -117,7 +123,7 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 			},
 			func(s *bepfile.Stream, ev *bepfile.Event, p *bepfile.Peeked) error {
 				if err := builder(s).AddPeeked(ev, p); err != nil {
-					return fmt.Errorf("stream %s: %w", s.Key, err)
+					damaged(fmt.Errorf("stream %s: %w", s.Key, err))
 				}
 				return nil
 			},
@@ -125,7 +131,7 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 		if err != nil {
 			return nil, nil, err
 		}
-		res = r
+		res.add(r.code)
 		selected, err := selectStreamInfos(streams, refs)
 		if err != nil {
 			return nil, nil, err
@@ -179,7 +185,7 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 					}
 				}
 				if err := b.Add(ev); err != nil {
-					return fmt.Errorf("stream %s: %w", e.Key, err)
+					damaged(fmt.Errorf("stream %s: %w", e.Key, err))
 				}
 				return nil
 			})
@@ -201,24 +207,35 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 	return invs, res, nil
 }
 
-// invocationStatus is the exit status one invocation calls for: tests
-// failed (6) before the build failed (5).
+// invocationStatus is the exit status one invocation calls for, from its
+// verdict (report.Invocation.Verdict).
 func invocationStatus(inv *report.Invocation) int {
-	switch {
-	case inv.TestsFailed():
+	switch inv.Verdict() {
+	case report.VerdictDidNotFinish:
+		return ExitIncomplete
+	case report.VerdictTestsFailed:
 		return ExitTestFail
-	case inv.BuildFailed():
+	case report.VerdictBuildFailed:
 		return ExitBuildFail
 	}
 	return ExitOK
 }
 
 // gateHelp documents the exit statuses of summary, tests and failures.
-const gateHelp = `CI GATING: the exit status is 6 when a test failed, timed out or did not
-finish (a flaky test passed), else 5 when a build failed (Bazel's exit code
-is not SUCCESS, or a target or an action failed, or a target was aborted),
-else 7 when there was nothing to report on, else 0; over several streams
-the gravest wins. The status does not depend on filters such as --status.`
+const gateHelp = `CI GATING: the verdict follows Bazel's own exit code (BuildFinished):
+   8  the invocation did not finish: no BuildFinished and no last message
+      (Bazel killed, out of memory, a CI timeout, the file cut short); it
+      never passes, and its tests that never reported count as failing
+   6  Bazel's exit code is not SUCCESS and a test failed, timed out or never
+      reported, or the exit code is TESTS_FAILED (a flaky test passed)
+   5  Bazel's exit code is not SUCCESS otherwise, or the stream ended without
+      BuildFinished (Bazel refused the command: its ERROR line is in failures)
+   9  no failure, but some events could not be decoded (one stderr line each)
+   7  nothing to report on
+   0  Bazel's exit code is SUCCESS (an aborted event after it is listed by
+      failures but does not fail the gate)
+Over several streams the gravest wins (8, 6, 5, 9, 3, 7, 0). The status does
+not depend on filters such as --status.`
 
 // multiStream reports whether rows from more than one invocation are
 // shown, so that tables need an INVOCATION column.

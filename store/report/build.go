@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -24,16 +25,17 @@ import (
 )
 
 // Build reads every event of st and returns the invocation they describe.
-// It stops at the first error: ctx's, or an event whose Bazel payload
-// cannot be decoded.
-func Build(ctx context.Context, st *store.Stream) (*Invocation, error) {
+// It stops at ctx's error only: an event whose Bazel payload cannot be
+// decoded is listed in Invocation.Damaged and passed to damaged, if not
+// nil, and the other events are used (issue 10).
+func Build(ctx context.Context, st *store.Stream, damaged func(error)) (*Invocation, error) {
 	b := NewBuilder(st.Info())
 	for ev, err := range st.Query(ctx, nil) {
 		if err != nil {
 			return nil, err
 		}
-		if err := b.Add(ev); err != nil {
-			return nil, fmt.Errorf("stream %s: %w", st.Key(), err)
+		if err := b.Add(ev); err != nil && damaged != nil {
+			damaged(fmt.Errorf("stream %s: %w", st.Key(), err))
 		}
 	}
 	return b.Invocation(), nil
@@ -56,9 +58,17 @@ type Builder struct {
 	testRules map[string]bool // labels configured as test rules
 	namedSets map[string]*bes.NamedSetOfFiles
 	completed []completion
-	// target-level aborts (TargetConfigured or TargetComplete ids), by label
-	targetAborts map[string]*Abort
+	// targets holds the state of each target by label (aspects left
+	// out): the last event about it wins, so that a target aborted and
+	// then completed (bazelbuild/bazel#21767) counts once, as completed.
+	targets      map[string]*targetState
 	buildFailure *Failure // from BuildFinished.failure_detail
+
+	// console is the unfinished last line of Bazel's stderr (Progress
+	// events may split a line), and errBlock the ERROR message being
+	// gathered, with the lines that followed it.
+	console  []byte
+	errBlock []string
 
 	// artifactsWanted keeps what Invocation.Artifacts needs (every
 	// completed target and named set, decoded); see WithoutArtifacts.
@@ -66,6 +76,42 @@ type Builder struct {
 	// full decodes every event the model needs with protobuf-go, never
 	// taking the fast path (for tests that compare the two).
 	full bool
+}
+
+// targetState is what the events said of one target, the last event
+// winning.
+type targetState struct {
+	configured bool
+	state      targetOutcome
+	abort      *Abort // the abort, when state is targetAborted or targetSkipped
+}
+
+type targetOutcome uint8
+
+const (
+	targetPending targetOutcome = iota // configured, not completed
+	targetBuilt
+	targetFailed
+	targetAborted // aborted for a reason that is a failure
+	targetSkipped // aborted for SKIPPED, NO_ANALYZE or NO_BUILD
+)
+
+func (b *Builder) target(label string) *targetState {
+	t := b.targets[label]
+	if t == nil {
+		t = &targetState{}
+		b.targets[label] = t
+	}
+	return t
+}
+
+// targetBytes is target for a label read off the wire: it allocates the
+// label's string only for a new target.
+func (b *Builder) targetBytes(label []byte) *targetState {
+	if t := b.targets[string(label)]; t != nil {
+		return t
+	}
+	return b.target(string(label))
 }
 
 // completion is a TargetComplete event kept until the named sets it refers
@@ -81,7 +127,7 @@ func NewBuilder(s *bepfile.Stream) *Builder {
 		tests:           map[string]*Test{},
 		testRules:       map[string]bool{},
 		namedSets:       map[string]*bes.NamedSetOfFiles{},
-		targetAborts:    map[string]*Abort{},
+		targets:         map[string]*targetState{},
 		artifactsWanted: true,
 	}
 	if s != nil {
@@ -114,6 +160,7 @@ func Relevant(ev *bepfile.Event, artifacts bool) bool {
 
 // Field numbers of BuildEvent's payloads that Classify tells apart.
 const (
+	fieldProgress    protowire.Number = 3
 	fieldAborted     protowire.Number = 4
 	fieldStarted     protowire.Number = 5
 	fieldExpanded    protowire.Number = 6
@@ -153,6 +200,9 @@ func Classify(ev *bepfile.Event, known *bepfile.Peeked, artifacts bool) (keep bo
 		return true, p, true
 	case fieldNamedSet:
 		return artifacts, p, true
+	case fieldProgress:
+		// Only Bazel's ERROR messages matter, and the lines after them.
+		return bytes.Contains(p.Payload, errorMark), p, true
 	case fieldAction:
 		succeeded, wellFormed := success(p.Payload)
 		return !succeeded || !wellFormed, p, true
@@ -193,6 +243,9 @@ func (b *Builder) AddPeeked(ev *bepfile.Event, known *bepfile.Peeked) error {
 		b.inv.Complete = true
 	}
 	switch p.Kind() {
+	case "progress":
+		b.progress(p.Payload)
+		return nil
 	case "started", "aborted", "finished":
 	case "expanded":
 		if !b.full && b.fastExpanded(p.ID) {
@@ -227,7 +280,9 @@ func (b *Builder) AddPeeked(ev *bepfile.Event, known *bepfile.Peeked) error {
 	}
 	be := &bes.BuildEvent{}
 	if err := proto.Unmarshal(payload, be); err != nil {
-		return fmt.Errorf("event %d (%s): %w", ev.Seq, p.Kind(), err)
+		err = fmt.Errorf("event %d (%s): %w", ev.Seq, p.Kind(), err)
+		b.inv.Damaged = append(b.inv.Damaged, err.Error())
+		return err
 	}
 	b.add(ev.Seq, be)
 	return nil
@@ -250,7 +305,7 @@ func (b *Builder) add(seq int64, be *bes.BuildEvent) {
 		if tc.GetAspect() != "" {
 			return
 		}
-		b.inv.Targets.Configured++
+		b.target(tc.GetLabel()).configured = true
 		if pl.Configured.GetTestSize() != bes.TestSize_UNKNOWN || strings.HasSuffix(pl.Configured.GetTargetKind(), "_test rule") {
 			b.testRules[tc.GetLabel()] = true
 		}
@@ -266,11 +321,19 @@ func (b *Builder) add(seq int64, be *bes.BuildEvent) {
 		b.testSummary(seq, id.GetTestSummary(), pl.TestSummary)
 	case *bes.BuildEvent_Finished:
 		f := pl.Finished
+		b.inv.Finished = true
 		if ec := f.GetExitCode(); ec != nil {
 			b.inv.HasExitCode = true
 			b.inv.Result, b.inv.ExitCode = ec.GetName(), ec.GetCode()
 			if ec.GetName() == "INTERRUPTED" {
 				b.inv.Interrupted = true
+			}
+		} else {
+			// Bazels before exit_code gave only overall_success.
+			b.inv.HasExitCode = true
+			b.inv.Result, b.inv.ExitCode = "SUCCESS", 0
+			if !f.GetOverallSuccess() {
+				b.inv.Result, b.inv.ExitCode = "FAILURE", 1
 			}
 		}
 		b.inv.Finish = timeOf(f.GetFinishTime(), f.GetFinishTimeMillis())
@@ -327,13 +390,14 @@ func (b *Builder) aborted(seq int64, id *bes.BuildEventId, a *bes.Aborted) {
 		}
 	case id.GetTargetCompleted().GetAspect() != "" || id.GetTargetConfigured().GetAspect() != "":
 	case id.GetTargetCompleted() != nil || id.GetTargetConfigured() != nil:
-		if _, seen := b.targetAborts[label]; !seen {
-			b.targetAborts[label] = ab
-			if AbortIsFailure(ab.Reason) {
-				b.inv.Targets.Aborted++
-			} else {
-				b.inv.Targets.Skipped++
-			}
+		t := b.target(label)
+		if id.GetTargetConfigured() != nil && t.state != targetPending {
+			break // a late abort of the configuration does not undo a completion
+		}
+		t.abort = ab
+		t.state = targetSkipped
+		if AbortIsFailure(ab.Reason) {
+			t.state = targetAborted
 		}
 	}
 	if !AbortIsFailure(ab.Reason) {
@@ -355,6 +419,11 @@ func (b *Builder) action(seq int64, id *bes.BuildEventId, a *bes.ActionExecuted)
 		label = a.GetLabel()
 	}
 	code := a.GetExitCode()
+	if sp := a.GetFailureDetail().GetSpawn(); sp != nil && sp.GetSpawnExitCode() != 0 {
+		// Bazel puts 1 in exit_code for any failure; the process's own
+		// code is the spawn's.
+		code = sp.GetSpawnExitCode()
+	}
 	b.inv.Failures = append(b.inv.Failures, &Failure{
 		Seq: seq, Kind: KindAction, Event: "actionCompleted", Label: label, Configuration: config,
 		Reason: failureCode(a.GetFailureDetail()), Message: a.GetFailureDetail().GetMessage(),
@@ -374,10 +443,11 @@ func (b *Builder) completedTarget(seq int64, be *bes.BuildEvent, tc *bes.TargetC
 	}
 	b.completed = append(b.completed, completion{label, config, aspect, tc})
 	if aspect == "" {
+		t := b.target(label)
+		t.abort = nil
+		t.state = targetFailed
 		if tc.GetSuccess() {
-			b.inv.Targets.Built++
-		} else {
-			b.inv.Targets.Failed++
+			t.state = targetBuilt
 		}
 	}
 	if tc.GetSuccess() {
@@ -441,6 +511,8 @@ func (b *Builder) testSummary(seq int64, id *bes.BuildEventId_TestSummaryId, s *
 // the last Add.
 func (b *Builder) Invocation() *Invocation {
 	inv := &b.inv
+	b.endConsole()
+	b.countTargets()
 	if inv.Command == "test" || inv.Command == "coverage" {
 		// A test target that never got a test event did not run.
 		for label := range b.testRules {
@@ -449,14 +521,45 @@ func (b *Builder) Invocation() *Invocation {
 			}
 		}
 	}
+	// A target aborted and then completed keeps only its last state: its
+	// abort is no longer a failure.
+	inv.Failures = slices.DeleteFunc(inv.Failures, func(f *Failure) bool {
+		if f.Kind != KindAborted || (f.Event != "targetCompleted" && f.Event != "targetConfigured") {
+			return false
+		}
+		t := b.targets[f.Label]
+		return t != nil && t.state != targetAborted
+	})
+	unfinished := !inv.HasExitCode && !inv.Complete
 	inv.Tests = make([]*Test, 0, b.nTests)
+	unreported := 0
 	for label, first := range b.tests {
-		ab := b.targetAborts[label]
+		tgt := b.targets[label]
 		for t := first; t != nil; t = t.next {
-			if ab != nil && t.Aborted == nil {
-				t.Aborted = ab
+			if tgt != nil && tgt.abort != nil && t.Aborted == nil {
+				t.Aborted = tgt.abort
 			}
 			finishTest(t)
+			switch {
+			case t.Status != StatusNoStatus:
+			case t.HasSummary && len(t.Runs) > 0:
+				// A summary without overall_status (bazelbuild/bazel#10919,
+				// with --runs_per_test): the status follows from the runs.
+				t.Status = statusFromRuns(t.Runs)
+			case tgt != nil && tgt.state == targetFailed:
+				// A test whose target failed to build: Bazel's console
+				// says FAILED TO BUILD.
+				t.Status = StatusFailedToBuild
+			case unfinished && !t.HasSummary:
+				// Bazel stopped before the test's summary: whatever its
+				// results so far, it did not report.
+				t.DidNotReport = true
+				unreported++
+			case len(t.Runs) > 0:
+				// Results without a summary in a stream that ended
+				// properly.
+				t.Status = statusFromRuns(t.Runs)
+			}
 			inv.Tests = append(inv.Tests, t)
 			if t.HasSummary && FailingStatus(t.Status) {
 				inv.Failures = append(inv.Failures, testFailure(t.summarySeq, t))
@@ -472,11 +575,57 @@ func (b *Builder) Invocation() *Invocation {
 	if b.buildFailure != nil {
 		inv.Failures = append(inv.Failures, b.buildFailure)
 	}
+	switch {
+	case unfinished:
+		msg := "the invocation did not finish: the stream ends without BuildFinished (Bazel stopped or killed, or the file cut short)"
+		if unreported > 0 {
+			msg += fmt.Sprintf("; %d test(s) never reported", unreported)
+		}
+		inv.Failures = append(inv.Failures, &Failure{
+			Seq: -1, Kind: KindDidNotFinish, Event: "buildFinished", Reason: "DID_NOT_FINISH", Message: msg,
+		})
+	case !inv.HasExitCode:
+		// Bazel ended the stream without building: it refused the
+		// command (an unknown option, a bad target pattern) or crashed.
+		// Its reason is on its console.
+		f := &Failure{
+			Seq: -1, Kind: KindBuild, Event: "buildFinished", Reason: "NO_BUILD_FINISHED",
+			Message: "Bazel ended the stream without BuildFinished (the command was refused or Bazel crashed)",
+		}
+		if len(inv.Errors) > 0 {
+			f.Message = firstLine(inv.Errors[0])
+		}
+		inv.Failures = append(inv.Failures, f)
+	}
+	b.attachConsole()
 	if inv.Failures == nil {
 		inv.Failures = []*Failure{}
 	}
+	if inv.Errors == nil {
+		inv.Errors = []string{}
+	}
 	inv.Artifacts = b.artifacts()
 	return inv
+}
+
+// countTargets counts the targets by their last state.
+func (b *Builder) countTargets() {
+	c := &b.inv.Targets
+	for _, t := range b.targets {
+		if t.configured {
+			c.Configured++
+		}
+		switch t.state {
+		case targetBuilt:
+			c.Built++
+		case targetFailed:
+			c.Failed++
+		case targetAborted:
+			c.Aborted++
+		case targetSkipped:
+			c.Skipped++
+		}
+	}
 }
 
 // finishTest sorts a test's runs and derives the figures a summary may
@@ -519,6 +668,38 @@ func finishTest(t *Test) {
 	if t.Logs == nil {
 		t.Logs = []string{}
 	}
+}
+
+// statusFromRuns aggregates the statuses of a test's attempts as Bazel's
+// TestSummary does: each run and shard counts with its last attempt, FLAKY
+// when it passed after a failed attempt, and the test gets the gravest of
+// them, by TestStatus number (PASSED < FLAKY < TIMEOUT < FAILED < … <
+// TOOL_HALTED_BEFORE_TESTING; a number unknown to bes is graver still).
+// runs must be sorted by run, shard and attempt.
+func statusFromRuns(runs []*TestRun) string {
+	worst, worstName := int32(-1), StatusNoStatus
+	failedBefore := false
+	for i, r := range runs {
+		if FailingStatus(r.Status) {
+			failedBefore = true
+		}
+		if last := i == len(runs)-1 || runs[i+1].Run != r.Run || runs[i+1].Shard != r.Shard; !last {
+			continue
+		}
+		name := r.Status
+		if name == StatusPassed && failedBefore {
+			name = StatusFlaky
+		}
+		n, known := bes.TestStatus_value[name]
+		if !known {
+			n = math.MaxInt32 // unknown to bes
+		}
+		if n > worst {
+			worst, worstName = n, name
+		}
+		failedBefore = false
+	}
+	return worstName
 }
 
 func testFailure(seq int64, t *Test) *Failure {

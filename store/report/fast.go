@@ -214,7 +214,7 @@ func (b *Builder) fastConfigured(id, payload []byte) bool {
 	if len(aspect) > 0 {
 		return true
 	}
-	b.inv.Targets.Configured++
+	b.targetBytes(label).configured = true
 	if bes.TestSize(int32(size)) != bes.TestSize_UNKNOWN || bytes.HasSuffix(kind, []byte("_test rule")) {
 		b.testRules[string(label)] = true
 	}
@@ -232,8 +232,8 @@ func (b *Builder) fastCompleted(event, id, payload []byte) bool {
 	if !ok || num != idTargetCompleted {
 		return false
 	}
-	_, _, aspect, ok := labelID(v, completedConfig, true)
-	if !ok {
+	tlabel, _, aspect, ok := labelID(v, completedConfig, true)
+	if !ok || !utf8.Valid(tlabel) {
 		return false
 	}
 	// A test target announces its results and summary. Check the
@@ -268,7 +268,8 @@ func (b *Builder) fastCompleted(event, id, payload []byte) bool {
 		}
 	}
 	if len(aspect) == 0 {
-		b.inv.Targets.Built++
+		t := b.targetBytes(tlabel)
+		t.state, t.abort = targetBuilt, nil
 	}
 	return true
 }

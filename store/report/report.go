@@ -19,8 +19,18 @@ type Invocation struct {
 	// BazelEvents counts the Bazel build events of the stream. A stream
 	// without any (a lifecycle stream) has nothing to report.
 	BazelEvents int
-	// Complete is set when the stream holds Bazel's last message.
+	// Complete is set when the stream holds Bazel's last message
+	// (BuildEvent.last_message): Bazel ended the stream itself.
 	Complete bool
+	// Finished is set when the stream holds a BuildFinished event. Without
+	// it, Bazel either refused the command before building (Complete: an
+	// unknown option, a crash) or was stopped before the end (not
+	// Complete: killed, out of memory, a CI timeout, a file cut short).
+	Finished bool
+
+	// Damaged lists the events the Builder could not decode (one line
+	// each: sequence number and cause); every other event was used.
+	Damaged []string
 
 	Command  string   // BuildStarted.command: "build", "test", …
 	Patterns []string // the target patterns of the PatternExpanded events
@@ -29,7 +39,9 @@ type Invocation struct {
 
 	// Result is BuildFinished.exit_code.name ("SUCCESS", "TESTS_FAILED",
 	// …) and ExitCode its code; HasExitCode says whether the stream has a
-	// BuildFinished event at all.
+	// BuildFinished event with an exit code or, from Bazels before
+	// exit_code, overall_success (then Result is "SUCCESS" or "FAILURE"
+	// and ExitCode 0 or 1).
 	Result      string
 	ExitCode    int32
 	HasExitCode bool
@@ -53,6 +65,53 @@ type Invocation struct {
 	// target (sorted by label, configuration and aspect) and output group
 	// (in Bazel's order).
 	Artifacts []*Artifact
+
+	// Errors holds the ERROR messages Bazel printed on its console (the
+	// stderr of Progress events), in order, each with the lines that
+	// follow it up to Bazel's next message (an action's own output):
+	// "ERROR: /ws/pkg/BUILD:2:8: Executing genrule //pkg:x failed: …\n
+	// genrule about to fail". At most maxErrors are kept.
+	Errors []string
+}
+
+// Verdict is what an invocation means to a CI gate.
+type Verdict string
+
+// The verdicts, gravest last.
+const (
+	VerdictPassed      Verdict = "passed"
+	VerdictBuildFailed Verdict = "build_failed"
+	VerdictTestsFailed Verdict = "tests_failed"
+	// VerdictDidNotFinish: the stream has neither BuildFinished nor
+	// Bazel's last message. What Bazel would have said is unknown, so it
+	// never passes.
+	VerdictDidNotFinish Verdict = "did_not_finish"
+)
+
+// Verdict decides an invocation the way Bazel does, BuildFinished.exit_code
+// first (issue 10):
+//   - no BuildFinished and no last message: VerdictDidNotFinish;
+//   - no BuildFinished but a last message (Bazel refused the command: an
+//     unknown option, a crash before the build): VerdictBuildFailed;
+//   - exit code 0 (SUCCESS): VerdictPassed, whatever else the stream holds
+//     (a stray aborted event after a successful build,
+//     bazelbuild/bazel#13142, is listed among the failures but does not
+//     fail the gate);
+//   - otherwise VerdictTestsFailed when the exit code is TESTS_FAILED or a
+//     test failed, timed out or did not finish (see Test.Failing), else
+//     VerdictBuildFailed.
+func (inv *Invocation) Verdict() Verdict {
+	switch {
+	case !inv.HasExitCode && !inv.Complete:
+		return VerdictDidNotFinish
+	case !inv.HasExitCode:
+		return VerdictBuildFailed
+	case inv.ExitCode == 0:
+		return VerdictPassed
+	case inv.Result == "TESTS_FAILED" || inv.TestsFailed():
+		return VerdictTestsFailed
+	}
+	return VerdictBuildFailed
 }
 
 // Duration is the time from BuildStarted to BuildFinished, zero when either
@@ -78,22 +137,9 @@ type Targets struct {
 	Skipped int
 }
 
-// BuildFailed reports whether the build failed: Bazel's exit code is not
-// 0 (SUCCESS), or a target or an action failed, or a target was aborted.
-func (inv *Invocation) BuildFailed() bool {
-	if inv.HasExitCode && inv.ExitCode != 0 {
-		return true
-	}
-	if inv.Targets.Failed > 0 || inv.Targets.Aborted > 0 {
-		return true
-	}
-	for _, f := range inv.Failures {
-		if f.Kind == KindAction {
-			return true
-		}
-	}
-	return false
-}
+// BuildFailed reports whether the build failed: the verdict is not
+// VerdictPassed.
+func (inv *Invocation) BuildFailed() bool { return inv.Verdict() != VerdictPassed }
 
 // TestsFailed reports whether a test failed, timed out or did not finish
 // (see Test.Failing). A flaky test passed.
@@ -120,9 +166,13 @@ type TestCounts struct {
 	RemoteFailure int // REMOTE_FAILURE
 	FailedToBuild int // FAILED_TO_BUILD
 	ToolHalted    int // TOOL_HALTED_BEFORE_TESTING
+	Unknown       int // a TestStatus value unknown to bes (a newer Bazel): counted as failing
 	NoStatus      int // NO_STATUS: no summary (not run, or interrupted)
-	Aborted       int // tests whose events were aborted (any status)
-	Cached        int // tests with at least one cached result
+	// DidNotReport counts the tests that never reported because the
+	// invocation did not finish (they also count under NoStatus).
+	DidNotReport int
+	Aborted      int // tests whose events were aborted (any status)
+	Cached       int // tests with at least one cached result
 }
 
 // TestCounts counts inv's tests.
@@ -147,8 +197,13 @@ func (inv *Invocation) TestCounts() TestCounts {
 			c.FailedToBuild++
 		case StatusToolHalted:
 			c.ToolHalted++
-		default:
+		case StatusNoStatus, "":
 			c.NoStatus++
+		default:
+			c.Unknown++
+		}
+		if t.DidNotReport {
+			c.DidNotReport++
 		}
 		if t.Aborted != nil {
 			c.Aborted++
@@ -174,7 +229,9 @@ const (
 )
 
 // FailingStatus reports whether a TestStatus name means the test failed:
-// every status but NO_STATUS, PASSED and FLAKY.
+// every status but NO_STATUS, PASSED and FLAKY. A value unknown to bes (a
+// newer Bazel's, which the binary file gives as a number such as "99") is
+// failing: a gate must not pass what it does not understand.
 func FailingStatus(status string) bool {
 	switch status {
 	case StatusNoStatus, StatusPassed, StatusFlaky, "":
@@ -226,17 +283,24 @@ type Test struct {
 	// or the target) was aborted.
 	Aborted *Abort
 
+	// DidNotReport is set for a test with no summary and no status in an
+	// invocation that did not finish: Bazel was stopped before the test
+	// reported, so it counts as failing.
+	DidNotReport bool
+
 	summarySeq int64 // sequence number of the summary, if HasSummary
 	next       *Test // the Builder's next test of the same label (another configuration)
 }
 
 // Failing reports whether the test failed: its status is a failing one
 // (FAILED, TIMEOUT, INCOMPLETE, REMOTE_FAILURE, FAILED_TO_BUILD,
-// TOOL_HALTED_BEFORE_TESTING), or it has no status because it was aborted
-// before it finished (interrupted, timed out, out of memory…; not when it
-// was skipped or failed to load or analyse, which is a build failure).
+// TOOL_HALTED_BEFORE_TESTING, or a value unknown to bes), it never
+// reported because the invocation did not finish, or it has no status
+// because it was aborted before it finished (interrupted, timed out, out
+// of memory…; not when it was skipped or failed to load or analyse, which
+// is a build failure).
 func (t *Test) Failing() bool {
-	if FailingStatus(t.Status) {
+	if FailingStatus(t.Status) || t.DidNotReport {
 		return true
 	}
 	return t.Status == StatusNoStatus && t.Aborted != nil && AbortIsFailure(t.Aborted.Reason) &&
@@ -287,7 +351,10 @@ const (
 	KindTarget  FailureKind = "target"  // a TargetComplete without success
 	KindAction  FailureKind = "action"  // an ActionExecuted without success
 	KindTest    FailureKind = "test"    // a TestSummary with a failing status
-	KindBuild   FailureKind = "build"   // BuildFinished with an exit code other than SUCCESS and a failure detail
+	KindBuild   FailureKind = "build"   // BuildFinished with an exit code other than SUCCESS, or a stream Bazel ended without BuildFinished
+	// KindDidNotFinish: the stream ends without BuildFinished and without
+	// Bazel's last message (Bazel killed, the file cut).
+	KindDidNotFinish FailureKind = "did_not_finish"
 )
 
 // Failure is one thing that went wrong.
@@ -308,12 +375,19 @@ type Failure struct {
 	// Message is the aborted event's description or the failure detail's
 	// message.
 	Message string
+	// Console holds the ERROR messages of Bazel's console that name this
+	// failure's label or repeat its message (see Invocation.Errors), with
+	// the action output printed after them.
+	Console []string
 
 	// Actions only.
 	ActionType string // mnemonic, e.g. "Genrule"
-	ExitCode   *int32
-	Stdout     string // URI
-	Stderr     string // URI
+	// ExitCode is the action's exit code as the process gave it:
+	// failure_detail.spawn.spawn_exit_code when Bazel gives one (Bazel
+	// puts 1 in ActionExecuted.exit_code for any failure), else exit_code.
+	ExitCode *int32
+	Stdout   string // URI
+	Stderr   string // URI
 
 	// Tests only: the test.log URIs of the failed attempts, in run,
 	// shard and attempt order.

@@ -42,7 +42,7 @@ func load(t *testing.T, name string) []*Invocation {
 	}
 	var invs []*Invocation
 	for _, st := range mem.Streams() {
-		inv, err := Build(context.Background(), st)
+		inv, err := Build(context.Background(), st, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -374,8 +374,8 @@ func TestTruncated(t *testing.T) {
 	if inv.Complete || inv.HasExitCode || inv.BazelEvents != 62 || inv.Command != "test" {
 		t.Errorf("complete %v, exit code %v, %d events, command %q", inv.Complete, inv.HasExitCode, inv.BazelEvents, inv.Command)
 	}
-	if inv.BuildFailed() {
-		t.Error("a partial stream without failures counts as a failed build")
+	if v := inv.Verdict(); v != VerdictDidNotFinish {
+		t.Errorf("verdict of a stream cut before BuildFinished: %s, want %s (issue 10: it never passes)", v, VerdictDidNotFinish)
 	}
 }
 
@@ -426,7 +426,7 @@ func TestInterrupted(t *testing.T) {
 			LastMessage: true,
 		},
 	)
-	inv, err := Build(context.Background(), st)
+	inv, err := Build(context.Background(), st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -464,7 +464,7 @@ func TestAbortedTargetMarksTest(t *testing.T) {
 			Payload: &bes.BuildEvent_Aborted{Aborted: &bes.Aborted{Reason: bes.Aborted_USER_INTERRUPTED}},
 		},
 	)
-	inv, err := Build(context.Background(), st)
+	inv, err := Build(context.Background(), st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func (r failureRow) output() string {
 
 // String is the summary's FIRST FAILURE cell.
 func (r failureRow) String() string {
-	s := r.Kind + " " + r.Label
+	s := strings.TrimSpace(r.Kind + " " + r.Label)
 	for _, p := range []string{r.Reason, r.message()} {
 		if p != "" {
 			s += ": " + p

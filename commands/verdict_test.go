@@ -1,0 +1,129 @@
+package commands
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// Issue 10: an invocation that did not finish never passes, whatever the
+// input form and wherever it was cut; a command Bazel refused is a failure
+// with Bazel's ERROR line.
+
+// framesOf splits a varint-delimited file (.bep, .obe) into its frames.
+func framesOf(t *testing.T, data []byte) [][]byte {
+	t.Helper()
+	var frames [][]byte
+	for len(data) > 0 {
+		n, k := binary.Uvarint(data)
+		if k <= 0 || uint64(len(data)-k) < n {
+			t.Fatalf("bad frame at %d bytes from the end", len(data))
+		}
+		frames = append(frames, data[:k+int(n)])
+		data = data[k+int(n):]
+	}
+	return frames
+}
+
+// killedInputs writes test_mixed as a Bazel killed after its first n
+// events would leave it: the JSON file and the binary file cut on an
+// event boundary, the binary cut in the middle of event n+1 too, and a
+// BES capture (OBE) cut before its finish.
+func killedInputs(t *testing.T, dir string, n int) map[string]string {
+	t.Helper()
+	read := func(name string) []byte {
+		b, err := os.ReadFile(tdPath(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	lines := strings.SplitAfter(string(read("test_mixed.json")), "\n")
+	frames := framesOf(t, read("test_mixed.bep"))
+	obe := framesOf(t, read("bes_test_mixed.obe"))
+	mid := append(bytes.Join(frames[:n], nil), frames[n][:len(frames[n])/2]...)
+	return map[string]string{
+		"json cut on an event boundary":   write("killed.json", []byte(strings.Join(lines[:n], ""))),
+		"binary cut on an event boundary": write("killed.bep", bytes.Join(frames[:n], nil)),
+		"binary cut inside an event":      write("killed-mid.bep", mid),
+		"BES capture cut":                 write("killed.obe", bytes.Join(obe[:n], nil)),
+	}
+}
+
+func TestKilledInvocationNeverPasses(t *testing.T) {
+	dir := t.TempDir()
+	// After 70 of test_mixed's 106 events: some tests reported, the
+	// others never did.
+	for name, path := range killedInputs(t, dir, 70) {
+		t.Run(name, func(t *testing.T) {
+			out, stderr, code := runCLI(t, "summary", path)
+			if code != ExitIncomplete || !strings.Contains(out, "did not finish") {
+				t.Errorf("summary: exit %d, want %d, and \"did not finish\":\n%s%s", code, ExitIncomplete, out, stderr)
+			}
+			out, _, code = runCLI(t, "failures", path, "--format", "json")
+			if code != ExitIncomplete || !strings.Contains(out, `"kind": "did_not_finish"`) || !strings.Contains(out, "never reported") {
+				t.Errorf("failures: exit %d:\n%s", code, out)
+			}
+			out, _, code = runCLI(t, "tests", path, "--format", "junit")
+			if code != ExitIncomplete {
+				t.Errorf("tests: exit %d, want %d", code, ExitIncomplete)
+			}
+			// Tests that never reported are errors, never skipped.
+			if strings.Contains(out, "<skipped") || !strings.Contains(out, "did not report") || !strings.Contains(out, "<error") {
+				t.Errorf("JUnit of a killed build:\n%s", out)
+			}
+		})
+	}
+	// From the store too: the stream is kept as it was.
+	store := filepath.Join(dir, "store")
+	if _, stderr, code := runCLI(t, "ingest", "--store", store, filepath.Join(dir, "killed.json")); code != ExitOK {
+		t.Fatalf("ingest: exit %d: %s", code, stderr)
+	}
+	if out, _, code := runCLI(t, "summary", "--store", store, "--match", "."); code != ExitIncomplete || !strings.Contains(out, "did not finish") {
+		t.Errorf("summary from the store: exit %d\n%s", code, out)
+	}
+}
+
+func TestRefusedCommandFails(t *testing.T) {
+	// testdata/build_unknown_option.{bep,json}: Bazel 4.2.3 given
+	// --frobnicate ends its stream properly, without BuildFinished.
+	for _, f := range []string{"build_unknown_option.bep", "build_unknown_option.json"} {
+		out, _, code := runCLI(t, "failures", tdPath(f))
+		if code != ExitBuildFail || !strings.Contains(out, "NO_BUILD_FINISHED") ||
+			!strings.Contains(out, "ERROR: --frobnicate :: Unrecognized option: --frobnicate") {
+			t.Errorf("%s: failures: exit %d, want %d with Bazel's ERROR line:\n%s", f, code, ExitBuildFail, out)
+		}
+		out, _, code = runCLI(t, "summary", tdPath(f))
+		if code != ExitBuildFail || !strings.Contains(out, "ended without BuildFinished") {
+			t.Errorf("%s: summary: exit %d:\n%s", f, code, out)
+		}
+	}
+}
+
+func TestFailureTails(t *testing.T) {
+	// A test.log that exists on this machine: its last lines are shown.
+	dir := t.TempDir()
+	log := filepath.Join(dir, "test.log")
+	var b strings.Builder
+	for i := 1; i <= 30; i++ {
+		b.WriteString("line " + strconv.Itoa(i) + "\n")
+	}
+	if err := os.WriteFile(log, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tails := tailsOf(failureRow{Logs: []string{"file://" + log, "file:///no/such/test.log"}}, 3)
+	if len(tails) != 1 || !tails[0].Truncated || strings.Join(tails[0].Lines, ",") != "line 28,line 29,line 30" {
+		t.Errorf("tails %+v", tails)
+	}
+}

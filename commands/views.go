@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -195,6 +196,23 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 			if b != nil {
 				keep(b.Invocation())
 			}
+		}
+	}
+	// What the events hold that bes does not know, once per field. Values
+	// of Bazel's JSON file are noticed by name when the file is read; the
+	// numbers bepfile gives them (bepfile.UnknownEnumNumber) are not
+	// repeated here.
+	notices := &bepfile.Notices{}
+	for _, inv := range invs {
+		var us []bepfile.Unknown
+		for _, u := range inv.Unknown {
+			if n, err := strconv.ParseInt(u.Value, 10, 64); err == nil && n >= 1<<29 {
+				continue
+			}
+			us = append(us, u)
+		}
+		for _, line := range notices.New(invocationCell(inv.InvocationID, inv.StreamKey), us) {
+			fmt.Fprintf(errw, "bes: %s: %s\n", cmd, line)
 		}
 	}
 	slices.SortStableFunc(invs, func(x, y *report.Invocation) int {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -279,13 +278,31 @@ func (b *Builder) AddPeeked(ev *bepfile.Event, known *bepfile.Peeked) error {
 		return nil
 	}
 	be := &bes.BuildEvent{}
-	if err := proto.Unmarshal(payload, be); err != nil {
+	d, err := bepfile.DecodeBuildEvent(payload, be)
+	b.unknown(d.Unknown)
+	if err != nil {
 		err = fmt.Errorf("event %d (%s): %w", ev.Seq, p.Kind(), err)
 		b.inv.Damaged = append(b.inv.Damaged, err.Error())
 		return err
 	}
 	b.add(ev.Seq, be)
+	if d.Damaged() {
+		// Used as far as it could be decoded; the caller says so.
+		err = fmt.Errorf("event %d (%s): %s", ev.Seq, p.Kind(), d.String())
+		b.inv.Damaged = append(b.inv.Damaged, err.Error())
+		return err
+	}
 	return nil
+}
+
+// unknown keeps, once per field, what the events hold that bes's schema
+// does not know.
+func (b *Builder) unknown(us []bepfile.Unknown) {
+	for _, u := range us {
+		if !slices.ContainsFunc(b.inv.Unknown, func(x bepfile.Unknown) bool { return x.Path == u.Path && x.Field == u.Field }) {
+			b.inv.Unknown = append(b.inv.Unknown, u)
+		}
+	}
 }
 
 func (b *Builder) add(seq int64, be *bes.BuildEvent) {

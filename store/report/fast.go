@@ -2,12 +2,14 @@ package report
 
 import (
 	"bytes"
+	"strconv"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/bes-cli/bes/bepfile"
 	bes "github.com/bes-cli/bes/bepfile/bep/buildeventstream"
 )
 
@@ -467,12 +469,22 @@ func (b *Builder) fastTestResult(id, payload []byte) bool {
 	if !utf8.Valid(label) || !utf8.Valid(config) {
 		return false
 	}
-	r.Status = bes.TestStatus(int32(status)).String()
+	r.Status = b.testStatus("testResult.status", status)
 	r.Start = timeOf(start, startMillis)
 	r.Duration = durationOf(dur, durMillis)
 	t := b.testBytes(label, config)
 	t.Runs = append(t.Runs, r)
 	return true
+}
+
+// testStatus names a TestStatus read off the wire, and notes a value
+// bes's schema does not know.
+func (b *Builder) testStatus(path string, v uint64) string {
+	st := bes.TestStatus(int32(v))
+	if _, known := bes.TestStatus_name[int32(st)]; !known {
+		b.unknown([]bepfile.Unknown{{Path: path, Value: strconv.Itoa(int(int32(v)))}})
+	}
+	return st.String()
 }
 
 // fastTestSummary folds a TestSummary event.
@@ -521,7 +533,7 @@ func (b *Builder) fastTestSummary(seq int64, id, payload []byte) bool {
 	}
 	t := b.testBytes(label, config)
 	t.HasSummary = true
-	t.Status = bes.TestStatus(int32(x[5])).String()
+	t.Status = b.testStatus("testSummary.overallStatus", x[5])
 	t.TotalRuns = int(int32(x[1]))
 	t.RunCount = int(int32(x[10]))
 	t.Shards = int(int32(x[11]))

@@ -8,6 +8,8 @@ package report
 import (
 	"slices"
 	"time"
+
+	"github.com/bes-cli/bes/bepfile"
 )
 
 // Invocation is what one stream says about one Bazel invocation.
@@ -28,9 +30,15 @@ type Invocation struct {
 	// Complete: killed, out of memory, a CI timeout, a file cut short).
 	Finished bool
 
-	// Damaged lists the events the Builder could not decode (one line
-	// each: sequence number and cause); every other event was used.
+	// Damaged lists the events the Builder could not fully decode (one
+	// line each: sequence number and cause), by bepfile.DecodeBuildEvent's
+	// rule; every other event, and what could be decoded of these, was
+	// used.
 	Damaged []string
+	// Unknown lists, once per field, the fields and enum values of the
+	// events the model read that bes's schema does not know (a newer
+	// Bazel's). A TestStatus without a name counts as failing.
+	Unknown []bepfile.Unknown
 
 	Command  string   // BuildStarted.command: "build", "test", …
 	Patterns []string // the target patterns of the PatternExpanded events

@@ -264,6 +264,13 @@ func TestUnknownTestStatusFails(t *testing.T) {
 		if c := inv.TestCounts(); c.Unknown != 1 {
 			t.Errorf("counts %+v, want 1 unknown", c)
 		}
+		var paths []string
+		for _, u := range inv.Unknown {
+			paths = append(paths, u.Path+"="+u.Value)
+		}
+		if !slices.Equal(paths, []string{"testResult.status=99", "testSummary.overallStatus=99"}) {
+			t.Errorf("unknown values noted: %q", paths)
+		}
 		wantVerdict(t, inv, VerdictTestsFailed)
 	},
 		started("test"), configured("//t:t", "sh_test rule"),

@@ -14,22 +14,22 @@ import (
 
 // summaryRow is one invocation as `bes summary` prints it.
 type summaryRow struct {
-	Stream       string       `json:"stream"`
-	BuildID      string       `json:"build_id"`
-	InvocationID string       `json:"invocation_id"`
-	Command      string       `json:"command"`
-	Patterns     []string     `json:"patterns"`
-	Result       string       `json:"result,omitempty"`
-	ExitCode     *int32       `json:"exit_code,omitempty"`
-	Start        *time.Time   `json:"start,omitempty"`
-	Duration     *float64     `json:"duration_seconds,omitempty"`
-	Complete     bool         `json:"complete"`
+	Stream       string     `json:"stream"`
+	BuildID      string     `json:"build_id"`
+	InvocationID string     `json:"invocation_id"`
+	Command      string     `json:"command"`
+	Patterns     []string   `json:"patterns"`
+	Result       string     `json:"result,omitempty"`
+	ExitCode     *int32     `json:"exit_code,omitempty"`
+	Start        *time.Time `json:"start,omitempty"`
+	Duration     *float64   `json:"duration_seconds,omitempty"`
+	Complete     bool       `json:"complete"`
 	// Finished is set when the stream has BuildFinished; without it and
 	// without Complete, the invocation did not finish.
 	Finished bool `json:"finished"`
 	// Verdict is report.Verdict: passed, build_failed, tests_failed,
 	// did_not_finish.
-	Verdict string `json:"verdict"`
+	Verdict      string       `json:"verdict"`
 	Interrupted  bool         `json:"interrupted"`
 	Targets      targetCounts `json:"targets"`
 	Tests        testCounts   `json:"tests"`

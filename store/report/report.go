@@ -149,10 +149,12 @@ type Targets struct {
 // VerdictPassed.
 func (inv *Invocation) BuildFailed() bool { return inv.Verdict() != VerdictPassed }
 
-// TestsFailed reports whether a test failed, timed out or did not finish
-// (see Test.Failing). A flaky test passed.
+// TestsFailed reports whether a test ran and failed, timed out or did not
+// finish (see Test.RanAndFailed). A flaky test passed; a test that failed
+// to build, or was not run because the build failed, is the build's
+// failure, as Bazel's exit code BUILD_FAILURE says.
 func (inv *Invocation) TestsFailed() bool {
-	return slices.ContainsFunc(inv.Tests, (*Test).Failing)
+	return slices.ContainsFunc(inv.Tests, (*Test).RanAndFailed)
 }
 
 // FirstFailure returns the first failure the stream reported, nil if none.
@@ -300,19 +302,41 @@ type Test struct {
 	next       *Test // the Builder's next test of the same label (another configuration)
 }
 
-// Failing reports whether the test failed: its status is a failing one
-// (FAILED, TIMEOUT, INCOMPLETE, REMOTE_FAILURE, FAILED_TO_BUILD,
-// TOOL_HALTED_BEFORE_TESTING, or a value unknown to bes), it never
-// reported because the invocation did not finish, or it has no status
-// because it was aborted before it finished (interrupted, timed out, out
-// of memory…; not when it was skipped or failed to load or analyse, which
-// is a build failure).
+// Failing reports whether the test did not pass: its status is a failing
+// one (FAILED, TIMEOUT, INCOMPLETE, REMOTE_FAILURE, FAILED_TO_BUILD,
+// TOOL_HALTED_BEFORE_TESTING, or a value unknown to bes), or RanAndFailed
+// holds. JUnit gives such a test a failure or an error.
 func (t *Test) Failing() bool {
-	if FailingStatus(t.Status) || t.DidNotReport {
-		return true
+	return FailingStatus(t.Status) || t.RanAndFailed()
+}
+
+// RanAndFailed reports whether the test ran, or was due to run, and did not
+// pass: a status of a test that ran (FAILED, TIMEOUT, INCOMPLETE,
+// REMOTE_FAILURE, or a value unknown to bes), no report because the
+// invocation did not finish, or no status because it was stopped while it
+// could run (aborted USER_INTERRUPTED, TIME_OUT, OUT_OF_MEMORY, INTERNAL,
+// REMOTE_ENVIRONMENT_FAILURE). FAILED_TO_BUILD, TOOL_HALTED_BEFORE_TESTING
+// and the aborts that follow a build failure (UNKNOWN, INCOMPLETE,
+// LOADING_FAILURE, ANALYSIS_FAILURE) are the build's failure, not the
+// test's.
+func (t *Test) RanAndFailed() bool {
+	switch t.Status {
+	case StatusFailedToBuild, StatusToolHalted:
+		return false
+	case StatusNoStatus, "":
+		if t.DidNotReport {
+			return true
+		}
+		if t.Aborted == nil {
+			return false
+		}
+		switch t.Aborted.Reason {
+		case "USER_INTERRUPTED", "TIME_OUT", "OUT_OF_MEMORY", "INTERNAL", "REMOTE_ENVIRONMENT_FAILURE":
+			return true
+		}
+		return false
 	}
-	return t.Status == StatusNoStatus && t.Aborted != nil && AbortIsFailure(t.Aborted.Reason) &&
-		t.Aborted.Reason != "LOADING_FAILURE" && t.Aborted.Reason != "ANALYSIS_FAILURE"
+	return FailingStatus(t.Status)
 }
 
 // TestRun is one TestResult: one attempt of one shard of one run.

@@ -216,7 +216,8 @@ func TestTestFailedToBuild(t *testing.T) {
 		if c := inv.TestCounts(); c.FailedToBuild != 1 || c.NoStatus != 0 {
 			t.Errorf("counts %+v", c)
 		}
-		wantVerdict(t, inv, VerdictTestsFailed)
+		// Bazel's exit code says BUILD_FAILURE: the build failed, not a test.
+		wantVerdict(t, inv, VerdictBuildFailed)
 	},
 		started("test"),
 		configured("//t:broken", "sh_test rule"),

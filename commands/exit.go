@@ -15,8 +15,8 @@ const (
 	ExitUsage     = 2 // bad flags or arguments
 	ExitPartial   = 3 // an input was cut short: the complete events before the cut were used
 	ExitDuplicate = 4 // ingest: a stream with that key and other content is already stored, or a bes serve is receiving it; nothing changed
-	ExitBuildFail = 5 // views: a build (or a target) failed
-	ExitTestFail  = 6 // views: a test failed, timed out or did not finish
+	ExitBuildFail = 5 // views: the build failed (report.VerdictBuildFailed)
+	ExitTestFail  = 6 // views: a test failed (report.VerdictTestsFailed)
 	ExitNoData    = 7 // views and query: no stream or no event to report on
 	// ExitIncomplete: views: an invocation did not finish (no BuildFinished
 	// and no last message: Bazel was killed, the file was cut), so its
@@ -35,8 +35,10 @@ const exitStatusHelp = `EXIT STATUS:
    3  partial: an input was truncated; the complete events before the cut were kept and used
    4  duplicate: a stream with the same key but other content is already stored (ingest without --replace),
       or a bes serve is receiving that stream right now
-   5  build failed (summary, tests, failures): a build or target failed
-   6  tests failed (summary, tests, failures): a test failed, timed out or did not finish
+   5  build failed (summary, tests, failures): Bazel's exit code is not SUCCESS and no test ran and
+      failed, or Bazel ended the stream without BuildFinished (it refused the command)
+   6  tests failed (summary, tests, failures): Bazel's exit code is TESTS_FAILED, or it is not
+      SUCCESS and a test failed, timed out or was stopped while it ran
    7  no data: no stream, no event or no test to report on; query: no event matched
    8  did not finish (summary, tests, failures): an invocation has no BuildFinished event and
       no last message (Bazel killed, file cut): its verdict is unknown, so it never passes

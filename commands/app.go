@@ -5,6 +5,7 @@ package commands
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -37,12 +38,31 @@ store:  bes dump build.bep
 			newTestsCommand(),
 			newFailuresCommand(),
 			newArtifactsCommand(),
+			newLogCommand(),
 			newServeCommand(),
 			newReplayCommand(),
 			newStoreCommand(),
 		},
 		HideHelpCommand: true,
 		Suggest:         true,
+		// Reached when the first argument is no command: `bes help
+		// [COMMAND]` shows help, anything else is an unknown command.
+		Action: func(c *cli.Context) error {
+			if !c.Args().Present() {
+				return cli.ShowAppHelp(c)
+			}
+			name := c.Args().First()
+			if name == "help" {
+				if topic := c.Args().Get(1); topic != "" {
+					if c.App.Command(topic) == nil {
+						return unknownCommand("bes", c.App.Commands, topic)
+					}
+					return cli.ShowCommandHelp(c, topic)
+				}
+				return cli.ShowAppHelp(c)
+			}
+			return unknownCommand("bes", c.App.Commands, name)
+		},
 		// bes maps errors to exit statuses in main; keep urfave/cli from
 		// calling os.Exit itself.
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -54,6 +74,60 @@ store:  bes dump build.bep
 
 func usageErrorHandler(_ *cli.Context, err error, _ bool) error {
 	return &usageError{err.Error()}
+}
+
+// unknownCommand is the usage error (exit 2) for a command name that is
+// none of cmds, the commands of parent ("bes", "bes store"): one line
+// naming the nearest command (see nearestCommand).
+func unknownCommand(parent string, cmds []*cli.Command, name string) error {
+	msg := fmt.Sprintf("unknown command %q", name)
+	if near := nearestCommand(cmds, name); near != "" {
+		msg += fmt.Sprintf("; did you mean %q?", strings.TrimPrefix(parent+" "+near, "bes "))
+	}
+	return &usageError{fmt.Sprintf("%s (%s --help lists the commands)", msg, parent)}
+}
+
+// nearestCommand returns the name of the visible command of cmds (help
+// aside) nearest
+// to name: one that name is a prefix of, else the one at the smallest
+// edit distance (Levenshtein, case-insensitive; the first in cmds on a
+// tie); "" when there is none.
+func nearestCommand(cmds []*cli.Command, name string) string {
+	name = strings.ToLower(name)
+	best, bestDist := "", -1
+	for _, c := range cmds {
+		if c.Hidden || c.Name == "help" {
+			continue
+		}
+		if name != "" && strings.HasPrefix(c.Name, name) {
+			return c.Name
+		}
+		if d := editDistance(name, c.Name); bestDist < 0 || d < bestDist {
+			best, bestDist = c.Name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // commandHelp appends the exit statuses to a command's description.

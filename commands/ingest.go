@@ -100,7 +100,10 @@ func isTerminal(w io.Writer) bool {
 }
 
 func runIngest(ctx context.Context, opts ingestOptions, files []string, w, errw io.Writer) error {
-	st, err := openStore(opts.Store)
+	if err := checkInputs(files); err != nil {
+		return err
+	}
+	st, err := createStore(opts.Store)
 	if err != nil {
 		return err
 	}
@@ -274,16 +277,4 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// openStore opens the store at dir, or at the default place when dir is "".
-func openStore(dir string) (*local.Store, error) {
-	if dir == "" {
-		d, err := local.DefaultDir()
-		if err != nil {
-			return nil, err
-		}
-		dir = d
-	}
-	return local.Open(dir)
 }

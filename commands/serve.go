@@ -187,7 +187,7 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 		return err
 	}
 	log := &syncWriter{w: errw}
-	st, err := openStore(opts.Store)
+	st, err := createStore(opts.Store)
 	if err != nil {
 		return err
 	}

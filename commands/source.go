@@ -14,10 +14,12 @@ import (
 )
 
 // splitArgs separates arguments that name existing files (or "-", standard
-// input) from the others, which are stream references.
+// input) from the others, which are stream references. An argument that
+// looks like a path (looksLikePath) is a file even if there is none, so
+// that reading it reports "no such file" (checkInputs).
 func splitArgs(args []string) (files, refs []string) {
 	for _, a := range args {
-		if a == "-" {
+		if a == "-" || looksLikePath(a) {
 			files = append(files, a)
 			continue
 		}
@@ -71,6 +73,9 @@ func scanFiles(ctx context.Context, files []string, opts bepfile.Options, errw i
 // were reported already) and the next file is read; the end of ctx, or an
 // error of the caller's callback (a *fnError), ends it and is returned.
 func forFiles(ctx context.Context, files []string, errw io.Writer, read func(name string) error) (*outcome, error) {
+	if err := checkInputs(files); err != nil {
+		return nil, err
+	}
 	res := &outcome{}
 	for _, name := range files {
 		err := read(name)

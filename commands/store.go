@@ -10,6 +10,39 @@ import (
 	"github.com/bes-cli/bes/store/local"
 )
 
+// storeDir returns dir, or the default store directory when dir is ""
+// (local.DefaultDir: $BES_STORE, $XDG_DATA_HOME/bes, ~/.local/share/bes).
+func storeDir(dir string) (string, error) {
+	if dir != "" {
+		return dir, nil
+	}
+	return local.DefaultDir()
+}
+
+// openStore opens the store at dir (the default one when dir is "") for a
+// command that only reads it: streams, dump, query, the views, log. It
+// never creates the directory: a store that does not exist is empty, so
+// that it lists nothing and finds no stream.
+func openStore(dir string) (*local.Store, error) {
+	dir, err := storeDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	st, _, err := local.OpenExisting(dir)
+	return st, err
+}
+
+// createStore opens the store at dir (the default one when dir is "") for
+// a command that writes it, ingest and serve, creating the directory
+// (mode 0700, parents included) if needed.
+func createStore(dir string) (*local.Store, error) {
+	dir, err := storeDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	return local.Open(dir)
+}
+
 type storeCheckOptions struct {
 	Store  string
 	Repair bool
@@ -42,6 +75,12 @@ func newStoreCommand() *cli.Command {
 			newStoreCheckCommand(),
 		},
 		OnUsageError: usageErrorHandler,
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return unknownCommand("bes store", c.Command.Subcommands, c.Args().First())
+			}
+			return cli.ShowSubcommandHelp(c)
+		},
 	}
 }
 
@@ -54,6 +93,9 @@ own file, and has the size, digest, event count and outcome the entry
 records; every stream file is indexed; no temporary file is left by a
 writer that was killed. It reads every stream file whole and changes
 nothing. One row per problem; a summary line on standard error.
+
+A store directory that does not exist is an empty store, consistent:
+check (and --repair) creates nothing.
 
 A stream that bes serve is writing is ahead of its index entry by up to a
 second: that is not a problem. Check runs while ingests and servers write.
@@ -95,20 +137,29 @@ EXIT STATUS:
 }
 
 func runStoreCheck(ctx context.Context, opts storeCheckOptions, w, errw io.Writer) error {
-	st, err := openStore(opts.Store)
+	dir, err := storeDir(opts.Store)
+	if err != nil {
+		return err
+	}
+	st, exists, err := local.OpenExisting(dir)
 	if err != nil {
 		return err
 	}
 	var rows []checkRow
 	var res *local.CheckResult
-	if !opts.Repair {
+	switch {
+	case !exists:
+		// An empty store, consistent: nothing to check or repair, and
+		// a check creates nothing.
+		res = &local.CheckResult{}
+	case !opts.Repair:
 		if res, err = st.Check(ctx); err != nil {
 			return err
 		}
 		for _, p := range res.Problems {
 			rows = append(rows, problemRow(p, "found"))
 		}
-	} else {
+	default:
 		rep, err := st.Repair(ctx)
 		if err != nil {
 			return err

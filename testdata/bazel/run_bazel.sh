@@ -8,6 +8,11 @@
 #   testdata/bazel/run_bazel.sh build grpc://127.0.0.1:8980 /tmp/build.bep /tmp/bazel-scratch
 #   testdata/bazel/run_bazel.sh shutdown /tmp/bazel-scratch
 #
+# `files` builds TARGETs writing only Bazel's own files, the binary and the
+# JSON, no BES (commands/bazel_kill_test.go kills its server mid-build):
+#
+#   testdata/bazel/run_bazel.sh files /tmp/b.bep /tmp/b.json /tmp/bazel-scratch //gen:hello //gen:slow
+#
 # SCRATCH gets a copy of the workspace, the HOME and the output user root,
 # so nothing outside it is written. `build` stops the Bazel server when it
 # ends; `shutdown` stops one left running (the server also quits after 5
@@ -18,11 +23,12 @@
 # user root. Genrules need no downloaded repository, so no
 # --override_repository stand-ins are needed offline.
 set -eu
-usage() { echo "usage: $0 build BACKEND BEP_FILE SCRATCH | shutdown SCRATCH" >&2; exit 2; }
+usage() { echo "usage: $0 build BACKEND BEP_FILE SCRATCH | files BEP_FILE JSON_FILE SCRATCH TARGET... | shutdown SCRATCH" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 mode=$1; shift
 case $mode in
 build) [ $# -eq 3 ] || usage; backend=$1 bep=$2 scratch=$3 ;;
+files) [ $# -ge 4 ] || usage; bep=$1 json=$2 scratch=$3; shift 3 ;;
 shutdown) [ $# -eq 1 ] || usage; scratch=$1 ;;
 *) usage ;;
 esac
@@ -47,5 +53,9 @@ fi
 rm -rf "$scratch/ws"
 cp -R "$here/ws" "$scratch/ws"
 trap 'run shutdown || true' EXIT
+if [ "$mode" = files ]; then
+	run build --build_event_binary_file="$bep" --build_event_json_file="$json" "$@"
+	exit
+fi
 run build --bes_backend="$backend" --bes_lifecycle_events --bes_timeout=60s \
 	--project_id=bes-test --build_event_binary_file="$bep" //...

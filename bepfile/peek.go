@@ -22,7 +22,7 @@ const (
 // payloadKinds maps the field numbers of BuildEvent's oneof payload to their
 // JSON names (lowerCamelCase of the field name, as in Bazel's
 // --build_event_json_file). The numbers 11 and 19 are reserved, 1, 2 and 20
-// are not payloads.
+// are not payloads, no Bazel declares 31.
 var payloadKinds = [...]string{
 	3:  "progress",
 	4:  "aborted",
@@ -49,7 +49,20 @@ var payloadKinds = [...]string{
 	28: "targetSummary",
 	29: "execRequest",
 	30: "testProgress",
+	32: "skyvalueUploaded",
 }
+
+// idOnlyKinds maps the field numbers of BuildEventId's oneof id that name
+// events Bazel posts without any payload to their JSON names. Such an event
+// is named by its id: BuildEventId.coverage_actions_finished (27), which
+// Bazel 7.0-7.1 post as {"id":{"coverageActionsFinished":{}}}.
+var idOnlyKinds = map[protowire.Number]string{
+	27: "coverageActionsFinished",
+}
+
+// idCoverageActionsFinished is BuildEventId.coverage_actions_finished, the
+// id of the one event kind named by its id; see idOnlyKinds.
+const idCoverageActionsFinished protowire.Number = 27
 
 // KindName returns the JSON name of BuildEvent's payload field num, e.g.
 // "testResult" for 10, or "" if num is not a payload field bes knows.
@@ -74,8 +87,9 @@ func KindField(kind string) (protowire.Number, bool) {
 	return 0, false
 }
 
-// Kinds returns the JSON names of all payload kinds bes knows, ordered by
-// field number.
+// Kinds returns the names of all event kinds bes knows: the JSON names of
+// BuildEvent's payloads, ordered by field number, then those of the ids of
+// events Bazel posts without a payload ("coverageActionsFinished").
 func Kinds() []string {
 	var ks []string
 	for _, k := range payloadKinds {
@@ -83,7 +97,7 @@ func Kinds() []string {
 			ks = append(ks, k)
 		}
 	}
-	return ks
+	return append(ks, idOnlyKinds[idCoverageActionsFinished])
 }
 
 // Peeked is what Peek finds in an encoded build_event_stream.BuildEvent.
@@ -121,8 +135,42 @@ func rebase(sub, old, dst []byte) []byte {
 	return dst[off : off+len(sub) : off+len(sub)]
 }
 
-// Kind returns the JSON name of the payload, e.g. "testResult"; "" if none.
-func (p *Peeked) Kind() string { return KindName(p.PayloadField) }
+// Kind returns the JSON name of the payload, e.g. "testResult". An event
+// without a payload bes knows is named by its id when Bazel posts events of
+// that id with no payload at all: "coverageActionsFinished" (Bazel 7.0-7.1).
+// Otherwise "" if there is no payload.
+func (p *Peeked) Kind() string {
+	if k := KindName(p.PayloadField); k != "" {
+		return k
+	}
+	if p.ID == nil {
+		return ""
+	}
+	return idOnlyKinds[idFieldOf(p.ID)]
+}
+
+// idFieldOf returns the field number of the last length-delimited field of
+// an encoded BuildEventId (its oneof id member), 0 if there is none or the
+// encoding is malformed.
+func idFieldOf(id []byte) protowire.Number {
+	var num protowire.Number
+	for b := id; len(b) > 0; {
+		n, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return 0
+		}
+		b = b[l:]
+		l = protowire.ConsumeFieldValue(n, typ, b)
+		if l < 0 {
+			return 0
+		}
+		b = b[l:]
+		if typ == protowire.BytesType {
+			num = n
+		}
+	}
+	return num
+}
 
 // errWireType reports a known field with the wrong wire type.
 func errWireType(msg string, num protowire.Number, got, want protowire.Type) error {
@@ -201,8 +249,9 @@ func Peek(event []byte) (Peeked, error) {
 
 // PayloadKind returns Bazel's JSON name of the payload present in an encoded
 // BuildEvent (an Event's Payload), e.g. "started", "testResult",
-// "progress"; "" if there is none, the kind is unknown to bes, or the
-// encoding is malformed.
+// "progress", or for an event Bazel posts without payload the name of its
+// id ("coverageActionsFinished", see Peeked.Kind); "" if there is none, the
+// kind is unknown to bes, or the encoding is malformed.
 func PayloadKind(payload []byte) string {
 	p, err := Peek(payload)
 	if err != nil {

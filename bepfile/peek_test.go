@@ -27,10 +27,22 @@ func TestKindsMatchSchema(t *testing.T) {
 		}
 		seen++
 	}
+	// Events Bazel posts without payload are named by their id.
+	ids := (&bes.BuildEventId{}).ProtoReflect().Descriptor().Fields()
+	for n, k := range idOnlyKinds {
+		fd := ids.ByNumber(n)
+		if fd == nil || fd.JSONName() != k {
+			t.Errorf("idOnlyKinds[%d] = %q, the schema's BuildEventId field is %v", n, k, fd)
+		}
+		if od.Fields().ByJSONName(k) != nil {
+			t.Errorf("id-only kind %q is also a payload", k)
+		}
+		seen++
+	}
 	if len(Kinds()) != seen {
 		t.Errorf("Kinds() has %d kinds, the schema %d", len(Kinds()), seen)
 	}
-	for _, n := range []protowire.Number{0, 1, 2, 11, 19, 20, 1000, -1} {
+	for _, n := range []protowire.Number{0, 1, 2, 11, 19, 20, 31, 1000, -1} {
 		if k := KindName(n); k != "" {
 			t.Errorf("KindName(%d) = %q", n, k)
 		}

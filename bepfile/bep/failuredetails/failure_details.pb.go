@@ -3,7 +3,8 @@
 //
 // Our own copy of Bazel's schema: names and numbers (including the exit code
 // each enum value maps to) follow Bazel, the text is ours. Values that only
-// older Bazel releases write are kept.
+// older Bazel releases write are kept, marked with the releases that declare
+// them (see bepfile/proto/README.md for the audit).
 //
 // Layout: FailureDetail has a message and one category submessage (field
 // numbers 101..10000). Every category has an enum `code` at field 1 whose
@@ -220,6 +221,8 @@ const (
 	ExternalRepository_CREDENTIALS_INIT_FAILURE                ExternalRepository_Code = 4
 	ExternalRepository_BAD_REPO_CONTENTS_CACHE                 ExternalRepository_Code = 5
 	ExternalRepository_UNKNOWN_REGISTRY                        ExternalRepository_Code = 6
+	ExternalRepository_SYMLINKING_FAILED                       ExternalRepository_Code = 7
+	ExternalRepository_REPOSITORY_MAPPING_IO_EXCEPTION         ExternalRepository_Code = 8
 )
 
 // Enum value maps for ExternalRepository_Code.
@@ -232,6 +235,8 @@ var (
 		4: "CREDENTIALS_INIT_FAILURE",
 		5: "BAD_REPO_CONTENTS_CACHE",
 		6: "UNKNOWN_REGISTRY",
+		7: "SYMLINKING_FAILED",
+		8: "REPOSITORY_MAPPING_IO_EXCEPTION",
 	}
 	ExternalRepository_Code_value = map[string]int32{
 		"EXTERNAL_REPOSITORY_UNKNOWN":             0,
@@ -241,6 +246,8 @@ var (
 		"CREDENTIALS_INIT_FAILURE":                4,
 		"BAD_REPO_CONTENTS_CACHE":                 5,
 		"UNKNOWN_REGISTRY":                        6,
+		"SYMLINKING_FAILED":                       7,
+		"REPOSITORY_MAPPING_IO_EXCEPTION":         8,
 	}
 )
 
@@ -371,6 +378,10 @@ const (
 	RemoteOptions_CREDENTIALS_WRITE_FAILURE                  RemoteOptions_Code = 3
 	RemoteOptions_DOWNLOADER_WITHOUT_GRPC_CACHE              RemoteOptions_Code = 4
 	RemoteOptions_EXECUTION_WITH_INVALID_CACHE               RemoteOptions_Code = 5
+	// Declared in the 7.x era (remote execution combined with remote cache
+	// key scrubbing), reserved by the 8.x-era copies and master (see
+	// bepfile/proto/README.md for the copies checked).
+	RemoteOptions_EXECUTION_WITH_SCRUBBING RemoteOptions_Code = 6
 )
 
 // Enum value maps for RemoteOptions_Code.
@@ -382,6 +393,7 @@ var (
 		3: "CREDENTIALS_WRITE_FAILURE",
 		4: "DOWNLOADER_WITHOUT_GRPC_CACHE",
 		5: "EXECUTION_WITH_INVALID_CACHE",
+		6: "EXECUTION_WITH_SCRUBBING",
 	}
 	RemoteOptions_Code_value = map[string]int32{
 		"REMOTE_OPTIONS_UNKNOWN":                     0,
@@ -390,6 +402,7 @@ var (
 		"CREDENTIALS_WRITE_FAILURE":                  3,
 		"DOWNLOADER_WITHOUT_GRPC_CACHE":              4,
 		"EXECUTION_WITH_INVALID_CACHE":               5,
+		"EXECUTION_WITH_SCRUBBING":                   6,
 	}
 )
 
@@ -676,6 +689,11 @@ const (
 	Skyfocus_NON_ACTIVE_DIRECTORIES_CHANGE         Skyfocus_Code = 1
 	Skyfocus_CONFIGURATION_CHANGE                  Skyfocus_Code = 2
 	Skyfocus_DISALLOWED_OPERATION_ON_FOCUSED_GRAPH Skyfocus_Code = 3
+	// Names of values 0 and 1 in the 8.x era (the "working set" became the
+	// "active directories"); aliases, so JSON output uses the current names
+	// above.
+	Skyfocus_INVALID_WORKING_SET    Skyfocus_Code = 0
+	Skyfocus_NON_WORKING_SET_CHANGE Skyfocus_Code = 1
 )
 
 // Enum value maps for Skyfocus_Code.
@@ -685,12 +703,16 @@ var (
 		1: "NON_ACTIVE_DIRECTORIES_CHANGE",
 		2: "CONFIGURATION_CHANGE",
 		3: "DISALLOWED_OPERATION_ON_FOCUSED_GRAPH",
+		// Duplicate value: 0: "INVALID_WORKING_SET",
+		// Duplicate value: 1: "NON_WORKING_SET_CHANGE",
 	}
 	Skyfocus_Code_value = map[string]int32{
 		"INVALID_ACTIVE_DIRECTORIES":            0,
 		"NON_ACTIVE_DIRECTORIES_CHANGE":         1,
 		"CONFIGURATION_CHANGE":                  2,
 		"DISALLOWED_OPERATION_ON_FOCUSED_GRAPH": 3,
+		"INVALID_WORKING_SET":                   0,
+		"NON_WORKING_SET_CHANGE":                1,
 	}
 )
 
@@ -1254,6 +1276,7 @@ const (
 	ExecutionOptions_STRATEGY_NOT_FOUND                              ExecutionOptions_Code = 9
 	ExecutionOptions_DYNAMIC_STRATEGY_NOT_SANDBOXED                  ExecutionOptions_Code = 10
 	ExecutionOptions_MULTIPLE_EXECUTION_LOG_FORMATS                  ExecutionOptions_Code = 11
+	ExecutionOptions_EXECUTION_LOG_STREAMING_DISABLED                ExecutionOptions_Code = 14
 )
 
 // Enum value maps for ExecutionOptions_Code.
@@ -1269,6 +1292,7 @@ var (
 		9:  "STRATEGY_NOT_FOUND",
 		10: "DYNAMIC_STRATEGY_NOT_SANDBOXED",
 		11: "MULTIPLE_EXECUTION_LOG_FORMATS",
+		14: "EXECUTION_LOG_STREAMING_DISABLED",
 	}
 	ExecutionOptions_Code_value = map[string]int32{
 		"EXECUTION_OPTIONS_UNKNOWN":                       0,
@@ -1281,6 +1305,7 @@ var (
 		"STRATEGY_NOT_FOUND":                              9,
 		"DYNAMIC_STRATEGY_NOT_SANDBOXED":                  10,
 		"MULTIPLE_EXECUTION_LOG_FORMATS":                  11,
+		"EXECUTION_LOG_STREAMING_DISABLED":                14,
 	}
 )
 
@@ -1644,8 +1669,8 @@ const (
 	MemoryOptions_DEPRECATED_EXPERIMENTAL_OOM_MORE_EAGERLY_THRESHOLD_INVALID_VALUE MemoryOptions_Code = 1
 	// Deprecated: Marked as deprecated in bes/bep/failure_details.proto.
 	MemoryOptions_DEPRECATED_EXPERIMENTAL_OOM_MORE_EAGERLY_NO_TENURED_COLLECTORS_FOUND MemoryOptions_Code = 2
-	// Names written by older Bazel (4.x) for values 1 and 2; aliases, so
-	// JSON output uses the current names above.
+	// Names written by Bazel 4.x through 7.x for values 1 and 2; aliases,
+	// so JSON output uses the current names above.
 	MemoryOptions_EXPERIMENTAL_OOM_MORE_EAGERLY_THRESHOLD_INVALID_VALUE     MemoryOptions_Code = 1
 	MemoryOptions_EXPERIMENTAL_OOM_MORE_EAGERLY_NO_TENURED_COLLECTORS_FOUND MemoryOptions_Code = 2
 )
@@ -2880,6 +2905,7 @@ const (
 	RunCommand_RUNFILES_DIRECTORIES_CREATION_FAILURE   RunCommand_Code = 13
 	RunCommand_RUNFILES_SYMLINKS_CREATION_FAILURE      RunCommand_Code = 14
 	RunCommand_TEST_ENVIRONMENT_SETUP_INTERRUPTED      RunCommand_Code = 15
+	RunCommand_RUN_UNDER_ENVIRONMENT_CONFLICT          RunCommand_Code = 16
 )
 
 // Enum value maps for RunCommand_Code.
@@ -2901,6 +2927,7 @@ var (
 		13: "RUNFILES_DIRECTORIES_CREATION_FAILURE",
 		14: "RUNFILES_SYMLINKS_CREATION_FAILURE",
 		15: "TEST_ENVIRONMENT_SETUP_INTERRUPTED",
+		16: "RUN_UNDER_ENVIRONMENT_CONFLICT",
 	}
 	RunCommand_Code_value = map[string]int32{
 		"RUN_COMMAND_UNKNOWN":                     0,
@@ -2919,6 +2946,7 @@ var (
 		"RUNFILES_DIRECTORIES_CREATION_FAILURE":   13,
 		"RUNFILES_SYMLINKS_CREATION_FAILURE":      14,
 		"TEST_ENVIRONMENT_SETUP_INTERRUPTED":      15,
+		"RUN_UNDER_ENVIRONMENT_CONFLICT":          16,
 	}
 )
 
@@ -3706,6 +3734,9 @@ const (
 	TestAction_COMMAND_LINE_EXPANSION_FAILURE TestAction_Code = 3
 	TestAction_DUPLICATE_CPU_TAGS             TestAction_Code = 4
 	TestAction_INVALID_CPU_TAG                TestAction_Code = 5
+	// Declared in the 8.x era; master dropped it without reserving the
+	// number.
+	TestAction_MISSING_XML_OUTPUT TestAction_Code = 6
 )
 
 // Enum value maps for TestAction_Code.
@@ -3717,6 +3748,7 @@ var (
 		3: "COMMAND_LINE_EXPANSION_FAILURE",
 		4: "DUPLICATE_CPU_TAGS",
 		5: "INVALID_CPU_TAG",
+		6: "MISSING_XML_OUTPUT",
 	}
 	TestAction_Code_value = map[string]int32{
 		"TEST_ACTION_UNKNOWN":            0,
@@ -3725,6 +3757,7 @@ var (
 		"COMMAND_LINE_EXPANSION_FAILURE": 3,
 		"DUPLICATE_CPU_TAGS":             4,
 		"INVALID_CPU_TAG":                5,
+		"MISSING_XML_OUTPUT":             6,
 	}
 )
 
@@ -4163,6 +4196,7 @@ const (
 	StarlarkLoading_LABEL_CROSSES_PACKAGE_BOUNDARY StarlarkLoading_Code = 8
 	StarlarkLoading_BUILTINS_ERROR                 StarlarkLoading_Code = 9
 	StarlarkLoading_VISIBILITY_ERROR               StarlarkLoading_Code = 10
+	StarlarkLoading_TYPING_ERROR                   StarlarkLoading_Code = 11
 )
 
 // Enum value maps for StarlarkLoading_Code.
@@ -4179,6 +4213,7 @@ var (
 		8:  "LABEL_CROSSES_PACKAGE_BOUNDARY",
 		9:  "BUILTINS_ERROR",
 		10: "VISIBILITY_ERROR",
+		11: "TYPING_ERROR",
 	}
 	StarlarkLoading_Code_value = map[string]int32{
 		"STARLARK_LOADING_UNKNOWN":       0,
@@ -4192,6 +4227,7 @@ var (
 		"LABEL_CROSSES_PACKAGE_BOUNDARY": 8,
 		"BUILTINS_ERROR":                 9,
 		"VISIBILITY_ERROR":               10,
+		"TYPING_ERROR":                   11,
 	}
 )
 
@@ -4393,6 +4429,52 @@ func (ModCommand_Code) EnumDescriptor() ([]byte, []int) {
 	return file_bes_bep_failure_details_proto_rawDescGZIP(), []int{66, 0}
 }
 
+type JniLinking_Code int32
+
+const (
+	JniLinking_JNI_LINKING_UNKNOWN JniLinking_Code = 0
+	JniLinking_JNI_LINKING_ERROR   JniLinking_Code = 1
+)
+
+// Enum value maps for JniLinking_Code.
+var (
+	JniLinking_Code_name = map[int32]string{
+		0: "JNI_LINKING_UNKNOWN",
+		1: "JNI_LINKING_ERROR",
+	}
+	JniLinking_Code_value = map[string]int32{
+		"JNI_LINKING_UNKNOWN": 0,
+		"JNI_LINKING_ERROR":   1,
+	}
+)
+
+func (x JniLinking_Code) Enum() *JniLinking_Code {
+	p := new(JniLinking_Code)
+	*p = x
+	return p
+}
+
+func (x JniLinking_Code) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (JniLinking_Code) Descriptor() protoreflect.EnumDescriptor {
+	return file_bes_bep_failure_details_proto_enumTypes[65].Descriptor()
+}
+
+func (JniLinking_Code) Type() protoreflect.EnumType {
+	return &file_bes_bep_failure_details_proto_enumTypes[65]
+}
+
+func (x JniLinking_Code) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use JniLinking_Code.Descriptor instead.
+func (JniLinking_Code) EnumDescriptor() ([]byte, []int) {
+	return file_bes_bep_failure_details_proto_rawDescGZIP(), []int{67, 0}
+}
+
 type FailureDetailMetadata struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ExitCode      uint32                 `protobuf:"varint,1,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
@@ -4507,6 +4589,7 @@ type FailureDetail struct {
 	//	*FailureDetail_BuildReport
 	//	*FailureDetail_Skyfocus
 	//	*FailureDetail_RemoteAnalysisCaching
+	//	*FailureDetail_JniLinking
 	Category      isFailureDetail_Category `protobuf_oneof:"category"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -5132,6 +5215,15 @@ func (x *FailureDetail) GetRemoteAnalysisCaching() *RemoteAnalysisCaching {
 	return nil
 }
 
+func (x *FailureDetail) GetJniLinking() *JniLinking {
+	if x != nil {
+		if x, ok := x.Category.(*FailureDetail_JniLinking); ok {
+			return x.JniLinking
+		}
+	}
+	return nil
+}
+
 type isFailureDetail_Category interface {
 	isFailureDetail_Category()
 }
@@ -5392,6 +5484,10 @@ type FailureDetail_RemoteAnalysisCaching struct {
 	RemoteAnalysisCaching *RemoteAnalysisCaching `protobuf:"bytes,186,opt,name=remote_analysis_caching,json=remoteAnalysisCaching,proto3,oneof"`
 }
 
+type FailureDetail_JniLinking struct {
+	JniLinking *JniLinking `protobuf:"bytes,190,opt,name=jni_linking,json=jniLinking,proto3,oneof"`
+}
+
 func (*FailureDetail_Interrupted) isFailureDetail_Category() {}
 
 func (*FailureDetail_ExternalRepository) isFailureDetail_Category() {}
@@ -5519,6 +5615,8 @@ func (*FailureDetail_BuildReport) isFailureDetail_Category() {}
 func (*FailureDetail_Skyfocus) isFailureDetail_Category() {}
 
 func (*FailureDetail_RemoteAnalysisCaching) isFailureDetail_Category() {}
+
+func (*FailureDetail_JniLinking) isFailureDetail_Category() {}
 
 type Interrupted struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -5809,8 +5907,12 @@ type Crash struct {
 	Causes []*Throwable `protobuf:"bytes,2,rep,name=causes,proto3" json:"causes,omitempty"`
 	// Set when code is CRASH_OOM.
 	OomCauseCategory Crash_OomCauseCategory `protobuf:"varint,4,opt,name=oom_cause_category,json=oomCauseCategory,proto3,enum=failure_details.Crash_OomCauseCategory" json:"oom_cause_category,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// True when an OutOfMemoryError seen before the crash, not its root
+	// cause, made Bazel report CRASH_OOM. Declared in the 8.x era, replaced
+	// by oom_cause_category = OOM_DETECTOR_OVERRIDE; master reserves 3.
+	OomDetectorOverride bool `protobuf:"varint,3,opt,name=oom_detector_override,json=oomDetectorOverride,proto3" json:"oom_detector_override,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Crash) Reset() {
@@ -5862,6 +5964,13 @@ func (x *Crash) GetOomCauseCategory() Crash_OomCauseCategory {
 		return x.OomCauseCategory
 	}
 	return Crash_NONE
+}
+
+func (x *Crash) GetOomDetectorOverride() bool {
+	if x != nil {
+		return x.OomDetectorOverride
+	}
+	return false
 }
 
 // A Java throwable, flattened.
@@ -8443,6 +8552,50 @@ func (x *ModCommand) GetCode() ModCommand_Code {
 	return ModCommand_MOD_COMMAND_UNKNOWN
 }
 
+type JniLinking struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          JniLinking_Code        `protobuf:"varint,1,opt,name=code,proto3,enum=failure_details.JniLinking_Code" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JniLinking) Reset() {
+	*x = JniLinking{}
+	mi := &file_bes_bep_failure_details_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JniLinking) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JniLinking) ProtoMessage() {}
+
+func (x *JniLinking) ProtoReflect() protoreflect.Message {
+	mi := &file_bes_bep_failure_details_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JniLinking.ProtoReflect.Descriptor instead.
+func (*JniLinking) Descriptor() ([]byte, []int) {
+	return file_bes_bep_failure_details_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *JniLinking) GetCode() JniLinking_Code {
+	if x != nil {
+		return x.Code
+	}
+	return JniLinking_JNI_LINKING_UNKNOWN
+}
+
 var file_bes_bep_failure_details_proto_extTypes = []protoimpl.ExtensionInfo{
 	{
 		ExtendedType:  (*descriptorpb.EnumValueOptions)(nil),
@@ -8466,7 +8619,7 @@ const file_bes_bep_failure_details_proto_rawDesc = "" +
 	"\n" +
 	"\x1dbes/bep/failure_details.proto\x12\x0ffailure_details\x1a google/protobuf/descriptor.proto\"4\n" +
 	"\x15FailureDetailMetadata\x12\x1b\n" +
-	"\texit_code\x18\x01 \x01(\rR\bexitCode\"\xed$\n" +
+	"\texit_code\x18\x01 \x01(\rR\bexitCode\"\xae%\n" +
 	"\rFailureDetail\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12@\n" +
 	"\vinterrupted\x18e \x01(\v2\x1c.failure_details.InterruptedH\x00R\vinterrupted\x12V\n" +
@@ -8543,7 +8696,9 @@ const file_bes_bep_failure_details_proto_rawDesc = "" +
 	"modCommand\x12B\n" +
 	"\fbuild_report\x18\xb8\x01 \x01(\v2\x1c.failure_details.BuildReportH\x00R\vbuildReport\x128\n" +
 	"\bskyfocus\x18\xb9\x01 \x01(\v2\x19.failure_details.SkyfocusH\x00R\bskyfocus\x12a\n" +
-	"\x17remote_analysis_caching\x18\xba\x01 \x01(\v2&.failure_details.RemoteAnalysisCachingH\x00R\x15remoteAnalysisCachingB\n" +
+	"\x17remote_analysis_caching\x18\xba\x01 \x01(\v2&.failure_details.RemoteAnalysisCachingH\x00R\x15remoteAnalysisCaching\x12?\n" +
+	"\vjni_linking\x18\xbe\x01 \x01(\v2\x1b.failure_details.JniLinkingH\x00R\n" +
+	"jniLinkingB\n" +
 	"\n" +
 	"\bcategoryJ\x04\b\x02\x10eJ\x04\bf\x10gJ\x04\bi\x10jJ\x04\bm\x10nJ\x04\bo\x10rJ\x04\bx\x10yJ\x06\b\x80\x01\x10\x81\x01J\x06\b\x83\x01\x10\x84\x01J\x06\b\x85\x01\x10\x86\x01J\x06\b\x8a\x01\x10\x8b\x01J\x06\b\x8f\x01\x10\x90\x01J\x06\b\x95\x01\x10\x96\x01J\x06\b\x9b\x01\x10\x9e\x01J\x06\b\xa5\x01\x10\xa6\x01J\x06\b\xaa\x01\x10\xac\x01J\x06\b\xb0\x01\x10\xb1\x01J\x06\b\xb2\x01\x10\xb3\x01J\x06\b\xb4\x01\x10\xb5\x01J\x06\b\xbb\x01\x10\xbc\x01J\x06\b\xbc\x01\x10\xbd\x01\"\xa8\x05\n" +
 	"\vInterrupted\x125\n" +
@@ -8587,9 +8742,9 @@ const file_bes_bep_failure_details_proto_rawDesc = "" +
 	"\x1dUNSPECIFIED_EXECUTION_FAILURE\x10\f\x1a\x05\xb2C\x02\b\x01\x12\x1a\n" +
 	"\x0fFORBIDDEN_INPUT\x10\r\x1a\x05\xb2C\x02\b\x01\x12\x1f\n" +
 	"\x14REMOTE_CACHE_EVICTED\x10\x0e\x1a\x05\xb2C\x02\b'\x12!\n" +
-	"\x16SPAWN_LOG_IO_EXCEPTION\x10\x0f\x1a\x05\xb2C\x02\b$\"\xf0\x02\n" +
+	"\x16SPAWN_LOG_IO_EXCEPTION\x10\x0f\x1a\x05\xb2C\x02\b$\"\xba\x03\n" +
 	"\x12ExternalRepository\x12<\n" +
-	"\x04code\x18\x01 \x01(\x0e2(.failure_details.ExternalRepository.CodeR\x04code\"\x9b\x02\n" +
+	"\x04code\x18\x01 \x01(\x0e2(.failure_details.ExternalRepository.CodeR\x04code\"\xe5\x02\n" +
 	"\x04Code\x12&\n" +
 	"\x1bEXTERNAL_REPOSITORY_UNKNOWN\x10\x00\x1a\x05\xb2C\x02\b%\x122\n" +
 	"'OVERRIDE_DISALLOWED_MANAGED_DIRECTORIES\x10\x01\x1a\x05\xb2C\x02\b\x02\x12 \n" +
@@ -8597,7 +8752,9 @@ const file_bes_bep_failure_details_proto_rawDesc = "" +
 	"$REPOSITORY_MAPPING_RESOLUTION_FAILED\x10\x03\x1a\x05\xb2C\x02\b%\x12#\n" +
 	"\x18CREDENTIALS_INIT_FAILURE\x10\x04\x1a\x05\xb2C\x02\b\x02\x12\"\n" +
 	"\x17BAD_REPO_CONTENTS_CACHE\x10\x05\x1a\x05\xb2C\x02\b\x02\x12\x1b\n" +
-	"\x10UNKNOWN_REGISTRY\x10\x06\x1a\x05\xb2C\x02\b\x02\"\xb3\x06\n" +
+	"\x10UNKNOWN_REGISTRY\x10\x06\x1a\x05\xb2C\x02\b\x02\x12\x1c\n" +
+	"\x11SYMLINKING_FAILED\x10\a\x1a\x05\xb2C\x02\b\x02\x12*\n" +
+	"\x1fREPOSITORY_MAPPING_IO_EXCEPTION\x10\b\x1a\x05\xb2C\x02\b$\"\xb3\x06\n" +
 	"\rBuildProgress\x127\n" +
 	"\x04code\x18\x01 \x01(\x0e2#.failure_details.BuildProgress.CodeR\x04code\"\xe8\x05\n" +
 	"\x04Code\x12!\n" +
@@ -8618,25 +8775,27 @@ const file_bes_bep_failure_details_proto_rawDesc = "" +
 	",BES_STREAM_COMPLETED_WITH_UNACK_EVENTS_ERROR\x10\x0f\x1a\x05\xb2C\x02\b-\x128\n" +
 	"-BES_STREAM_COMPLETED_WITH_UNSENT_EVENTS_ERROR\x10\x10\x1a\x05\xb2C\x02\b-\x121\n" +
 	"&BES_STREAM_COMPLETED_WITH_REMOTE_ERROR\x10\x13\x1a\x05\xb2C\x02\b-\x122\n" +
-	"'BES_UPLOAD_RETRY_LIMIT_EXCEEDED_FAILURE\x10\x11\x1a\x05\xb2C\x02\b&\"\x04\b\x01\x10\x01\"\x04\b\x02\x10\x02\"\x04\b\x12\x10\x12\"\x04\b\x14\x10\x14\"\xcf\x02\n" +
+	"'BES_UPLOAD_RETRY_LIMIT_EXCEEDED_FAILURE\x10\x11\x1a\x05\xb2C\x02\b&\"\x04\b\x01\x10\x01\"\x04\b\x02\x10\x02\"\x04\b\x12\x10\x12\"\x04\b\x14\x10\x14\"\xee\x02\n" +
 	"\rRemoteOptions\x127\n" +
-	"\x04code\x18\x01 \x01(\x0e2#.failure_details.RemoteOptions.CodeR\x04code\"\x84\x02\n" +
+	"\x04code\x18\x01 \x01(\x0e2#.failure_details.RemoteOptions.CodeR\x04code\"\xa3\x02\n" +
 	"\x04Code\x12!\n" +
 	"\x16REMOTE_OPTIONS_UNKNOWN\x10\x00\x1a\x05\xb2C\x02\b%\x125\n" +
 	"*REMOTE_DEFAULT_EXEC_PROPERTIES_LOGIC_ERROR\x10\x01\x1a\x05\xb2C\x02\b\x02\x12#\n" +
 	"\x18CREDENTIALS_READ_FAILURE\x10\x02\x1a\x05\xb2C\x02\b$\x12$\n" +
 	"\x19CREDENTIALS_WRITE_FAILURE\x10\x03\x1a\x05\xb2C\x02\b$\x12(\n" +
 	"\x1dDOWNLOADER_WITHOUT_GRPC_CACHE\x10\x04\x1a\x05\xb2C\x02\b\x02\x12'\n" +
-	"\x1cEXECUTION_WITH_INVALID_CACHE\x10\x05\x1a\x05\xb2C\x02\b\x02\"\x04\b\x06\x10\x06\"\xa0\x01\n" +
+	"\x1cEXECUTION_WITH_INVALID_CACHE\x10\x05\x1a\x05\xb2C\x02\b\x02\x12#\n" +
+	"\x18EXECUTION_WITH_SCRUBBING\x10\x06\x1a\x05\xb2C\x02\b\x02\"\xa0\x01\n" +
 	"\x11ClientEnvironment\x12;\n" +
 	"\x04code\x18\x01 \x01(\x0e2'.failure_details.ClientEnvironment.CodeR\x04code\"N\n" +
 	"\x04Code\x12%\n" +
 	"\x1aCLIENT_ENVIRONMENT_UNKNOWN\x10\x00\x1a\x05\xb2C\x02\b%\x12\x1f\n" +
-	"\x14CLIENT_CWD_MALFORMED\x10\x01\x1a\x05\xb2C\x02\b\x02\"\xea\x02\n" +
+	"\x14CLIENT_CWD_MALFORMED\x10\x01\x1a\x05\xb2C\x02\b\x02\"\x98\x03\n" +
 	"\x05Crash\x12/\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1b.failure_details.Crash.CodeR\x04code\x122\n" +
 	"\x06causes\x18\x02 \x03(\v2\x1a.failure_details.ThrowableR\x06causes\x12U\n" +
-	"\x12oom_cause_category\x18\x04 \x01(\x0e2'.failure_details.Crash.OomCauseCategoryR\x10oomCauseCategory\"6\n" +
+	"\x12oom_cause_category\x18\x04 \x01(\x0e2'.failure_details.Crash.OomCauseCategoryR\x10oomCauseCategory\x122\n" +
+	"\x15oom_detector_override\x18\x03 \x01(\bR\x13oomDetectorOverride\"6\n" +
 	"\x04Code\x12\x18\n" +
 	"\rCRASH_UNKNOWN\x10\x00\x1a\x05\xb2C\x02\b%\x12\x14\n" +
 	"\tCRASH_OOM\x10\x01\x1a\x05\xb2C\x02\b!\"g\n" +
@@ -8645,7 +8804,7 @@ const file_bes_bep_failure_details_proto_rawDesc = "" +
 	"\aORGANIC\x10\x01\x12\x19\n" +
 	"\x15OOM_DETECTOR_OVERRIDE\x10\x02\x12\x10\n" +
 	"\fGC_THRASHING\x10\x03\x12\x0f\n" +
-	"\vGC_CHURNING\x10\x04J\x04\b\x03\x10\x04\"o\n" +
+	"\vGC_CHURNING\x10\x04\"o\n" +
 	"\tThrowable\x12'\n" +
 	"\x0fthrowable_class\x18\x01 \x01(\tR\x0ethrowableClass\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +
@@ -8663,14 +8822,16 @@ const file_bes_bep_failure_details_proto_rawDesc = "" +
 	"\x04Code\x12\x1f\n" +
 	"\x14BUILD_REPORT_UNKNOWN\x10\x00\x1a\x05\xb2C\x02\b%\x124\n" +
 	")BUILD_REPORT_UPLOADER_NEEDS_PACKAGE_PATHS\x10\x01\x1a\x05\xb2C\x02\b$\x12$\n" +
-	"\x19BUILD_REPORT_WRITE_FAILED\x10\x02\x1a\x05\xb2C\x02\b$\"\xeb\x01\n" +
+	"\x19BUILD_REPORT_WRITE_FAILED\x10\x02\x1a\x05\xb2C\x02\b$\"\xb2\x02\n" +
 	"\bSkyfocus\x122\n" +
-	"\x04code\x18\x01 \x01(\x0e2\x1e.failure_details.Skyfocus.CodeR\x04code\"\xaa\x01\n" +
+	"\x04code\x18\x01 \x01(\x0e2\x1e.failure_details.Skyfocus.CodeR\x04code\"\xf1\x01\n" +
 	"\x04Code\x12%\n" +
 	"\x1aINVALID_ACTIVE_DIRECTORIES\x10\x00\x1a\x05\xb2C\x02\b\x02\x12(\n" +
 	"\x1dNON_ACTIVE_DIRECTORIES_CHANGE\x10\x01\x1a\x05\xb2C\x02\b\x02\x12\x1f\n" +
 	"\x14CONFIGURATION_CHANGE\x10\x02\x1a\x05\xb2C\x02\b\x02\x120\n" +
-	"%DISALLOWED_OPERATION_ON_FOCUSED_GRAPH\x10\x03\x1a\x05\xb2C\x02\b\x02\"\xc4\x02\n" +
+	"%DISALLOWED_OPERATION_ON_FOCUSED_GRAPH\x10\x03\x1a\x05\xb2C\x02\b\x02\x12\x1e\n" +
+	"\x13INVALID_WORKING_SET\x10\x00\x1a\x05\xb2C\x02\b\x02\x12!\n" +
+	"\x16NON_WORKING_SET_CHANGE\x10\x01\x1a\x05\xb2C\x02\b\x02\x1a\x02\x10\x01\"\xc4\x02\n" +
 	"\x15RemoteAnalysisCaching\x12?\n" +
 	"\x04code\x18\x01 \x01(\x0e2+.failure_details.RemoteAnalysisCaching.CodeR\x04code\"\xe9\x01\n" +
 	"\x04Code\x12*\n" +
@@ -8777,9 +8938,9 @@ const file_bes_bep_failure_details_proto_rawDesc = "" +
 	"\x1bFAILED_TO_LOCK_INSTALL_BASE\x10\f\x1a\x05\xb2C\x02\b$\x12\x1e\n" +
 	"\x13REMOTE_FILE_EVICTED\x10\r\x1a\x05\xb2C\x02\b'\"\x04\b\x01\x10\x01\"\x04\b\x02\x10\x02\"\x04\b\a\x10\a\"\x04\b\t\x10\t\"\x04\b\n" +
 	"\x10\n" +
-	"\"\xa7\x04\n" +
+	"\"\xd4\x04\n" +
 	"\x10ExecutionOptions\x12:\n" +
-	"\x04code\x18\x01 \x01(\x0e2&.failure_details.ExecutionOptions.CodeR\x04code\"\xd6\x03\n" +
+	"\x04code\x18\x01 \x01(\x0e2&.failure_details.ExecutionOptions.CodeR\x04code\"\x83\x04\n" +
 	"\x04Code\x12$\n" +
 	"\x19EXECUTION_OPTIONS_UNKNOWN\x10\x00\x1a\x05\xb2C\x02\b%\x12\x1b\n" +
 	"\x10INVALID_STRATEGY\x10\x03\x1a\x05\xb2C\x02\b\x02\x12:\n" +
@@ -8791,7 +8952,8 @@ const file_bes_bep_failure_details_proto_rawDesc = "" +
 	"\x12STRATEGY_NOT_FOUND\x10\t\x1a\x05\xb2C\x02\b\x02\x12)\n" +
 	"\x1eDYNAMIC_STRATEGY_NOT_SANDBOXED\x10\n" +
 	"\x1a\x05\xb2C\x02\b\x02\x12)\n" +
-	"\x1eMULTIPLE_EXECUTION_LOG_FORMATS\x10\v\x1a\x05\xb2C\x02\b\x02\"\x04\b\x01\x10\x01\"\x04\b\x02\x10\x02\"\x04\b\f\x10\f\"\x04\b\r\x10\r\"\x9c\x05\n" +
+	"\x1eMULTIPLE_EXECUTION_LOG_FORMATS\x10\v\x1a\x05\xb2C\x02\b\x02\x12+\n" +
+	" EXECUTION_LOG_STREAMING_DISABLED\x10\x0e\x1a\x05\xb2C\x02\b\x02\"\x04\b\x01\x10\x01\"\x04\b\x02\x10\x02\"\x04\b\f\x10\f\"\x04\b\r\x10\r\"\x9c\x05\n" +
 	"\aCommand\x121\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1d.failure_details.Command.CodeR\x04code\"\xdd\x04\n" +
 	"\x04Code\x12\"\n" +
@@ -9078,10 +9240,10 @@ const file_bes_bep_failure_details_proto_rawDesc = "" +
 	"\x04Code\x12\"\n" +
 	"\x17PROFILE_COMMAND_UNKNOWN\x10\x00\x1a\x05\xb2C\x02\b%\x12(\n" +
 	"\x1dOLD_BINARY_FORMAT_UNSUPPORTED\x10\x01\x1a\x05\xb2C\x02\b\x01\x12\x1c\n" +
-	"\x11FILE_READ_FAILURE\x10\x02\x1a\x05\xb2C\x02\b\x01\"\xcc\x05\n" +
+	"\x11FILE_READ_FAILURE\x10\x02\x1a\x05\xb2C\x02\b\x01\"\xf7\x05\n" +
 	"\n" +
 	"RunCommand\x124\n" +
-	"\x04code\x18\x01 \x01(\x0e2 .failure_details.RunCommand.CodeR\x04code\"\x87\x05\n" +
+	"\x04code\x18\x01 \x01(\x0e2 .failure_details.RunCommand.CodeR\x04code\"\xb2\x05\n" +
 	"\x04Code\x12\x1e\n" +
 	"\x13RUN_COMMAND_UNKNOWN\x10\x00\x1a\x05\xb2C\x02\b%\x12\x1e\n" +
 	"\x13NO_TARGET_SPECIFIED\x10\x01\x1a\x05\xb2C\x02\b\x02\x12%\n" +
@@ -9099,7 +9261,8 @@ const file_bes_bep_failure_details_proto_rawDesc = "" +
 	"\x14SCRIPT_WRITE_FAILURE\x10\f\x1a\x05\xb2C\x02\b\x06\x120\n" +
 	"%RUNFILES_DIRECTORIES_CREATION_FAILURE\x10\r\x1a\x05\xb2C\x02\b$\x12-\n" +
 	"\"RUNFILES_SYMLINKS_CREATION_FAILURE\x10\x0e\x1a\x05\xb2C\x02\b$\x12-\n" +
-	"\"TEST_ENVIRONMENT_SETUP_INTERRUPTED\x10\x0f\x1a\x05\xb2C\x02\b\b\"\x90\x01\n" +
+	"\"TEST_ENVIRONMENT_SETUP_INTERRUPTED\x10\x0f\x1a\x05\xb2C\x02\b\b\x12)\n" +
+	"\x1eRUN_UNDER_ENVIRONMENT_CONFLICT\x10\x10\x1a\x05\xb2C\x02\b\x02\"\x90\x01\n" +
 	"\x0eVersionCommand\x128\n" +
 	"\x04code\x18\x01 \x01(\x0e2$.failure_details.VersionCommand.CodeR\x04code\"D\n" +
 	"\x04Code\x12\"\n" +
@@ -9217,17 +9380,18 @@ const file_bes_bep_failure_details_proto_rawDesc = "" +
 	"\x12LTO_ACTION_UNKNOWN\x10\x00\x1a\x05\xb2C\x02\b%\x12+\n" +
 	" INVALID_ABSOLUTE_PATH_IN_IMPORTS\x10\x01\x1a\x05\xb2C\x02\b\x01\x12 \n" +
 	"\x15MISSING_BITCODE_FILES\x10\x02\x1a\x05\xb2C\x02\b\x01\x12$\n" +
-	"\x19IMPORTS_READ_IO_EXCEPTION\x10\x03\x1a\x05\xb2C\x02\b\x01\"\x9c\x02\n" +
+	"\x19IMPORTS_READ_IO_EXCEPTION\x10\x03\x1a\x05\xb2C\x02\b\x01\"\xbb\x02\n" +
 	"\n" +
 	"TestAction\x124\n" +
-	"\x04code\x18\x01 \x01(\x0e2 .failure_details.TestAction.CodeR\x04code\"\xd7\x01\n" +
+	"\x04code\x18\x01 \x01(\x0e2 .failure_details.TestAction.CodeR\x04code\"\xf6\x01\n" +
 	"\x04Code\x12\x1e\n" +
 	"\x13TEST_ACTION_UNKNOWN\x10\x00\x1a\x05\xb2C\x02\b%\x12%\n" +
 	"\x1aNO_KEEP_GOING_TEST_FAILURE\x10\x01\x1a\x05\xb2C\x02\b\x01\x12\"\n" +
 	"\x17LOCAL_TEST_PREREQ_UNMET\x10\x02\x1a\x05\xb2C\x02\b\x01\x12)\n" +
 	"\x1eCOMMAND_LINE_EXPANSION_FAILURE\x10\x03\x1a\x05\xb2C\x02\b\x01\x12\x1d\n" +
 	"\x12DUPLICATE_CPU_TAGS\x10\x04\x1a\x05\xb2C\x02\b\x01\x12\x1a\n" +
-	"\x0fINVALID_CPU_TAG\x10\x05\x1a\x05\xb2C\x02\b\x01\"\xf7\x03\n" +
+	"\x0fINVALID_CPU_TAG\x10\x05\x1a\x05\xb2C\x02\b\x01\x12\x1d\n" +
+	"\x12MISSING_XML_OUTPUT\x10\x06\x1a\x05\xb2C\x02\b\x01\"\xf7\x03\n" +
 	"\x06Worker\x120\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1c.failure_details.Worker.CodeR\x04code\"\xba\x03\n" +
 	"\x04Code\x12\x19\n" +
@@ -9320,9 +9484,9 @@ const file_bes_bep_failure_details_proto_rawDesc = "" +
 	"\x11INVALID_TOOLCHAIN\x10\x04\x1a\x05\xb2C\x02\b\x01\x12)\n" +
 	"\x1eNO_MATCHING_EXECUTION_PLATFORM\x10\x05\x1a\x05\xb2C\x02\b\x01\x12 \n" +
 	"\x15NO_MATCHING_TOOLCHAIN\x10\x06\x1a\x05\xb2C\x02\b\x01\x12!\n" +
-	"\x16INVALID_TOOLCHAIN_TYPE\x10\a\x1a\x05\xb2C\x02\b\x01\"\x94\x03\n" +
+	"\x16INVALID_TOOLCHAIN_TYPE\x10\a\x1a\x05\xb2C\x02\b\x01\"\xad\x03\n" +
 	"\x0fStarlarkLoading\x129\n" +
-	"\x04code\x18\x01 \x01(\x0e2%.failure_details.StarlarkLoading.CodeR\x04code\"\xc5\x02\n" +
+	"\x04code\x18\x01 \x01(\x0e2%.failure_details.StarlarkLoading.CodeR\x04code\"\xde\x02\n" +
 	"\x04Code\x12#\n" +
 	"\x18STARLARK_LOADING_UNKNOWN\x10\x00\x1a\x05\xb2C\x02\b%\x12\x10\n" +
 	"\x05CYCLE\x10\x01\x1a\x05\xb2C\x02\b\x01\x12\x18\n" +
@@ -9336,7 +9500,8 @@ const file_bes_bep_failure_details_proto_rawDesc = "" +
 	"\x1eLABEL_CROSSES_PACKAGE_BOUNDARY\x10\b\x1a\x05\xb2C\x02\b\x01\x12\x19\n" +
 	"\x0eBUILTINS_ERROR\x10\t\x1a\x05\xb2C\x02\b\x01\x12\x1b\n" +
 	"\x10VISIBILITY_ERROR\x10\n" +
-	"\x1a\x05\xb2C\x02\b\x01\"\xef\x02\n" +
+	"\x1a\x05\xb2C\x02\b\x01\x12\x17\n" +
+	"\fTYPING_ERROR\x10\v\x1a\x05\xb2C\x02\b\x01\"\xef\x02\n" +
 	"\fExternalDeps\x126\n" +
 	"\x04code\x18\x01 \x01(\x0e2\".failure_details.ExternalDeps.CodeR\x04code\"\xa6\x02\n" +
 	"\x04Code\x12 \n" +
@@ -9364,7 +9529,13 @@ const file_bes_bep_failure_details_proto_rawDesc = "" +
 	"\x12TOO_MANY_ARGUMENTS\x10\x02\x1a\x05\xb2C\x02\b\x02\x12\x1c\n" +
 	"\x11INVALID_ARGUMENTS\x10\x03\x1a\x05\xb2C\x02\b\x02\x12\x1b\n" +
 	"\x10BUILDOZER_FAILED\x10\x04\x1a\x05\xb2C\x02\b\x02\x12(\n" +
-	"\x1dERROR_DURING_GRAPH_INSPECTION\x10\x05\x1a\x05\xb2C\x02\b\x02:f\n" +
+	"\x1dERROR_DURING_GRAPH_INSPECTION\x10\x05\x1a\x05\xb2C\x02\b\x02\"\x88\x01\n" +
+	"\n" +
+	"JniLinking\x124\n" +
+	"\x04code\x18\x01 \x01(\x0e2 .failure_details.JniLinking.CodeR\x04code\"D\n" +
+	"\x04Code\x12\x1e\n" +
+	"\x13JNI_LINKING_UNKNOWN\x10\x00\x1a\x05\xb2C\x02\b%\x12\x1c\n" +
+	"\x11JNI_LINKING_ERROR\x10\x01\x1a\x05\xb2C\x02\b$:f\n" +
 	"\bmetadata\x12!.google.protobuf.EnumValueOptions\x18\xb6\b \x01(\v2&.failure_details.FailureDetailMetadataR\bmetadataBBZ@github.com/bes-cli/bes/bepfile/bep/failuredetails;failuredetailsb\x06proto3"
 
 var (
@@ -9379,8 +9550,8 @@ func file_bes_bep_failure_details_proto_rawDescGZIP() []byte {
 	return file_bes_bep_failure_details_proto_rawDescData
 }
 
-var file_bes_bep_failure_details_proto_enumTypes = make([]protoimpl.EnumInfo, 65)
-var file_bes_bep_failure_details_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
+var file_bes_bep_failure_details_proto_enumTypes = make([]protoimpl.EnumInfo, 66)
+var file_bes_bep_failure_details_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
 var file_bes_bep_failure_details_proto_goTypes = []any{
 	(Interrupted_Code)(0),                 // 0: failure_details.Interrupted.Code
 	(Spawn_Code)(0),                       // 1: failure_details.Spawn.Code
@@ -9447,214 +9618,218 @@ var file_bes_bep_failure_details_proto_goTypes = []any{
 	(ExternalDeps_Code)(0),                // 62: failure_details.ExternalDeps.Code
 	(DiffAwareness_Code)(0),               // 63: failure_details.DiffAwareness.Code
 	(ModCommand_Code)(0),                  // 64: failure_details.ModCommand.Code
-	(*FailureDetailMetadata)(nil),         // 65: failure_details.FailureDetailMetadata
-	(*FailureDetail)(nil),                 // 66: failure_details.FailureDetail
-	(*Interrupted)(nil),                   // 67: failure_details.Interrupted
-	(*Spawn)(nil),                         // 68: failure_details.Spawn
-	(*ExternalRepository)(nil),            // 69: failure_details.ExternalRepository
-	(*BuildProgress)(nil),                 // 70: failure_details.BuildProgress
-	(*RemoteOptions)(nil),                 // 71: failure_details.RemoteOptions
-	(*ClientEnvironment)(nil),             // 72: failure_details.ClientEnvironment
-	(*Crash)(nil),                         // 73: failure_details.Crash
-	(*Throwable)(nil),                     // 74: failure_details.Throwable
-	(*SymlinkForest)(nil),                 // 75: failure_details.SymlinkForest
-	(*BuildReport)(nil),                   // 76: failure_details.BuildReport
-	(*Skyfocus)(nil),                      // 77: failure_details.Skyfocus
-	(*RemoteAnalysisCaching)(nil),         // 78: failure_details.RemoteAnalysisCaching
-	(*PackageOptions)(nil),                // 79: failure_details.PackageOptions
-	(*RemoteExecution)(nil),               // 80: failure_details.RemoteExecution
-	(*Execution)(nil),                     // 81: failure_details.Execution
-	(*Workspaces)(nil),                    // 82: failure_details.Workspaces
-	(*CrashOptions)(nil),                  // 83: failure_details.CrashOptions
-	(*Filesystem)(nil),                    // 84: failure_details.Filesystem
-	(*ExecutionOptions)(nil),              // 85: failure_details.ExecutionOptions
-	(*Command)(nil),                       // 86: failure_details.Command
-	(*GrpcServer)(nil),                    // 87: failure_details.GrpcServer
-	(*CanonicalizeFlags)(nil),             // 88: failure_details.CanonicalizeFlags
-	(*BuildConfiguration)(nil),            // 89: failure_details.BuildConfiguration
-	(*InfoCommand)(nil),                   // 90: failure_details.InfoCommand
-	(*MemoryOptions)(nil),                 // 91: failure_details.MemoryOptions
-	(*Query)(nil),                         // 92: failure_details.Query
-	(*LocalExecution)(nil),                // 93: failure_details.LocalExecution
-	(*ActionCache)(nil),                   // 94: failure_details.ActionCache
-	(*FetchCommand)(nil),                  // 95: failure_details.FetchCommand
-	(*SyncCommand)(nil),                   // 96: failure_details.SyncCommand
-	(*Sandbox)(nil),                       // 97: failure_details.Sandbox
-	(*IncludeScanning)(nil),               // 98: failure_details.IncludeScanning
-	(*TestCommand)(nil),                   // 99: failure_details.TestCommand
-	(*ActionQuery)(nil),                   // 100: failure_details.ActionQuery
-	(*TargetPatterns)(nil),                // 101: failure_details.TargetPatterns
-	(*CleanCommand)(nil),                  // 102: failure_details.CleanCommand
-	(*ConfigCommand)(nil),                 // 103: failure_details.ConfigCommand
-	(*ConfigurableQuery)(nil),             // 104: failure_details.ConfigurableQuery
-	(*DumpCommand)(nil),                   // 105: failure_details.DumpCommand
-	(*HelpCommand)(nil),                   // 106: failure_details.HelpCommand
-	(*MobileInstall)(nil),                 // 107: failure_details.MobileInstall
-	(*ProfileCommand)(nil),                // 108: failure_details.ProfileCommand
-	(*RunCommand)(nil),                    // 109: failure_details.RunCommand
-	(*VersionCommand)(nil),                // 110: failure_details.VersionCommand
-	(*PrintActionCommand)(nil),            // 111: failure_details.PrintActionCommand
-	(*WorkspaceStatus)(nil),               // 112: failure_details.WorkspaceStatus
-	(*JavaCompile)(nil),                   // 113: failure_details.JavaCompile
-	(*ActionRewinding)(nil),               // 114: failure_details.ActionRewinding
-	(*CppCompile)(nil),                    // 115: failure_details.CppCompile
-	(*StarlarkAction)(nil),                // 116: failure_details.StarlarkAction
-	(*NinjaAction)(nil),                   // 117: failure_details.NinjaAction
-	(*DynamicExecution)(nil),              // 118: failure_details.DynamicExecution
-	(*FailAction)(nil),                    // 119: failure_details.FailAction
-	(*SymlinkAction)(nil),                 // 120: failure_details.SymlinkAction
-	(*CppLink)(nil),                       // 121: failure_details.CppLink
-	(*LtoAction)(nil),                     // 122: failure_details.LtoAction
-	(*TestAction)(nil),                    // 123: failure_details.TestAction
-	(*Worker)(nil),                        // 124: failure_details.Worker
-	(*Analysis)(nil),                      // 125: failure_details.Analysis
-	(*PackageLoading)(nil),                // 126: failure_details.PackageLoading
-	(*Toolchain)(nil),                     // 127: failure_details.Toolchain
-	(*StarlarkLoading)(nil),               // 128: failure_details.StarlarkLoading
-	(*ExternalDeps)(nil),                  // 129: failure_details.ExternalDeps
-	(*DiffAwareness)(nil),                 // 130: failure_details.DiffAwareness
-	(*ModCommand)(nil),                    // 131: failure_details.ModCommand
-	(*descriptorpb.EnumValueOptions)(nil), // 132: google.protobuf.EnumValueOptions
+	(JniLinking_Code)(0),                  // 65: failure_details.JniLinking.Code
+	(*FailureDetailMetadata)(nil),         // 66: failure_details.FailureDetailMetadata
+	(*FailureDetail)(nil),                 // 67: failure_details.FailureDetail
+	(*Interrupted)(nil),                   // 68: failure_details.Interrupted
+	(*Spawn)(nil),                         // 69: failure_details.Spawn
+	(*ExternalRepository)(nil),            // 70: failure_details.ExternalRepository
+	(*BuildProgress)(nil),                 // 71: failure_details.BuildProgress
+	(*RemoteOptions)(nil),                 // 72: failure_details.RemoteOptions
+	(*ClientEnvironment)(nil),             // 73: failure_details.ClientEnvironment
+	(*Crash)(nil),                         // 74: failure_details.Crash
+	(*Throwable)(nil),                     // 75: failure_details.Throwable
+	(*SymlinkForest)(nil),                 // 76: failure_details.SymlinkForest
+	(*BuildReport)(nil),                   // 77: failure_details.BuildReport
+	(*Skyfocus)(nil),                      // 78: failure_details.Skyfocus
+	(*RemoteAnalysisCaching)(nil),         // 79: failure_details.RemoteAnalysisCaching
+	(*PackageOptions)(nil),                // 80: failure_details.PackageOptions
+	(*RemoteExecution)(nil),               // 81: failure_details.RemoteExecution
+	(*Execution)(nil),                     // 82: failure_details.Execution
+	(*Workspaces)(nil),                    // 83: failure_details.Workspaces
+	(*CrashOptions)(nil),                  // 84: failure_details.CrashOptions
+	(*Filesystem)(nil),                    // 85: failure_details.Filesystem
+	(*ExecutionOptions)(nil),              // 86: failure_details.ExecutionOptions
+	(*Command)(nil),                       // 87: failure_details.Command
+	(*GrpcServer)(nil),                    // 88: failure_details.GrpcServer
+	(*CanonicalizeFlags)(nil),             // 89: failure_details.CanonicalizeFlags
+	(*BuildConfiguration)(nil),            // 90: failure_details.BuildConfiguration
+	(*InfoCommand)(nil),                   // 91: failure_details.InfoCommand
+	(*MemoryOptions)(nil),                 // 92: failure_details.MemoryOptions
+	(*Query)(nil),                         // 93: failure_details.Query
+	(*LocalExecution)(nil),                // 94: failure_details.LocalExecution
+	(*ActionCache)(nil),                   // 95: failure_details.ActionCache
+	(*FetchCommand)(nil),                  // 96: failure_details.FetchCommand
+	(*SyncCommand)(nil),                   // 97: failure_details.SyncCommand
+	(*Sandbox)(nil),                       // 98: failure_details.Sandbox
+	(*IncludeScanning)(nil),               // 99: failure_details.IncludeScanning
+	(*TestCommand)(nil),                   // 100: failure_details.TestCommand
+	(*ActionQuery)(nil),                   // 101: failure_details.ActionQuery
+	(*TargetPatterns)(nil),                // 102: failure_details.TargetPatterns
+	(*CleanCommand)(nil),                  // 103: failure_details.CleanCommand
+	(*ConfigCommand)(nil),                 // 104: failure_details.ConfigCommand
+	(*ConfigurableQuery)(nil),             // 105: failure_details.ConfigurableQuery
+	(*DumpCommand)(nil),                   // 106: failure_details.DumpCommand
+	(*HelpCommand)(nil),                   // 107: failure_details.HelpCommand
+	(*MobileInstall)(nil),                 // 108: failure_details.MobileInstall
+	(*ProfileCommand)(nil),                // 109: failure_details.ProfileCommand
+	(*RunCommand)(nil),                    // 110: failure_details.RunCommand
+	(*VersionCommand)(nil),                // 111: failure_details.VersionCommand
+	(*PrintActionCommand)(nil),            // 112: failure_details.PrintActionCommand
+	(*WorkspaceStatus)(nil),               // 113: failure_details.WorkspaceStatus
+	(*JavaCompile)(nil),                   // 114: failure_details.JavaCompile
+	(*ActionRewinding)(nil),               // 115: failure_details.ActionRewinding
+	(*CppCompile)(nil),                    // 116: failure_details.CppCompile
+	(*StarlarkAction)(nil),                // 117: failure_details.StarlarkAction
+	(*NinjaAction)(nil),                   // 118: failure_details.NinjaAction
+	(*DynamicExecution)(nil),              // 119: failure_details.DynamicExecution
+	(*FailAction)(nil),                    // 120: failure_details.FailAction
+	(*SymlinkAction)(nil),                 // 121: failure_details.SymlinkAction
+	(*CppLink)(nil),                       // 122: failure_details.CppLink
+	(*LtoAction)(nil),                     // 123: failure_details.LtoAction
+	(*TestAction)(nil),                    // 124: failure_details.TestAction
+	(*Worker)(nil),                        // 125: failure_details.Worker
+	(*Analysis)(nil),                      // 126: failure_details.Analysis
+	(*PackageLoading)(nil),                // 127: failure_details.PackageLoading
+	(*Toolchain)(nil),                     // 128: failure_details.Toolchain
+	(*StarlarkLoading)(nil),               // 129: failure_details.StarlarkLoading
+	(*ExternalDeps)(nil),                  // 130: failure_details.ExternalDeps
+	(*DiffAwareness)(nil),                 // 131: failure_details.DiffAwareness
+	(*ModCommand)(nil),                    // 132: failure_details.ModCommand
+	(*JniLinking)(nil),                    // 133: failure_details.JniLinking
+	(*descriptorpb.EnumValueOptions)(nil), // 134: google.protobuf.EnumValueOptions
 }
 var file_bes_bep_failure_details_proto_depIdxs = []int32{
-	67,  // 0: failure_details.FailureDetail.interrupted:type_name -> failure_details.Interrupted
-	69,  // 1: failure_details.FailureDetail.external_repository:type_name -> failure_details.ExternalRepository
-	70,  // 2: failure_details.FailureDetail.build_progress:type_name -> failure_details.BuildProgress
-	71,  // 3: failure_details.FailureDetail.remote_options:type_name -> failure_details.RemoteOptions
-	72,  // 4: failure_details.FailureDetail.client_environment:type_name -> failure_details.ClientEnvironment
-	73,  // 5: failure_details.FailureDetail.crash:type_name -> failure_details.Crash
-	75,  // 6: failure_details.FailureDetail.symlink_forest:type_name -> failure_details.SymlinkForest
-	79,  // 7: failure_details.FailureDetail.package_options:type_name -> failure_details.PackageOptions
-	80,  // 8: failure_details.FailureDetail.remote_execution:type_name -> failure_details.RemoteExecution
-	81,  // 9: failure_details.FailureDetail.execution:type_name -> failure_details.Execution
-	82,  // 10: failure_details.FailureDetail.workspaces:type_name -> failure_details.Workspaces
-	83,  // 11: failure_details.FailureDetail.crash_options:type_name -> failure_details.CrashOptions
-	84,  // 12: failure_details.FailureDetail.filesystem:type_name -> failure_details.Filesystem
-	85,  // 13: failure_details.FailureDetail.execution_options:type_name -> failure_details.ExecutionOptions
-	86,  // 14: failure_details.FailureDetail.command:type_name -> failure_details.Command
-	68,  // 15: failure_details.FailureDetail.spawn:type_name -> failure_details.Spawn
-	87,  // 16: failure_details.FailureDetail.grpc_server:type_name -> failure_details.GrpcServer
-	88,  // 17: failure_details.FailureDetail.canonicalize_flags:type_name -> failure_details.CanonicalizeFlags
-	89,  // 18: failure_details.FailureDetail.build_configuration:type_name -> failure_details.BuildConfiguration
-	90,  // 19: failure_details.FailureDetail.info_command:type_name -> failure_details.InfoCommand
-	91,  // 20: failure_details.FailureDetail.memory_options:type_name -> failure_details.MemoryOptions
-	92,  // 21: failure_details.FailureDetail.query:type_name -> failure_details.Query
-	93,  // 22: failure_details.FailureDetail.local_execution:type_name -> failure_details.LocalExecution
-	94,  // 23: failure_details.FailureDetail.action_cache:type_name -> failure_details.ActionCache
-	95,  // 24: failure_details.FailureDetail.fetch_command:type_name -> failure_details.FetchCommand
-	96,  // 25: failure_details.FailureDetail.sync_command:type_name -> failure_details.SyncCommand
-	97,  // 26: failure_details.FailureDetail.sandbox:type_name -> failure_details.Sandbox
-	98,  // 27: failure_details.FailureDetail.include_scanning:type_name -> failure_details.IncludeScanning
-	99,  // 28: failure_details.FailureDetail.test_command:type_name -> failure_details.TestCommand
-	100, // 29: failure_details.FailureDetail.action_query:type_name -> failure_details.ActionQuery
-	101, // 30: failure_details.FailureDetail.target_patterns:type_name -> failure_details.TargetPatterns
-	102, // 31: failure_details.FailureDetail.clean_command:type_name -> failure_details.CleanCommand
-	103, // 32: failure_details.FailureDetail.config_command:type_name -> failure_details.ConfigCommand
-	104, // 33: failure_details.FailureDetail.configurable_query:type_name -> failure_details.ConfigurableQuery
-	105, // 34: failure_details.FailureDetail.dump_command:type_name -> failure_details.DumpCommand
-	106, // 35: failure_details.FailureDetail.help_command:type_name -> failure_details.HelpCommand
-	107, // 36: failure_details.FailureDetail.mobile_install:type_name -> failure_details.MobileInstall
-	108, // 37: failure_details.FailureDetail.profile_command:type_name -> failure_details.ProfileCommand
-	109, // 38: failure_details.FailureDetail.run_command:type_name -> failure_details.RunCommand
-	110, // 39: failure_details.FailureDetail.version_command:type_name -> failure_details.VersionCommand
-	111, // 40: failure_details.FailureDetail.print_action_command:type_name -> failure_details.PrintActionCommand
-	112, // 41: failure_details.FailureDetail.workspace_status:type_name -> failure_details.WorkspaceStatus
-	113, // 42: failure_details.FailureDetail.java_compile:type_name -> failure_details.JavaCompile
-	114, // 43: failure_details.FailureDetail.action_rewinding:type_name -> failure_details.ActionRewinding
-	115, // 44: failure_details.FailureDetail.cpp_compile:type_name -> failure_details.CppCompile
-	116, // 45: failure_details.FailureDetail.starlark_action:type_name -> failure_details.StarlarkAction
-	117, // 46: failure_details.FailureDetail.ninja_action:type_name -> failure_details.NinjaAction
-	118, // 47: failure_details.FailureDetail.dynamic_execution:type_name -> failure_details.DynamicExecution
-	119, // 48: failure_details.FailureDetail.fail_action:type_name -> failure_details.FailAction
-	120, // 49: failure_details.FailureDetail.symlink_action:type_name -> failure_details.SymlinkAction
-	121, // 50: failure_details.FailureDetail.cpp_link:type_name -> failure_details.CppLink
-	122, // 51: failure_details.FailureDetail.lto_action:type_name -> failure_details.LtoAction
-	123, // 52: failure_details.FailureDetail.test_action:type_name -> failure_details.TestAction
-	124, // 53: failure_details.FailureDetail.worker:type_name -> failure_details.Worker
-	125, // 54: failure_details.FailureDetail.analysis:type_name -> failure_details.Analysis
-	126, // 55: failure_details.FailureDetail.package_loading:type_name -> failure_details.PackageLoading
-	127, // 56: failure_details.FailureDetail.toolchain:type_name -> failure_details.Toolchain
-	128, // 57: failure_details.FailureDetail.starlark_loading:type_name -> failure_details.StarlarkLoading
-	129, // 58: failure_details.FailureDetail.external_deps:type_name -> failure_details.ExternalDeps
-	130, // 59: failure_details.FailureDetail.diff_awareness:type_name -> failure_details.DiffAwareness
-	131, // 60: failure_details.FailureDetail.mod_command:type_name -> failure_details.ModCommand
-	76,  // 61: failure_details.FailureDetail.build_report:type_name -> failure_details.BuildReport
-	77,  // 62: failure_details.FailureDetail.skyfocus:type_name -> failure_details.Skyfocus
-	78,  // 63: failure_details.FailureDetail.remote_analysis_caching:type_name -> failure_details.RemoteAnalysisCaching
-	0,   // 64: failure_details.Interrupted.code:type_name -> failure_details.Interrupted.Code
-	1,   // 65: failure_details.Spawn.code:type_name -> failure_details.Spawn.Code
-	2,   // 66: failure_details.ExternalRepository.code:type_name -> failure_details.ExternalRepository.Code
-	3,   // 67: failure_details.BuildProgress.code:type_name -> failure_details.BuildProgress.Code
-	4,   // 68: failure_details.RemoteOptions.code:type_name -> failure_details.RemoteOptions.Code
-	5,   // 69: failure_details.ClientEnvironment.code:type_name -> failure_details.ClientEnvironment.Code
-	6,   // 70: failure_details.Crash.code:type_name -> failure_details.Crash.Code
-	74,  // 71: failure_details.Crash.causes:type_name -> failure_details.Throwable
-	7,   // 72: failure_details.Crash.oom_cause_category:type_name -> failure_details.Crash.OomCauseCategory
-	8,   // 73: failure_details.SymlinkForest.code:type_name -> failure_details.SymlinkForest.Code
-	9,   // 74: failure_details.BuildReport.code:type_name -> failure_details.BuildReport.Code
-	10,  // 75: failure_details.Skyfocus.code:type_name -> failure_details.Skyfocus.Code
-	11,  // 76: failure_details.RemoteAnalysisCaching.code:type_name -> failure_details.RemoteAnalysisCaching.Code
-	12,  // 77: failure_details.PackageOptions.code:type_name -> failure_details.PackageOptions.Code
-	13,  // 78: failure_details.RemoteExecution.code:type_name -> failure_details.RemoteExecution.Code
-	14,  // 79: failure_details.Execution.code:type_name -> failure_details.Execution.Code
-	15,  // 80: failure_details.Workspaces.code:type_name -> failure_details.Workspaces.Code
-	16,  // 81: failure_details.CrashOptions.code:type_name -> failure_details.CrashOptions.Code
-	17,  // 82: failure_details.Filesystem.code:type_name -> failure_details.Filesystem.Code
-	18,  // 83: failure_details.ExecutionOptions.code:type_name -> failure_details.ExecutionOptions.Code
-	19,  // 84: failure_details.Command.code:type_name -> failure_details.Command.Code
-	20,  // 85: failure_details.GrpcServer.code:type_name -> failure_details.GrpcServer.Code
-	21,  // 86: failure_details.CanonicalizeFlags.code:type_name -> failure_details.CanonicalizeFlags.Code
-	22,  // 87: failure_details.BuildConfiguration.code:type_name -> failure_details.BuildConfiguration.Code
-	23,  // 88: failure_details.InfoCommand.code:type_name -> failure_details.InfoCommand.Code
-	24,  // 89: failure_details.MemoryOptions.code:type_name -> failure_details.MemoryOptions.Code
-	25,  // 90: failure_details.Query.code:type_name -> failure_details.Query.Code
-	26,  // 91: failure_details.LocalExecution.code:type_name -> failure_details.LocalExecution.Code
-	27,  // 92: failure_details.ActionCache.code:type_name -> failure_details.ActionCache.Code
-	28,  // 93: failure_details.FetchCommand.code:type_name -> failure_details.FetchCommand.Code
-	29,  // 94: failure_details.SyncCommand.code:type_name -> failure_details.SyncCommand.Code
-	30,  // 95: failure_details.Sandbox.code:type_name -> failure_details.Sandbox.Code
-	31,  // 96: failure_details.IncludeScanning.code:type_name -> failure_details.IncludeScanning.Code
-	59,  // 97: failure_details.IncludeScanning.package_loading_code:type_name -> failure_details.PackageLoading.Code
-	32,  // 98: failure_details.TestCommand.code:type_name -> failure_details.TestCommand.Code
-	33,  // 99: failure_details.ActionQuery.code:type_name -> failure_details.ActionQuery.Code
-	34,  // 100: failure_details.TargetPatterns.code:type_name -> failure_details.TargetPatterns.Code
-	35,  // 101: failure_details.CleanCommand.code:type_name -> failure_details.CleanCommand.Code
-	36,  // 102: failure_details.ConfigCommand.code:type_name -> failure_details.ConfigCommand.Code
-	37,  // 103: failure_details.ConfigurableQuery.code:type_name -> failure_details.ConfigurableQuery.Code
-	38,  // 104: failure_details.DumpCommand.code:type_name -> failure_details.DumpCommand.Code
-	39,  // 105: failure_details.HelpCommand.code:type_name -> failure_details.HelpCommand.Code
-	40,  // 106: failure_details.MobileInstall.code:type_name -> failure_details.MobileInstall.Code
-	41,  // 107: failure_details.ProfileCommand.code:type_name -> failure_details.ProfileCommand.Code
-	42,  // 108: failure_details.RunCommand.code:type_name -> failure_details.RunCommand.Code
-	43,  // 109: failure_details.VersionCommand.code:type_name -> failure_details.VersionCommand.Code
-	44,  // 110: failure_details.PrintActionCommand.code:type_name -> failure_details.PrintActionCommand.Code
-	45,  // 111: failure_details.WorkspaceStatus.code:type_name -> failure_details.WorkspaceStatus.Code
-	46,  // 112: failure_details.JavaCompile.code:type_name -> failure_details.JavaCompile.Code
-	47,  // 113: failure_details.ActionRewinding.code:type_name -> failure_details.ActionRewinding.Code
-	48,  // 114: failure_details.CppCompile.code:type_name -> failure_details.CppCompile.Code
-	49,  // 115: failure_details.StarlarkAction.code:type_name -> failure_details.StarlarkAction.Code
-	50,  // 116: failure_details.NinjaAction.code:type_name -> failure_details.NinjaAction.Code
-	51,  // 117: failure_details.DynamicExecution.code:type_name -> failure_details.DynamicExecution.Code
-	52,  // 118: failure_details.FailAction.code:type_name -> failure_details.FailAction.Code
-	53,  // 119: failure_details.SymlinkAction.code:type_name -> failure_details.SymlinkAction.Code
-	54,  // 120: failure_details.CppLink.code:type_name -> failure_details.CppLink.Code
-	55,  // 121: failure_details.LtoAction.code:type_name -> failure_details.LtoAction.Code
-	56,  // 122: failure_details.TestAction.code:type_name -> failure_details.TestAction.Code
-	57,  // 123: failure_details.Worker.code:type_name -> failure_details.Worker.Code
-	58,  // 124: failure_details.Analysis.code:type_name -> failure_details.Analysis.Code
-	59,  // 125: failure_details.PackageLoading.code:type_name -> failure_details.PackageLoading.Code
-	60,  // 126: failure_details.Toolchain.code:type_name -> failure_details.Toolchain.Code
-	61,  // 127: failure_details.StarlarkLoading.code:type_name -> failure_details.StarlarkLoading.Code
-	62,  // 128: failure_details.ExternalDeps.code:type_name -> failure_details.ExternalDeps.Code
-	63,  // 129: failure_details.DiffAwareness.code:type_name -> failure_details.DiffAwareness.Code
-	64,  // 130: failure_details.ModCommand.code:type_name -> failure_details.ModCommand.Code
-	132, // 131: failure_details.metadata:extendee -> google.protobuf.EnumValueOptions
-	65,  // 132: failure_details.metadata:type_name -> failure_details.FailureDetailMetadata
-	133, // [133:133] is the sub-list for method output_type
-	133, // [133:133] is the sub-list for method input_type
-	132, // [132:133] is the sub-list for extension type_name
-	131, // [131:132] is the sub-list for extension extendee
-	0,   // [0:131] is the sub-list for field type_name
+	68,  // 0: failure_details.FailureDetail.interrupted:type_name -> failure_details.Interrupted
+	70,  // 1: failure_details.FailureDetail.external_repository:type_name -> failure_details.ExternalRepository
+	71,  // 2: failure_details.FailureDetail.build_progress:type_name -> failure_details.BuildProgress
+	72,  // 3: failure_details.FailureDetail.remote_options:type_name -> failure_details.RemoteOptions
+	73,  // 4: failure_details.FailureDetail.client_environment:type_name -> failure_details.ClientEnvironment
+	74,  // 5: failure_details.FailureDetail.crash:type_name -> failure_details.Crash
+	76,  // 6: failure_details.FailureDetail.symlink_forest:type_name -> failure_details.SymlinkForest
+	80,  // 7: failure_details.FailureDetail.package_options:type_name -> failure_details.PackageOptions
+	81,  // 8: failure_details.FailureDetail.remote_execution:type_name -> failure_details.RemoteExecution
+	82,  // 9: failure_details.FailureDetail.execution:type_name -> failure_details.Execution
+	83,  // 10: failure_details.FailureDetail.workspaces:type_name -> failure_details.Workspaces
+	84,  // 11: failure_details.FailureDetail.crash_options:type_name -> failure_details.CrashOptions
+	85,  // 12: failure_details.FailureDetail.filesystem:type_name -> failure_details.Filesystem
+	86,  // 13: failure_details.FailureDetail.execution_options:type_name -> failure_details.ExecutionOptions
+	87,  // 14: failure_details.FailureDetail.command:type_name -> failure_details.Command
+	69,  // 15: failure_details.FailureDetail.spawn:type_name -> failure_details.Spawn
+	88,  // 16: failure_details.FailureDetail.grpc_server:type_name -> failure_details.GrpcServer
+	89,  // 17: failure_details.FailureDetail.canonicalize_flags:type_name -> failure_details.CanonicalizeFlags
+	90,  // 18: failure_details.FailureDetail.build_configuration:type_name -> failure_details.BuildConfiguration
+	91,  // 19: failure_details.FailureDetail.info_command:type_name -> failure_details.InfoCommand
+	92,  // 20: failure_details.FailureDetail.memory_options:type_name -> failure_details.MemoryOptions
+	93,  // 21: failure_details.FailureDetail.query:type_name -> failure_details.Query
+	94,  // 22: failure_details.FailureDetail.local_execution:type_name -> failure_details.LocalExecution
+	95,  // 23: failure_details.FailureDetail.action_cache:type_name -> failure_details.ActionCache
+	96,  // 24: failure_details.FailureDetail.fetch_command:type_name -> failure_details.FetchCommand
+	97,  // 25: failure_details.FailureDetail.sync_command:type_name -> failure_details.SyncCommand
+	98,  // 26: failure_details.FailureDetail.sandbox:type_name -> failure_details.Sandbox
+	99,  // 27: failure_details.FailureDetail.include_scanning:type_name -> failure_details.IncludeScanning
+	100, // 28: failure_details.FailureDetail.test_command:type_name -> failure_details.TestCommand
+	101, // 29: failure_details.FailureDetail.action_query:type_name -> failure_details.ActionQuery
+	102, // 30: failure_details.FailureDetail.target_patterns:type_name -> failure_details.TargetPatterns
+	103, // 31: failure_details.FailureDetail.clean_command:type_name -> failure_details.CleanCommand
+	104, // 32: failure_details.FailureDetail.config_command:type_name -> failure_details.ConfigCommand
+	105, // 33: failure_details.FailureDetail.configurable_query:type_name -> failure_details.ConfigurableQuery
+	106, // 34: failure_details.FailureDetail.dump_command:type_name -> failure_details.DumpCommand
+	107, // 35: failure_details.FailureDetail.help_command:type_name -> failure_details.HelpCommand
+	108, // 36: failure_details.FailureDetail.mobile_install:type_name -> failure_details.MobileInstall
+	109, // 37: failure_details.FailureDetail.profile_command:type_name -> failure_details.ProfileCommand
+	110, // 38: failure_details.FailureDetail.run_command:type_name -> failure_details.RunCommand
+	111, // 39: failure_details.FailureDetail.version_command:type_name -> failure_details.VersionCommand
+	112, // 40: failure_details.FailureDetail.print_action_command:type_name -> failure_details.PrintActionCommand
+	113, // 41: failure_details.FailureDetail.workspace_status:type_name -> failure_details.WorkspaceStatus
+	114, // 42: failure_details.FailureDetail.java_compile:type_name -> failure_details.JavaCompile
+	115, // 43: failure_details.FailureDetail.action_rewinding:type_name -> failure_details.ActionRewinding
+	116, // 44: failure_details.FailureDetail.cpp_compile:type_name -> failure_details.CppCompile
+	117, // 45: failure_details.FailureDetail.starlark_action:type_name -> failure_details.StarlarkAction
+	118, // 46: failure_details.FailureDetail.ninja_action:type_name -> failure_details.NinjaAction
+	119, // 47: failure_details.FailureDetail.dynamic_execution:type_name -> failure_details.DynamicExecution
+	120, // 48: failure_details.FailureDetail.fail_action:type_name -> failure_details.FailAction
+	121, // 49: failure_details.FailureDetail.symlink_action:type_name -> failure_details.SymlinkAction
+	122, // 50: failure_details.FailureDetail.cpp_link:type_name -> failure_details.CppLink
+	123, // 51: failure_details.FailureDetail.lto_action:type_name -> failure_details.LtoAction
+	124, // 52: failure_details.FailureDetail.test_action:type_name -> failure_details.TestAction
+	125, // 53: failure_details.FailureDetail.worker:type_name -> failure_details.Worker
+	126, // 54: failure_details.FailureDetail.analysis:type_name -> failure_details.Analysis
+	127, // 55: failure_details.FailureDetail.package_loading:type_name -> failure_details.PackageLoading
+	128, // 56: failure_details.FailureDetail.toolchain:type_name -> failure_details.Toolchain
+	129, // 57: failure_details.FailureDetail.starlark_loading:type_name -> failure_details.StarlarkLoading
+	130, // 58: failure_details.FailureDetail.external_deps:type_name -> failure_details.ExternalDeps
+	131, // 59: failure_details.FailureDetail.diff_awareness:type_name -> failure_details.DiffAwareness
+	132, // 60: failure_details.FailureDetail.mod_command:type_name -> failure_details.ModCommand
+	77,  // 61: failure_details.FailureDetail.build_report:type_name -> failure_details.BuildReport
+	78,  // 62: failure_details.FailureDetail.skyfocus:type_name -> failure_details.Skyfocus
+	79,  // 63: failure_details.FailureDetail.remote_analysis_caching:type_name -> failure_details.RemoteAnalysisCaching
+	133, // 64: failure_details.FailureDetail.jni_linking:type_name -> failure_details.JniLinking
+	0,   // 65: failure_details.Interrupted.code:type_name -> failure_details.Interrupted.Code
+	1,   // 66: failure_details.Spawn.code:type_name -> failure_details.Spawn.Code
+	2,   // 67: failure_details.ExternalRepository.code:type_name -> failure_details.ExternalRepository.Code
+	3,   // 68: failure_details.BuildProgress.code:type_name -> failure_details.BuildProgress.Code
+	4,   // 69: failure_details.RemoteOptions.code:type_name -> failure_details.RemoteOptions.Code
+	5,   // 70: failure_details.ClientEnvironment.code:type_name -> failure_details.ClientEnvironment.Code
+	6,   // 71: failure_details.Crash.code:type_name -> failure_details.Crash.Code
+	75,  // 72: failure_details.Crash.causes:type_name -> failure_details.Throwable
+	7,   // 73: failure_details.Crash.oom_cause_category:type_name -> failure_details.Crash.OomCauseCategory
+	8,   // 74: failure_details.SymlinkForest.code:type_name -> failure_details.SymlinkForest.Code
+	9,   // 75: failure_details.BuildReport.code:type_name -> failure_details.BuildReport.Code
+	10,  // 76: failure_details.Skyfocus.code:type_name -> failure_details.Skyfocus.Code
+	11,  // 77: failure_details.RemoteAnalysisCaching.code:type_name -> failure_details.RemoteAnalysisCaching.Code
+	12,  // 78: failure_details.PackageOptions.code:type_name -> failure_details.PackageOptions.Code
+	13,  // 79: failure_details.RemoteExecution.code:type_name -> failure_details.RemoteExecution.Code
+	14,  // 80: failure_details.Execution.code:type_name -> failure_details.Execution.Code
+	15,  // 81: failure_details.Workspaces.code:type_name -> failure_details.Workspaces.Code
+	16,  // 82: failure_details.CrashOptions.code:type_name -> failure_details.CrashOptions.Code
+	17,  // 83: failure_details.Filesystem.code:type_name -> failure_details.Filesystem.Code
+	18,  // 84: failure_details.ExecutionOptions.code:type_name -> failure_details.ExecutionOptions.Code
+	19,  // 85: failure_details.Command.code:type_name -> failure_details.Command.Code
+	20,  // 86: failure_details.GrpcServer.code:type_name -> failure_details.GrpcServer.Code
+	21,  // 87: failure_details.CanonicalizeFlags.code:type_name -> failure_details.CanonicalizeFlags.Code
+	22,  // 88: failure_details.BuildConfiguration.code:type_name -> failure_details.BuildConfiguration.Code
+	23,  // 89: failure_details.InfoCommand.code:type_name -> failure_details.InfoCommand.Code
+	24,  // 90: failure_details.MemoryOptions.code:type_name -> failure_details.MemoryOptions.Code
+	25,  // 91: failure_details.Query.code:type_name -> failure_details.Query.Code
+	26,  // 92: failure_details.LocalExecution.code:type_name -> failure_details.LocalExecution.Code
+	27,  // 93: failure_details.ActionCache.code:type_name -> failure_details.ActionCache.Code
+	28,  // 94: failure_details.FetchCommand.code:type_name -> failure_details.FetchCommand.Code
+	29,  // 95: failure_details.SyncCommand.code:type_name -> failure_details.SyncCommand.Code
+	30,  // 96: failure_details.Sandbox.code:type_name -> failure_details.Sandbox.Code
+	31,  // 97: failure_details.IncludeScanning.code:type_name -> failure_details.IncludeScanning.Code
+	59,  // 98: failure_details.IncludeScanning.package_loading_code:type_name -> failure_details.PackageLoading.Code
+	32,  // 99: failure_details.TestCommand.code:type_name -> failure_details.TestCommand.Code
+	33,  // 100: failure_details.ActionQuery.code:type_name -> failure_details.ActionQuery.Code
+	34,  // 101: failure_details.TargetPatterns.code:type_name -> failure_details.TargetPatterns.Code
+	35,  // 102: failure_details.CleanCommand.code:type_name -> failure_details.CleanCommand.Code
+	36,  // 103: failure_details.ConfigCommand.code:type_name -> failure_details.ConfigCommand.Code
+	37,  // 104: failure_details.ConfigurableQuery.code:type_name -> failure_details.ConfigurableQuery.Code
+	38,  // 105: failure_details.DumpCommand.code:type_name -> failure_details.DumpCommand.Code
+	39,  // 106: failure_details.HelpCommand.code:type_name -> failure_details.HelpCommand.Code
+	40,  // 107: failure_details.MobileInstall.code:type_name -> failure_details.MobileInstall.Code
+	41,  // 108: failure_details.ProfileCommand.code:type_name -> failure_details.ProfileCommand.Code
+	42,  // 109: failure_details.RunCommand.code:type_name -> failure_details.RunCommand.Code
+	43,  // 110: failure_details.VersionCommand.code:type_name -> failure_details.VersionCommand.Code
+	44,  // 111: failure_details.PrintActionCommand.code:type_name -> failure_details.PrintActionCommand.Code
+	45,  // 112: failure_details.WorkspaceStatus.code:type_name -> failure_details.WorkspaceStatus.Code
+	46,  // 113: failure_details.JavaCompile.code:type_name -> failure_details.JavaCompile.Code
+	47,  // 114: failure_details.ActionRewinding.code:type_name -> failure_details.ActionRewinding.Code
+	48,  // 115: failure_details.CppCompile.code:type_name -> failure_details.CppCompile.Code
+	49,  // 116: failure_details.StarlarkAction.code:type_name -> failure_details.StarlarkAction.Code
+	50,  // 117: failure_details.NinjaAction.code:type_name -> failure_details.NinjaAction.Code
+	51,  // 118: failure_details.DynamicExecution.code:type_name -> failure_details.DynamicExecution.Code
+	52,  // 119: failure_details.FailAction.code:type_name -> failure_details.FailAction.Code
+	53,  // 120: failure_details.SymlinkAction.code:type_name -> failure_details.SymlinkAction.Code
+	54,  // 121: failure_details.CppLink.code:type_name -> failure_details.CppLink.Code
+	55,  // 122: failure_details.LtoAction.code:type_name -> failure_details.LtoAction.Code
+	56,  // 123: failure_details.TestAction.code:type_name -> failure_details.TestAction.Code
+	57,  // 124: failure_details.Worker.code:type_name -> failure_details.Worker.Code
+	58,  // 125: failure_details.Analysis.code:type_name -> failure_details.Analysis.Code
+	59,  // 126: failure_details.PackageLoading.code:type_name -> failure_details.PackageLoading.Code
+	60,  // 127: failure_details.Toolchain.code:type_name -> failure_details.Toolchain.Code
+	61,  // 128: failure_details.StarlarkLoading.code:type_name -> failure_details.StarlarkLoading.Code
+	62,  // 129: failure_details.ExternalDeps.code:type_name -> failure_details.ExternalDeps.Code
+	63,  // 130: failure_details.DiffAwareness.code:type_name -> failure_details.DiffAwareness.Code
+	64,  // 131: failure_details.ModCommand.code:type_name -> failure_details.ModCommand.Code
+	65,  // 132: failure_details.JniLinking.code:type_name -> failure_details.JniLinking.Code
+	134, // 133: failure_details.metadata:extendee -> google.protobuf.EnumValueOptions
+	66,  // 134: failure_details.metadata:type_name -> failure_details.FailureDetailMetadata
+	135, // [135:135] is the sub-list for method output_type
+	135, // [135:135] is the sub-list for method input_type
+	134, // [134:135] is the sub-list for extension type_name
+	133, // [133:134] is the sub-list for extension extendee
+	0,   // [0:133] is the sub-list for field type_name
 }
 
 func init() { file_bes_bep_failure_details_proto_init() }
@@ -9727,14 +9902,15 @@ func file_bes_bep_failure_details_proto_init() {
 		(*FailureDetail_BuildReport)(nil),
 		(*FailureDetail_Skyfocus)(nil),
 		(*FailureDetail_RemoteAnalysisCaching)(nil),
+		(*FailureDetail_JniLinking)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bes_bep_failure_details_proto_rawDesc), len(file_bes_bep_failure_details_proto_rawDesc)),
-			NumEnums:      65,
-			NumMessages:   67,
+			NumEnums:      66,
+			NumMessages:   68,
 			NumExtensions: 1,
 			NumServices:   0,
 		},

@@ -122,9 +122,17 @@ const (
 	OptionMetadataTag_DEPRECATED          OptionMetadataTag = 2
 	OptionMetadataTag_HIDDEN              OptionMetadataTag = 3
 	OptionMetadataTag_INTERNAL            OptionMetadataTag = 4
-	// Written by older Bazel (4.x); newer releases reserve the number.
+	// Written by Bazel 4.x (4.2.3 writes it in structured command lines);
+	// later releases reserve the number.
 	OptionMetadataTag_TRIGGERED_BY_ALL_INCOMPATIBLE_CHANGES OptionMetadataTag = 5
-	OptionMetadataTag_NON_CONFIGURABLE                      OptionMetadataTag = 8
+	// Declared by releases after 4.x and removed again: current master
+	// reserves 6 and 7 under these names. Bazel writes an option's metadata
+	// tags in the structured command line.
+	OptionMetadataTag_EXPLICIT_IN_OUTPUT_PATH OptionMetadataTag = 6
+	OptionMetadataTag_IMMUTABLE               OptionMetadataTag = 7
+	OptionMetadataTag_NON_CONFIGURABLE        OptionMetadataTag = 8
+	// Options whose values Bazel leaves out of its logs entirely.
+	OptionMetadataTag_FULLY_REDACTED_IN_LOGS OptionMetadataTag = 9
 )
 
 // Enum value maps for OptionMetadataTag.
@@ -136,7 +144,10 @@ var (
 		3: "HIDDEN",
 		4: "INTERNAL",
 		5: "TRIGGERED_BY_ALL_INCOMPATIBLE_CHANGES",
+		6: "EXPLICIT_IN_OUTPUT_PATH",
+		7: "IMMUTABLE",
 		8: "NON_CONFIGURABLE",
+		9: "FULLY_REDACTED_IN_LOGS",
 	}
 	OptionMetadataTag_value = map[string]int32{
 		"EXPERIMENTAL":                          0,
@@ -145,7 +156,10 @@ var (
 		"HIDDEN":                                3,
 		"INTERNAL":                              4,
 		"TRIGGERED_BY_ALL_INCOMPATIBLE_CHANGES": 5,
+		"EXPLICIT_IN_OUTPUT_PATH":               6,
+		"IMMUTABLE":                             7,
 		"NON_CONFIGURABLE":                      8,
+		"FULLY_REDACTED_IN_LOGS":                9,
 	}
 )
 
@@ -197,7 +211,7 @@ const file_bes_bep_option_filters_proto_rawDesc = "" +
 	"\x10BAZEL_MONITORING\x10\v\x12\x13\n" +
 	"\x0fTERMINAL_OUTPUT\x10\f\x12\x18\n" +
 	"\x14ACTION_COMMAND_LINES\x10\r\x12\x0f\n" +
-	"\vTEST_RUNNER\x10\x0e*\xd9\x01\n" +
+	"\vTEST_RUNNER\x10\x0e*\xf1\x01\n" +
 	"\x11OptionMetadataTag\x12\x10\n" +
 	"\fEXPERIMENTAL\x10\x00\x12\x17\n" +
 	"\x13INCOMPATIBLE_CHANGE\x10\x01\x12\x0e\n" +
@@ -206,8 +220,11 @@ const file_bes_bep_option_filters_proto_rawDesc = "" +
 	"\n" +
 	"\x06HIDDEN\x10\x03\x12\f\n" +
 	"\bINTERNAL\x10\x04\x12)\n" +
-	"%TRIGGERED_BY_ALL_INCOMPATIBLE_CHANGES\x10\x05\x12\x14\n" +
-	"\x10NON_CONFIGURABLE\x10\b\"\x04\b\x06\x10\x06\"\x04\b\a\x10\a*\x17EXPLICIT_IN_OUTPUT_PATH*\tIMMUTABLEB@Z>github.com/bes-cli/bes/bepfile/bep/optionfilters;optionfiltersb\x06proto3"
+	"%TRIGGERED_BY_ALL_INCOMPATIBLE_CHANGES\x10\x05\x12\x1b\n" +
+	"\x17EXPLICIT_IN_OUTPUT_PATH\x10\x06\x12\r\n" +
+	"\tIMMUTABLE\x10\a\x12\x14\n" +
+	"\x10NON_CONFIGURABLE\x10\b\x12\x1a\n" +
+	"\x16FULLY_REDACTED_IN_LOGS\x10\tB@Z>github.com/bes-cli/bes/bepfile/bep/optionfilters;optionfiltersb\x06proto3"
 
 var (
 	file_bes_bep_option_filters_proto_rawDescOnce sync.Once

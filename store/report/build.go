@@ -61,7 +61,8 @@ type Builder struct {
 	// out): the last event about it wins, so that a target aborted and
 	// then completed (bazelbuild/bazel#21767) counts once, as completed.
 	targets      map[string]*targetState
-	buildFailure *Failure // from BuildFinished.failure_detail
+	targetSlab   []targetState // where new targetStates are taken from
+	buildFailure *Failure      // from BuildFinished.failure_detail
 
 	// console is the unfinished last line of Bazel's stderr (Progress
 	// events may split a line), and errBlock the ERROR message being
@@ -98,7 +99,11 @@ const (
 func (b *Builder) target(label string) *targetState {
 	t := b.targets[label]
 	if t == nil {
-		t = &targetState{}
+		// From a slab: a large build has thousands of targets.
+		if len(b.targetSlab) == 0 {
+			b.targetSlab = make([]targetState, 256)
+		}
+		t, b.targetSlab = &b.targetSlab[0], b.targetSlab[1:]
 		b.targets[label] = t
 	}
 	return t

@@ -2066,8 +2066,8 @@ type ActionExecuted struct {
 	// Set for successful actions only.
 	PrimaryOutput *File    `protobuf:"bytes,6,opt,name=primary_output,json=primaryOutput,proto3" json:"primary_output,omitempty"`
 	CommandLine   []string `protobuf:"bytes,9,rep,name=command_line,json=commandLine,proto3" json:"command_line,omitempty"`
-	// Declared by Bazel 4.x through 7.x (4.2.3 writes it); 8.x and later
-	// reserve the number.
+	// Declared by Bazel 4.x through at least the 7.x era (4.2.3 writes it);
+	// master reserves the number.
 	ActionMetadataLogs []*File `protobuf:"bytes,10,rep,name=action_metadata_logs,json=actionMetadataLogs,proto3" json:"action_metadata_logs,omitempty"`
 	// Set only for some failures.
 	FailureDetail *failuredetails.FailureDetail `protobuf:"bytes,11,opt,name=failure_detail,json=failureDetail,proto3" json:"failure_detail,omitempty"`

@@ -41,6 +41,7 @@ func FuzzViews(f *testing.F) {
 		{"tests", in, "--format", "markdown"},
 		{"failures", in, "--format", "json"},
 		{"artifacts", in},
+		{"log", in},
 	}
 	codes := []int{ExitOK, ExitError, ExitPartial, ExitBuildFail, ExitTestFail, ExitNoData, ExitIncomplete, ExitDamaged}
 	f.Fuzz(func(t *testing.T, data []byte) {

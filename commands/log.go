@@ -73,8 +73,10 @@ when standard output is a terminal and NO_COLOR is not set, and removed
 otherwise: --color always keeps them, --color never removes them. Nothing
 else is changed.
 
-` + viewSelectionHelp + ` With several
-streams that have output, each one's output follows a line "==> KEY <==".
+` + viewSelectionHelp + `
+
+With several streams that have output, each one's output follows a line
+"==> KEY <==".
 
 Only Progress events are decoded, and only their two strings: the other
 events are skipped on the wire.
@@ -109,7 +111,7 @@ EXIT STATUS:
 			},
 			&cli.StringFlag{
 				Name:  "only",
-				Usage: "print only Bazel's `stderr` or only its `stdout` (default: both, in event order)",
+				Usage: "print only Bazel's `stderr|stdout` (default: both, in event order)",
 				Action: func(_ *cli.Context, v string) error {
 					if v != onlyStderr && v != onlyStdout {
 						return &usageError{fmt.Sprintf("--only must be stderr or stdout, not %q", v)}

@@ -796,8 +796,11 @@ func (r *Reader) nextBEP() (*Stream, *Event, error) {
 // component_stream_finished event (see finishEvent), which ends the
 // stream: a following event (of a concatenated file) starts a new one.
 //
-// The first event of a Bazel file is always BuildStarted; if it is not,
-// the invocation id is "".
+// The first event of a Bazel file is BuildStarted. When it names no
+// invocation (a BuildStarted without uuid, as every `bazel query` of Bazel
+// 4 writes, or an excerpt that starts later), the invocation id is made
+// from a digest of that first event (see SynthesizedIDPrefix), so that
+// every such stream has a key of its own.
 func (r *Reader) bepEvent(payload []byte) (*Stream, *Event, error) {
 	p, err := Peek(payload)
 	if err != nil {
@@ -809,6 +812,9 @@ func (r *Reader) bepEvent(payload []byte) (*Stream, *Event, error) {
 			if inv, err = startedUUIDOf(p.Payload); err != nil {
 				return nil, nil, fmt.Errorf("invalid BuildEvent: %w", err)
 			}
+		}
+		if inv == "" {
+			inv = synthesizedID(payload)
 		}
 		build := r.opts.BuildID
 		if build == "" {

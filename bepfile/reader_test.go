@@ -134,6 +134,9 @@ func TestForms(t *testing.T) {
 		buildOKInv   = "716bc5f2-0416-4984-bf6d-e57bb3dc67a7"
 		besBuild     = "0fff9624-6330-4348-b7e6-0d35256338b9"
 		besInv       = "8b58a6b7-1857-43e5-b701-ebbabc33fc5c"
+		// SHA-256 of query.bep's first event, canonical; a change of this
+		// value changes the keys of stored streams.
+		queryInv = "nouuid-7a923019682dab437fcc463e326ff14a"
 	)
 	tests := []struct {
 		file   string
@@ -155,9 +158,15 @@ func TestForms(t *testing.T) {
 			keys: []string{buildOKInv + ".3." + buildOKInv}, seqs: [][]int64{seqRange(1, 82)}, compact: 81,
 		},
 		{
-			// Bazel 4.2.3's query sets no BuildStarted.uuid.
+			// Bazel 4.2.3's query sets no BuildStarted.uuid: the id is
+			// made from its first event (SynthesizedIDPrefix), the same
+			// from the binary and the JSON file.
 			file: "query.bep", format: FormatBEP, events: 16,
-			keys: []string{".3."}, seqs: [][]int64{seqRange(1, 16)}, compact: 15,
+			keys: []string{queryInv + ".3." + queryInv}, seqs: [][]int64{seqRange(1, 16)}, compact: 15,
+		},
+		{
+			file: "query.json", format: FormatNDJSON, events: 16,
+			keys: []string{queryInv + ".3." + queryInv}, seqs: [][]int64{seqRange(1, 16)}, compact: 15,
 		},
 		{
 			file: "test_mixed.json", format: FormatNDJSON, events: 106,

@@ -127,7 +127,8 @@ func runDump(ctx context.Context, opts dumpOptions, args []string, w, errw io.Wr
 	return res.err()
 }
 
-// selectStreams keeps the streams of mem that refs name (all when none).
+// selectStreams keeps the streams of mem that refs name (all when none),
+// by the rule stored streams are named by (store.ResolveRef).
 func selectStreams(mem *store.Storage, refs []string) ([]*store.Stream, error) {
 	all := mem.Streams()
 	if len(refs) == 0 {
@@ -135,14 +136,9 @@ func selectStreams(mem *store.Storage, refs []string) ([]*store.Stream, error) {
 	}
 	var out []*store.Stream
 	for _, ref := range refs {
-		var hits []*store.Stream
-		for _, s := range all {
-			if matchesRef(s.Key(), s.ID().GetInvocationId(), ref) {
-				hits = append(hits, s)
-			}
-		}
-		if len(hits) == 0 {
-			return nil, fmt.Errorf("%q: %w in the files given", ref, store.ErrNotFound)
+		hits, err := pickByRef(all, ref, streamIDOf, "the files given")
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, hits...)
 	}
@@ -159,23 +155,13 @@ func selectStreamInfos(all []*bepfile.Stream, refs []string) ([]*bepfile.Stream,
 	}
 	var out []*bepfile.Stream
 	for _, ref := range refs {
-		n := len(out)
-		for _, s := range all {
-			if matchesRef(s.Key, s.ID.GetInvocationId(), ref) {
-				out = append(out, s)
-			}
+		hits, err := pickByRef(all, ref, infoIDOf, "the files given")
+		if err != nil {
+			return nil, err
 		}
-		if len(out) == n {
-			return nil, fmt.Errorf("%q: %w in the files given", ref, store.ErrNotFound)
-		}
+		out = append(out, hits...)
 	}
 	return out, nil
-}
-
-// matchesRef reports whether a stream reference names the stream: its full
-// key, a prefix of its key, or its invocation id.
-func matchesRef(key, invocationID, ref string) bool {
-	return ref == invocationID || len(ref) <= len(key) && key[:len(ref)] == ref
 }
 
 // inKeyOrder reports whether dumping the files event by event, as they are

@@ -63,9 +63,14 @@ is complete (Bazel's last event, or component_stream_finished, was seen).
 A file that is cut short keeps its complete events: they are stored as a
 partial stream, the cut is reported with its byte offset, and bes exits 3.
 A stream whose key is already stored with other content is reported and left
-unchanged (exit 4) unless --replace; ingesting the same content again is
-harmless. Bazel's own files carry no build id: the stream's build id is the
-invocation id unless --build-id is given.
+unchanged (exit 4) unless --replace; ingesting the same stream again is
+harmless (status unchanged), and so is ingesting the .bep and the .json
+Bazel wrote for one invocation, in either order: a stream is the same when
+it holds the same events, compared as protobuf messages and in any order.
+Bazel's own files carry no build id: the stream's build id is the
+invocation id unless --build-id is given. A file whose first event names no
+invocation (bazel query has no BuildStarted.uuid) gets the invocation id
+nouuid-<digest of that event>, the same for the .bep and the .json.
 
 EXAMPLES:
    bes ingest bazel-out/build.bep

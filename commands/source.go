@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
@@ -39,11 +38,19 @@ func splitArgs(args []string) (files, refs []string) {
 // that an earlier file already held (say a .bep and its .json twin) is
 // read once: the later copy is skipped with a note.
 func readFiles(ctx context.Context, files []string, opts bepfile.Options, errw io.Writer) (*store.Storage, *outcome, error) {
-	mem := store.New()
+	mem, _, res, err := readFilesFrom(ctx, files, opts, errw)
+	return mem, res, err
+}
+
+// readFilesFrom is readFiles that also says which file each stream was
+// read from: sources maps stream keys to file names.
+func readFilesFrom(ctx context.Context, files []string, opts bepfile.Options, errw io.Writer) (mem *store.Storage, sources map[string]string, res *outcome, err error) {
+	mem = store.New()
 	var cur *bepfile.Stream
 	var st *store.Stream
 	opts.Reuse = false // the storage keeps the events
-	res, err := scanFiles(ctx, files, opts, errw, func(s *bepfile.Stream, ev *bepfile.Event) error {
+	fr := &fileReader{opts: opts, errw: errw, from: map[string]string{}}
+	res, err = fr.scan(ctx, files, func(s *bepfile.Stream, ev *bepfile.Event) error {
 		if s != cur {
 			cur, st = s, mem.GetStreamFor(s)
 		}
@@ -51,9 +58,9 @@ func readFiles(ctx context.Context, files []string, opts bepfile.Options, errw i
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return mem, res, nil
+	return mem, fr.from, res, nil
 }
 
 // scanFiles reads every event of the files, in order, and calls fn with
@@ -63,8 +70,13 @@ func readFiles(ctx context.Context, files []string, opts bepfile.Options, errw i
 // returned as it is.
 func scanFiles(ctx context.Context, files []string, opts bepfile.Options, errw io.Writer, fn func(*bepfile.Stream, *bepfile.Event) error) (*outcome, error) {
 	fr := &fileReader{opts: opts, errw: errw, from: map[string]string{}}
-	return forFiles(ctx, files, errw, func(name string) error {
-		return fr.each(ctx, name, fn, func(msg string) { fmt.Fprint(errw, msg) })
+	return fr.scan(ctx, files, fn)
+}
+
+// scan is scanFiles with fr.
+func (fr *fileReader) scan(ctx context.Context, files []string, fn func(*bepfile.Stream, *bepfile.Event) error) (*outcome, error) {
+	return forFiles(ctx, files, fr.errw, func(name string) error {
+		return fr.each(ctx, name, fn, func(msg string) { fmt.Fprint(fr.errw, msg) })
 	})
 }
 
@@ -162,28 +174,15 @@ func (fr *fileReader) each(ctx context.Context, name string, visit func(*bepfile
 	}
 }
 
-// resolveRefs finds the stored streams that refs name (a full key, a unique
-// key prefix, or an invocation id) and replays them into a new in-memory
-// storage.
+// resolveRefs finds the stored streams that refs name, by the rule of
+// store.ResolveRef (see local.Store.Lookup), and replays them into a new
+// in-memory storage.
 func resolveRefs(ctx context.Context, st *local.Store, refs []string) (*store.Storage, error) {
 	mem := store.New()
 	for _, ref := range refs {
 		entries, err := st.Lookup(ctx, ref)
-		if errors.Is(err, store.ErrNotFound) {
-			entries, err = nil, nil
-		}
 		if err != nil {
-			return nil, err
-		}
-		switch {
-		case len(entries) == 0:
-			return nil, fmt.Errorf("%q: %w in store %s", ref, store.ErrNotFound, st.Dir())
-		case len(entries) > 1 && !allSameInvocation(entries, ref):
-			keys := make([]string, 0, len(entries))
-			for _, e := range entries {
-				keys = append(keys, e.Key)
-			}
-			return nil, &usageError{fmt.Sprintf("%q is ambiguous: it matches %d streams: %s", ref, len(entries), strings.Join(keys, ", "))}
+			return nil, refError(ref, err, "store "+st.Dir())
 		}
 		for _, e := range entries {
 			s, err := st.Load(ctx, e)
@@ -197,17 +196,6 @@ func resolveRefs(ctx context.Context, st *local.Store, refs []string) (*store.St
 		}
 	}
 	return mem, nil
-}
-
-// allSameInvocation reports whether ref is the invocation id of every entry:
-// an invocation id may name several streams (tool and lifecycle) at once.
-func allSameInvocation(entries []*local.Entry, ref string) bool {
-	for _, e := range entries {
-		if e.InvocationID != ref {
-			return false
-		}
-	}
-	return true
 }
 
 // scanItem is one event of a pipelined scan (see scanFilesPipelined), a

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -37,12 +38,15 @@ type streamRow struct {
 	Start        *time.Time `json:"start,omitempty"`
 	Duration     *float64   `json:"duration_seconds,omitempty"`
 	Source       string     `json:"source,omitempty"`
+	// InvocationIDSynthesized is set when Bazel gave no invocation id
+	// and bes made InvocationID up (bepfile.SynthesizedIDPrefix).
+	InvocationIDSynthesized bool `json:"invocation_id_synthesized,omitempty"`
 }
 
 var streamColumns = []column[streamRow]{
 	{"KEY", func(r streamRow) string { return r.Key }},
 	{"BUILD ID", func(r streamRow) string { return r.BuildID }},
-	{"INVOCATION ID", func(r streamRow) string { return r.InvocationID }},
+	{"INVOCATION ID", func(r streamRow) string { return shownInvocationID(r.InvocationID) }},
 	{"COMPONENT", func(r streamRow) string { return r.Component }},
 	{"EVENTS", func(r streamRow) string { return fmt.Sprint(r.Events) }},
 	{"COMMAND", func(r streamRow) string { return r.Command }},
@@ -119,7 +123,7 @@ func runStreams(ctx context.Context, opts streamsOptions, args []string, w, errw
 	}
 	var rows []streamRow
 	if len(files) > 0 {
-		mem, res, err := readFiles(ctx, files, opts.Read, errw)
+		mem, sources, res, err := readFilesFrom(ctx, files, opts.Read, errw)
 		if err != nil {
 			return err
 		}
@@ -132,9 +136,10 @@ func runStreams(ctx context.Context, opts streamsOptions, args []string, w, errw
 			if err != nil {
 				return err
 			}
+			e.Source = sources[e.Key]
 			rows = append(rows, rowFromEntry(e))
 		}
-		if err := render(w, opts.Format, rows, streamColumns); err != nil {
+		if err := render(w, opts.Format, rows, streamColumnsFor(rows)); err != nil {
 			return err
 		}
 		return res.err()
@@ -150,7 +155,23 @@ func runStreams(ctx context.Context, opts streamsOptions, args []string, w, errw
 	if err != nil {
 		return err
 	}
-	return render(w, opts.Format, rows, streamColumns)
+	return render(w, opts.Format, rows, streamColumnsFor(rows))
+}
+
+// streamColumnsFor returns the columns of the table of rows: with a SOURCE
+// column when two of the streams share an invocation id (the .bep and a
+// BES capture of one run), so that they can be told apart.
+func streamColumnsFor(rows []streamRow) []column[streamRow] {
+	ids := make([]string, 0, len(rows))
+	for _, r := range rows {
+		if r.Component == componentName(int32(buildpb.StreamId_TOOL)) {
+			ids = append(ids, r.InvocationID)
+		}
+	}
+	if sharedInvocations(ids) == nil {
+		return streamColumns
+	}
+	return append(slices.Clone(streamColumns), column[streamRow]{"SOURCE", func(r streamRow) string { return r.Source }})
 }
 
 // summarize describes an in-memory stream as the store's index would.
@@ -176,6 +197,8 @@ func rowFromEntry(e *local.Entry) streamRow {
 		Command:      e.Command,
 		Result:       e.Result,
 		Source:       e.Source,
+
+		InvocationIDSynthesized: bepfile.IsSynthesizedID(e.InvocationID),
 	}
 	if e.HasExitCode {
 		code := e.ExitCode

@@ -90,7 +90,8 @@ func (s *Store) CommitAll(ctx context.Context, ws []*StreamWriter, source, forma
 			return old
 		case old == nil:
 			out[p.i] = CommitOutcome{Entry: p.entry, Result: Created}
-		case old.Digest == p.entry.Digest && old.File == p.entry.File && fileExists(final):
+		case old.Digest == p.entry.Digest && old.File == p.entry.File && fileExists(final),
+			!replace && old.File == p.entry.File && sameStreamAs(final, p.w.f.Name()):
 			out[p.i] = CommitOutcome{Entry: old, Result: Unchanged}
 			return old
 		case !replace:
@@ -123,6 +124,11 @@ func (s *Store) CommitAll(ctx context.Context, ws []*StreamWriter, source, forma
 		}
 		return nil
 	})
+	// Release the files' flocks while the store is still locked (see
+	// Commit).
+	for _, w := range ws {
+		w.Abort()
+	}
 	if err != nil && !errors.Is(err, errNoChange) {
 		return nil, err
 	}

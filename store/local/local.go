@@ -199,35 +199,38 @@ func (s *Store) ListMatching(ctx context.Context, match func(key string) bool, f
 	})
 }
 
-// Lookup finds the entries a user's reference names. ref is either a full
-// stream key (which, when it exists, is the only match, even if it is the
-// prefix of other keys, as "B.1." is of "B.1.I"), or else a key prefix or an
-// invocation id: then every entry whose key starts with ref or whose
-// invocation id equals ref matches, in key order, and the caller decides
-// what several matches mean. No match is an error wrapping store.ErrNotFound.
+// Lookup finds the entries a user's reference names, by the rule of
+// store.ResolveRef (a full key; else an invocation id, naming every stream
+// of the invocation; else a build id, naming its tool streams; else a key
+// prefix), in key order. No match is an error wrapping store.ErrNotFound;
+// a prefix of several builds' keys is a *store.AmbiguousRefError.
 func (s *Store) Lookup(ctx context.Context, ref string) ([]*Entry, error) {
 	if ref == "" {
 		return nil, errors.New("store: empty stream reference")
 	}
-	var exact *Entry
-	var out []*Entry
+	// The candidates: every entry the rule could name (a build id is a
+	// prefix of its streams' keys).
+	var cands []*Entry
 	err := s.scanIndex(ctx, func(e *Entry) error {
-		switch {
-		case e.Key == ref:
-			exact = e
-		case strings.HasPrefix(e.Key, ref), e.InvocationID == ref:
-			out = append(out, e)
+		if strings.HasPrefix(e.Key, ref) || e.InvocationID == ref {
+			cands = append(cands, e)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if exact != nil {
-		return []*Entry{exact}, nil
+	rc := make([]store.RefCandidate, len(cands))
+	for i, e := range cands {
+		rc[i] = store.RefCandidate{Key: e.Key, BuildID: e.BuildID, InvocationID: e.InvocationID, Component: e.Component}
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("store: no stream matches %q: %w", ref, store.ErrNotFound)
+	sel, err := store.ResolveRef(ref, rc)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	out := make([]*Entry, len(sel))
+	for i, j := range sel {
+		out[i] = cands[j]
 	}
 	return out, nil
 }

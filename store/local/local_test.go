@@ -541,6 +541,14 @@ func TestLookup(t *testing.T) {
 		{BuildId: "b2", InvocationId: "inv-b", Component: buildpb.StreamId_TOOL},
 		{BuildId: "inv-b", InvocationId: "x", Component: buildpb.StreamId_TOOL}, // a build id equal to an invocation id
 		{BuildId: "c3", InvocationId: "inv-c", Component: buildpb.StreamId_TOOL},
+		{BuildId: "d4", InvocationId: "inv-d", Component: buildpb.StreamId_TOOL},
+		{BuildId: "d5", InvocationId: "inv-e", Component: buildpb.StreamId_TOOL},
+		// One run twice: the .bep (build id = invocation id) and a BES
+		// capture with its lifecycle stream.
+		{BuildId: "run", InvocationId: "run", Component: buildpb.StreamId_TOOL},
+		{BuildId: "req", InvocationId: "run", Component: buildpb.StreamId_TOOL},
+		{BuildId: "req", InvocationId: "run", Component: buildpb.StreamId_CONTROLLER},
+		{BuildId: "req", Component: buildpb.StreamId_CONTROLLER},
 	} {
 		mustCommit(t, s, bepfile.NewStream(id), []bepfile.Event{{Seq: 1, Payload: []byte("x")}})
 	}
@@ -548,14 +556,18 @@ func TestLookup(t *testing.T) {
 		ref  string
 		want []string
 	}{
-		{"b1.3.inv-a", []string{"b1.3.inv-a"}},                // full key
-		{"b1.1.", []string{"b1.1."}},                          // full key that prefixes others
-		{"b1.1", []string{"b1.1.", "b1.1.inv-a"}},             // prefix
-		{"b1", []string{"b1.1.", "b1.1.inv-a", "b1.3.inv-a"}}, // prefix
-		{"c", []string{"c3.3.inv-c"}},                         // unique prefix
-		{"inv-a", []string{"b1.1.inv-a", "b1.3.inv-a"}},       // invocation id
-		{"inv-b", []string{"b2.3.inv-b", "inv-b.3.x"}},        // invocation id and prefix
-		{"inv-c", []string{"c3.3.inv-c"}},                     // invocation id
+		{"b1.3.inv-a", []string{"b1.3.inv-a"}},                   // full key
+		{"b1.1.", []string{"b1.1."}},                             // full key that prefixes others
+		{"b1.1", []string{"b1.1.", "b1.1.inv-a"}},                // prefix of one build's lifecycle streams
+		{"b1", []string{"b1.3.inv-a"}},                           // build id: its tool stream
+		{"b1.", []string{"b1.3.inv-a"}},                          // prefix of one build: its tool stream
+		{"c", []string{"c3.3.inv-c"}},                            // unique prefix
+		{"inv-a", []string{"b1.1.inv-a", "b1.3.inv-a"}},          // invocation id
+		{"inv-b", []string{"b2.3.inv-b"}},                        // invocation id before build id
+		{"inv-c", []string{"c3.3.inv-c"}},                        // invocation id
+		{"run", []string{"req.1.run", "req.3.run", "run.3.run"}}, // every stream of the invocation
+		{"req", []string{"req.3.run"}},                           // build id: its tool stream
+		{"req.1", []string{"req.1.", "req.1.run"}},               // prefix of lifecycle streams
 	} {
 		got, err := s.Lookup(bg, tc.ref)
 		if err != nil || !slices.Equal(entryKeys(got), tc.want) {
@@ -564,6 +576,11 @@ func TestLookup(t *testing.T) {
 	}
 	if _, err := s.Lookup(bg, "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Lookup(nope) = %v", err)
+	}
+	// A prefix of several builds' keys.
+	var amb *store.AmbiguousRefError
+	if got, err := s.Lookup(bg, "d"); !errors.As(err, &amb) || !slices.Equal(amb.Keys, []string{"d4.3.inv-d", "d5.3.inv-e"}) {
+		t.Errorf("Lookup(d) = %q, %v; want ambiguous between d4 and d5", entryKeys(got), err)
 	}
 	if _, err := s.Lookup(bg, ""); err == nil {
 		t.Error("Lookup(\"\"): no error")

@@ -102,8 +102,10 @@ func (w *StreamWriter) Stream() *bepfile.Stream { return w.stream }
 //
 //   - Created when the key is new;
 //   - Unchanged, with the entry already stored, when the key exists with the
-//     identical content (same digest): nothing is written;
-//   - with replace, Replaced when the key exists with other content;
+//     identical content (same digest), or, without replace, with the same
+//     events in other bytes (the binary and the JSON file of one Bazel
+//     invocation; see sameStream): nothing is written;
+//   - with replace, Replaced when the key exists with other bytes;
 //   - without replace, a *store.DuplicateStreamError when the key exists
 //     with other content: nothing is changed.
 //
@@ -141,7 +143,8 @@ func (w *StreamWriter) Commit(ctx context.Context, source, format string, replac
 			return nil, fmt.Errorf("store: stream %q: %w", entry.Key, ErrStreamBusy)
 		case old == nil:
 			result = Created
-		case old.Digest == entry.Digest && old.File == entry.File && fileExists(final):
+		case old.Digest == entry.Digest && old.File == entry.File && fileExists(final),
+			!replace && old.File == entry.File && sameStreamAs(final, w.f.Name()):
 			result, kept = Unchanged, old
 			return nil, nil
 		case !replace:
@@ -161,6 +164,10 @@ func (w *StreamWriter) Commit(ctx context.Context, source, format string, replac
 		}
 		return nil
 	})
+	// Close the file, and so release its flock, while the store is still
+	// locked: a renamed stream file a closed writer still held would look,
+	// to the next committer, like one an Appender is receiving (busy).
+	w.Abort()
 	if err != nil {
 		return nil, 0, err
 	}

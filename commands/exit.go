@@ -31,7 +31,7 @@ const (
 const exitStatusHelp = `EXIT STATUS:
    0  success
    1  error: unreadable or invalid input, I/O error, stream not found
-   2  usage error: bad flags or arguments
+   2  usage error: bad flags or arguments, an unknown command
    3  partial: an input was truncated; the complete events before the cut were kept and used
    4  duplicate: a stream with the same key but other content is already stored (ingest without --replace),
       or a bes serve is receiving that stream right now

@@ -53,7 +53,9 @@ func viewOptionsFrom(c *cli.Context) viewOptions {
 const viewSelectionHelp = `STREAM is a full key, a unique key prefix, or an invocation id of a stored
 stream; an argument that names an existing file is read as an input instead,
 and then no store is touched (with files and no STREAM, every stream in
-them is used). --match REGEX keeps the streams whose key the regular
+them is used). An argument that looks like a path (it ends in .bep, .json,
+.ndjson, .obe, .gz, .zst… or holds a "/") and does not exist is "no such
+file", exit 1. --match REGEX keeps the streams whose key the regular
 expression matches anywhere; alone, it selects among all stored streams
 ("--match ." takes them all). Streams without Bazel build events (BES
 lifecycle streams) are left out.`

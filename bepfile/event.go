@@ -91,11 +91,37 @@ type Event struct {
 	// too, where it is informative only (AppendEncoding ignores it).
 	Seq     int64
 	HasTime bool
-	Time    Timestamp
+	// index and pos are where a Reader read the event (see Position):
+	// the 0-based index of its frame or line, and 1 + the byte offset of
+	// its start; pos is 0 for an event no Reader read from an input.
+	index int32
+	Time  Timestamp
 	// Payload is the bazel_event Any value; nil when Raw is set.
 	Payload []byte
 	// Raw is the whole encoded OrderedBuildEvent; nil when Payload is used.
 	Raw []byte
+	pos int64
+}
+
+// Position returns where the event was read from its input: the byte
+// offset of the start of its frame (or JSON line), in the decompressed
+// input, and the frame's 0-based index among the input's events, as an
+// *Error gives them. ok is false for an event that was not read by a
+// Reader (one made from a store, or the component_stream_finished event a
+// Reader adds to Bazel's own files), and for frames past index 2^31-1.
+// Copies of the event keep it.
+func (e *Event) Position() (offset int64, index int, ok bool) {
+	if e.pos == 0 {
+		return 0, 0, false
+	}
+	return e.pos - 1, int(e.index), true
+}
+
+// setPos records where a Reader read the event.
+func (e *Event) setPos(offset int64, index int) {
+	if index >= 0 && index <= 1<<31-1 {
+		e.pos, e.index = offset+1, int32(index)
+	}
 }
 
 // IsBazel reports whether the event carries a Bazel BuildEvent payload in

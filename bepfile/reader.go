@@ -103,6 +103,8 @@ type Reader struct {
 	// returned, if hasPeeked (see Peeked).
 	peeked    Peeked
 	hasPeeked bool
+
+	found Damage // NDJSON: see Found
 }
 
 // Open opens the file at path and returns a reader of it; path "-" is
@@ -490,10 +492,14 @@ func (r *Reader) nextOBE() (*Stream, *Event, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := hollowFrame(r.format, frame); err != nil {
+		return nil, nil, r.badFrame(start, index, err)
+	}
 	s, ev, err := r.obeEvent(frame, nil)
 	if err != nil {
-		return nil, nil, r.errorAt(start, index, err, true)
+		return nil, nil, r.badFrame(start, index, err)
 	}
+	ev.setPos(start, index)
 	return s, ev, nil
 }
 
@@ -510,6 +516,7 @@ func (r *Reader) nextPublish() (*Stream, *Event, error) {
 		var ev *Event
 		s, ev, err = r.obeEvent(obe, func() *PublishInfo { return publishInfo(frame, lifecycle) })
 		if err == nil {
+			ev.setPos(start, index)
 			return s, ev, nil
 		}
 		if lifecycle {
@@ -518,7 +525,7 @@ func (r *Reader) nextPublish() (*Stream, *Event, error) {
 			err = fmt.Errorf("PublishBuildToolEventStreamRequest.ordered_build_event: %w", err)
 		}
 	}
-	return nil, nil, r.errorAt(start, index, err, true)
+	return nil, nil, r.badFrame(start, index, err)
 }
 
 // obeEvent makes the event of an encoded OrderedBuildEvent, in compact form
@@ -782,10 +789,14 @@ func (r *Reader) nextBEP() (*Stream, *Event, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := hollowFrame(r.format, frame); err != nil {
+		return nil, nil, r.badFrame(start, index, err)
+	}
 	s, ev, err := r.bepEvent(frame)
 	if err != nil {
-		return nil, nil, r.errorAt(start, index, err, true)
+		return nil, nil, r.badFrame(start, index, err)
 	}
+	ev.setPos(start, index)
 	return s, ev, nil
 }
 

@@ -86,9 +86,11 @@ touch no store. --match keeps the streams whose key the regular expression
 matches anywhere (like BuildGrid's get_matching_streams and Python's
 re.search; the syntax is Go's RE2: no backreferences or lookaround).
 
-Columns: key, build id, invocation id, component, events, Bazel command,
+Columns: key, build id, invocation id ("(no invocation id)" when Bazel gave
+none and bes made one up: nouuid-…), component, events, Bazel command,
 result (Bazel's exit code name; "partial" when the stream is incomplete),
-start time and duration.
+start time and duration; and the source file when two tool streams share
+an invocation id (the .bep and a BES capture of one run).
 
 EXAMPLES:
    bes streams

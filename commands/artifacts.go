@@ -49,7 +49,7 @@ func (r artifactRow) group() string {
 
 // artifactColumns are the table's columns; SIZE and DIGEST only when a row
 // has one (Bazel 4.2 reports neither).
-func artifactColumns(multi bool, rows []artifactRow) []column[artifactRow] {
+func artifactColumns(n invNames, rows []artifactRow) []column[artifactRow] {
 	label := func(r artifactRow) string {
 		if r.Aspect != "" {
 			return r.Label + " (aspect " + r.Aspect + ")"
@@ -73,7 +73,7 @@ func artifactColumns(multi bool, rows []artifactRow) []column[artifactRow] {
 		cols = append(cols, column[artifactRow]{"DIGEST", func(r artifactRow) string { return r.Digest }})
 	}
 	cols = append(cols, column[artifactRow]{"URI", func(r artifactRow) string { return r.URI }})
-	return withInvocation(multi, func(r artifactRow) string { return invocationCell(r.InvocationID, r.Stream) }, cols)
+	return withInvocation(n, func(r artifactRow) (string, string) { return r.InvocationID, r.Stream }, cols)
 }
 
 func newArtifactsCommand() *cli.Command {
@@ -136,7 +136,7 @@ func runArtifacts(ctx context.Context, opts artifactsOptions, args []string, w, 
 		fmt.Fprintln(errw, "bes: artifacts: no output file in the streams given")
 		res.add(ExitNoData)
 	}
-	if err := render(w, opts.Format, rows, artifactColumns(multiStream(invs), rows)); err != nil {
+	if err := render(w, opts.Format, rows, artifactColumns(namesOf(invs), rows)); err != nil {
 		return err
 	}
 	return res.err()

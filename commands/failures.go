@@ -90,8 +90,8 @@ func (r failureRow) String() string {
 	return s
 }
 
-func failureColumns(multi bool) []column[failureRow] {
-	return withInvocation(multi, func(r failureRow) string { return invocationCell(r.InvocationID, r.Stream) }, []column[failureRow]{
+func failureColumns(n invNames) []column[failureRow] {
+	return withInvocation(n, func(r failureRow) (string, string) { return r.InvocationID, r.Stream }, []column[failureRow]{
 		{"KIND", func(r failureRow) string { return r.Kind }},
 		{"EVENT", func(r failureRow) string { return r.Event }},
 		{"LABEL", func(r failureRow) string { return r.Label }},
@@ -175,11 +175,12 @@ func runFailures(ctx context.Context, opts viewOptions, logLines int, args []str
 		}
 		res.add(invocationStatus(inv))
 	}
-	if err := render(w, opts.Format, rows, failureColumns(multiStream(invs))); err != nil {
+	names := namesOf(invs)
+	if err := render(w, opts.Format, rows, failureColumns(names)); err != nil {
 		return err
 	}
 	if opts.Format == formatTable || opts.Format == formatMarkdown {
-		if err := writeFailureWords(w, opts.Format, rows, multiStream(invs)); err != nil {
+		if err := writeFailureWords(w, opts.Format, rows, names); err != nil {
 			return err
 		}
 	}
@@ -189,7 +190,7 @@ func runFailures(ctx context.Context, opts viewOptions, logLines int, args []str
 // writeFailureWords writes, after the table, each failure's own words:
 // Bazel's ERROR messages for it and the ends of its local log files. In
 // Markdown each is a heading and a fenced block.
-func writeFailureWords(w io.Writer, format string, rows []failureRow, multi bool) error {
+func writeFailureWords(w io.Writer, format string, rows []failureRow, names invNames) error {
 	bw := bufio.NewWriter(w)
 	for _, r := range rows {
 		if len(r.Console) == 0 && len(r.Tails) == 0 {
@@ -199,8 +200,8 @@ func writeFailureWords(w io.Writer, format string, rows []failureRow, multi bool
 		if r.Reason != "" {
 			title += " (" + r.Reason + ")"
 		}
-		if multi {
-			title = invocationCell(r.InvocationID, r.Stream) + ": " + title
+		if names.multi {
+			title = names.cell(r.InvocationID, r.Stream) + ": " + title
 		}
 		var lines []string
 		for _, c := range r.Console {

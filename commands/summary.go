@@ -63,44 +63,46 @@ type testCounts struct {
 	Cached        int `json:"cached"`
 }
 
-var summaryColumns = []column[summaryRow]{
-	{"INVOCATION", func(r summaryRow) string { return invocationCell(r.InvocationID, r.Stream) }},
-	{"COMMAND", func(r summaryRow) string {
-		return strings.TrimSpace(r.Command + " " + strings.Join(r.Patterns, " "))
-	}},
-	{"RESULT", func(r summaryRow) string {
-		var parts []string
-		if r.ExitCode != nil {
-			parts = append(parts, fmt.Sprintf("%s (%d)", r.Result, *r.ExitCode))
-		}
-		if r.Interrupted {
-			parts = append(parts, "interrupted")
-		}
-		switch {
-		case !r.Finished && !r.Complete:
-			parts = append(parts, "did not finish")
-		case !r.Finished:
-			parts = append(parts, "ended without BuildFinished")
-		case !r.Complete:
-			parts = append(parts, "partial")
-		}
-		return strings.Join(parts, ", ")
-	}},
-	{"START", func(r summaryRow) string { return formatTime(r.Start) }},
-	{"DURATION", func(r summaryRow) string {
-		if r.Duration == nil {
-			return ""
-		}
-		return formatSeconds(*r.Duration)
-	}},
-	{"TARGETS", func(r summaryRow) string { return r.Targets.String() }},
-	{"TESTS", func(r summaryRow) string { return r.Tests.String() }},
-	{"FIRST FAILURE", func(r summaryRow) string {
-		if r.FirstFailure == nil {
-			return ""
-		}
-		return r.FirstFailure.String()
-	}},
+func summaryColumns(n invNames) []column[summaryRow] {
+	return []column[summaryRow]{
+		{"INVOCATION", func(r summaryRow) string { return n.cell(r.InvocationID, r.Stream) }},
+		{"COMMAND", func(r summaryRow) string {
+			return strings.TrimSpace(r.Command + " " + strings.Join(r.Patterns, " "))
+		}},
+		{"RESULT", func(r summaryRow) string {
+			var parts []string
+			if r.ExitCode != nil {
+				parts = append(parts, fmt.Sprintf("%s (%d)", r.Result, *r.ExitCode))
+			}
+			if r.Interrupted {
+				parts = append(parts, "interrupted")
+			}
+			switch {
+			case !r.Finished && !r.Complete:
+				parts = append(parts, "did not finish")
+			case !r.Finished:
+				parts = append(parts, "ended without BuildFinished")
+			case !r.Complete:
+				parts = append(parts, "partial")
+			}
+			return strings.Join(parts, ", ")
+		}},
+		{"START", func(r summaryRow) string { return formatTime(r.Start) }},
+		{"DURATION", func(r summaryRow) string {
+			if r.Duration == nil {
+				return ""
+			}
+			return formatSeconds(*r.Duration)
+		}},
+		{"TARGETS", func(r summaryRow) string { return r.Targets.String() }},
+		{"TESTS", func(r summaryRow) string { return r.Tests.String() }},
+		{"FIRST FAILURE", func(r summaryRow) string {
+			if r.FirstFailure == nil {
+				return ""
+			}
+			return r.FirstFailure.String()
+		}},
+	}
 }
 
 // String is the TARGETS cell: "21 configured, 17 built, 3 failed, 1
@@ -188,7 +190,7 @@ func runSummary(ctx context.Context, opts viewOptions, args []string, w, errw io
 		rows = append(rows, summaryFor(inv))
 		res.add(invocationStatus(inv))
 	}
-	if err := render(w, opts.Format, rows, summaryColumns); err != nil {
+	if err := render(w, opts.Format, rows, summaryColumns(namesOf(invs))); err != nil {
 		return err
 	}
 	return res.err()

@@ -76,8 +76,8 @@ func (r testRow) status() string {
 	return r.Status
 }
 
-func testColumns(multi bool) []column[testRow] {
-	return withInvocation(multi, func(r testRow) string { return invocationCell(r.InvocationID, r.Stream) }, []column[testRow]{
+func testColumns(n invNames) []column[testRow] {
+	return withInvocation(n, func(r testRow) (string, string) { return r.InvocationID, r.Stream }, []column[testRow]{
 		{"LABEL", func(r testRow) string { return r.Label }},
 		{"STATUS", testRow.status},
 		{"RUNS", func(r testRow) string { return fmt.Sprint(r.TotalRuns) }},
@@ -89,8 +89,8 @@ func testColumns(multi bool) []column[testRow] {
 	})
 }
 
-func runColumns(multi bool) []column[runRow] {
-	return withInvocation(multi, func(r runRow) string { return invocationCell(r.InvocationID, r.Stream) }, []column[runRow]{
+func runColumns(n invNames) []column[runRow] {
+	return withInvocation(n, func(r runRow) (string, string) { return r.InvocationID, r.Stream }, []column[runRow]{
 		{"LABEL", func(r runRow) string { return r.Label }},
 		{"RUN", func(r runRow) string { return fmt.Sprint(r.Run) }},
 		{"SHARD", func(r runRow) string { return fmt.Sprint(r.Shard) }},
@@ -219,18 +219,18 @@ func runTests(ctx context.Context, opts testsOptions, args []string, w, errw io.
 		fmt.Fprintln(errw, "bes: tests: no test in the streams given")
 		res.add(ExitNoData)
 	}
-	multi := multiStream(invs)
+	names := namesOf(invs)
 	switch {
 	case opts.Format == formatJUnit:
 		if err := writeJUnit(w, invs, keep); err != nil {
 			return err
 		}
 	case opts.Runs:
-		if err := render(w, opts.Format, runs, runColumns(multi)); err != nil {
+		if err := render(w, opts.Format, runs, runColumns(names)); err != nil {
 			return err
 		}
 	default:
-		if err := render(w, opts.Format, rows, testColumns(multi)); err != nil {
+		if err := render(w, opts.Format, rows, testColumns(names)); err != nil {
 			return err
 		}
 	}

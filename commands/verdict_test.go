@@ -127,3 +127,25 @@ func TestFailureTails(t *testing.T) {
 		t.Errorf("tails %+v", tails)
 	}
 }
+
+func TestViewsTellSharedInvocationsApart(t *testing.T) {
+	// The .bep and the BES capture of one run: one invocation id, two
+	// build ids. Each row is named by its stream's key.
+	out, _, code := runCLI(t, "summary", tdPath("bes_test_mixed.bep"), tdPath("bes_test_mixed.obe"))
+	if code != ExitTestFail {
+		t.Errorf("exit %d", code)
+	}
+	for _, key := range []string{
+		"0fff9624-6330-4348-b7e6-0d35256338b9.3.8b58a6b7-1857-43e5-b701-ebbabc33fc5c",
+		"8b58a6b7-1857-43e5-b701-ebbabc33fc5c.3.8b58a6b7-1857-43e5-b701-ebbabc33fc5c",
+	} {
+		if !strings.Contains(out, "\n"+key+" ") {
+			t.Errorf("no row named %s:\n%s", key, out)
+		}
+	}
+	// A Bazel query has no invocation id: shown as such.
+	out, _, _ = runCLI(t, "summary", tdPath("query.bep"))
+	if !strings.Contains(out, "(no invocation id)") {
+		t.Errorf("summary of a query:\n%s", out)
+	}
+}

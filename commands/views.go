@@ -213,7 +213,7 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 			}
 			us = append(us, u)
 		}
-		for _, line := range notices.New(invocationCell(inv.InvocationID, inv.StreamKey), us) {
+		for _, line := range notices.New(invNames{}.cell(inv.InvocationID, inv.StreamKey), us) {
 			fmt.Fprintf(errw, "bes: %s: %s\n", cmd, line)
 		}
 	}
@@ -257,26 +257,50 @@ const gateHelp = `CI GATING: the verdict follows Bazel's own exit code (BuildFin
 Over several streams the gravest wins (8, 6, 5, 9, 3, 7, 0). The status does
 not depend on filters such as --status.`
 
-// multiStream reports whether rows from more than one invocation are
-// shown, so that tables need an INVOCATION column.
-func multiStream(invs []*report.Invocation) bool { return len(invs) > 1 }
+// invNames says how a view names the invocations it shows: whether there
+// are several (tables then need an INVOCATION column), and which
+// invocation ids several of the streams carry (the .bep and the BES
+// capture of one run), whose rows are then named by stream key.
+type invNames struct {
+	multi  bool
+	shared map[string]bool
+	madeUp bool // several of the ids are made up
+}
+
+// namesOf returns how to name the invocations invs in a table.
+func namesOf(invs []*report.Invocation) invNames {
+	ids := make([]string, len(invs))
+	made := 0
+	for i, inv := range invs {
+		ids[i] = inv.InvocationID
+		if bepfile.IsSynthesizedID(inv.InvocationID) {
+			made++
+		}
+	}
+	return invNames{multi: len(invs) > 1, shared: sharedInvocations(ids), madeUp: made > 1}
+}
+
+// cell names an invocation in a table: its id, or "(no invocation id)"
+// when bes made the id up (bepfile.IsSynthesizedID: Bazel gave none); its
+// stream's key when another stream shown carries the same id, or when
+// several shown have made-up ids.
+func (n invNames) cell(id, stream string) string {
+	switch {
+	case id == "", n.shared[id]:
+		return stream
+	case n.madeUp && bepfile.IsSynthesizedID(id):
+		return stream
+	}
+	return shownInvocationID(id)
+}
 
 // withInvocation puts an INVOCATION column first when several
 // invocations are shown.
-func withInvocation[T any](multi bool, inv func(T) string, cols []column[T]) []column[T] {
-	if !multi {
+func withInvocation[T any](n invNames, inv func(T) (id, stream string), cols []column[T]) []column[T] {
+	if !n.multi {
 		return cols
 	}
-	return append([]column[T]{{"INVOCATION", inv}}, cols...)
-}
-
-// invocationCell names an invocation in a table: its id, or its stream's
-// key when Bazel gave none (a query command has no BuildStarted.uuid).
-func invocationCell(id, stream string) string {
-	if id != "" {
-		return id
-	}
-	return stream
+	return append([]column[T]{{"INVOCATION", func(r T) string { return n.cell(inv(r)) }}}, cols...)
 }
 
 // timePtr returns a pointer to t in UTC, nil for the zero time.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +18,6 @@ import (
 	"github.com/urfave/cli/v2"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/bes-cli/bes/bepfile"
 	bes "github.com/bes-cli/bes/bepfile/bep/buildeventstream"
@@ -55,6 +55,14 @@ protojson with the Bazel payload decoded under event.bazelEvent), json (an
 array of BuildGrid BuildEventStream messages {streamId, events}), and obe
 (varint-delimited OrderedBuildEvents, byte for byte what was ingested).
 
+One bad event never costs the others: a string that is not UTF-8 is
+printed with U+FFFD, a corrupt nested message with what decodes of it, a
+payload of a type bes does not know as {"@type": URL, "value": BASE64},
+and an event (or a frame) that cannot be decoded at all as an error
+object {"error": ..., "sequenceNumber": ..., "file": ..., "offset": ...,
+"index": ...} in JSON; each such event is one line on stderr (file, byte
+offset, event index) and the exit status is 9. obe decodes nothing.
+
 EXAMPLES:
    bes dump build.bep
    bes dump 5d2e1f --format ndjson | jq -c 'select(.event.bazelEvent.testResult)'
@@ -80,28 +88,25 @@ func runDump(ctx context.Context, opts dumpOptions, args []string, w, errw io.Wr
 	if len(files) == 0 && len(refs) == 0 {
 		return &usageError{"dump: name a STREAM (key, key prefix or invocation id) or a FILE"}
 	}
+	errw = &lockedWriter{w: errw}
+	dw := newDumpWriter(opts.Format, errw, &bepfile.Notices{})
 	if len(refs) == 0 && (opts.Format == formatNDJSON || opts.Format == formatOBE) && inKeyOrder(ctx, files, opts.Read) {
 		// Every stream of the files, in the order they come: write each
 		// event as it is read, holding none.
 		var res *outcome
 		read := opts.Read
 		read.Reuse = false // the events are encoded on other goroutines
-		src := func(fn func(*bepfile.Stream, *bepfile.Event) error) error {
-			var err error
-			res, err = scanFiles(ctx, files, read, errw, fn)
+		if err := dw.writeFrom(ctx, w, dw.scanFiles(ctx, files, read, errw, &res)); err != nil {
 			return err
 		}
-		if err := writeDumpFrom(ctx, w, opts.Format, src); err != nil {
-			return err
-		}
-		return res.err()
+		return dw.outcome(res).err()
 	}
 	var (
 		streams []*store.Stream
 		res     = &outcome{}
 	)
 	if len(files) > 0 {
-		mem, r, err := readFiles(ctx, files, opts.Read, errw)
+		mem, r, err := dw.readFiles(ctx, files, opts.Read, errw)
 		if err != nil {
 			return err
 		}
@@ -121,10 +126,10 @@ func runDump(ctx context.Context, opts dumpOptions, args []string, w, errw io.Wr
 		}
 		streams = mem.Streams()
 	}
-	if err := writeDump(ctx, w, opts.Format, streams, nil); err != nil {
+	if err := dw.write(ctx, w, streams, nil); err != nil {
 		return err
 	}
-	return res.err()
+	return dw.outcome(res).err()
 }
 
 // selectStreams keeps the streams of mem that refs name (all when none),
@@ -210,37 +215,139 @@ func inKeyOrder(ctx context.Context, files []string, opts bepfile.Options) bool 
 // errNotInKeyOrder ends inKeyOrder's pass at the first stream out of order.
 var errNotInKeyOrder = errors.New("streams not in key order")
 
-// eventSource calls fn with every event to dump, in order, and its stream;
-// an error of fn ends it and is returned.
-type eventSource func(fn func(*bepfile.Stream, *bepfile.Event) error) error
+// dumpItem is one thing a dump writes: an event of a stream, or (ev nil)
+// a frame a reader skipped, bad, which the JSON formats write as an error
+// object in its place.
+type dumpItem struct {
+	s   *bepfile.Stream
+	ev  *bepfile.Event
+	bad *bepfile.Error
+}
+
+// eventSource calls fn with every item to dump, in order; an error of fn
+// ends it and is returned.
+type eventSource func(fn func(dumpItem) error) error
+
+// dumpWriter writes events in one format, reading each by the rule every
+// command reads with (bepfile.DecodeBuildEvent): a damaged event is
+// written repaired, an undecodable one as an error object, and log says
+// so on standard error.
+type dumpWriter struct {
+	format string
+	log    *damageLog
+	// skipped are the frames the readers skipped that a dump of stored
+	// streams writes after them (see trailing).
+	skipped []*bepfile.Error
+}
+
+// newDumpWriter returns a dumpWriter for format reporting on errw, which
+// must be a *lockedWriter.
+func newDumpWriter(format string, errw io.Writer, notices *bepfile.Notices) *dumpWriter {
+	return &dumpWriter{format: format, log: newDamageLog(errw, notices)}
+}
+
+// readFiles reads every stream of the files into a new in-memory storage,
+// as the package's readFiles does, and records for dw which file each
+// stream came from and which frames were skipped.
+func (dw *dumpWriter) readFiles(ctx context.Context, files []string, opts bepfile.Options, errw io.Writer) (*store.Storage, *outcome, error) {
+	mem := store.New()
+	var cur *bepfile.Stream
+	var st *store.Stream
+	opts.Reuse = false // the storage keeps the events
+	fr := &fileReader{opts: opts, errw: errw, from: map[string]string{}, notices: dw.log.notices,
+		bad: func(e *bepfile.Error) { dw.skipped = append(dw.skipped, e) }}
+	res, err := fr.scan(ctx, files, func(s *bepfile.Stream, ev *bepfile.Event) error {
+		if s != cur {
+			cur, st = s, mem.GetStreamFor(s)
+		}
+		st.Append(*ev)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for key, file := range fr.from {
+		dw.log.setSource(key, file)
+	}
+	return mem, res, nil
+}
+
+// scanFiles is the eventSource of the events of files as they are read
+// (see inKeyOrder), with the frames the readers skipped in their place.
+// The outcome of the reading is stored in *res.
+func (dw *dumpWriter) scanFiles(ctx context.Context, files []string, opts bepfile.Options, errw io.Writer, res **outcome) eventSource {
+	return func(fn func(dumpItem) error) error {
+		var (
+			cur    *bepfile.Stream
+			fnErr  error // of fn called for a skipped frame
+			reader *fileReader
+		)
+		reader = &fileReader{opts: opts, errw: errw, from: map[string]string{}, notices: dw.log.notices,
+			bad: func(e *bepfile.Error) {
+				if fnErr == nil {
+					fnErr = fn(dumpItem{bad: e})
+				}
+			}}
+		r, err := reader.scan(ctx, files, func(s *bepfile.Stream, ev *bepfile.Event) error {
+			if fnErr != nil {
+				return fnErr
+			}
+			if s != cur {
+				cur = s
+				dw.log.setSource(s.Key, reader.r.Name())
+			}
+			return fn(dumpItem{s: s, ev: ev})
+		})
+		*res = r
+		if err == nil {
+			err = fnErr
+		}
+		return err
+	}
+}
 
 // storedEvents is the eventSource of the events of streams that f matches
-// (all when f is nil), stream after stream.
-func storedEvents(ctx context.Context, streams []*store.Stream, f store.Filter) eventSource {
-	return func(fn func(*bepfile.Stream, *bepfile.Event) error) error {
+// (all when f is nil), stream after stream, then, without a filter, the
+// frames the readers skipped (which belong to no stream they could name).
+func (dw *dumpWriter) storedEvents(ctx context.Context, streams []*store.Stream, f store.Filter) eventSource {
+	return func(fn func(dumpItem) error) error {
 		for _, s := range streams {
 			info := s.Info()
 			for ev, err := range s.Query(ctx, f) {
 				if err != nil {
 					return err
 				}
-				if err := fn(info, ev); err != nil {
+				if err := fn(dumpItem{s: info, ev: ev}); err != nil {
 					return err
 				}
+			}
+		}
+		for _, e := range dw.trailing(f) {
+			if err := fn(dumpItem{bad: e}); err != nil {
+				return err
 			}
 		}
 		return nil
 	}
 }
 
-// writeDumpFrom writes the events of src in the format ndjson or obe.
-func writeDumpFrom(ctx context.Context, w io.Writer, format string, src eventSource) error {
+// trailing returns the skipped frames a dump writes after the streams:
+// none for a query (f not nil), whose filter they cannot pass.
+func (dw *dumpWriter) trailing(f store.Filter) []*bepfile.Error {
+	if f != nil {
+		return nil
+	}
+	return dw.skipped
+}
+
+// writeFrom writes the items of src in the format ndjson or obe.
+func (dw *dumpWriter) writeFrom(ctx context.Context, w io.Writer, src eventSource) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var err error
-	if format == formatOBE {
+	if dw.format == formatOBE {
 		err = dumpOBE(bw, src)
 	} else {
-		err = dumpNDJSON(ctx, bw, src)
+		err = dw.dumpNDJSON(ctx, bw, src)
 	}
 	if err != nil {
 		return err
@@ -248,20 +355,20 @@ func writeDumpFrom(ctx context.Context, w io.Writer, format string, src eventSou
 	return bw.Flush()
 }
 
-// writeDump writes the events of streams that f matches (all when f is
-// nil) in the format. With a filter, the json format leaves out the streams
+// write writes the events of streams that f matches (all when f is nil)
+// in the format. With a filter, the json format leaves out the streams
 // with no matching event.
-func writeDump(ctx context.Context, w io.Writer, format string, streams []*store.Stream, f store.Filter) error {
-	if format == formatOBE || format == formatNDJSON {
-		return writeDumpFrom(ctx, w, format, storedEvents(ctx, streams, f))
+func (dw *dumpWriter) write(ctx context.Context, w io.Writer, streams []*store.Stream, f store.Filter) error {
+	if dw.format == formatOBE || dw.format == formatNDJSON {
+		return dw.writeFrom(ctx, w, dw.storedEvents(ctx, streams, f))
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var err error
-	switch format {
+	switch dw.format {
 	case formatJSON:
-		err = dumpJSON(ctx, bw, streams, f)
+		err = dw.dumpJSON(ctx, bw, streams, f)
 	default:
-		err = dumpTable(ctx, bw, streams, f)
+		err = dw.dumpTable(ctx, bw, streams, f)
 	}
 	if err != nil {
 		return err
@@ -269,10 +376,28 @@ func writeDump(ctx context.Context, w io.Writer, format string, streams []*store
 	return bw.Flush()
 }
 
+// outcome adds to the outcome of reading the inputs (nil: nothing to
+// add) what writing the events found: ExitDamaged when an event was
+// damaged.
+func (dw *dumpWriter) outcome(res *outcome) *outcome {
+	if res == nil {
+		res = &outcome{}
+	}
+	if dw.log.sawDamage() {
+		res.add(ExitDamaged)
+	}
+	return res
+}
+
+// dumpOBE writes the events byte for byte; it decodes nothing, so it
+// judges nothing: skipped frames are left out.
 func dumpOBE(w *bufio.Writer, src eventSource) error {
 	var buf []byte
-	return src(func(s *bepfile.Stream, ev *bepfile.Event) error {
-		buf = ev.AppendEncoding(buf[:0], s)
+	return src(func(it dumpItem) error {
+		if it.ev == nil {
+			return nil
+		}
+		buf = it.ev.AppendEncoding(buf[:0], it.s)
 		var pfx [binary.MaxVarintLen64]byte
 		w.Write(protowire.AppendVarint(pfx[:0], uint64(len(buf))))
 		_, err := w.Write(buf)
@@ -280,20 +405,20 @@ func dumpOBE(w *bufio.Writer, src eventSource) error {
 	})
 }
 
-var jsonOpts = protojson.MarshalOptions{}
+var jsonOpts = protojson.MarshalOptions{Resolver: lenientResolver{}}
 
 // ndjsonBatch is how many events a worker of dumpNDJSON encodes at a time.
 const ndjsonBatch = 256
 
-// dumpNDJSON writes one OrderedBuildEvent per line. The events are encoded
-// by a worker per CPU, a batch at a time, and written in order.
-func dumpNDJSON(ctx context.Context, w *bufio.Writer, src eventSource) error {
+// dumpNDJSON writes one OrderedBuildEvent (or error object) per line. The
+// events are encoded by a worker per CPU, a batch at a time, and written in
+// order, with what their decoding found reported in order too.
+func (dw *dumpWriter) dumpNDJSON(ctx context.Context, w *bufio.Writer, src eventSource) error {
 	type job struct {
-		s        *bepfile.Stream
-		evs      []*bepfile.Event
-		queryErr error // reading the events failed after evs: set before the job is sent
+		items    []dumpItem
+		queryErr error // reading the events failed after items: set before the job is sent
 		out      []byte
-		err      error // the encoding failed: set by the worker
+		reps     []eventReport // set by the worker, one per item
 		done     chan struct{}
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -318,17 +443,17 @@ func dumpNDJSON(ctx context.Context, w *bufio.Writer, src eventSource) error {
 			}
 		}
 		var j *job
-		err := src(func(s *bepfile.Stream, ev *bepfile.Event) error {
-			if j != nil && (j.s != s || len(j.evs) == ndjsonBatch) {
+		err := src(func(it dumpItem) error {
+			if j != nil && len(j.items) == ndjsonBatch {
 				if err := send(j); err != nil {
 					return err
 				}
 				j = nil
 			}
 			if j == nil {
-				j = &job{s: s, evs: make([]*bepfile.Event, 0, ndjsonBatch), done: make(chan struct{})}
+				j = &job{items: make([]dumpItem, 0, ndjsonBatch), done: make(chan struct{})}
 			}
-			j.evs = append(j.evs, ev)
+			j.items = append(j.items, it)
 			return nil
 		})
 		if err != nil && ctx.Err() != nil {
@@ -344,13 +469,11 @@ func dumpNDJSON(ctx context.Context, w *bufio.Writer, src eventSource) error {
 	}()
 	for range workers {
 		go func() {
-			enc := newNDJSONEncoder()
+			enc := newNDJSONEncoder(dw.log)
 			for j := range work {
-				for _, ev := range j.evs {
-					if j.out, j.err = enc.append(j.out, j.s, ev); j.err != nil {
-						j.err = fmt.Errorf("stream %s, event %d: %w", j.s.Key, ev.Seq, j.err)
-						break
-					}
+				j.reps = make([]eventReport, len(j.items))
+				for i, it := range j.items {
+					j.out, j.reps[i] = enc.appendItem(j.out, it)
 					j.out = append(j.out, '\n')
 				}
 				close(j.done)
@@ -359,8 +482,10 @@ func dumpNDJSON(ctx context.Context, w *bufio.Writer, src eventSource) error {
 	}
 	for j := range order {
 		<-j.done
-		if j.err != nil {
-			return j.err
+		for i := range j.reps {
+			if it := j.items[i]; it.ev != nil {
+				dw.log.report(it.s, it.ev, &j.reps[i])
+			}
 		}
 		if _, err := w.Write(j.out); err != nil {
 			return err
@@ -372,49 +497,81 @@ func dumpNDJSON(ctx context.Context, w *bufio.Writer, src eventSource) error {
 	return ctx.Err()
 }
 
-// ndjsonEncoder renders events as protojson OrderedBuildEvents. A Bazel
-// event in compact form is written without building the envelope: the
-// envelope's JSON is written directly and only the payload goes through
-// protojson, decoded into a message that is reused; anything else takes
-// the general path. Both give the same JSON values (TestNDJSONFastPath).
+// ndjsonEncoder renders events as protojson OrderedBuildEvents, by the
+// lenient rule (see fixAny), and the frames a reader skipped and the
+// events that cannot be decoded as error objects (see appendErrorObject).
+// A Bazel event in compact form is written without building the
+// envelope: the envelope's JSON is written directly and only the payload
+// goes through protojson, decoded into a message that is reused; anything
+// else takes the general path. Both give the same JSON values
+// (TestNDJSONFastPath).
 type ndjsonEncoder struct {
 	ids map[*bepfile.Stream][]byte // the StreamId JSON of each stream
 	msg *bes.BuildEvent
 	buf []byte
+	log *damageLog // for the file names of error objects; may be nil
 }
 
-func newNDJSONEncoder() *ndjsonEncoder {
-	return &ndjsonEncoder{ids: map[*bepfile.Stream][]byte{}, msg: &bes.BuildEvent{}}
+func newNDJSONEncoder(log *damageLog) *ndjsonEncoder {
+	return &ndjsonEncoder{ids: map[*bepfile.Stream][]byte{}, msg: &bes.BuildEvent{}, log: log}
 }
 
-// append appends the JSON of ev, without a newline.
-func (e *ndjsonEncoder) append(b []byte, s *bepfile.Stream, ev *bepfile.Event) ([]byte, error) {
+// appendItem appends the JSON of it, without a newline, and returns what
+// decoding its event found.
+func (e *ndjsonEncoder) appendItem(b []byte, it dumpItem) ([]byte, eventReport) {
+	if it.ev == nil {
+		off := &it.bad.Offset
+		if it.bad.Offset < 0 {
+			off = nil
+		}
+		return appendErrorObject(b, errorObject{Error: it.bad.Err.Error(), File: it.bad.Name, Offset: off, Index: &it.bad.Index}), eventReport{}
+	}
+	return e.append(b, it.s, it.ev)
+}
+
+// append appends the JSON of ev, without a newline, and returns what
+// decoding it found. An event that cannot be decoded is written as an
+// error object.
+func (e *ndjsonEncoder) append(b []byte, s *bepfile.Stream, ev *bepfile.Event) ([]byte, eventReport) {
 	if ev.IsBazel() && s.TypeURL == bepfile.BazelEventTypeURL {
-		if out, ok := e.appendFast(b, s, ev); ok {
-			return out, nil
+		out, rep, ok := e.appendFast(b, s, ev)
+		if ok || rep.err != nil {
+			return out, rep
 		}
 	}
 	obe, err := ev.OrderedBuildEvent(s)
 	if err != nil {
-		return b, err
+		return e.appendError(b, s, ev, err), eventReport{err: err}
 	}
-	return jsonOpts.MarshalAppend(b, obe)
+	rep := fixAny(obe, e.msg)
+	if rep.err != nil {
+		return e.appendError(b, s, ev, rep.err), rep
+	}
+	out, err := jsonOpts.MarshalAppend(b, obe)
+	if err != nil {
+		rep.err = err
+		return e.appendError(b, s, ev, err), rep
+	}
+	return out, rep
 }
 
-func (e *ndjsonEncoder) appendFast(b []byte, s *bepfile.Stream, ev *bepfile.Event) ([]byte, bool) {
-	proto.Reset(e.msg)
-	if err := proto.Unmarshal(ev.Payload, e.msg); err != nil {
-		return b, false
+// appendFast writes a compact Bazel event. ok is false when the general
+// path must write it; an event that cannot be decoded (rep.err) is written
+// as an error object.
+func (e *ndjsonEncoder) appendFast(b []byte, s *bepfile.Stream, ev *bepfile.Event) (_ []byte, rep eventReport, ok bool) {
+	rep.damage, rep.err = bepfile.DecodeBuildEvent(ev.Payload, e.msg)
+	if rep.err != nil {
+		return e.appendError(b, s, ev, rep.err), rep, false
 	}
 	var err error
 	e.buf, err = jsonOpts.MarshalAppend(e.buf[:0], e.msg)
 	if err != nil {
-		return b, false
+		return b, rep, false
 	}
 	id, ok := e.ids[s]
 	if !ok {
 		if id, err = jsonOpts.Marshal(s.ID); err != nil {
-			return b, false
+			return b, rep, false
 		}
 		e.ids[s] = id
 	}
@@ -430,7 +587,7 @@ func (e *ndjsonEncoder) appendFast(b []byte, s *bepfile.Stream, ev *bepfile.Even
 	if ev.HasTime {
 		ts, ok := appendTimestamp(b, ev.Time)
 		if !ok {
-			return b[:start], false
+			return b[:start], rep, false
 		}
 		b = append(ts, ',')
 	}
@@ -440,13 +597,54 @@ func (e *ndjsonEncoder) appendFast(b []byte, s *bepfile.Stream, ev *bepfile.Even
 	// The payload's members: its JSON object without the braces.
 	p := bytes.TrimSpace(e.buf)
 	if len(p) < 2 || p[0] != '{' || p[len(p)-1] != '}' {
-		return b[:start], false
+		return b[:start], rep, false
 	}
 	if p = bytes.TrimSpace(p[1 : len(p)-1]); len(p) > 0 {
 		b = append(b, ',')
 		b = append(b, p...)
 	}
-	return append(b, "}}}"...), true
+	return append(b, "}}}"...), rep, true
+}
+
+// errorObject is what dump writes in place of an event it cannot decode,
+// and of a frame a reader skipped: the stream and sequence number when the
+// envelope was read, the cause, and where the event or frame was read.
+type errorObject struct {
+	StreamID json.RawMessage `json:"streamId,omitempty"`
+	Seq      string          `json:"sequenceNumber,omitempty"`
+	Error    string          `json:"error"`
+	File     string          `json:"file,omitempty"`
+	Offset   *int64          `json:"offset,omitempty"`
+	Index    *int            `json:"index,omitempty"`
+}
+
+// appendError appends the error object of ev of s, which cannot be
+// decoded because of err.
+func (e *ndjsonEncoder) appendError(b []byte, s *bepfile.Stream, ev *bepfile.Event, err error) []byte {
+	o := errorObject{Error: err.Error()}
+	if id, ierr := jsonOpts.Marshal(s.ID); ierr == nil {
+		o.StreamID = id
+	}
+	if ev.Seq != 0 {
+		o.Seq = strconv.FormatInt(ev.Seq, 10)
+	}
+	if e.log != nil {
+		if file := e.log.source(s.Key); file != "" {
+			o.File = file
+			if off, idx, ok := ev.Position(); ok {
+				o.Offset, o.Index = &off, &idx
+			}
+		}
+	}
+	return appendErrorObject(b, o)
+}
+
+func appendErrorObject(b []byte, o errorObject) []byte {
+	j, err := json.Marshal(o)
+	if err != nil { // a RawMessage protojson wrote is valid JSON
+		panic(fmt.Sprintf("dump: error object: %v", err))
+	}
+	return append(b, j...)
 }
 
 // appendTimestamp appends a "eventTime" member as protojson writes a
@@ -468,11 +666,14 @@ func appendTimestamp(b []byte, ts bepfile.Timestamp) ([]byte, bool) {
 }
 
 // dumpJSON writes one JSON array of BuildGrid BuildEventStream messages,
-// streaming event by event rather than building the whole message. With a
-// filter, a stream is written only once it has a matching event.
-func dumpJSON(ctx context.Context, w *bufio.Writer, streams []*store.Stream, f store.Filter) error {
+// streaming event by event rather than building the whole message, then,
+// without a filter, the error objects of the frames the readers skipped.
+// With a filter, a stream is written only once it has a matching event.
+func (dw *dumpWriter) dumpJSON(ctx context.Context, w *bufio.Writer, streams []*store.Stream, f store.Filter) error {
 	w.WriteString("[")
 	written := 0
+	enc := newNDJSONEncoder(dw.log)
+	var b []byte
 	for _, s := range streams {
 		start := func() error {
 			if written > 0 {
@@ -497,14 +698,9 @@ func dumpJSON(ctx context.Context, w *bufio.Writer, streams []*store.Stream, f s
 			if err != nil {
 				return err
 			}
-			obe, err := ev.OrderedBuildEvent(info)
-			if err != nil {
-				return fmt.Errorf("stream %s, event %d: %w", s.Key(), ev.Seq, err)
-			}
-			b, err := jsonOpts.Marshal(obe)
-			if err != nil {
-				return fmt.Errorf("stream %s, event %d: %w", s.Key(), ev.Seq, err)
-			}
+			var rep eventReport
+			b, rep = enc.append(b[:0], info, ev)
+			dw.log.report(info, ev, &rep)
 			if n > 0 {
 				w.WriteString(",")
 			} else if f != nil {
@@ -523,6 +719,15 @@ func dumpJSON(ctx context.Context, w *bufio.Writer, streams []*store.Stream, f s
 			w.WriteString("]\n  }")
 		}
 	}
+	for _, e := range dw.trailing(f) {
+		if written > 0 {
+			w.WriteString(",")
+		}
+		written++
+		b, _ = enc.appendItem(b[:0], dumpItem{bad: e})
+		w.WriteString("\n  ")
+		w.Write(b)
+	}
 	if written > 0 {
 		w.WriteString("\n")
 	}
@@ -531,8 +736,10 @@ func dumpJSON(ctx context.Context, w *bufio.Writer, streams []*store.Stream, f s
 }
 
 // dumpTable prints one row per event. The TIME column is left out when no
-// event has a time (Bazel's own files carry none in their envelope).
-func dumpTable(ctx context.Context, w io.Writer, streams []*store.Stream, f store.Filter) error {
+// event has a time (Bazel's own files carry none in their envelope). Each
+// event is checked as the JSON formats would decode it (inspectEvent),
+// and what that finds reported.
+func (dw *dumpWriter) dumpTable(ctx context.Context, w io.Writer, streams []*store.Stream, f store.Filter) error {
 	var rows [][]string
 	anyTime := false
 	multi := len(streams) > 1
@@ -542,6 +749,8 @@ func dumpTable(ctx context.Context, w io.Writer, streams []*store.Stream, f stor
 			if err != nil {
 				return err
 			}
+			rep := inspectEvent(ev)
+			dw.log.report(info, ev, &rep)
 			r := describeEvent(info, ev)
 			anyTime = anyTime || r.Time != ""
 			rows = append(rows, []string{s.Key(), fmt.Sprint(r.Seq), r.Time, r.Kind, r.ID})

@@ -216,7 +216,7 @@ func TestHostileStreamIDs(t *testing.T) {
 
 // TestInvalidUTF8StreamID: protobuf refuses invalid UTF-8 in string
 // fields; an event whose stream id holds some is reported, naming the
-// event, and the rest of the input is ingested.
+// event, and the rest of the input is ingested (damaged input: exit 9).
 func TestInvalidUTF8StreamID(t *testing.T) {
 	root := t.TempDir()
 	storeDir := filepath.Join(root, "store")
@@ -232,8 +232,8 @@ func TestInvalidUTF8StreamID(t *testing.T) {
 		t.Fatal(err)
 	}
 	stdout, stderr, code := runCLI(t, "ingest", "--store", storeDir, in)
-	if code != ExitError {
-		t.Errorf("exit %d, want %d", code, ExitError)
+	if code != ExitDamaged {
+		t.Errorf("exit %d, want %d", code, ExitDamaged)
 	}
 	wantErr := in + `: byte ` + strconv.Itoa(len(f1)) + ` (event 4): invalid stream id: build_id "bad-\xff\xfe" is not valid UTF-8`
 	if !strings.Contains(stderr, wantErr) || strings.Count(stderr, "\n") != 1 {
@@ -250,7 +250,8 @@ func TestInvalidUTF8StreamID(t *testing.T) {
 
 // TestSkippedEventOneLine: an event the reader skips (a line that is no
 // JSON BuildEvent) is one line on standard error, and nothing else is,
-// whatever the command.
+// whatever the command; the input is damaged (exit 9), unless the verdict
+// is graver (summary: test_mixed's failed tests).
 func TestSkippedEventOneLine(t *testing.T) {
 	lines := strings.SplitAfter(string(readTestdata(t, "test_mixed.json")), "\n")
 	bad := lines[0] + `{"id":{"progress":{}},"progress":}` + "\n" + strings.Join(lines[1:], "")
@@ -259,15 +260,18 @@ func TestSkippedEventOneLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "bes: " + in + ": byte " + strconv.Itoa(len(lines[0])) + " (event 1): line 2: invalid JSON BuildEvent: "
-	for _, args := range [][]string{
-		{"streams", in},
-		{"dump", in},
-		{"summary", in},
-		{"ingest", "--store", filepath.Join(t.TempDir(), "store"), in},
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"streams", in}, ExitDamaged},
+		{[]string{"dump", in}, ExitDamaged},
+		{[]string{"summary", in}, ExitTestFail},
+		{[]string{"ingest", "--store", filepath.Join(t.TempDir(), "store"), in}, ExitDamaged},
 	} {
-		_, stderr, code := runCLI(t, args...)
-		if code != ExitError || !strings.HasPrefix(stderr, want) || strings.Count(stderr, "\n") != 1 {
-			t.Errorf("%s: exit %d, stderr %q; want exit 1 and one line %q…", args[0], code, stderr, want)
+		_, stderr, code := runCLI(t, tc.args...)
+		if code != tc.code || !strings.HasPrefix(stderr, want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%s: exit %d, stderr %q; want exit %d and one line %q…", tc.args[0], code, stderr, tc.code, want)
 		}
 	}
 }
@@ -281,10 +285,11 @@ func readTestdata(t *testing.T, name string) []byte {
 	return b
 }
 
-// TestDiagnosticOneLine: an error that names a stream with a line break or
+// TestDiagnosticOneLine: a line that names a stream with a line break or
 // a terminal escape in its id is still one line, escaped (found by
 // FuzzViews: dump --format json of an event whose Any names an unknown
-// type).
+// type, which was an error then and is a damaged event now: exit 9, the
+// event printed with its type and base64 value).
 func TestDiagnosticOneLine(t *testing.T) {
 	evs := obeEvents(t, &buildpb.StreamId{BuildId: "line\nbreak\x1b[2J", InvocationId: "i", Component: buildpb.StreamId_TOOL})
 	evs[1].GetEvent().GetBazelEvent().TypeUrl = "type.googleapis.com/unknown.Type"
@@ -294,7 +299,16 @@ func TestDiagnosticOneLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, stderr, code := runCLI(t, "dump", in, "--format", "json")
-	if code != ExitError || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, `line\nbreak\x1b[2J.3.i`) || strings.Contains(stderr, "\x1b") {
+	if code != ExitDamaged || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, in+": byte ") || !strings.Contains(stderr, "unknown.Type") {
+		t.Errorf("exit %d, stderr %q; want one line naming the file and byte", code, stderr)
+	}
+	// From the store, the line names the stream instead.
+	storeDir := filepath.Join(t.TempDir(), "store")
+	if _, stderr, code := runCLI(t, "ingest", "--store", storeDir, in); code != ExitOK {
+		t.Fatalf("ingest: exit %d: %s", code, stderr)
+	}
+	_, stderr, code = runCLI(t, "dump", "--store", storeDir, "line\nbreak\x1b[2J.3.i", "--format", "json")
+	if code != ExitDamaged || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, `line\nbreak\x1b[2J.3.i`) || strings.Contains(stderr, "\x1b") {
 		t.Errorf("exit %d, stderr %q; want one line naming the stream, escaped", code, stderr)
 	}
 }

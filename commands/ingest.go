@@ -161,6 +161,7 @@ func ingestFile(ctx context.Context, st *local.Store, name string, opts ingestOp
 	}()
 	prog := newProgress(errw, name, opts.Progress)
 	var readErr, skipped error
+	found := &fileReader{}
 	for n := 0; ; n++ {
 		if n&1023 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -177,11 +178,18 @@ func ingestFile(ctx context.Context, st *local.Store, name string, opts ingestOp
 			if errors.As(err, &be) && be.Resumable() {
 				// One bad event that the reader skipped: report it, go on.
 				fmt.Fprint(errw, Diagnostic(err))
-				skipped = &reportedError{code: ExitError}
+				skipped = &reportedError{code: ExitDamaged}
 				continue
 			}
 			readErr = err
 			break
+		}
+		if f := r.Found(); len(f.Unknown) > 0 || f.Damaged() {
+			// Bazel's JSON file: what bes does not know, by the rule of
+			// every command (fileReader.found).
+			if found.found(name, ev, f, func(line string) { fmt.Fprint(errw, line) }) {
+				skipped = &reportedError{code: ExitDamaged}
+			}
 		}
 		sw := writers[s]
 		if sw == nil {

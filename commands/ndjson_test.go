@@ -50,13 +50,13 @@ func TestNDJSONFastPath(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		enc := newNDJSONEncoder()
+		enc := newNDJSONEncoder(nil)
 		n, fast := 0, 0
 		for _, s := range mem.Streams() {
 			for ev := range s.Query(context.Background(), nil) {
-				got, err := enc.append(nil, s.Info(), ev)
-				if err != nil {
-					t.Fatal(err)
+				got, rep := enc.append(nil, s.Info(), ev)
+				if rep.bad() {
+					t.Fatalf("%s: event %d: %+v", name, ev.Seq, rep)
 				}
 				obe, err := ev.OrderedBuildEvent(s.Info())
 				if err != nil {
@@ -77,7 +77,7 @@ func TestNDJSONFastPath(t *testing.T) {
 					t.Fatalf("%s: event %d:\n got %s\nwant %s", name, ev.Seq, got, want)
 				}
 				n++
-				if _, ok := enc.appendFast(nil, s.Info(), ev); ok && ev.IsBazel() {
+				if _, _, ok := enc.appendFast(nil, s.Info(), ev); ok && ev.IsBazel() {
 					fast++
 				}
 			}

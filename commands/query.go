@@ -124,7 +124,14 @@ func runQuery(ctx context.Context, opts queryOptions, args []string, w, errw io.
 	if err != nil {
 		return err
 	}
-	expr, rest, candidate, exprErr, err := splitExpr(opts, args)
+	errw = &lockedWriter{w: errw}
+	dw := newDumpWriter(opts.Format, errw, &bepfile.Notices{})
+	// What the expression's decoding of an event finds is reported as
+	// the printing's is: once per event.
+	report := query.WithDecodeReport(func(st *store.Stream, ev *bepfile.Event, d bepfile.Damage, err error) {
+		dw.log.report(st.Info(), ev, &eventReport{damage: d, err: err})
+	})
+	expr, rest, candidate, exprErr, err := splitExpr(opts, args, report)
 	if err != nil {
 		return err
 	}
@@ -141,7 +148,7 @@ func runQuery(ctx context.Context, opts queryOptions, args []string, w, errw io.
 		res     = &outcome{}
 	)
 	if len(files) > 0 {
-		mem, r, err := readFiles(ctx, files, opts.Read, errw)
+		mem, r, err := dw.readFiles(ctx, files, opts.Read, errw)
 		if err != nil {
 			return err
 		}
@@ -193,7 +200,7 @@ func runQuery(ctx context.Context, opts queryOptions, args []string, w, errw io.
 		}
 		return ok, err
 	})
-	if err := writeDump(ctx, w, opts.Format, streams, counted); err != nil {
+	if err := dw.write(ctx, w, streams, counted); err != nil {
 		var ee *query.EvalError
 		if errors.As(err, &ee) {
 			return fmt.Errorf("query: %w", ee)
@@ -203,7 +210,7 @@ func runQuery(ctx context.Context, opts queryOptions, args []string, w, errw io.
 	if matched == 0 {
 		res.add(ExitNoData)
 	}
-	return res.err()
+	return dw.outcome(res).err()
 }
 
 // shortcutFilters turns --kind, --label and --status into filters, the
@@ -239,7 +246,7 @@ func shortcutFilters(opts queryOptions) ([]store.Filter, error) {
 // is optional: the first argument that is not a file is EXPR when it
 // compiles; otherwise it stays a STREAM, returned as candidate with the
 // reason it is no expression (exprErr).
-func splitExpr(opts queryOptions, args []string) (expr *query.Filter, rest []string, candidate string, exprErr error, err error) {
+func splitExpr(opts queryOptions, args []string, copts ...query.Option) (expr *query.Filter, rest []string, candidate string, exprErr error, err error) {
 	if !opts.shortcuts() {
 		if len(args) == 0 {
 			return nil, nil, "", nil, &usageError{"query: name an EXPR (a CEL expression such as 'kind == \"testResult\"'), or select with --kind, --label or --status"}
@@ -247,7 +254,7 @@ func splitExpr(opts queryOptions, args []string) (expr *query.Filter, rest []str
 		if isInputFile(args[0]) {
 			return nil, nil, "", nil, &usageError{fmt.Sprintf("query: %s is a file: give the EXPR first, or select with --kind, --label or --status", args[0])}
 		}
-		f, err := query.Compile(args[0])
+		f, err := query.Compile(args[0], copts...)
 		if err != nil {
 			return nil, nil, "", nil, &usageError{"query: " + err.Error()}
 		}
@@ -257,7 +264,7 @@ func splitExpr(opts queryOptions, args []string) (expr *query.Filter, rest []str
 		if isInputFile(a) {
 			continue
 		}
-		f, err := query.Compile(a)
+		f, err := query.Compile(a, copts...)
 		if err != nil {
 			return nil, args, a, err, nil
 		}

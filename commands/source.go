@@ -121,6 +121,12 @@ type fileReader struct {
 	// r is the reader of the file each is reading, for visit callbacks
 	// that ask it about the event at hand (bepfile.Reader.Peeked).
 	r *bepfile.Reader
+	// bad, if not nil, is called with each frame the reader skipped,
+	// after its line was noted (dump prints an error object in its place).
+	bad func(*bepfile.Error)
+	// notices says once per file and field what the events hold that bes
+	// does not know (bepfile.Reader.Found); nil: each makes one.
+	notices *bepfile.Notices
 }
 
 // each reads one file and calls visit with the events of the streams not
@@ -152,7 +158,10 @@ func (fr *fileReader) each(ctx context.Context, name string, visit func(*bepfile
 			if errors.As(err, &be) && be.Resumable() {
 				// A bad event that can be skipped: report it and go on.
 				note(Diagnostic(err))
-				errs = &reportedError{code: ExitError}
+				if fr.bad != nil {
+					fr.bad(be)
+				}
+				errs = &reportedError{code: ExitDamaged}
 				continue
 			}
 			return err
@@ -167,11 +176,38 @@ func (fr *fileReader) each(ctx context.Context, name string, visit func(*bepfile
 			}
 		}
 		if keep {
+			if f := r.Found(); len(f.Unknown) > 0 || f.Damaged() {
+				if fr.found(r.Name(), ev, f, note) {
+					errs = &reportedError{code: ExitDamaged}
+				}
+			}
 			if err := visit(s, ev); err != nil {
 				return &fnError{err}
 			}
 		}
 	}
+}
+
+// found notes what the reader found in an event of file name and could not
+// take as it was (bepfile.Reader.Found: Bazel's JSON file): a repair, one
+// line naming the event, and what bes does not know, once per field. It
+// reports whether the event was damaged.
+func (fr *fileReader) found(name string, ev *bepfile.Event, f bepfile.Damage, note func(string)) bool {
+	if fr.notices == nil {
+		fr.notices = &bepfile.Notices{}
+	}
+	for _, line := range fr.notices.New(name, f.Unknown) {
+		note("bes: " + safeCell(line) + "\n")
+	}
+	if !f.Damaged() {
+		return false
+	}
+	where := name
+	if off, idx, ok := ev.Position(); ok {
+		where = fmt.Sprintf("%s: byte %d (event %d)", name, off, idx)
+	}
+	note("bes: " + safeCell(where+": "+f.String()) + "\n")
+	return true
 }
 
 // resolveRefs finds the stored streams that refs name, by the rule of

@@ -31,8 +31,9 @@
 // FAILED (and Aborted.ANALYSIS_FAILURE). Enum values are ints, as CEL has them.
 //
 // Decoding is lazy: kind, label, seq, time and stream come from a walk of the
-// event's wire encoding, and the payload is decoded (proto.Unmarshal) only
-// when an evaluation reaches event, once per event. An expression such as
+// event's wire encoding, and the payload is decoded only when an
+// evaluation reaches event, once per event, by the rule every command
+// reads with (bepfile.DecodeBuildEvent; see WithDecodeReport). An expression such as
 // `kind == "testResult" && event.test_result.status != PASSED` decodes only
 // the test results.
 package query
@@ -104,6 +105,20 @@ type Option func(*config)
 
 type config struct {
 	onDecode func() // called before each payload decode; for tests
+	report   DecodeReport
+}
+
+// DecodeReport is told what decoding an event's payload found, when it
+// found anything: a damaged or undecodable event, fields or enum values
+// bes does not know (see bepfile.DecodeBuildEvent). err is the decode's
+// error (the event could not be decoded at all: the expression saw what
+// could be). It may be called from several goroutines at once.
+type DecodeReport func(st *store.Stream, ev *bepfile.Event, d bepfile.Damage, err error)
+
+// WithDecodeReport has fn told what each payload decode found (see
+// DecodeReport), so that the command can report it.
+func WithDecodeReport(fn DecodeReport) Option {
+	return func(c *config) { c.report = fn }
 }
 
 // withDecodeHook has fn called before each decode of a payload. Tests count
@@ -120,6 +135,7 @@ type Filter struct {
 	adapter  types.Adapter
 	kinds    map[string]ref.Val // each kind as a CEL value, made once
 	onDecode func()
+	report   DecodeReport
 }
 
 var _ store.Filter = (*Filter)(nil)
@@ -155,7 +171,7 @@ func Compile(expr string, opts ...Option) (*Filter, error) {
 	for _, k := range Kinds() {
 		kinds[k] = types.String(k)
 	}
-	return &Filter{expr: expr, prog: prog, adapter: env.CELTypeAdapter(), kinds: kinds, onDecode: cfg.onDecode}, nil
+	return &Filter{expr: expr, prog: prog, adapter: env.CELTypeAdapter(), kinds: kinds, onDecode: cfg.onDecode, report: cfg.report}, nil
 }
 
 // compileError turns CEL's issues into one *Error: the first, with the
@@ -257,25 +273,40 @@ func (a *activation) ResolveName(name string) (any, bool) {
 	return nil, false
 }
 
+// decodeEvent decodes the payload by the rule every command reads with
+// (bepfile.DecodeBuildEvent): invalid UTF-8 as U+FFFD, a corrupt nested
+// message in part, and an event that cannot be decoded at all as what
+// could be; the filter's DecodeReport hears of each.
 func (a *activation) decodeEvent() ref.Val {
 	m := &bes.BuildEvent{}
 	if p := a.v.payload(); p != nil {
 		if a.f.onDecode != nil {
 			a.f.onDecode()
 		}
-		if err := proto.Unmarshal(p, m); err != nil {
-			a.err = fmt.Errorf("decode build_event_stream.BuildEvent: %w", err)
-			return types.NewErr("%v", a.err)
+		d, err := bepfile.DecodeBuildEvent(p, m)
+		if a.f.report != nil && (err != nil || d.Damaged() || len(d.Unknown) > 0) {
+			a.f.report(a.st, a.v.ev, d, err)
 		}
 	}
 	return a.f.adapter.NativeToValue(m)
 }
 
+// decodeEnvelope decodes the envelope. A Bazel payload the envelope's Any
+// holds is repaired as decodeEvent repairs it (in the decoded copy), so
+// that CEL can unpack it.
 func (a *activation) decodeEnvelope() ref.Val {
 	obe, err := a.v.ev.OrderedBuildEvent(a.st.Info())
 	if err != nil {
 		a.err = fmt.Errorf("decode OrderedBuildEvent: %w", err)
 		return types.NewErr("%v", a.err)
+	}
+	if anyMsg := obe.GetEvent().GetBazelEvent(); anyMsg.GetTypeUrl() == bepfile.BazelEventTypeURL {
+		m := &bes.BuildEvent{}
+		if d, err := bepfile.DecodeBuildEvent(anyMsg.GetValue(), m); err != nil || d.Damaged() {
+			if b, merr := proto.Marshal(m); merr == nil {
+				anyMsg.Value = b
+			}
+		}
 	}
 	return a.f.adapter.NativeToValue(obe)
 }

@@ -372,3 +372,50 @@ func BenchmarkDecodeBuildEvent(b *testing.B) {
 		}
 	})
 }
+
+// FuzzDecodeBuildEvent: whatever the bytes, DecodeBuildEvent does not
+// panic, leaves the input alone, and gives a message protobuf can encode
+// (every string valid UTF-8); when proto.Unmarshal accepts the bytes and
+// nothing is damaged, it gives proto.Unmarshal's message; CheckBuildEvent
+// finds what DecodeBuildEvent finds.
+func FuzzDecodeBuildEvent(f *testing.F) {
+	f.Add(progressEvent(1, "ok", "bad \xff"))
+	f.Add(testResultEvent("//t:t", varintField(tTRStatus, 99), bytesField(42, []byte("x"))))
+	f.Add(testResultEvent("//t:t", bytesField(tTROutput, []byte{0x0a, 0x28, 's'})))
+	r, err := Open("../testdata/test_mixed.bep", Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for i := 0; i < 40; i++ {
+		_, ev, err := r.Next()
+		if err != nil {
+			break
+		}
+		if ev.IsBazel() {
+			f.Add(ev.Payload)
+		}
+	}
+	r.Close()
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		orig := bytes.Clone(payload)
+		be := &bes.BuildEvent{}
+		d, err := DecodeBuildEvent(payload, be)
+		if !bytes.Equal(payload, orig) {
+			t.Fatal("the payload was modified")
+		}
+		if _, merr := proto.Marshal(be); merr != nil {
+			t.Fatalf("the decoded message does not encode: %v (damage %+v, err %v)", merr, d, err)
+		}
+		cd, cerr := CheckBuildEvent(payload)
+		if (cerr == nil) != (err == nil) || len(cd.Repaired) != len(d.Repaired) || len(cd.Unknown) != len(d.Unknown) {
+			t.Fatalf("CheckBuildEvent %+v %v, DecodeBuildEvent %+v %v", cd, cerr, d, err)
+		}
+		want := &bes.BuildEvent{}
+		if proto.Unmarshal(payload, want) == nil && !d.Damaged() && !proto.Equal(be, want) {
+			t.Fatal("decoded otherwise than proto.Unmarshal")
+		}
+		if err != nil && !errors.Is(err, ErrNotBuildEvent) {
+			t.Fatalf("error %v does not wrap ErrNotBuildEvent", err)
+		}
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/bes-cli/bes/bepfile/bep/buildeventstream"
 )
@@ -21,22 +22,50 @@ var (
 // order, map entries in key order). The bytes Bazel writes to its binary
 // file and the event bes reads back from Bazel's JSON file (Java's and Go's
 // encoders order fields and map entries differently) have one canonical
-// encoding. ok is false, and canon is payload itself, when payload does
-// not decode (a string that is not UTF-8, bazelbuild/bazel#11125; a
-// corrupt nested message).
+// encoding. A string that is not UTF-8 (bazelbuild/bazel#11125) is read
+// as DecodeBuildEvent reads it, each bad byte U+FFFD. ok is false, and
+// canon is payload itself, when payload does not decode at its top level.
 //
 // The canonical encoding is what makes two inputs "the same event"; it is
 // stable for a given schema (bepfile/proto) and protobuf-go's encoder.
 func CanonicalBuildEvent(payload []byte) (canon []byte, ok bool) {
 	msg := &buildeventstream.BuildEvent{}
 	if err := canonIn.Unmarshal(payload, msg); err != nil {
-		return payload, false
+		// By the one lenient rule (DecodeBuildEvent): invalid UTF-8 as
+		// U+FFFD, as the JSON file of the same event holds it.
+		msg.Reset()
+		if _, err := DecodeBuildEvent(payload, msg); err != nil {
+			return payload, false
+		}
+		dropUnknown(msg.ProtoReflect())
 	}
 	b, err := canonOut.Marshal(msg)
 	if err != nil {
 		return payload, false
 	}
 	return b, true
+}
+
+// dropUnknown clears the unknown fields of m and of every message in it.
+func dropUnknown(m protoreflect.Message) {
+	m.SetUnknown(nil)
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsList() && fd.Message() != nil:
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				dropUnknown(l.Get(i).Message())
+			}
+		case fd.IsMap() && fd.MapValue().Message() != nil:
+			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+				dropUnknown(mv.Message())
+				return true
+			})
+		case !fd.IsList() && !fd.IsMap() && fd.Message() != nil:
+			dropUnknown(v.Message())
+		}
+		return true
+	})
 }
 
 // SynthesizedIDPrefix starts the invocation id bes gives a stream read from

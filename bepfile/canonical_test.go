@@ -261,3 +261,28 @@ func TestCanonicalBuildEvent(t *testing.T) {
 		t.Errorf("undecodable: CanonicalBuildEvent = %x, %v; want the bytes, false", got, ok)
 	}
 }
+
+// TestCanonicalInvalidUTF8: a Progress event whose stderr is not UTF-8
+// (bazelbuild/bazel#11125) and the same event with each bad byte as U+FFFD,
+// as Bazel's JSON file holds it, are one event.
+func TestCanonicalInvalidUTF8(t *testing.T) {
+	progress := func(stderr string) []byte {
+		var p []byte
+		p = protowire.AppendTag(p, 2, protowire.BytesType) // Progress.stderr
+		p = protowire.AppendString(p, stderr)
+		var id []byte
+		id = protowire.AppendTag(id, 1, protowire.BytesType) // BuildEventId.progress
+		id = protowire.AppendBytes(id, nil)
+		var be []byte
+		be = protowire.AppendTag(be, 1, protowire.BytesType)
+		be = protowire.AppendBytes(be, id)
+		be = protowire.AppendTag(be, 3, protowire.BytesType) // BuildEvent.progress
+		be = protowire.AppendBytes(be, p)
+		return be
+	}
+	raw, rawOK := CanonicalBuildEvent(progress("cc: caf\xe9 \xff\n"))
+	fixed, fixedOK := CanonicalBuildEvent(progress("cc: caf\uFFFD \uFFFD\n"))
+	if !rawOK || !fixedOK || !bytes.Equal(raw, fixed) {
+		t.Errorf("canonical encodings differ (ok %v, %v):\n%q\n%q", rawOK, fixedOK, raw, fixed)
+	}
+}

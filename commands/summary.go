@@ -34,6 +34,10 @@ type summaryRow struct {
 	Targets      targetCounts `json:"targets"`
 	Tests        testCounts   `json:"tests"`
 	FirstFailure *failureRow  `json:"first_failure,omitempty"`
+	// Configurations are the invocation's configurations by mnemonic.
+	Configurations []string `json:"configurations,omitempty"`
+	// Metrics are the build's own figures (BuildMetrics, BuildToolLogs).
+	Metrics *metricsRow `json:"metrics,omitempty"`
 	// ExitStatus is the status bes exits with for this invocation alone.
 	ExitStatus int `json:"exit_status"`
 }
@@ -190,7 +194,15 @@ func runSummary(ctx context.Context, opts viewOptions, args []string, w, errw io
 		rows = append(rows, summaryFor(inv))
 		res.add(invocationStatus(inv))
 	}
-	if err := render(w, opts.Format, rows, summaryColumns(namesOf(invs))); err != nil {
+	names := namesOf(invs)
+	if opts.Format == formatTable && len(rows) == 1 {
+		// One invocation: key: value lines that fit 80 columns.
+		if err := writeSummaryCard(w, rows[0], names); err != nil {
+			return err
+		}
+		return res.err()
+	}
+	if err := render(w, opts.Format, rows, summaryColumns(names)); err != nil {
 		return err
 	}
 	return res.err()
@@ -199,18 +211,20 @@ func runSummary(ctx context.Context, opts viewOptions, args []string, w, errw io
 func summaryFor(inv *report.Invocation) summaryRow {
 	tc := inv.TestCounts()
 	r := summaryRow{
-		Stream:       inv.StreamKey,
-		BuildID:      inv.BuildID,
-		InvocationID: inv.InvocationID,
-		Command:      inv.Command,
-		Patterns:     orEmpty(inv.Patterns),
-		Result:       inv.Result,
-		Start:        timePtr(inv.Start),
-		Complete:     inv.Complete,
-		Finished:     inv.Finished,
-		Verdict:      string(inv.Verdict()),
-		Interrupted:  inv.Interrupted,
-		Targets:      targetCounts(inv.Targets),
+		Stream:         inv.StreamKey,
+		BuildID:        inv.BuildID,
+		InvocationID:   inv.InvocationID,
+		Command:        inv.Command,
+		Patterns:       orEmpty(inv.Patterns),
+		Result:         inv.Result,
+		Start:          timePtr(inv.Start),
+		Complete:       inv.Complete,
+		Configurations: configurationNames(inv),
+		Metrics:        metricsFor(inv.Metrics),
+		Finished:       inv.Finished,
+		Verdict:        string(inv.Verdict()),
+		Interrupted:    inv.Interrupted,
+		Targets:        targetCounts(inv.Targets),
 		Tests: testCounts{
 			Total: tc.Total, Passed: tc.Passed, Flaky: tc.Flaky, Failed: tc.Failed, TimedOut: tc.TimedOut,
 			Incomplete: tc.Incomplete, RemoteFailure: tc.RemoteFailure, FailedToBuild: tc.FailedToBuild,

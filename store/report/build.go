@@ -73,6 +73,11 @@ type Builder struct {
 	// artifactsWanted keeps what Invocation.Artifacts needs (every
 	// completed target and named set, decoded); see WithoutArtifacts.
 	artifactsWanted bool
+	// actionsWanted keeps every action (Invocation.Actions); see
+	// WithActions.
+	actionsWanted bool
+	// kinds holds the target kind and test size of test rules, by label.
+	kinds map[string][2]string
 	// full decodes every event the model needs with protobuf-go, never
 	// taking the fast path (for tests that compare the two).
 	full bool
@@ -132,6 +137,7 @@ func NewBuilder(s *bepfile.Stream) *Builder {
 		testRules:       map[string]bool{},
 		namedSets:       map[string]*bes.NamedSetOfFiles{},
 		targets:         map[string]*targetState{},
+		kinds:           map[string][2]string{},
 		artifactsWanted: true,
 	}
 	if s != nil {
@@ -152,6 +158,21 @@ func (b *Builder) WithoutArtifacts() *Builder {
 	return b
 }
 
+// WithActions tells the Builder to keep every action the stream reports
+// (Invocation.Actions, slowest first), not only the failed ones: all of
+// them when Bazel ran with --build_event_publish_all_actions. It returns b.
+func (b *Builder) WithActions() *Builder {
+	b.actionsWanted = true
+	return b
+}
+
+// Wants says which of the costlier parts of the model a reader wants, so
+// that Classify keeps the events they need.
+type Wants struct {
+	Artifacts bool // Invocation.Artifacts: completed targets and named sets
+	Actions   bool // Invocation.Actions: every action, not only the failed
+}
+
 // Relevant reports whether Add would do more with ev than count it. A
 // caller that reads many events may leave out the others, and count them
 // with Skip instead: most events of a large build (progress, actions that
@@ -164,17 +185,20 @@ func Relevant(ev *bepfile.Event, artifacts bool) bool {
 
 // Field numbers of BuildEvent's payloads that Classify tells apart.
 const (
-	fieldProgress    protowire.Number = 3
-	fieldAborted     protowire.Number = 4
-	fieldStarted     protowire.Number = 5
-	fieldExpanded    protowire.Number = 6
-	fieldAction      protowire.Number = 7
-	fieldCompleted   protowire.Number = 8
-	fieldTestSummary protowire.Number = 9
-	fieldTestResult  protowire.Number = 10
-	fieldFinished    protowire.Number = 14
-	fieldNamedSet    protowire.Number = 15
-	fieldConfigured  protowire.Number = 18
+	fieldProgress      protowire.Number = 3
+	fieldAborted       protowire.Number = 4
+	fieldStarted       protowire.Number = 5
+	fieldExpanded      protowire.Number = 6
+	fieldAction        protowire.Number = 7
+	fieldCompleted     protowire.Number = 8
+	fieldTestSummary   protowire.Number = 9
+	fieldTestResult    protowire.Number = 10
+	fieldFinished      protowire.Number = 14
+	fieldNamedSet      protowire.Number = 15
+	fieldConfiguration protowire.Number = 17
+	fieldConfigured    protowire.Number = 18
+	fieldBuildToolLogs protowire.Number = 23
+	fieldBuildMetrics  protowire.Number = 24
 )
 
 // Classify is Relevant for a caller that hands the events it keeps on to
@@ -184,6 +208,11 @@ const (
 // if not nil, is what the caller found in ev.Payload already (a
 // bepfile.Reader's Peeked), and spares Classify its own walk.
 func Classify(ev *bepfile.Event, known *bepfile.Peeked, artifacts bool) (keep bool, p bepfile.Peeked, ok bool) {
+	return ClassifyFor(ev, known, Wants{Artifacts: artifacts})
+}
+
+// ClassifyFor is Classify for a Builder that wants the parts w says.
+func ClassifyFor(ev *bepfile.Event, known *bepfile.Peeked, w Wants) (keep bool, p bepfile.Peeked, ok bool) {
 	if known != nil && ev.IsBazel() {
 		p = *known
 	} else {
@@ -200,16 +229,17 @@ func Classify(ev *bepfile.Event, known *bepfile.Peeked, artifacts bool) (keep bo
 		return true, p, true
 	}
 	switch p.PayloadField {
-	case fieldStarted, fieldAborted, fieldFinished, fieldExpanded, fieldConfigured, fieldCompleted, fieldTestResult, fieldTestSummary:
+	case fieldStarted, fieldAborted, fieldFinished, fieldExpanded, fieldConfigured, fieldCompleted, fieldTestResult, fieldTestSummary,
+		fieldConfiguration, fieldBuildMetrics, fieldBuildToolLogs:
 		return true, p, true
 	case fieldNamedSet:
-		return artifacts, p, true
+		return w.Artifacts, p, true
 	case fieldProgress:
 		// Only Bazel's ERROR messages matter, and the lines after them.
 		return bytes.Contains(p.Payload, errorMark), p, true
 	case fieldAction:
 		succeeded, wellFormed := success(p.Payload)
-		return !succeeded || !wellFormed, p, true
+		return w.Actions || !succeeded || !wellFormed, p, true
 	}
 	return false, p, true
 }
@@ -250,7 +280,7 @@ func (b *Builder) AddPeeked(ev *bepfile.Event, known *bepfile.Peeked) error {
 	case "progress":
 		b.progress(p.Payload)
 		return nil
-	case "started", "aborted", "finished":
+	case "started", "aborted", "finished", "configuration", "buildMetrics", "buildToolLogs":
 	case "expanded":
 		if !b.full && b.fastExpanded(p.ID) {
 			return nil
@@ -260,7 +290,7 @@ func (b *Builder) AddPeeked(ev *bepfile.Event, known *bepfile.Peeked) error {
 			return nil
 		}
 	case "action":
-		if ok, wellFormed := success(p.Payload); ok && wellFormed && !b.full {
+		if ok, wellFormed := success(p.Payload); ok && wellFormed && !b.full && !b.actionsWanted {
 			return nil // only failed actions matter
 		}
 	case "completed":
@@ -330,6 +360,7 @@ func (b *Builder) add(seq int64, be *bes.BuildEvent) {
 		b.target(tc.GetLabel()).configured = true
 		if pl.Configured.GetTestSize() != bes.TestSize_UNKNOWN || strings.HasSuffix(pl.Configured.GetTargetKind(), "_test rule") {
 			b.testRules[tc.GetLabel()] = true
+			b.kinds[tc.GetLabel()] = [2]string{pl.Configured.GetTargetKind(), testSizeName(pl.Configured.GetTestSize())}
 		}
 	case *bes.BuildEvent_Aborted:
 		b.aborted(seq, id, pl.Aborted)
@@ -367,6 +398,23 @@ func (b *Builder) add(seq int64, be *bes.BuildEvent) {
 		}
 	case *bes.BuildEvent_NamedSetOfFiles:
 		b.namedSets[id.GetNamedSet().GetId()] = pl.NamedSetOfFiles
+	case *bes.BuildEvent_Configuration:
+		c := pl.Configuration
+		name := c.GetMnemonic()
+		if name == "" {
+			name = c.GetPlatformName()
+		}
+		if c.GetIsTool() {
+			name += " (exec)"
+		}
+		if b.inv.Configurations == nil {
+			b.inv.Configurations = map[string]string{}
+		}
+		b.inv.Configurations[id.GetConfiguration().GetId()] = name
+	case *bes.BuildEvent_BuildMetrics:
+		b.buildMetrics(pl.BuildMetrics)
+	case *bes.BuildEvent_BuildToolLogs:
+		b.buildToolLogs(pl.BuildToolLogs)
 	}
 }
 
@@ -432,26 +480,30 @@ func (b *Builder) aborted(seq int64, id *bes.BuildEventId, a *bes.Aborted) {
 }
 
 func (b *Builder) action(seq int64, id *bes.BuildEventId, a *bes.ActionExecuted) {
-	if a.GetSuccess() {
+	act := actionOf(seq, id, a)
+	if b.actionsWanted {
+		b.inv.Actions = append(b.inv.Actions, act)
+	}
+	if act.Success {
 		return
 	}
-	ac := id.GetActionCompleted()
-	label, config := ac.GetLabel(), ac.GetConfiguration().GetId()
-	if label == "" {
-		label = a.GetLabel()
-	}
-	code := a.GetExitCode()
-	if sp := a.GetFailureDetail().GetSpawn(); sp != nil && sp.GetSpawnExitCode() != 0 {
-		// Bazel puts 1 in exit_code for any failure; the process's own
-		// code is the spawn's.
-		code = sp.GetSpawnExitCode()
-	}
+	// Bazel puts 1 in exit_code for any failure; the process's own code
+	// is the spawn's (actionOf).
+	code := act.ExitCode
 	b.inv.Failures = append(b.inv.Failures, &Failure{
-		Seq: seq, Kind: KindAction, Event: "actionCompleted", Label: label, Configuration: config,
-		Reason: failureCode(a.GetFailureDetail()), Message: a.GetFailureDetail().GetMessage(),
-		ActionType: a.GetType(), ExitCode: &code,
-		Stdout: a.GetStdout().GetUri(), Stderr: a.GetStderr().GetUri(),
+		Seq: seq, Kind: KindAction, Event: "actionCompleted", Label: act.Label, Configuration: act.Configuration,
+		Reason: act.FailureCode, Message: act.FailureMessage,
+		ActionType: act.Mnemonic, ExitCode: &code,
+		Stdout: act.Stdout, Stderr: act.Stderr,
 	})
+}
+
+// testSizeName is a TestSize's name, "" for UNKNOWN.
+func testSizeName(s bes.TestSize) string {
+	if s == bes.TestSize_UNKNOWN {
+		return ""
+	}
+	return s.String()
 }
 
 func (b *Builder) completedTarget(seq int64, be *bes.BuildEvent, tc *bes.TargetComplete) {
@@ -562,6 +614,9 @@ func (b *Builder) Invocation() *Invocation {
 				t.Aborted = tgt.abort
 			}
 			finishTest(t)
+			if k, ok := b.kinds[label]; ok {
+				t.Kind, t.Size = k[0], k[1]
+			}
 			switch {
 			case t.Status != StatusNoStatus:
 			case t.HasSummary && len(t.Runs) > 0:
@@ -620,6 +675,8 @@ func (b *Builder) Invocation() *Invocation {
 		inv.Failures = append(inv.Failures, f)
 	}
 	b.attachConsole()
+	inv.finishMetrics()
+	sortActions(inv.Actions)
 	if inv.Failures == nil {
 		inv.Failures = []*Failure{}
 	}

@@ -218,7 +218,11 @@ func (b *Builder) fastConfigured(id, payload []byte) bool {
 	}
 	b.targetBytes(label).configured = true
 	if bes.TestSize(int32(size)) != bes.TestSize_UNKNOWN || bytes.HasSuffix(kind, []byte("_test rule")) {
+		if !utf8.Valid(kind) {
+			return false
+		}
 		b.testRules[string(label)] = true
+		b.kinds[string(label)] = [2]string{string(kind), testSizeName(bes.TestSize(int32(size)))}
 	}
 	return true
 }

@@ -74,6 +74,18 @@ type Invocation struct {
 	// (in Bazel's order).
 	Artifacts []*Artifact
 
+	// Metrics are the build's own figures (BuildMetrics, BuildToolLogs).
+	Metrics Metrics
+
+	// Configurations names the configurations of the stream by id: the
+	// Configuration events' mnemonic ("k8-fastbuild"), or, for a tool
+	// configuration, the mnemonic and " (exec)".
+	Configurations map[string]string
+
+	// Actions holds the ActionExecuted events, slowest first (see
+	// Builder.WithActions); nil unless asked for.
+	Actions []*Action
+
 	// Errors holds the ERROR messages Bazel printed on its console (the
 	// stderr of Progress events), in order, each with the lines that
 	// follow it up to Bazel's next message (an action's own output):
@@ -254,6 +266,9 @@ func FailingStatus(status string) bool {
 type Test struct {
 	Label         string
 	Configuration string // configuration id; "" when unknown
+	// Kind is the rule's kind, TargetConfigured.target_kind ("sh_test
+	// rule"), and Size its TestSize ("SMALL"…), "" when unknown.
+	Kind, Size string
 
 	// Status is TestSummary.overall_status as a TestStatus name; NO_STATUS
 	// when the stream has no summary for the test.

@@ -389,6 +389,12 @@ func (w *walker) walk(m *msgInfo, b []byte, out []byte) []byte {
 			w.corrupt("", protowire.ParseError(n).Error())
 			return out
 		}
+		if num > protowire.MaxValidNumber {
+			// ConsumeTag takes numbers up to 2^31-1; protobuf refuses
+			// those over 2^29-1, as the fuzzer found.
+			w.corrupt("", fmt.Sprintf("invalid field number %d", num))
+			return out
+		}
 		vlen := protowire.ConsumeFieldValue(num, typ, b[n:])
 		if vlen < 0 {
 			w.corrupt("", fmt.Sprintf("field %d: %v", num, protowire.ParseError(vlen)))

@@ -38,6 +38,7 @@ store:  bes dump build.bep
 			newTestsCommand(),
 			newFailuresCommand(),
 			newArtifactsCommand(),
+			newActionsCommand(),
 			newLogCommand(),
 			newServeCommand(),
 			newReplayCommand(),

@@ -29,6 +29,11 @@ type viewOptions struct {
 	Match  string
 	Format string
 	Read   bepfile.Options
+	// Limit is --limit: the rows a table or Markdown document shows at
+	// most, 0 for all, -1 when not given (see viewDoc).
+	Limit int
+	// ExitZero is --exit-zero: exit 0 once the output is written.
+	ExitZero bool
 }
 
 // viewFlags returns the flags every view takes, with the given formats.
@@ -37,15 +42,18 @@ func viewFlags(formats ...string) []cli.Flag {
 		storeFlag(),
 		&cli.StringFlag{Name: "match", Aliases: []string{"m"}, Usage: "keep the streams whose key matches `REGEX` (unanchored); without STREAM or FILE, every stored stream that matches"},
 		formatFlag(formats...),
+		limitFlag(),
 	}, inputFlags()...)
 }
 
 func viewOptionsFrom(c *cli.Context) viewOptions {
 	return viewOptions{
-		Store:  c.String("store"),
-		Match:  c.String("match"),
-		Format: c.String("format"),
-		Read:   readOptions(c),
+		Store:    c.String("store"),
+		Match:    c.String("match"),
+		Format:   c.String("format"),
+		Read:     readOptions(c),
+		Limit:    limitFrom(c),
+		ExitZero: c.Bool("exit-zero"),
 	}
 }
 
@@ -66,7 +74,8 @@ lifecycle streams) are left out.`
 // the outcome holds ExitNoData. The outcome also holds what reading the
 // files gave (partial input, bad events).
 func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []string, errw io.Writer) ([]*report.Invocation, *outcome, error) {
-	artifacts := cmd == "artifacts" // the other views need no output files
+	// Only artifacts needs output files, only actions every action.
+	wants := report.Wants{Artifacts: cmd == "artifacts", Actions: cmd == "actions"}
 	re, err := regexp.Compile(opts.Match)
 	if err != nil {
 		return nil, nil, &usageError{fmt.Sprintf("--match: %v", err)}
@@ -93,7 +102,7 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 			if !re.MatchString(s.Key()) {
 				continue
 			}
-			inv, err := report.Build(ctx, s, damaged)
+			inv, err := report.Build(ctx, s, wants, damaged)
 			if err != nil {
 				return err
 			}
@@ -111,10 +120,7 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 		builder := func(s *bepfile.Stream) *report.Builder {
 			b := builders[s]
 			if b == nil {
-				b = report.NewBuilder(s)
-				if !artifacts {
-					b.WithoutArtifacts()
-				}
+				b = report.NewBuilderFor(s, wants)
 				builders[s] = b
 				streams = append(streams, s)
 			}
@@ -122,7 +128,7 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 		}
 		r, err := scanFilesPipelined(ctx, files, opts.Read, errw,
 			func(ev *bepfile.Event, known *bepfile.Peeked) (bool, bepfile.Peeked, bool) {
-				return report.Classify(ev, known, artifacts)
+				return report.ClassifyFor(ev, known, wants)
 			},
 			func(s *bepfile.Stream, ev *bepfile.Event, p *bepfile.Peeked) error {
 				if err := builder(s).AddPeeked(ev, p); err != nil {
@@ -182,10 +188,7 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 			var b *report.Builder
 			err := st.Events(ctx, e, func(s *bepfile.Stream, ev *bepfile.Event) error {
 				if b == nil {
-					b = report.NewBuilder(s)
-					if !artifacts {
-						b.WithoutArtifacts()
-					}
+					b = report.NewBuilderFor(s, wants)
 				}
 				if err := b.Add(ev); err != nil {
 					damaged(fmt.Errorf("stream %s: %w", e.Key, err))

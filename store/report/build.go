@@ -27,8 +27,8 @@ import (
 // It stops at ctx's error only: an event whose Bazel payload cannot be
 // decoded is listed in Invocation.Damaged and passed to damaged, if not
 // nil, and the other events are used (issue 10).
-func Build(ctx context.Context, st *store.Stream, damaged func(error)) (*Invocation, error) {
-	b := NewBuilder(st.Info())
+func Build(ctx context.Context, st *store.Stream, w Wants, damaged func(error)) (*Invocation, error) {
+	b := NewBuilderFor(st.Info(), w)
 	for ev, err := range st.Query(ctx, nil) {
 		if err != nil {
 			return nil, err
@@ -148,6 +148,14 @@ func NewBuilder(s *bepfile.Stream) *Builder {
 	return b
 }
 
+// NewBuilderFor returns a Builder for the stream s that builds the parts
+// of the model w says (WithoutArtifacts, WithActions).
+func NewBuilderFor(s *bepfile.Stream, w Wants) *Builder {
+	b := NewBuilder(s)
+	b.artifactsWanted, b.actionsWanted = w.Artifacts, w.Actions
+	return b
+}
+
 // WithoutArtifacts tells the Builder that Invocation.Artifacts is not
 // wanted: it then skips named sets of files, and reads the completed
 // targets that succeeded without decoding them, so that views of tests,
@@ -199,6 +207,7 @@ const (
 	fieldConfigured    protowire.Number = 18
 	fieldBuildToolLogs protowire.Number = 23
 	fieldBuildMetrics  protowire.Number = 24
+	fieldWorkspaceInfo protowire.Number = 25
 )
 
 // Classify is Relevant for a caller that hands the events it keeps on to
@@ -230,7 +239,7 @@ func ClassifyFor(ev *bepfile.Event, known *bepfile.Peeked, w Wants) (keep bool, 
 	}
 	switch p.PayloadField {
 	case fieldStarted, fieldAborted, fieldFinished, fieldExpanded, fieldConfigured, fieldCompleted, fieldTestResult, fieldTestSummary,
-		fieldConfiguration, fieldBuildMetrics, fieldBuildToolLogs:
+		fieldConfiguration, fieldBuildMetrics, fieldBuildToolLogs, fieldWorkspaceInfo:
 		return true, p, true
 	case fieldNamedSet:
 		return w.Artifacts, p, true
@@ -280,7 +289,7 @@ func (b *Builder) AddPeeked(ev *bepfile.Event, known *bepfile.Peeked) error {
 	case "progress":
 		b.progress(p.Payload)
 		return nil
-	case "started", "aborted", "finished", "configuration", "buildMetrics", "buildToolLogs":
+	case "started", "aborted", "finished", "configuration", "buildMetrics", "buildToolLogs", "workspaceInfo":
 	case "expanded":
 		if !b.full && b.fastExpanded(p.ID) {
 			return nil
@@ -350,6 +359,9 @@ func (b *Builder) add(seq int64, be *bes.BuildEvent) {
 		}
 		b.inv.Command = s.GetCommand()
 		b.inv.Start = timeOf(s.GetStartTime(), s.GetStartTimeMillis())
+		b.inv.WorkspaceDirectory = s.GetWorkspaceDirectory()
+	case *bes.BuildEvent_WorkspaceInfo:
+		b.inv.ExecRoot = pl.WorkspaceInfo.GetLocalExecRoot()
 	case *bes.BuildEvent_Expanded:
 		b.inv.Patterns = append(b.inv.Patterns, id.GetPattern().GetPattern()...)
 	case *bes.BuildEvent_Configured:

@@ -42,7 +42,7 @@ func load(t *testing.T, name string) []*Invocation {
 	}
 	var invs []*Invocation
 	for _, st := range mem.Streams() {
-		inv, err := Build(context.Background(), st, nil)
+		inv, err := Build(context.Background(), st, Wants{Artifacts: true}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -426,7 +426,7 @@ func TestInterrupted(t *testing.T) {
 			LastMessage: true,
 		},
 	)
-	inv, err := Build(context.Background(), st, nil)
+	inv, err := Build(context.Background(), st, Wants{Artifacts: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -464,7 +464,7 @@ func TestAbortedTargetMarksTest(t *testing.T) {
 			Payload: &bes.BuildEvent_Aborted{Aborted: &bes.Aborted{Reason: bes.Aborted_USER_INTERRUPTED}},
 		},
 	)
-	inv, err := Build(context.Background(), st, nil)
+	inv, err := Build(context.Background(), st, Wants{Artifacts: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,7 +102,7 @@ EXAMPLES:
    bes artifacts build.bep
    bes artifacts build.bep --label '^//gen:' --format json | jq -r '.[].uri'
    bes artifacts 5d2e1f --format markdown >> "$GITHUB_STEP_SUMMARY"`),
-		Flags: append(viewFlags(formatTable, formatJSON, formatNDJSON, formatMarkdown),
+		Flags: append(viewFlags(formatTable, formatJSON, formatNDJSON, formatMarkdown), exitZeroFlag(),
 			&cli.StringFlag{Name: "label", Aliases: []string{"l"}, Usage: "keep the targets whose label matches `REGEX` (unanchored)"},
 		),
 		OnUsageError: usageErrorHandler,
@@ -136,10 +136,11 @@ func runArtifacts(ctx context.Context, opts artifactsOptions, args []string, w, 
 		fmt.Fprintln(errw, "bes: artifacts: no output file in the streams given")
 		res.add(ExitNoData)
 	}
-	if err := render(w, opts.Format, rows, artifactColumns(namesOf(invs), rows)); err != nil {
+	doc := newViewDoc("artifacts", opts.viewOptions, invs, "No output files.", "output file")
+	if err := renderView(w, doc, rows, artifactColumns(namesOf(invs), rows)); err != nil {
 		return err
 	}
-	return res.err()
+	return opts.exit(res)
 }
 
 func artifactFor(inv *report.Invocation, a *report.Artifact) artifactRow {

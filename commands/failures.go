@@ -147,7 +147,7 @@ EXAMPLES:
    bes failures build.bep
    bes failures 5d2e1f --format json | jq -r '.[] | select(.kind == "test") | .logs[]'
    bes failures build.bep --format markdown >> "$GITHUB_STEP_SUMMARY"`),
-		Flags: append(viewFlags(formatTable, formatJSON, formatNDJSON, formatMarkdown),
+		Flags: append(viewFlags(formatTable, formatJSON, formatNDJSON, formatMarkdown), exitZeroFlag(),
 			&cli.IntFlag{Name: "log-lines", Value: 20, Usage: "show the last `N` lines of each failure's stderr, stdout and test.log when the file:// URI exists on this machine (0: none)"}),
 		OnUsageError: usageErrorHandler,
 		Action: func(c *cli.Context) error {
@@ -176,22 +176,25 @@ func runFailures(ctx context.Context, opts viewOptions, logLines int, args []str
 		res.add(invocationStatus(inv))
 	}
 	names := namesOf(invs)
-	if err := render(w, opts.Format, rows, failureColumns(names)); err != nil {
+	doc := newViewDoc("failures", opts, invs, "No failures.", "failure")
+	doc.after = func(w io.Writer, shown, room int) error {
+		return writeFailureWords(w, doc, rows[:shown], names, room)
+	}
+	if err := renderView(w, doc, rows, failureColumns(names)); err != nil {
 		return err
 	}
-	if opts.Format == formatTable || opts.Format == formatMarkdown {
-		if err := writeFailureWords(w, opts.Format, rows, names); err != nil {
-			return err
-		}
-	}
-	return res.err()
+	return opts.exit(res)
 }
 
 // writeFailureWords writes, after the table, each failure's own words:
 // Bazel's ERROR messages for it and the ends of its local log files. In
-// Markdown each is a heading and a fenced block.
-func writeFailureWords(w io.Writer, format string, rows []failureRow, names invNames) error {
+// Markdown each is a bold title and a fenced block, its file:// paths
+// relative (viewDoc.relative), each ending with a blank line; those that
+// do not fit in room bytes (0: no limit) are left out, and a line says so.
+func writeFailureWords(w io.Writer, doc *viewDoc, rows []failureRow, names invNames, room int) error {
+	format := doc.format
 	bw := bufio.NewWriter(w)
+	written, left := 0, 0
 	for _, r := range rows {
 		if len(r.Console) == 0 && len(r.Tails) == 0 {
 			continue
@@ -208,9 +211,13 @@ func writeFailureWords(w io.Writer, format string, rows []failureRow, names invN
 			lines = append(lines, strings.Split(c, "\n")...)
 		}
 		for _, t := range r.Tails {
-			head := "--- last lines of " + t.URI
+			uri := t.URI
+			if format == formatMarkdown {
+				uri = doc.relativeURI(uri)
+			}
+			head := "--- last lines of " + uri
 			if !t.Truncated {
-				head = "--- " + t.URI
+				head = "--- " + uri
 			}
 			lines = append(lines, head)
 			lines = append(lines, t.Lines...)
@@ -220,17 +227,22 @@ func writeFailureWords(w io.Writer, format string, rows []failureRow, names invN
 			for strings.Contains(strings.Join(lines, "\n"), fence) {
 				fence += "`"
 			}
-			fmt.Fprintf(bw, "\n**%s**\n\n%s\n", markdownCell(title), fence)
-			for _, l := range lines {
-				fmt.Fprintln(bw, l)
+			block := fmt.Sprintf("**%s**\n\n%s\n%s\n%s\n\n", markdownText(title), fence, strings.Join(lines, "\n"), fence)
+			if left > 0 || (room > 0 && written+len(block) > room) {
+				left++
+				continue
 			}
-			fmt.Fprintln(bw, fence)
+			written += len(block)
+			bw.WriteString(block)
 			continue
 		}
 		fmt.Fprintf(bw, "\n%s:\n", safeCell(title))
 		for _, l := range lines {
 			fmt.Fprintf(bw, "  %s\n", safeCell(l))
 		}
+	}
+	if left > 0 {
+		fmt.Fprintf(bw, "… and the console and log lines of %d more %s (`--format json` gives them).\n\n", left, plural(left, "failure"))
 	}
 	return bw.Flush()
 }

@@ -20,8 +20,9 @@ const (
 	formatJSON   = "json"
 	formatNDJSON = "ndjson"
 	formatOBE    = "obe" // dump only: varint-delimited OrderedBuildEvents
-	// formatMarkdown is a GitHub-flavoured Markdown table, for
-	// $GITHUB_STEP_SUMMARY, merge request notes and the like.
+	// formatMarkdown is a GitHub-flavoured Markdown document, for
+	// $GITHUB_STEP_SUMMARY, merge request notes and the like: the views
+	// frame their table with a heading (see markdown.go).
 	formatMarkdown = "markdown"
 )
 
@@ -34,7 +35,8 @@ type column[T any] struct {
 }
 
 // render writes rows in the chosen format. An empty list is "[]" in JSON and
-// a table with just its header.
+// a table with just its header. The views write through renderView, which
+// frames Markdown as a document and applies --limit.
 func render[T any](w io.Writer, format string, rows []T, cols []column[T]) error {
 	switch format {
 	case formatJSON:
@@ -193,29 +195,16 @@ func (tb *table) flush() error {
 	return bw.Flush()
 }
 
-// writeMarkdown writes a GitHub-flavoured Markdown table: a header row, the
-// delimiter row, then one row per entry, cells unpadded so that long URIs
-// do not widen every row. An empty list is a table with just its header,
-// which GitHub renders as such.
+// writeMarkdown writes a bare GitHub-flavoured Markdown table: a header
+// row, the delimiter row, then one row per entry (markdownRow). An empty
+// list is a table with just its header; the views' documents
+// (writeMarkdownDoc) say so in a sentence instead.
 func writeMarkdown(w io.Writer, header []string, rows [][]string) error {
 	bw := bufio.NewWriter(w)
-	line := func(cells []string) {
-		bw.WriteString("|")
-		for _, c := range cells {
-			bw.WriteString(" ")
-			bw.WriteString(markdownCell(c))
-			bw.WriteString(" |")
-		}
-		bw.WriteString("\n")
-	}
-	line(header)
-	bw.WriteString("|")
-	for range header {
-		bw.WriteString(" --- |")
-	}
-	bw.WriteString("\n")
+	bw.WriteString(markdownRow(header))
+	bw.WriteString("|" + strings.Repeat(" --- |", len(header)) + "\n")
 	for _, r := range rows {
-		line(r)
+		bw.WriteString(markdownRow(r))
 	}
 	return bw.Flush()
 }

@@ -176,7 +176,7 @@ EXAMPLES:
    bes summary bazel-out/build.bep
    bes summary --match . --format json | jq '.[] | select(.exit_status != 0)'
    bes summary build.bep --format markdown >> "$GITHUB_STEP_SUMMARY"`),
-		Flags:        viewFlags(formatTable, formatJSON, formatNDJSON, formatMarkdown),
+		Flags:        append(viewFlags(formatTable, formatJSON, formatNDJSON, formatMarkdown), exitZeroFlag()),
 		OnUsageError: usageErrorHandler,
 		Action: func(c *cli.Context) error {
 			return runSummary(c.Context, viewOptionsFrom(c), c.Args().Slice(), c.App.Writer, c.App.ErrWriter)
@@ -200,12 +200,12 @@ func runSummary(ctx context.Context, opts viewOptions, args []string, w, errw io
 		if err := writeSummaryCard(w, rows[0], names); err != nil {
 			return err
 		}
-		return res.err()
+		return opts.exit(res)
 	}
-	if err := render(w, opts.Format, rows, summaryColumns(names)); err != nil {
+	if err := renderView(w, newViewDoc("summary", opts, invs, "No invocation with Bazel build events.", "invocation"), rows, summaryColumns(names)); err != nil {
 		return err
 	}
-	return res.err()
+	return opts.exit(res)
 }
 
 func summaryFor(inv *report.Invocation) summaryRow {

@@ -45,6 +45,12 @@ type Invocation struct {
 	Start    time.Time
 	Finish   time.Time
 
+	// WorkspaceDirectory is BuildStarted.workspace_directory and ExecRoot
+	// WorkspaceConfig.local_exec_root: absolute paths on the machine that
+	// ran Bazel ("/src/ws", "<output_base>/execroot/<name>"), "" when the
+	// stream does not say. Markdown shows file:// URIs relative to them.
+	WorkspaceDirectory, ExecRoot string
+
 	// Result is BuildFinished.exit_code.name ("SUCCESS", "TESTS_FAILED",
 	// …) and ExitCode its code; HasExitCode says whether the stream has a
 	// BuildFinished event with an exit code or, from Bazels before

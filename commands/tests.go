@@ -2,7 +2,6 @@ package commands
 
 import (
 	"context"
-	"encoding/xml"
 	"fmt"
 	"io"
 	"slices"
@@ -22,6 +21,7 @@ type testsOptions struct {
 	viewOptions
 	Runs     bool
 	Statuses []string // TestStatus names, upper case; none = all
+	LogLines int      // test.log lines a JUnit failure quotes (--log-lines)
 }
 
 // testRow is one test target as `bes tests` prints it.
@@ -133,15 +133,30 @@ with --format junit, the suites of the tests kept.
 ` + viewSelectionHelp + `
 
 Formats: table, json and ndjson (each test with all its runs), markdown (a
-GitHub-flavoured Markdown table), and junit: one JUnit XML document, a
-<testsuite> per test target and a <testcase> per run, shard and attempt,
-times in seconds. FAILED and TIMEOUT attempts get a <failure> whose type
-is the status (REMOTE_FAILURE too); INCOMPLETE, FAILED_TO_BUILD and
-TOOL_HALTED_BEFORE_TESTING an <error>; a test that never ran is <skipped>,
-or an <error> when it was interrupted. A flaky test passes: its failed
-attempts get a <flakyFailure> (Maven Surefire's element for a failure that
-passed on rerun, which Jenkins shows and GitLab and GitHub importers
-ignore) instead of a <failure>, and its suite the property flaky=true.
+GitHub-flavoured Markdown table), and junit: one JUnit XML document (valid
+against Jenkins' junit-10.xsd, each suite against Maven Surefire's
+surefire-test-report-3.0.xsd), a <testsuite> per test target named by its
+label, holding one <testcase> named by the label: a test target counts
+once, as Bazel counts it ("Executed 9 out of 9 tests"), whatever its
+attempts, runs and shards, so the name CI history keys on stays the same.
+Shards are properties (bazel.shard, "shard 2 of 3: PASSED in 133ms") and
+lines of the testcase's <system-out>. FAILED and TIMEOUT get a <failure>
+("FAILED in 2 out of 2 attempts", "timed out after 2.086s") holding each
+failed attempt with its test.log URI and, when the file exists here, its
+last --log-lines lines; a flaky test passes, with a Surefire <flakyFailure>
+per failed attempt; a test that did not report (the invocation did not
+finish), failed to build or was stopped while it ran gets an <error>
+(INCOMPLETE, REMOTE_FAILURE and unknown statuses too); one that did not run
+is <skipped>. When a test wrote its own JUnit (test.xml) and the file
+exists here, its testcases are the target's (classname the label), and the
+label's own testcase stays only for what they do not show (a timeout, a
+crash, failed attempts of a flaky test no case matches). Properties:
+bazel.status, bazel.invocation_id, bazel.configuration, bazel.cached (true,
+false, partial), bazel.start (a cached result keeps the time of the run it
+came from, and its <system-out> line says so), bazel.shard, bazel.aborted,
+bazel.did_not_report. --exit-zero exits 0 once the document is written, so
+that the step writing the report does not stop the job before it is
+uploaded: gate with another bes command (or the same without it).
 
 ` + gateHelp + `
 
@@ -153,10 +168,12 @@ EXAMPLES:
 		Flags: append(viewFlags(formatTable, formatJSON, formatNDJSON, formatMarkdown, formatJUnit),
 			&cli.BoolFlag{Name: "runs", Usage: "print each run, shard and attempt"},
 			&cli.StringSliceFlag{Name: "status", Aliases: []string{"s"}, Usage: "keep the tests (with --runs, the runs) whose status is `S`: a TestStatus name, case-insensitive; repeatable, comma-separated"},
+			exitZeroFlag(),
+			&cli.IntFlag{Name: "log-lines", Value: junitLogLines, Usage: "junit: quote the last `N` lines of each failed attempt's test.log when the file:// URI exists on this machine (0: none)"},
 		),
 		OnUsageError: usageErrorHandler,
 		Action: func(c *cli.Context) error {
-			opts := testsOptions{viewOptions: viewOptionsFrom(c), Runs: c.Bool("runs")}
+			opts := testsOptions{viewOptions: viewOptionsFrom(c), Runs: c.Bool("runs"), LogLines: c.Int("log-lines")}
 			for _, s := range c.StringSlice("status") {
 				for _, name := range strings.Split(s, ",") {
 					name = strings.ToUpper(strings.TrimSpace(name))
@@ -222,7 +239,8 @@ func runTests(ctx context.Context, opts testsOptions, args []string, w, errw io.
 	names := namesOf(invs)
 	switch {
 	case opts.Format == formatJUnit:
-		if err := writeJUnit(w, invs, keep); err != nil {
+		warn := func(line string) { fmt.Fprintf(errw, "bes: tests: %s\n", line) }
+		if err := writeJUnit(w, invs, keep, junitOptions{LogLines: opts.LogLines, Warn: warn}); err != nil {
 			return err
 		}
 	case opts.Runs:
@@ -234,7 +252,7 @@ func runTests(ctx context.Context, opts testsOptions, args []string, w, errw io.
 			return err
 		}
 	}
-	return res.err()
+	return opts.exit(res)
 }
 
 func testFor(inv *report.Invocation, t *report.Test) testRow {
@@ -284,185 +302,4 @@ func runFor(inv *report.Invocation, t *report.Test, r *report.TestRun) runRow {
 		Log:            r.Log,
 		XML:            r.XML,
 	}
-}
-
-// JUnit XML, in the shape Jenkins, GitLab and GitHub's JUnit importers
-// read: Ant's <testsuites>/<testsuite>/<testcase>, plus Maven Surefire's
-// <flakyFailure> for the failed attempts of a flaky test.
-type junitSuites struct {
-	XMLName  xml.Name     `xml:"testsuites"`
-	Name     string       `xml:"name,attr"`
-	Tests    int          `xml:"tests,attr"`
-	Failures int          `xml:"failures,attr"`
-	Errors   int          `xml:"errors,attr"`
-	Skipped  int          `xml:"skipped,attr"`
-	Time     string       `xml:"time,attr"`
-	Suites   []junitSuite `xml:"testsuite"`
-}
-
-type junitSuite struct {
-	Name       string          `xml:"name,attr"`
-	Tests      int             `xml:"tests,attr"`
-	Failures   int             `xml:"failures,attr"`
-	Errors     int             `xml:"errors,attr"`
-	Skipped    int             `xml:"skipped,attr"`
-	Time       string          `xml:"time,attr"`
-	Timestamp  string          `xml:"timestamp,attr,omitempty"`
-	Properties []junitProperty `xml:"properties>property"`
-	Cases      []junitCase     `xml:"testcase"`
-}
-
-type junitProperty struct {
-	Name  string `xml:"name,attr"`
-	Value string `xml:"value,attr"`
-}
-
-type junitCase struct {
-	Name         string        `xml:"name,attr"`
-	Classname    string        `xml:"classname,attr"`
-	Time         string        `xml:"time,attr"`
-	Failure      *junitOutcome `xml:"failure,omitempty"`
-	Error        *junitOutcome `xml:"error,omitempty"`
-	Skipped      *junitOutcome `xml:"skipped,omitempty"`
-	FlakyFailure *junitOutcome `xml:"flakyFailure,omitempty"`
-}
-
-type junitOutcome struct {
-	Message string `xml:"message,attr,omitempty"`
-	Type    string `xml:"type,attr,omitempty"`
-	Text    string `xml:",chardata"`
-}
-
-func junitSeconds(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
-
-// writeJUnit writes the tests of invs whose status keep accepts as one
-// JUnit XML document.
-func writeJUnit(w io.Writer, invs []*report.Invocation, keep func(string) bool) error {
-	doc := junitSuites{Name: "bes", Suites: []junitSuite{}}
-	var total time.Duration
-	for _, inv := range invs {
-		for _, t := range inv.Tests {
-			if !keep(t.Status) {
-				continue
-			}
-			s := junitSuiteFor(inv, t)
-			doc.Tests += s.Tests
-			doc.Failures += s.Failures
-			doc.Errors += s.Errors
-			doc.Skipped += s.Skipped
-			total += t.Duration
-			doc.Suites = append(doc.Suites, s)
-		}
-	}
-	doc.Time = junitSeconds(total)
-	if _, err := io.WriteString(w, xml.Header); err != nil {
-		return err
-	}
-	enc := xml.NewEncoder(w)
-	enc.Indent("", "  ")
-	if err := enc.Encode(doc); err != nil {
-		return err
-	}
-	_, err := io.WriteString(w, "\n")
-	return err
-}
-
-func junitSuiteFor(inv *report.Invocation, t *report.Test) junitSuite {
-	s := junitSuite{
-		Name: t.Label,
-		Time: junitSeconds(t.Duration),
-		Properties: []junitProperty{
-			{"bazel.status", t.Status},
-			{"bazel.invocation_id", inv.InvocationID},
-		},
-	}
-	if !t.Start.IsZero() {
-		s.Timestamp = t.Start.UTC().Format("2006-01-02T15:04:05")
-	}
-	if t.Status == report.StatusFlaky {
-		s.Properties = append(s.Properties, junitProperty{"flaky", "true"})
-	}
-	if t.Aborted != nil {
-		s.Properties = append(s.Properties, junitProperty{"bazel.aborted", t.Aborted.Reason})
-	}
-	add := func(c junitCase) {
-		s.Tests++
-		switch {
-		case c.Failure != nil:
-			s.Failures++
-		case c.Error != nil:
-			s.Errors++
-		case c.Skipped != nil:
-			s.Skipped++
-		}
-		s.Cases = append(s.Cases, c)
-	}
-	if len(t.Runs) == 0 || t.DidNotReport {
-		// The test never ran or never reported: skipped, or an error when
-		// it was stopped.
-		c := junitCase{Name: t.Label, Classname: t.Label, Time: junitSeconds(0)}
-		msg := t.Status
-		if t.Aborted != nil {
-			msg += ", aborted: " + t.Aborted.Reason
-		}
-		if t.DidNotReport {
-			msg += ", did not report: the invocation did not finish (Bazel stopped before the test's summary)"
-		}
-		o := &junitOutcome{Message: msg, Type: t.Status}
-		if t.Aborted != nil {
-			o.Text = t.Aborted.Description
-		}
-		switch {
-		case t.Failing():
-			c.Error = o
-		default:
-			c.Skipped = o
-		}
-		add(c)
-		return s
-	}
-	for _, r := range t.Runs {
-		c := junitCase{Name: junitCaseName(t, r), Classname: t.Label, Time: junitSeconds(r.Duration)}
-		o := &junitOutcome{Message: r.Status, Type: r.Status}
-		if r.StatusDetails != "" {
-			o.Message += ": " + r.StatusDetails
-		}
-		if r.Log != "" {
-			o.Text = "test.log: " + r.Log
-		}
-		switch {
-		case !report.FailingStatus(r.Status):
-			if r.Status == report.StatusNoStatus {
-				c.Skipped = o
-			}
-		case t.Status == report.StatusFlaky:
-			o.Message = "flaky: " + o.Message + " (passed on a later attempt)"
-			c.FlakyFailure = o
-		case r.Status == report.StatusFailed || r.Status == report.StatusTimeout || r.Status == report.StatusRemoteFailure:
-			c.Failure = o
-		default:
-			c.Error = o
-		}
-		add(c)
-	}
-	return s
-}
-
-// junitCaseName names a run after its test, with its run, shard and
-// attempt when the test has several.
-func junitCaseName(t *report.Test, r *report.TestRun) string {
-	var parts []string
-	if t.RunCount > 1 {
-		parts = append(parts, fmt.Sprintf("run %d", r.Run))
-	}
-	if t.Shards > 1 {
-		parts = append(parts, fmt.Sprintf("shard %d/%d", r.Shard, t.Shards))
-	}
-	if t.Attempts > 1 {
-		parts = append(parts, fmt.Sprintf("attempt %d", r.Attempt))
-	}
-	if len(parts) == 0 {
-		return t.Label
-	}
-	return t.Label + " (" + strings.Join(parts, ", ") + ")"
 }

@@ -2,7 +2,6 @@ package commands
 
 import (
 	"encoding/json"
-	"encoding/xml"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -201,121 +200,6 @@ func TestFailuresJSON(t *testing.T) {
 		if strings.Contains(r.Label, "builds_fine") {
 			t.Errorf("builds_fine listed: %+v", r)
 		}
-	}
-}
-
-// junitDoc is JUnit XML as a reader sees it.
-type junitDoc struct {
-	XMLName  xml.Name `xml:"testsuites"`
-	Tests    int      `xml:"tests,attr"`
-	Failures int      `xml:"failures,attr"`
-	Errors   int      `xml:"errors,attr"`
-	Skipped  int      `xml:"skipped,attr"`
-	Suites   []struct {
-		Name       string `xml:"name,attr"`
-		Tests      int    `xml:"tests,attr"`
-		Failures   int    `xml:"failures,attr"`
-		Errors     int    `xml:"errors,attr"`
-		Skipped    int    `xml:"skipped,attr"`
-		Time       string `xml:"time,attr"`
-		Properties []struct {
-			Name  string `xml:"name,attr"`
-			Value string `xml:"value,attr"`
-		} `xml:"properties>property"`
-		Cases []struct {
-			Name    string `xml:"name,attr"`
-			Time    string `xml:"time,attr"`
-			Failure *struct {
-				Type string `xml:"type,attr"`
-				Text string `xml:",chardata"`
-			} `xml:"failure"`
-			Error        *struct{} `xml:"error"`
-			Skipped      *struct{} `xml:"skipped"`
-			FlakyFailure *struct {
-				Message string `xml:"message,attr"`
-			} `xml:"flakyFailure"`
-		} `xml:"testcase"`
-	} `xml:"testsuite"`
-}
-
-func TestJUnit(t *testing.T) {
-	out := runOK(t, ExitTestFail, "tests", "--format", "junit", tdPath("test_mixed.bep"))
-	if !strings.HasPrefix(out, `<?xml version="1.0" encoding="UTF-8"?>`) {
-		t.Errorf("no XML declaration: %.60s", out)
-	}
-	var doc junitDoc
-	if err := xml.Unmarshal([]byte(out), &doc); err != nil {
-		t.Fatalf("invalid XML: %v", err)
-	}
-	// 9 test targets, 14 test results: //tests:fail's 2 attempts and
-	// //tests:timeout's 2 are failures; the flaky test passed.
-	if len(doc.Suites) != 9 || doc.Tests != 14 || doc.Failures != 4 || doc.Errors != 0 || doc.Skipped != 0 {
-		t.Errorf("%d suites, tests %d failures %d errors %d skipped %d", len(doc.Suites), doc.Tests, doc.Failures, doc.Errors, doc.Skipped)
-	}
-	cases, failures, flaky := 0, 0, 0
-	type suiteFigures struct {
-		tests, failures int
-		time            string
-		names           []string
-	}
-	got := map[string]suiteFigures{}
-	for _, s := range doc.Suites {
-		sf := suiteFigures{tests: s.Tests, failures: s.Failures, time: s.Time}
-		n := 0
-		for _, c := range s.Cases {
-			cases++
-			sf.names = append(sf.names, c.Name)
-			if c.Failure != nil {
-				failures++
-				n++
-				if c.Failure.Type != "FAILED" && c.Failure.Type != "TIMEOUT" || !strings.HasPrefix(c.Failure.Text, "test.log: file:///") {
-					t.Errorf("%s: failure %+v", c.Name, c.Failure)
-				}
-			}
-			if c.FlakyFailure != nil {
-				flaky++
-				if !strings.HasPrefix(c.FlakyFailure.Message, "flaky") {
-					t.Errorf("%s: flaky failure %+v", c.Name, c.FlakyFailure)
-				}
-			}
-		}
-		if s.Tests != len(s.Cases) || s.Failures != n {
-			t.Errorf("suite %s: tests=%d failures=%d, but %d testcases and %d failures", s.Name, s.Tests, s.Failures, len(s.Cases), n)
-		}
-		if s.Name == "//tests:flaky" && !slices.ContainsFunc(s.Properties, func(p struct {
-			Name  string `xml:"name,attr"`
-			Value string `xml:"value,attr"`
-		}) bool {
-			return p.Name == "flaky" && p.Value == "true"
-		}) {
-			t.Errorf("flaky suite lacks the flaky property: %+v", s.Properties)
-		}
-		got[s.Name] = sf
-	}
-	if cases != 14 || failures != 4 || flaky != 1 {
-		t.Errorf("%d testcases, %d failures, %d flaky failures; want 14, 4, 1", cases, failures, flaky)
-	}
-	want := map[string]suiteFigures{
-		"//tests:fail":    {2, 2, "0.329", []string{"//tests:fail (attempt 1)", "//tests:fail (attempt 2)"}},
-		"//tests:timeout": {2, 2, "4.221", []string{"//tests:timeout (attempt 1)", "//tests:timeout (attempt 2)"}},
-		"//tests:flaky":   {2, 0, "0.240", []string{"//tests:flaky (attempt 1)", "//tests:flaky (attempt 2)"}},
-		"//tests:sharded": {3, 0, "0.607", []string{"//tests:sharded (shard 1/3)", "//tests:sharded (shard 2/3)", "//tests:sharded (shard 3/3)"}},
-		"//cc:greet_test": {1, 0, "0.124", []string{"//cc:greet_test"}},
-	}
-	for name, w := range want {
-		g := got[name]
-		if g.tests != w.tests || g.failures != w.failures || g.time != w.time || !slices.Equal(g.names, w.names) {
-			t.Errorf("suite %s: got %+v, want %+v", name, g, w)
-		}
-	}
-
-	// Filtered by status, over two invocations: the failed suites of both.
-	doc = junitDoc{}
-	if err := xml.Unmarshal([]byte(runOK(t, ExitTestFail, "tests", "--format", "junit", "--status", "failed", tdPath("test_mixed.bep"), tdPath("test_cached.bep"))), &doc); err != nil {
-		t.Fatal(err)
-	}
-	if len(doc.Suites) != 2 || doc.Tests != 4 || doc.Failures != 4 {
-		t.Errorf("--status failed: %d suites, %d tests, %d failures", len(doc.Suites), doc.Tests, doc.Failures)
 	}
 }
 

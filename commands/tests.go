@@ -26,21 +26,31 @@ type testsOptions struct {
 
 // testRow is one test target as `bes tests` prints it.
 type testRow struct {
-	Stream        string     `json:"stream"`
-	InvocationID  string     `json:"invocation_id"`
-	Label         string     `json:"label"`
-	Configuration string     `json:"configuration,omitempty"`
-	Status        string     `json:"status"`
-	Aborted       *abortRow  `json:"aborted,omitempty"`
-	TotalRuns     int        `json:"total_runs"` // runs × shards × attempts
-	RunCount      int        `json:"run_count"`
-	Shards        int        `json:"shards"`
-	Attempts      int        `json:"attempts"`
-	Cached        int        `json:"cached"`
-	Duration      float64    `json:"duration_seconds"`
-	Start         *time.Time `json:"start,omitempty"`
-	Logs          []string   `json:"logs"`
-	Runs          []runRow   `json:"runs"`
+	Stream        string `json:"stream"`
+	InvocationID  string `json:"invocation_id"`
+	Label         string `json:"label"`
+	Configuration string `json:"configuration,omitempty"`
+	// ConfigName is the configuration's mnemonic ("k8-fastbuild") when the
+	// stream names it.
+	ConfigName string `json:"configuration_name,omitempty"`
+	// Kind is the rule's kind (TargetConfigured.target_kind, "sh_test
+	// rule") and Size its test size (SMALL, MEDIUM, LARGE, ENORMOUS).
+	Kind string `json:"kind,omitempty"`
+	Size string `json:"size,omitempty"`
+	// DidNotReport is set for a test of an invocation that did not finish
+	// that never reported (report.Test.DidNotReport).
+	DidNotReport bool       `json:"did_not_report,omitempty"`
+	Status       string     `json:"status"`
+	Aborted      *abortRow  `json:"aborted,omitempty"`
+	TotalRuns    int        `json:"total_runs"` // runs × shards × attempts
+	RunCount     int        `json:"run_count"`
+	Shards       int        `json:"shards"`
+	Attempts     int        `json:"attempts"`
+	Cached       int        `json:"cached"`
+	Duration     float64    `json:"duration_seconds"`
+	Start        *time.Time `json:"start,omitempty"`
+	Logs         []string   `json:"logs"`
+	Runs         []runRow   `json:"runs"`
 }
 
 type abortRow struct {
@@ -80,6 +90,9 @@ func testColumns(n invNames) []column[testRow] {
 	return withInvocation(n, func(r testRow) (string, string) { return r.InvocationID, r.Stream }, []column[testRow]{
 		{"LABEL", func(r testRow) string { return r.Label }},
 		{"STATUS", testRow.status},
+		{"KIND", func(r testRow) string {
+			return strings.TrimSpace(strings.TrimSuffix(r.Kind, " rule") + " " + strings.ToLower(r.Size))
+		}},
 		{"RUNS", func(r testRow) string { return fmt.Sprint(r.TotalRuns) }},
 		{"ATTEMPTS", func(r testRow) string { return fmt.Sprint(r.Attempts) }},
 		{"SHARDS", func(r testRow) string { return fmt.Sprint(r.Shards) }},
@@ -133,7 +146,7 @@ with --format junit, the suites of the tests kept.
 ` + viewSelectionHelp + `
 
 Formats: table, json and ndjson (each test with all its runs), markdown (a
-GitHub-flavoured Markdown table), and junit: one JUnit XML document (valid
+GitHub-flavoured Markdown document: MARKDOWN below), and junit: one JUnit XML document (valid
 against Jenkins' junit-10.xsd, each suite against Maven Surefire's
 surefire-test-report-3.0.xsd), a <testsuite> per test target named by its
 label, holding one <testcase> named by the label: a test target counts
@@ -157,6 +170,8 @@ came from, and its <system-out> line says so), bazel.shard, bazel.aborted,
 bazel.did_not_report. --exit-zero exits 0 once the document is written, so
 that the step writing the report does not stop the job before it is
 uploaded: gate with another bes command (or the same without it).
+
+` + markdownHelp + `
 
 ` + gateHelp + `
 
@@ -244,11 +259,11 @@ func runTests(ctx context.Context, opts testsOptions, args []string, w, errw io.
 			return err
 		}
 	case opts.Runs:
-		if err := render(w, opts.Format, runs, runColumns(names)); err != nil {
+		if err := renderView(w, newViewDoc("tests", opts.viewOptions, invs, noTests(opts.Statuses), "run"), runs, runColumns(names)); err != nil {
 			return err
 		}
 	default:
-		if err := render(w, opts.Format, rows, testColumns(names)); err != nil {
+		if err := renderView(w, newViewDoc("tests", opts.viewOptions, invs, noTests(opts.Statuses), "test"), rows, testColumns(names)); err != nil {
 			return err
 		}
 	}
@@ -261,6 +276,10 @@ func testFor(inv *report.Invocation, t *report.Test) testRow {
 		InvocationID:  inv.InvocationID,
 		Label:         t.Label,
 		Configuration: t.Configuration,
+		ConfigName:    configurationName(inv, t.Configuration),
+		Kind:          t.Kind,
+		Size:          t.Size,
+		DidNotReport:  t.DidNotReport,
 		Status:        t.Status,
 		TotalRuns:     t.TotalRuns,
 		RunCount:      t.RunCount,

@@ -92,7 +92,9 @@ anywhere (Go's RE2 syntax).
 
 ` + viewSelectionHelp + `
 
-Formats: table, json, ndjson, markdown (a GitHub-flavoured Markdown table).
+Formats: table, json, ndjson, markdown (below).
+
+` + markdownHelp + `
 
 EXIT STATUS of artifacts: 7 when the streams have no output file at all
 (before --label), else 0 — a failed build is not an error here; errors and

@@ -138,8 +138,10 @@ test.log. JSON gives them as "console" and "tails".
 ` + viewSelectionHelp + `
 
 Formats: table (the message's first line, the OUTPUT column the URIs to
-read), json and ndjson (whole messages, root causes), markdown (a
-GitHub-flavoured Markdown table).
+read), json and ndjson (whole messages, root causes), markdown (the
+table, then each failure's words as a fenced block).
+
+` + markdownHelp + `
 
 ` + gateHelp + `
 

@@ -36,6 +36,19 @@ const (
 	markdownBudget = 200 << 10
 )
 
+// markdownHelp documents the views' Markdown, --limit and --exit-zero.
+const markdownHelp = `MARKDOWN: a GitHub-flavoured Markdown document to append to
+$GITHUB_STEP_SUMMARY or a merge request note: a heading naming the view and
+the invocation ("### bes tests: 657fb236-…"), the table (or a sentence when
+there is nothing to show: "No tests."), and a blank line, so that documents
+appended one after another stay apart. file:// URIs are shown relative to
+the exec root, output base or workspace of the machine that ran Bazel
+(bazel-out/k8-fastbuild/testlogs/…/test.log); JSON keeps them. It holds at
+most 100 rows and 200 KiB (GitHub takes 1 MiB per step summary) unless
+--limit N says (0: all), then a line "… and N more". --exit-zero exits 0
+once the output is written, for the CI step that writes a report: gate
+with the same command without it.`
+
 // limitFlag is --limit, which every view takes.
 func limitFlag() cli.Flag {
 	return &cli.IntFlag{

@@ -168,7 +168,9 @@ and the first failure with its reason.
 
 Formats: table, json (an array with one object per invocation; its
 exit_status is the status this invocation alone calls for), ndjson, and
-markdown (a GitHub-flavoured Markdown table for $GITHUB_STEP_SUMMARY).
+markdown (a table, below).
+
+` + markdownHelp + `
 
 ` + gateHelp + `
 

@@ -203,11 +203,16 @@ func TestFailuresJSON(t *testing.T) {
 	}
 }
 
-// markdownRows splits a Markdown table into its rows of cells.
+// markdownRows splits a Markdown document's table into its rows of cells.
 func markdownRows(t *testing.T, md string) [][]string {
 	t.Helper()
 	var rows [][]string
-	for _, line := range strings.Split(strings.TrimSuffix(md, "\n"), "\n") {
+	lines := strings.Split(strings.TrimSuffix(md, "\n"), "\n")
+	// The document's heading and the blank line after it (markdown.go).
+	if len(lines) < 2 || !strings.HasPrefix(lines[0], "### bes ") || lines[1] != "" {
+		t.Fatalf("no heading: %q", md)
+	}
+	for _, line := range lines[2:] {
 		if line == "" && len(rows) > 0 {
 			break // the table ends; failures follow it with their own words
 		}

@@ -285,7 +285,8 @@ func writeMarkdownDoc[T any](w io.Writer, d *viewDoc, rows []T, cols []column[T]
 	}
 	room := 0
 	if d.budget > 0 {
-		room = max(d.budget-n, 1)
+		// Less the line that says how many were left out.
+		room = max(d.budget-n-256, 1)
 	}
 	return d.after(w, shown, room)
 }

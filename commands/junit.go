@@ -479,6 +479,10 @@ func targetCase(t *report.Test, units []*junitUnit, shown targetShown, withCases
 					if r.Log != "" {
 						stack += "\ntest.log: " + r.Log
 					}
+					// TestSummary.failed names the failed attempts' logs.
+					for _, f := range t.FailedLogs {
+						stack += "\nfailed attempt's test.log: " + f
+					}
 					c.FlakyFailures = append(c.FlakyFailures, junitRerun{
 						Type:       r.Status,
 						Message:    "FLAKY: failed on an attempt before it passed, in the run this result comes from (the BEP gives only the passing result)",

@@ -589,6 +589,12 @@ func (b *Builder) testSummary(seq int64, id *bes.BuildEventId_TestSummaryId, s *
 	t.Cached = int(s.GetTotalNumCached())
 	t.Start = timeOf(s.GetFirstStartTime(), s.GetFirstStartTimeMillis())
 	t.Duration = durationOf(s.GetTotalRunDuration(), s.GetTotalRunDurationMillis())
+	t.FailedLogs = t.FailedLogs[:0]
+	for _, f := range s.GetFailed() {
+		if u := f.GetUri(); u != "" {
+			t.FailedLogs = append(t.FailedLogs, u)
+		}
+	}
 	t.summarySeq = seq
 }
 

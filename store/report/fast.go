@@ -491,6 +491,28 @@ func (b *Builder) testStatus(path string, v uint64) string {
 	return st.String()
 }
 
+// fileURIOf reads File.uri off the wire: nil when the file has none (it
+// is given by contents or a symlink); ok is false when it is malformed.
+func fileURIOf(b []byte) (uri []byte, ok bool) {
+	for len(b) > 0 {
+		g, rest, ok := nextField(b)
+		if !ok {
+			return nil, false
+		}
+		b = rest
+		switch g.num {
+		case fileURI:
+			if g.typ != protowire.BytesType || !utf8.Valid(g.v) {
+				return nil, false
+			}
+			uri = g.v
+		case 3, 7: // the other members of the oneof file
+			uri = nil
+		}
+	}
+	return uri, true
+}
+
 // fastTestSummary folds a TestSummary event.
 func (b *Builder) fastTestSummary(seq int64, id, payload []byte) bool {
 	num, v, ok := idOf(id)
@@ -508,6 +530,7 @@ func (b *Builder) fastTestSummary(seq int64, id, payload []byte) bool {
 		sec        int64
 		nanos      int32
 		wellFormed bool
+		failed     []string
 	)
 	for p := payload; len(p) > 0; {
 		f, rest, ok := nextField(p)
@@ -521,6 +544,17 @@ func (b *Builder) fastTestSummary(seq int64, id, payload []byte) bool {
 				return false
 			}
 			x[f.num] = f.x
+		case 4: // failed: File
+			if f.typ != protowire.BytesType {
+				return false
+			}
+			uri, ok := fileURIOf(f.v)
+			if !ok {
+				return false
+			}
+			if uri != nil {
+				failed = append(failed, string(uri))
+			}
 		case 13, 12:
 			if f.typ != protowire.BytesType {
 				return false
@@ -545,6 +579,7 @@ func (b *Builder) fastTestSummary(seq int64, id, payload []byte) bool {
 	t.Cached = int(int32(x[6]))
 	t.Start = timeOf(start, int64(x[7]))
 	t.Duration = durationOf(dur, int64(x[9]))
+	t.FailedLogs = append(t.FailedLogs[:0], failed...)
 	t.summarySeq = seq
 	return true
 }

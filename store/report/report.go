@@ -305,6 +305,10 @@ type Test struct {
 	// Logs are the test.log URIs of the last attempt of each run and
 	// shard, in run and shard order.
 	Logs []string
+	// FailedLogs are the URIs of TestSummary.failed: the logs of the
+	// failed attempts as the summary lists them (a cached FLAKY result
+	// has them though its failed attempt reported no TestResult here).
+	FailedLogs []string
 
 	// Runs holds one entry per TestResult (run, shard, attempt), sorted
 	// by run, shard and attempt.

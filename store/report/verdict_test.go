@@ -333,3 +333,12 @@ func TestActionFailureInWords(t *testing.T) {
 		}),
 	)
 }
+
+func TestSummaryFailedLogs(t *testing.T) {
+	// test_cached: //tests:flaky is one cached FLAKY result; its summary
+	// names the failed attempt's log.
+	x := findTest(t, loadOne(t, "test_cached.bep"), "//tests:flaky")
+	if len(x.FailedLogs) != 1 || !strings.HasSuffix(x.FailedLogs[0], "/testlogs/tests/flaky/test_attempts/attempt_1.log") {
+		t.Errorf("failed logs %q", x.FailedLogs)
+	}
+}

@@ -21,9 +21,9 @@ import (
 )
 
 // ErrStreamBusy is returned (wrapped) by OpenAppend when another Appender,
-// in this process or another, holds the stream file. Test for it with
-// errors.Is.
-var ErrStreamBusy = errors.New("stream is being written by another writer")
+// in this process or another, holds the stream file: store.ErrStreamBusy.
+// Test for it with errors.Is.
+var ErrStreamBusy = store.ErrStreamBusy
 
 // errTornHeader is a stream file whose header is cut short.
 var errTornHeader = errors.New("stream file header cut short")
@@ -32,15 +32,8 @@ var errTornHeader = errors.New("stream file header cut short")
 // index entry while events keep arriving.
 const DefaultIndexInterval = time.Second
 
-// AppendOptions configure OpenAppend.
-type AppendOptions struct {
-	// Source and Format are recorded in the entry of a new stream (a stream
-	// that is continued keeps its own).
-	Source, Format string
-	// IndexInterval is how often, at most, Sync rewrites the stream's index
-	// entry; 0 means DefaultIndexInterval. Close always does.
-	IndexInterval time.Duration
-}
+// AppendOptions configure OpenAppend (store.AppendOptions).
+type AppendOptions = store.AppendOptions
 
 // Appender writes a stream file in place, batch by batch, for a stream that
 // arrives live (bes serve). Unlike StreamWriter, whose file appears whole at

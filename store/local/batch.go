@@ -13,15 +13,8 @@ import (
 	"github.com/bes-cli/bes/store"
 )
 
-// CommitOutcome is what CommitAll did with one stream: what Commit would
-// have returned for it.
-type CommitOutcome struct {
-	Entry  *Entry
-	Result CommitResult
-	// Err is the stream's own error, e.g. a *store.DuplicateStreamError;
-	// the other streams of the batch are committed all the same.
-	Err error
-}
+// CommitOutcome is what CommitAll did with one stream (store.CommitOutcome).
+type CommitOutcome = store.CommitOutcome
 
 // CommitAll commits several streams at once, as Commit commits one, but
 // with one rewrite of the index for all of them: committing the N streams

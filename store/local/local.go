@@ -44,61 +44,19 @@ const (
 // streamFileRE matches the names of stream files.
 var streamFileRE = regexp.MustCompile(`^[0-9a-f]{32}\.bess$`)
 
-// Entry describes one stored stream. It is what the index holds, one per
-// stream, so that listing streams opens no stream file.
-type Entry struct {
-	Key          string `json:"key"`
-	BuildID      string `json:"build_id,omitzero"`
-	InvocationID string `json:"invocation_id,omitzero"`
-	Component    int32  `json:"component,omitzero"`
+// Entry describes one stored stream: store.Entry, what the index holds,
+// one per stream, so that listing streams opens no stream file.
+type Entry = store.Entry
 
-	Events int64 `json:"events"`
-	// Complete is set when the stream ended properly (store.Meta): with
-	// its component_stream_finished event, or a lifecycle stream's last
-	// event. A stream read from a truncated file is stored with Complete
-	// false, and so is one whose server was killed before the finish
-	// event arrived.
-	Complete bool `json:"complete,omitzero"`
+// CommitResult says what StreamWriter.Commit did (store.CommitResult).
+type CommitResult = store.CommitResult
 
-	Command     string    `json:"command,omitzero"`   // BuildStarted.command
-	Result      string    `json:"result,omitzero"`    // BuildFinished.exit_code.name
-	ExitCode    int32     `json:"exit_code,omitzero"` // BuildFinished.exit_code.code; see HasExitCode
-	HasExitCode bool      `json:"has_exit_code,omitzero"`
-	Start       time.Time `json:"start,omitzero"`
-	Finish      time.Time `json:"finish,omitzero"`
-
-	File   string `json:"file"`   // stream file name, relative to the store directory
-	Size   int64  `json:"size"`   // stream file size in bytes
-	Digest string `json:"digest"` // hex SHA-256 of the stream file
-
-	Source   string    `json:"source,omitzero"` // where the stream came from (a file name, a server)
-	Format   string    `json:"format,omitzero"` // the format it was read in
-	Ingested time.Time `json:"ingested,omitzero"`
-}
-
-// CommitResult says what StreamWriter.Commit did.
-type CommitResult int
-
+// The values of CommitResult, from package store.
 const (
-	// Created: the key was new.
-	Created CommitResult = iota + 1
-	// Replaced: the key existed with other content, and replace was asked.
-	Replaced
-	// Unchanged: the key existed with identical content; nothing was written.
-	Unchanged
+	Created   = store.Created
+	Replaced  = store.Replaced
+	Unchanged = store.Unchanged
 )
-
-func (r CommitResult) String() string {
-	switch r {
-	case Created:
-		return "created"
-	case Replaced:
-		return "replaced"
-	case Unchanged:
-		return "unchanged"
-	}
-	return fmt.Sprintf("CommitResult(%d)", int(r))
-}
 
 // Store is a store directory. It is safe for concurrent use, and several
 // Stores (in one process or many) may share a directory.

@@ -112,3 +112,39 @@ func BenchmarkPayloadKind(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReaderPrettyJSON reads test_mixed.json pretty-printed as `jq .`
+// writes it (every value over many lines: the reader's slow path, which
+// scans each value's syntax before decoding it), repeated to about 4 MB.
+func BenchmarkReaderPrettyJSON(b *testing.B) {
+	one, _ := joinValues(prettyValues(b, testdata(b, "test_mixed.json")), "\n", "\n")
+	n := len(jsonLines(b, testdata(b, "test_mixed.json")))
+	reps := (4<<20)/len(one) + 1
+	data := bytes.Repeat(one, reps)
+	n *= reps
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := NewReader(bytes.NewReader(data), "pretty", Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		got := 0
+		for {
+			_, ev, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			if ev.IsBazel() {
+				got++
+			}
+		}
+		if got != n {
+			b.Fatalf("%d events, want %d", got, n)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/event")
+}

@@ -1,25 +1,30 @@
 package bepfile
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"io"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/bes-cli/bes/bepfile/bep/buildeventstream"
 )
 
 // Form detection. The reader peeks at a bounded prefix of the input (at
 // most peekSize bytes, and no more than the first line or frame when that
 // is enough) and decides:
 //
-//   - NDJSON if the first non-space byte is '{' and the first line is a
-//     JSON object with an "id" member (Bazel writes every event with its id
-//     first), or, if the line is longer than the prefix, the prefix is a
-//     plausible start of one. The byte '{' (0x7b) is also a valid length
-//     prefix, and a PublishBuildToolEventStreamRequest of 123 bytes starts
-//     with `{"`, so a line that is not JSON falls through to the binary forms.
+//   - NDJSON (Bazel's JSON file, or JSON BuildEvents laid out otherwise) if
+//     the first non-space byte is '{' and the first JSON value is an object
+//     with an "id" member (every BuildEvent has one; Bazel writes it
+//     first), or, if the value goes on beyond the prefix (or, at the end of
+//     the input, is cut off), the prefix is valid JSON so far and its first
+//     member is named as a BuildEvent field. The value may be one line, as
+//     Bazel writes it, or several (`jq . build.json`). The byte '{' (0x7b)
+//     is also a valid length prefix, and a PublishBuildToolEventStreamRequest
+//     of 123 bytes starts with `{"`, but the bytes of a binary frame are no
+//     JSON for long (a control byte in a string, a byte that is no token),
+//     so such input falls through to the binary forms.
 //   - Otherwise the first frames in the prefix (a frame cut off by the end
 //     of the prefix is checked as far as it goes) are checked structurally,
 //     with protowire, against each binary form: FormatOBE, then FormatBEP,
@@ -34,13 +39,21 @@ import (
 const maxDetectFrames = 8
 
 // enoughToDetect reports whether p, a prefix of the input, is enough to
-// decide the form: it holds the first line (for what may be NDJSON) or the
-// first frame.
+// decide the form: it holds the first JSON value, or its first member name
+// (for what may be JSON), or the first frame.
 func enoughToDetect(p []byte) bool {
 	if i := firstNonSpace(p); i >= 0 && p[i] == '{' {
-		// JSON, or a binary frame of length 123, which holds a 0x0a
-		// (the tag of field 1) near its start.
-		return bytes.IndexByte(p[i:], '\n') >= 0
+		if _, ok := firstKey(p[i:]); ok {
+			return true
+		}
+		var sc jsonScanner
+		if _, res := sc.scan(p[i:]); res != scanMore {
+			return true
+		}
+		if i > 0 {
+			return false
+		}
+		// Or a binary frame of length 123.
 	}
 	size, n := protowire.ConsumeVarint(p)
 	return n > 0 && uint64(len(p)-n) >= size
@@ -54,7 +67,7 @@ func enoughToDetect(p []byte) bool {
 // then the first in the order OBE, BEP, publish. A later frame that fails
 // does not change the form: the reader reports it in its place.
 func detect(p []byte, eof bool) Format {
-	if looksLikeNDJSON(p, eof) {
+	if looksLikeJSON(p, eof) {
 		return FormatNDJSON
 	}
 	best, bestScore := FormatAuto, 0
@@ -84,44 +97,57 @@ func firstNonSpace(p []byte) int {
 	return -1
 }
 
-// looksLikeNDJSON reports whether p starts with a line holding a JSON
-// BuildEvent.
-func looksLikeNDJSON(p []byte, eof bool) bool {
+// looksLikeJSON reports whether p starts with a JSON BuildEvent (see the
+// form detection above).
+func looksLikeJSON(p []byte, eof bool) bool {
 	i := firstNonSpace(p)
 	if i < 0 || p[i] != '{' {
 		return false
 	}
 	p = p[i:]
-	if nl := bytes.IndexByte(p, '\n'); nl >= 0 || eof {
-		if nl >= 0 {
-			p = p[:nl]
-		}
-		if !json.Valid(p) {
-			return false
-		}
+	var sc jsonScanner
+	switch n, res := sc.scan(p); res {
+	case scanDone:
 		var obj map[string]json.RawMessage
-		if json.Unmarshal(p, &obj) != nil {
+		if json.Unmarshal(p[:n], &obj) != nil {
 			return false
 		}
 		_, ok := obj["id"]
 		return ok
+	case scanError:
+		return false
 	}
-	// A line longer than the prefix: it must be a valid start of an object
-	// whose first member is "id".
+	// The value goes on beyond p.
 	if !utf8.Valid(p[:max(0, len(p)-utf8.UTFMax)]) {
 		return false
 	}
-	dec := json.NewDecoder(bytes.NewReader(p))
-	for n := 0; ; n++ {
-		tok, err := dec.Token()
-		if err != nil {
-			// Only running out of input is fine; a syntax error is not.
-			return n >= 2 && (err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF))
-		}
-		if n == 1 && tok != "id" {
-			return false
+	key, ok := firstKey(p)
+	if !ok {
+		return false
+	}
+	fields := (*buildeventstream.BuildEvent)(nil).ProtoReflect().Descriptor().Fields()
+	return fields.ByJSONName(key) != nil || fields.ByTextName(key) != nil
+}
+
+// firstKey returns the name of the first member of the JSON object that p
+// starts with, if p holds it whole and it has no escapes.
+func firstKey(p []byte) (string, bool) {
+	i := 1 // after '{'
+	for i < len(p) && isSpace(p[i]) {
+		i++
+	}
+	if i == len(p) || p[i] != '"' {
+		return "", false
+	}
+	for j := i + 1; j < len(p); j++ {
+		switch c := p[j]; {
+		case c == '"':
+			return string(p[i+1 : j]), true
+		case c == '\\' || c < 0x20:
+			return "", false
 		}
 	}
+	return "", false
 }
 
 // framesFit returns how many of the frames at the start of p (at most

@@ -176,7 +176,18 @@ func TestDetectFunc(t *testing.T) {
 		{"json object without id", `{"x":1}` + "\n", true, FormatAuto},
 		{"long json prefix", `{"id":{"started":{}},"started":{"uuid":"` + strings.Repeat("u", 100), false, FormatNDJSON},
 		{"long json prefix, other first key", `{"x":{"started":{}},"started":{"uuid":"` + strings.Repeat("u", 100), false, FormatAuto},
-		{"pretty json", "{\n  \"id\": {}\n}\n", true, FormatAuto},
+		// JSON BuildEvents pretty-printed over several lines (`jq .
+		// build.json`, trunk-io's fixture) are read as Bazel's JSON file:
+		// a stream of JSON values, whatever their layout (issue 10; they
+		// were refused as "not a BEP file" before).
+		{"pretty json", "{\n  \"id\": {}\n}\n", true, FormatNDJSON},
+		{"pretty json, first value cut", "{\n  \"id\": {\n    \"started\": {}\n  },\n  \"started\": {\n    \"uuid\": \"u", false, FormatNDJSON},
+		{"pretty json, sorted keys, cut", "{\n  \"children\": [\n    {", false, FormatNDJSON},
+		{"two values on a line", `{"id":{}}{"id":{}}`, true, FormatNDJSON},
+		{"cut json at eof", `{"id":{"started":{}},"sta`, true, FormatNDJSON},
+		{"cut json, other first key", `{"x":{"started":{}},"sta`, true, FormatAuto},
+		{"json syntax error", `{"id":{}]` + "\n", true, FormatAuto},
+		{"binary frame of 123 bytes", "\x7b\x0a\x05\x1a\x03\x0a\x01x\x2a\x72" + strings.Repeat("x", 114), false, FormatBEP},
 		{"bep id only", "\x04\x0a\x02\x1a\x00", true, FormatBEP},
 		{"obe stream id only", "\x05\x0a\x03\x0a\x01b", true, FormatOBE},
 		{"empty frame", "\x00", true, FormatAuto},

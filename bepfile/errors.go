@@ -36,12 +36,12 @@ type Error struct {
 	// Name is the input's name, as given to NewReader or Open.
 	Name string
 	// Offset is the byte offset of the start of the offending frame or
-	// line, in the decompressed input. It is -1 when the error has no
+	// JSON value (or of what is skipped as none), in the decompressed input. It is -1 when the error has no
 	// position (an empty input).
 	Offset int64
-	// Index is the 0-based index of the offending frame or line among the
-	// input's events (blank NDJSON lines do not count), or -1 when the error
-	// concerns the input as a whole (it is not BEP).
+	// Index is the 0-based index of the offending frame or JSON value among
+	// the input's events (white space between values does not count), or
+	// -1 when the error concerns the input as a whole (it is not BEP).
 	Index int
 	// Err is the cause.
 	Err error
@@ -85,11 +85,11 @@ func oneLine(s string) string {
 	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(s)
 }
 
-// SizeTooLargeError is the cause of an error for a frame (or NDJSON line)
+// SizeTooLargeError is the cause of an error for a frame (or JSON value)
 // longer than Options.MaxEventSize. The frame is never allocated.
 type SizeTooLargeError struct {
-	// Size is the length the frame claims (for NDJSON, a lower bound: the
-	// bytes read before giving up).
+	// Size is the length the frame claims (for a JSON value, its length, or
+	// a lower bound: the bytes read before giving up).
 	Size uint64
 	// Max is the limit in force.
 	Max int

@@ -32,10 +32,15 @@ const (
 	// for FormatOBE; the other request fields are in Stream.Publish.
 	FormatPublish
 	// FormatNDJSON is Bazel's --build_event_json_file: one JSON BuildEvent
-	// per line, in the proto3 JSON mapping. Each line is parsed (unknown
-	// fields are dropped) and encoded deterministically as the payload,
-	// then wrapped as for FormatBEP. Blank lines are skipped; a line is
-	// bounded by Options.MaxEventSize.
+	// per line, in the proto3 JSON mapping; or JSON BuildEvents laid out
+	// otherwise, one after the other: pretty-printed over several lines
+	// (`jq . build.json`), several on one line. Each value is parsed
+	// (unknown fields are dropped, see Reader.Found) and encoded
+	// deterministically as the payload, then wrapped as for FormatBEP.
+	// White space between values is skipped; a value is bounded by
+	// Options.MaxEventSize. What is not JSON is skipped, with a resumable
+	// error, up to the next line that starts with '{'; a value cut off at
+	// the end of the input is a truncation (wrapping io.ErrUnexpectedEOF).
 	FormatNDJSON
 )
 

@@ -217,6 +217,9 @@ func FuzzNDJSON(f *testing.F) {
 		seeds = append(seeds, seedLines(testdata(f, name))...)
 	}
 	seeds = append(seeds, []byte("\n\r\n{}\n"), []byte(`{"id":{"started":{}},"started":{"uuid":"\ud800"}}`))
+	// Pretty-printed values, several on a line, garbage between them.
+	pretty, _ := joinValues(prettyValues(f, bytes.Join(seedLines(testdata(f, "query.json"))[1:3], nil)), "\n", "\n")
+	seeds = append(seeds, capSeeds([][]byte{pretty})[0], []byte(`{"id":{}}{"id":{}} 42 x`+"\n"+`{"id":{"progress":`+"\n"+`{"id":{}}`))
 	fuzzSeeds(f, seeds)
 	fr := newFuzzReader()
 	f.Fuzz(func(t *testing.T, data []byte, reuse bool) {
@@ -268,7 +271,7 @@ func FuzzDetect(f *testing.F) {
 		seeds = append(seeds, seedPrefixes(f, testdata(f, name))[:2]...)
 	}
 	seeds = append(seeds, seedLines(testdata(f, "build_ok.json"))[:2]...)
-	seeds = append(seeds, testdata(f, "bes_test_mixed.lifecycle.obe"), []byte("{\"id\""), []byte(" \n{"), []byte{0x7b, 0x0a, 0x01})
+	seeds = append(seeds, testdata(f, "bes_test_mixed.lifecycle.obe"), []byte("{\"id\""), []byte(" \n{"), []byte{0x7b, 0x0a, 0x01}, []byte("{\n  \"id\": {\n    \"started\": {}\n  }\n}\n{"))
 	fuzzSeeds(f, seeds)
 	fr := newFuzzReader()
 	f.Fuzz(func(t *testing.T, data []byte, reuse bool) {

@@ -17,7 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// DefaultMaxEventSize is the largest frame (or NDJSON line) a Reader accepts
+// DefaultMaxEventSize is the largest frame (or JSON value) a Reader accepts
 // when Options.MaxEventSize is 0. Events over 50 MiB have been seen in the
 // wild.
 const DefaultMaxEventSize = 64 << 20
@@ -48,7 +48,7 @@ const zstdMaxWindow = 1 << 27
 type Options struct {
 	// Format is the input's form; FormatAuto detects it.
 	Format Format
-	// MaxEventSize is the largest frame, in bytes, or NDJSON line accepted;
+	// MaxEventSize is the largest frame, in bytes, or JSON value accepted;
 	// a longer one is an error and is never allocated. 0 (or less) means
 	// DefaultMaxEventSize.
 	MaxEventSize int
@@ -82,8 +82,8 @@ type Reader struct {
 
 	br    *bufio.Reader // the (decompressed) input
 	off   int64         // bytes of br consumed
-	index int           // index of the next frame (NDJSON: non-blank line)
-	line  int           // NDJSON: 1-based number of the last line read
+	index int           // index of the next frame (NDJSON: JSON value, or what is skipped as none)
+	line  int           // NDJSON: line breaks consumed (the next byte is on line line+1)
 	err   error         // sticky: io.EOF or a fatal *Error
 
 	streams map[string]*Stream // by the StreamId's encoding
@@ -262,7 +262,7 @@ func (r *Reader) Compression() string { return r.compression }
 // Offset returns the number of bytes of the input consumed so far, counted
 // in the decompressed data for a compressed input. After Next returned an
 // event read from the input, it is the offset of the end of that event's
-// frame or line.
+// frame, or JSON value and the white space after it up to its line's end.
 func (r *Reader) Offset() int64 { return r.off }
 
 // Peeked returns what Peek finds in the BuildEvent of the event Next last

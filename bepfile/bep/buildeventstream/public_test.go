@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/bes-cli/bes/bepfile/bep/buildeventstream"
 )
@@ -135,7 +136,8 @@ func isJSON(t *testing.T, path string) bool {
 
 // publicJSON decodes a public JSON file strictly. Bazel's NDJSON is read
 // line by line; a file whose first line is not a whole JSON value
-// (trunk-io's pretty-printed fixture) is read as a sequence of JSON values.
+// (trunk-io's pretty-printed fixture) is read as a sequence of JSON values,
+// and bes (bepfile) must read the same events from it.
 // A value that is no BuildEvent for another reason than an unknown field
 // or enum name counts as a bad line (see publicBadLines).
 func publicJSON(t *testing.T, name, path string) []*buildeventstream.BuildEvent {
@@ -145,6 +147,7 @@ func publicJSON(t *testing.T, name, path string) []*buildeventstream.BuildEvent 
 		t.Fatal(err)
 	}
 	var values [][]byte
+	var viaBes []*buildeventstream.BuildEvent
 	if first, _, _ := bytes.Cut(bytes.TrimSpace(data), []byte("\n")); json.Valid(first) {
 		for _, line := range bytes.Split(data, []byte("\n")) {
 			if len(bytes.TrimSpace(line)) > 0 {
@@ -161,6 +164,9 @@ func publicJSON(t *testing.T, name, path string) []*buildeventstream.BuildEvent 
 				t.Fatalf("JSON value %d: %v", len(values), err)
 			}
 			values = append(values, v)
+		}
+		if viaBes, err = readBazelEvents(t, path); err != nil || len(viaBes) != len(values) {
+			t.Errorf("bes reads %d events (error %v), want the %d JSON values", len(viaBes), err, len(values))
 		}
 	}
 	var events []*buildeventstream.BuildEvent
@@ -182,6 +188,11 @@ func publicJSON(t *testing.T, name, path string) []*buildeventstream.BuildEvent 
 	}
 	if bad != publicBadLines[name] {
 		t.Errorf("%d values that are no BuildEvent, want %d", bad, publicBadLines[name])
+	}
+	for i, ev := range viaBes {
+		if i < len(events) && !proto.Equal(ev, events[i]) {
+			t.Errorf("event %d: bes reads %v, want %v", i, ev, events[i])
+		}
 	}
 	return events
 }

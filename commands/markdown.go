@@ -11,7 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/bes-cli/bes/bepfile"
-	"github.com/bes-cli/bes/store/report"
+	"github.com/bes-cli/bes/bepfile/invocation"
 )
 
 // The views' Markdown documents (issue 11): what `--format markdown` of
@@ -96,7 +96,7 @@ type viewDoc struct {
 // newViewDoc frames the rows of view (summary, tests, failures,
 // artifacts) about invs; none is the sentence for no row, noun what a row
 // is.
-func newViewDoc(view string, opts viewOptions, invs []*report.Invocation, none, noun string) *viewDoc {
+func newViewDoc(view string, opts viewOptions, invs []*invocation.Invocation, none, noun string) *viewDoc {
 	d := &viewDoc{format: opts.Format, limit: opts.Limit, none: none, noun: noun}
 	if d.format == formatMarkdown {
 		d.heading = docHeading(view, invs)
@@ -114,7 +114,7 @@ func newViewDoc(view string, opts viewOptions, invs []*report.Invocation, none, 
 
 // docHeading names the view and the invocation: its id, its stream's key
 // when Bazel gave no id (bepfile.IsSynthesizedID), or how many there are.
-func docHeading(view string, invs []*report.Invocation) string {
+func docHeading(view string, invs []*invocation.Invocation) string {
 	switch len(invs) {
 	case 0:
 		return "bes " + view + ": no invocation"
@@ -134,7 +134,7 @@ func docHeading(view string, invs []*report.Invocation) string {
 // output base (the exec root's grandparent, <output_base>/execroot/<name>
 // in Bazel's layout: external/ is there) and the workspace
 // (BuildStarted.workspace_directory: source files).
-func pathBases(invs []*report.Invocation) []string {
+func pathBases(invs []*invocation.Invocation) []string {
 	var bases []string
 	add := func(dir string) {
 		dir = strings.TrimRight(dir, "/")
@@ -338,9 +338,9 @@ func noTests(statuses []string) string {
 	return "No tests with status " + strings.Join(statuses, " or ") + "."
 }
 
-// exitZeroFlag is --exit-zero of summary, failures and artifacts (tests
-// has its own): the step that writes a report (a step summary, a merge
-// request note) exits 0, so that the job goes on to the gate.
+// exitZeroFlag is --exit-zero of summary, tests, failures and artifacts:
+// the step that writes a report (JUnit, a step summary, a merge request
+// note) exits 0, so that the job goes on to the upload and the gate.
 func exitZeroFlag() cli.Flag {
 	return &cli.BoolFlag{Name: "exit-zero", Usage: "exit 0 once the output is written, whatever the verdict (for the CI step that writes a report: gate with the same command without it); errors that leave no output still exit non-zero"}
 }

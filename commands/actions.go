@@ -10,7 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/bes-cli/bes/store/report"
+	"github.com/bes-cli/bes/bepfile/invocation"
 )
 
 type actionsOptions struct {
@@ -133,7 +133,7 @@ func runActions(ctx context.Context, opts actionsOptions, args []string, w, errw
 	return res.err()
 }
 
-func actionFor(inv *report.Invocation, a *report.Action) actionRow {
+func actionFor(inv *invocation.Invocation, a *invocation.Action) actionRow {
 	r := actionRow{
 		Stream: inv.StreamKey, InvocationID: inv.InvocationID,
 		Mnemonic: a.Mnemonic, Label: a.Label, PrimaryOutput: a.PrimaryOutput,

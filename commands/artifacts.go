@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/bes-cli/bes/store/report"
+	"github.com/bes-cli/bes/bepfile/invocation"
 )
 
 type artifactsOptions struct {
@@ -145,7 +145,7 @@ func runArtifacts(ctx context.Context, opts artifactsOptions, args []string, w, 
 	return opts.exit(res)
 }
 
-func artifactFor(inv *report.Invocation, a *report.Artifact) artifactRow {
+func artifactFor(inv *invocation.Invocation, a *invocation.Artifact) artifactRow {
 	return artifactRow{
 		Stream:        inv.StreamKey,
 		InvocationID:  inv.InvocationID,

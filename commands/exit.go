@@ -15,8 +15,8 @@ const (
 	ExitUsage     = 2 // bad flags or arguments
 	ExitPartial   = 3 // an input was cut short: the complete events before the cut were used
 	ExitDuplicate = 4 // ingest: a stream with that key and other content is already stored, or a bes serve is receiving it; nothing changed
-	ExitBuildFail = 5 // views: the build failed (report.VerdictBuildFailed)
-	ExitTestFail  = 6 // views: a test failed (report.VerdictTestsFailed)
+	ExitBuildFail = 5 // views: the build failed (invocation.VerdictBuildFailed)
+	ExitTestFail  = 6 // views: a test failed (invocation.VerdictTestsFailed)
 	ExitNoData    = 7 // views and query: no stream or no event to report on
 	// ExitIncomplete: views: an invocation did not finish (no BuildFinished
 	// and no last message: Bazel was killed, the file was cut), so its

@@ -12,7 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/bes-cli/bes/store/report"
+	"github.com/bes-cli/bes/bepfile/invocation"
 )
 
 // failureRow is one failure as `bes failures` prints it.
@@ -52,7 +52,7 @@ type fileTail struct {
 // first, then the first line of the message.
 func (r failureRow) message() string {
 	msg := cellText(r.Message)
-	if r.Kind != string(report.KindAction) {
+	if r.Kind != string(invocation.KindAction) {
 		if msg == "" && len(r.RootCauses) > 0 && (len(r.RootCauses) > 1 || r.RootCauses[0] != r.Label) {
 			msg = "root cause: " + strings.Join(r.RootCauses, " ")
 		}
@@ -314,7 +314,7 @@ func tailLines(path string, n int) (lines []string, truncated bool, err error) {
 	return all, truncated, nil
 }
 
-func failureFor(inv *report.Invocation, f *report.Failure) failureRow {
+func failureFor(inv *invocation.Invocation, f *invocation.Failure) failureRow {
 	return failureRow{
 		Stream:        inv.StreamKey,
 		InvocationID:  inv.InvocationID,

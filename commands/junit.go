@@ -11,7 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/bes-cli/bes/store/report"
+	"github.com/bes-cli/bes/bepfile/invocation"
 )
 
 // `bes tests --format junit`: one JUnit XML document in the shape CI test
@@ -176,7 +176,7 @@ type junitOptions struct {
 // JUnit XML document: a <testsuite> per test target, its testcases those
 // of the test's own test.xml when the file is here, else one named by the
 // label (see the comment at the top of this file).
-func writeJUnit(w io.Writer, invs []*report.Invocation, keep func(string) bool, opts junitOptions) error {
+func writeJUnit(w io.Writer, invs []*invocation.Invocation, keep func(string) bool, opts junitOptions) error {
 	if opts.Warn == nil {
 		opts.Warn = func(string) {}
 	}
@@ -227,28 +227,28 @@ func shortConfig(id string) string {
 // junitUnit is one run of one shard of a test: its attempts, in order.
 type junitUnit struct {
 	run, shard int
-	attempts   []*report.TestRun
+	attempts   []*invocation.TestRun
 }
 
-func (u *junitUnit) last() *report.TestRun { return u.attempts[len(u.attempts)-1] }
+func (u *junitUnit) last() *invocation.TestRun { return u.attempts[len(u.attempts)-1] }
 
 // junitUnits groups a test's results by run and shard (t.Runs is sorted
 // by run, shard and attempt).
-func junitUnits(t *report.Test) []*junitUnit {
+func junitUnits(t *invocation.Test) []*junitUnit {
 	var units []*junitUnit
 	for _, r := range t.Runs {
 		if n := len(units); n > 0 && units[n-1].run == r.Run && units[n-1].shard == r.Shard {
 			units[n-1].attempts = append(units[n-1].attempts, r)
 			continue
 		}
-		units = append(units, &junitUnit{run: r.Run, shard: r.Shard, attempts: []*report.TestRun{r}})
+		units = append(units, &junitUnit{run: r.Run, shard: r.Shard, attempts: []*invocation.TestRun{r}})
 	}
 	return units
 }
 
 // where names an attempt of a unit: "shard 2 of 3, attempt 1 of 2", or ""
 // for the only attempt of an unsharded test run once.
-func (u *junitUnit) where(t *report.Test, i int) string {
+func (u *junitUnit) where(t *invocation.Test, i int) string {
 	var parts []string
 	if t.RunCount > 1 {
 		parts = append(parts, fmt.Sprintf("run %d of %d", u.run, t.RunCount))
@@ -265,13 +265,13 @@ func (u *junitUnit) where(t *report.Test, i int) string {
 // attemptLine says what one attempt did: "attempt 1 of 2: FAILED in
 // 207ms", "TIMEOUT: timed out after 2.135s", "PASSED in 124ms, cached
 // locally (the result of the run started 2026-…Z)".
-func attemptLine(where string, r *report.TestRun) string {
+func attemptLine(where string, r *invocation.TestRun) string {
 	var b strings.Builder
 	if where != "" {
 		b.WriteString(where + ": ")
 	}
 	d := r.Duration.Round(time.Millisecond)
-	if r.Status == report.StatusTimeout {
+	if r.Status == invocation.StatusTimeout {
 		fmt.Fprintf(&b, "TIMEOUT: timed out after %s", d)
 	} else {
 		fmt.Fprintf(&b, "%s in %s", r.Status, d)
@@ -289,7 +289,7 @@ func attemptLine(where string, r *report.TestRun) string {
 	return b.String()
 }
 
-func cachedWhere(r *report.TestRun) string {
+func cachedWhere(r *invocation.TestRun) string {
 	if r.CachedRemotely {
 		return "cached remotely"
 	}
@@ -298,7 +298,7 @@ func cachedWhere(r *report.TestRun) string {
 
 // logText is an attempt's test.log: its URI, and its last n lines when
 // the file:// URI exists on this machine (escape sequences removed).
-func logText(r *report.TestRun, n int) (uri string, tail string) {
+func logText(r *invocation.TestRun, n int) (uri string, tail string) {
 	if r.Log == "" {
 		return "", ""
 	}
@@ -322,7 +322,7 @@ func logText(r *report.TestRun, n int) (uri string, tail string) {
 
 // attemptText is an attempt's line, its test.log URI and the log's last
 // lines.
-func attemptText(where string, r *report.TestRun, n int) string {
+func attemptText(where string, r *invocation.TestRun, n int) string {
 	text := attemptLine(where, r)
 	uri, tail := logText(r, n)
 	if uri != "" {
@@ -334,7 +334,7 @@ func attemptText(where string, r *report.TestRun, n int) string {
 	return text
 }
 
-func junitSuiteFor(inv *report.Invocation, t *report.Test, name string, opts junitOptions) junitSuite {
+func junitSuiteFor(inv *invocation.Invocation, t *invocation.Test, name string, opts junitOptions) junitSuite {
 	units := junitUnits(t)
 	s := junitSuite{
 		Name: name,
@@ -404,13 +404,13 @@ func junitSuiteFor(inv *report.Invocation, t *report.Test, name string, opts jun
 // attempts of a flaky test became a case's flakyFailure.
 type targetShown struct {
 	failedUnits map[*junitUnit]bool
-	attempts    map[*report.TestRun]bool
+	attempts    map[*invocation.TestRun]bool
 }
 
 // targetCase is the testcase named by the target's label: the whole
 // target when its test.xml cases are not here (withCases false), or what
 // they do not show. ok is false when the cases show everything.
-func targetCase(t *report.Test, units []*junitUnit, shown targetShown, withCases bool, opts junitOptions) (junitCase, bool) {
+func targetCase(t *invocation.Test, units []*junitUnit, shown targetShown, withCases bool, opts junitOptions) (junitCase, bool) {
 	c := junitCase{Name: t.Label, Classname: t.Label, Time: junitSeconds(t.Duration)}
 	var out []string
 	for _, u := range units {
@@ -431,7 +431,7 @@ func targetCase(t *report.Test, units []*junitUnit, shown targetShown, withCases
 			}
 			for i, r := range u.attempts {
 				of++
-				if report.FailingStatus(r.Status) {
+				if invocation.FailingStatus(r.Status) {
 					n++
 					parts = append(parts, attemptText(u.where(t, i), r, opts.LogLines))
 				}
@@ -452,13 +452,13 @@ func targetCase(t *report.Test, units []*junitUnit, shown targetShown, withCases
 		}
 		return c, true
 
-	case t.Status == report.StatusFlaky:
+	case t.Status == invocation.StatusFlaky:
 		unmatched := false
 		for _, u := range units {
 			for i, r := range u.attempts {
 				switch {
 				case shown.attempts[r]:
-				case report.FailingStatus(r.Status):
+				case invocation.FailingStatus(r.Status):
 					unmatched = true
 					uri, tail := logText(r, opts.LogLines)
 					stack := attemptLine(u.where(t, i), r)
@@ -471,7 +471,7 @@ func targetCase(t *report.Test, units []*junitUnit, shown targetShown, withCases
 						StackTrace: junitText{xmlSafe(stack)},
 						SystemOut:  cdata(tail),
 					})
-				case r.Status == report.StatusFlaky:
+				case r.Status == invocation.StatusFlaky:
 					// A cached result of a flaky test: Bazel gives only
 					// the result, not the failed attempts of its run.
 					unmatched = true
@@ -508,14 +508,14 @@ func targetCase(t *report.Test, units []*junitUnit, shown targetShown, withCases
 			}
 		}
 		o := &junitOutcome{Type: t.Status, Text: xmlSafe(text), Message: failureMessage(t, units, n, of)}
-		if t.Status == report.StatusFailed || t.Status == report.StatusTimeout {
+		if t.Status == invocation.StatusFailed || t.Status == invocation.StatusTimeout {
 			c.Failures = []junitOutcome{*o}
 		} else {
 			c.Error = o
 		}
 		return c, true
 
-	case t.Status == report.StatusNoStatus || t.Status == "":
+	case t.Status == invocation.StatusNoStatus || t.Status == "":
 		msg := "NO_STATUS: not run"
 		if t.Aborted != nil {
 			msg += " (aborted: " + t.Aborted.Reason + ")"
@@ -532,14 +532,14 @@ func targetCase(t *report.Test, units []*junitUnit, shown targetShown, withCases
 // failureMessage is the message of a failing target's <failure> or
 // <error>: Bazel's words ("FAILED in 2 out of 2 attempts"; "timed out
 // after 2.086s") or what the status means.
-func failureMessage(t *report.Test, units []*junitUnit, n, of int) string {
+func failureMessage(t *invocation.Test, units []*junitUnit, n, of int) string {
 	switch t.Status {
-	case report.StatusTimeout:
+	case invocation.StatusTimeout:
 		// The last attempt that timed out says how long it ran.
-		var last *report.TestRun
+		var last *invocation.TestRun
 		for _, u := range units {
 			for _, r := range u.attempts {
-				if r.Status == report.StatusTimeout {
+				if r.Status == invocation.StatusTimeout {
 					last = r
 				}
 			}
@@ -551,11 +551,11 @@ func failureMessage(t *report.Test, units []*junitUnit, n, of int) string {
 			}
 			return msg
 		}
-	case report.StatusFailedToBuild:
+	case invocation.StatusFailedToBuild:
 		return "FAILED_TO_BUILD: the test's target did not build, so it did not run"
-	case report.StatusToolHalted:
+	case invocation.StatusToolHalted:
 		return "TOOL_HALTED_BEFORE_TESTING: Bazel stopped before running the test"
-	case report.StatusNoStatus, "":
+	case invocation.StatusNoStatus, "":
 		if t.Aborted != nil {
 			return "NO_STATUS: stopped (aborted: " + t.Aborted.Reason + ")"
 		}
@@ -571,8 +571,8 @@ func failureMessage(t *report.Test, units []*junitUnit, n, of int) string {
 // Bazel writes for a test that wrote none), and returns its cases with
 // what they show of the target. The failed attempts' test.xml of a flaky
 // test give the flakyFailures of the cases that failed in them.
-func xmlCasesFor(t *report.Test, units []*junitUnit, opts junitOptions) ([]junitCase, targetShown) {
-	shown := targetShown{failedUnits: map[*junitUnit]bool{}, attempts: map[*report.TestRun]bool{}}
+func xmlCasesFor(t *invocation.Test, units []*junitUnit, opts junitOptions) ([]junitCase, targetShown) {
+	shown := targetShown{failedUnits: map[*junitUnit]bool{}, attempts: map[*invocation.TestRun]bool{}}
 	var cases []junitCase
 	for _, u := range units {
 		final := u.last()
@@ -596,7 +596,7 @@ func xmlCasesFor(t *report.Test, units []*junitUnit, opts junitOptions) ([]junit
 		// Earlier failed attempts: a case that failed there and passed
 		// in the end is flaky.
 		for i, r := range u.attempts[:len(u.attempts)-1] {
-			if !report.FailingStatus(r.Status) {
+			if !invocation.FailingStatus(r.Status) {
 				continue
 			}
 			earlier, ok := readTestXML(r.XML, opts.Warn)

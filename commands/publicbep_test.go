@@ -27,7 +27,7 @@ import (
 // `bes summary`, `tests`, `failures` and `artifacts`, and the figures of
 // their JSON are checked against counts this test makes itself from the
 // events, by simple rules taken from Bazel's build_event_stream.proto
-// (issue 10), without store/report. The files are read where they are,
+// (issue 10), without bepfile/invocation. The files are read where they are,
 // never copied into the project; without the directory the test is skipped.
 
 const publicBEPDir = "../../shared/public-bep"

@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/bes-cli/bes/store/report"
+	"github.com/bes-cli/bes/bepfile/invocation"
 )
 
 // summaryRow is one invocation as `bes summary` prints it.
@@ -27,7 +27,7 @@ type summaryRow struct {
 	// Finished is set when the stream has BuildFinished; without it and
 	// without Complete, the invocation did not finish.
 	Finished bool `json:"finished"`
-	// Verdict is report.Verdict: passed, build_failed, tests_failed,
+	// Verdict is invocation.Verdict: passed, build_failed, tests_failed,
 	// did_not_finish.
 	Verdict      string       `json:"verdict"`
 	Interrupted  bool         `json:"interrupted"`
@@ -210,7 +210,7 @@ func runSummary(ctx context.Context, opts viewOptions, args []string, w, errw io
 	return opts.exit(res)
 }
 
-func summaryFor(inv *report.Invocation) summaryRow {
+func summaryFor(inv *invocation.Invocation) summaryRow {
 	tc := inv.TestCounts()
 	r := summaryRow{
 		Stream:         inv.StreamKey,

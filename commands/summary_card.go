@@ -8,11 +8,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bes-cli/bes/store/report"
+	"github.com/bes-cli/bes/bepfile/invocation"
 )
 
 // metricsRow is the build's own figures as `bes summary` gives them
-// (report.Metrics; BuildMetrics and BuildToolLogs). Figures the Bazel did
+// (invocation.Metrics; BuildMetrics and BuildToolLogs). Figures the Bazel did
 // not give are left out of the JSON.
 type metricsRow struct {
 	ActionsCreated    int64       `json:"actions_created,omitempty"`
@@ -41,7 +41,7 @@ type runnerRow struct {
 }
 
 // metricsFor returns an invocation's metrics row, nil without any.
-func metricsFor(m report.Metrics) *metricsRow {
+func metricsFor(m invocation.Metrics) *metricsRow {
 	if !m.Has {
 		return nil
 	}
@@ -73,7 +73,7 @@ func metricsFor(m report.Metrics) *metricsRow {
 
 // configurationNames lists an invocation's configurations by mnemonic
 // ("k8-fastbuild"), sorted, each once.
-func configurationNames(inv *report.Invocation) []string {
+func configurationNames(inv *invocation.Invocation) []string {
 	var names []string
 	for _, n := range inv.Configurations {
 		if !slices.Contains(names, n) {
@@ -86,7 +86,7 @@ func configurationNames(inv *report.Invocation) []string {
 
 // configurationName is a configuration as tables show it: its mnemonic
 // when the stream named it, else its id shortened to 12 hex digits.
-func configurationName(inv *report.Invocation, id string) string {
+func configurationName(inv *invocation.Invocation, id string) string {
 	if n, ok := inv.Configurations[id]; ok {
 		return n
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	bes "github.com/bes-cli/bes/bepfile/bep/buildeventstream"
-	"github.com/bes-cli/bes/store/report"
+	"github.com/bes-cli/bes/bepfile/invocation"
 )
 
 // formatJUnit is `bes tests --format junit`: one JUnit XML document.
@@ -38,7 +38,7 @@ type testRow struct {
 	Kind string `json:"kind,omitempty"`
 	Size string `json:"size,omitempty"`
 	// DidNotReport is set for a test of an invocation that did not finish
-	// that never reported (report.Test.DidNotReport).
+	// that never reported (invocation.Test.DidNotReport).
 	DidNotReport bool       `json:"did_not_report,omitempty"`
 	Status       string     `json:"status"`
 	Aborted      *abortRow  `json:"aborted,omitempty"`
@@ -270,7 +270,7 @@ func runTests(ctx context.Context, opts testsOptions, args []string, w, errw io.
 	return opts.exit(res)
 }
 
-func testFor(inv *report.Invocation, t *report.Test) testRow {
+func testFor(inv *invocation.Invocation, t *invocation.Test) testRow {
 	row := testRow{
 		Stream:        inv.StreamKey,
 		InvocationID:  inv.InvocationID,
@@ -302,7 +302,7 @@ func testFor(inv *report.Invocation, t *report.Test) testRow {
 	return row
 }
 
-func runFor(inv *report.Invocation, t *report.Test, r *report.TestRun) runRow {
+func runFor(inv *invocation.Invocation, t *invocation.Test, r *invocation.TestRun) runRow {
 	return runRow{
 		Stream:         inv.StreamKey,
 		InvocationID:   inv.InvocationID,

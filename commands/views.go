@@ -15,9 +15,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/bes-cli/bes/bepfile"
+	"github.com/bes-cli/bes/bepfile/invocation"
 	"github.com/bes-cli/bes/store"
 	"github.com/bes-cli/bes/store/local"
-	"github.com/bes-cli/bes/store/report"
 )
 
 // The CI views (summary, tests, failures, artifacts) share how they find
@@ -73,9 +73,9 @@ lifecycle streams) are left out.`
 // Bazel event are left out; when none is left, a line on errw says so and
 // the outcome holds ExitNoData. The outcome also holds what reading the
 // files gave (partial input, bad events).
-func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []string, errw io.Writer) ([]*report.Invocation, *outcome, error) {
+func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []string, errw io.Writer) ([]*invocation.Invocation, *outcome, error) {
 	// Only artifacts needs output files, only actions every action.
-	wants := report.Wants{Artifacts: cmd == "artifacts", Actions: cmd == "actions"}
+	wants := invocation.Wants{Artifacts: cmd == "artifacts", Actions: cmd == "actions"}
 	re, err := regexp.Compile(opts.Match)
 	if err != nil {
 		return nil, nil, &usageError{fmt.Sprintf("--match: %v", err)}
@@ -91,8 +91,8 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 		fmt.Fprintf(errw, "bes: %s: %v (the event is left out; every other event is used)\n", cmd, err)
 		res.add(ExitDamaged)
 	}
-	var invs []*report.Invocation
-	keep := func(inv *report.Invocation) {
+	var invs []*invocation.Invocation
+	keep := func(inv *invocation.Invocation) {
 		if inv.BazelEvents > 0 {
 			invs = append(invs, inv)
 		}
@@ -102,7 +102,7 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 			if !re.MatchString(s.Key()) {
 				continue
 			}
-			inv, err := report.Build(ctx, s, wants, damaged)
+			inv, err := invocation.Build(s.Info(), s.Query(ctx, nil), wants, damaged)
 			if err != nil {
 				return err
 			}
@@ -115,12 +115,12 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 		// Stream the files through one builder per stream, each event
 		// seen once and never kept, so that memory does not grow with
 		// the files.
-		builders := map[*bepfile.Stream]*report.Builder{}
+		builders := map[*bepfile.Stream]*invocation.Builder{}
 		var streams []*bepfile.Stream
-		builder := func(s *bepfile.Stream) *report.Builder {
+		builder := func(s *bepfile.Stream) *invocation.Builder {
 			b := builders[s]
 			if b == nil {
-				b = report.NewBuilderFor(s, wants)
+				b = invocation.NewBuilderFor(s, wants)
 				builders[s] = b
 				streams = append(streams, s)
 			}
@@ -128,7 +128,7 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 		}
 		r, err := scanFilesPipelined(ctx, files, opts.Read, errw,
 			func(ev *bepfile.Event, known *bepfile.Peeked) (bool, bepfile.Peeked, bool) {
-				return report.ClassifyFor(ev, known, wants)
+				return invocation.ClassifyFor(ev, known, wants)
 			},
 			func(s *bepfile.Stream, ev *bepfile.Event, p *bepfile.Peeked) error {
 				if err := builder(s).AddPeeked(ev, p); err != nil {
@@ -145,7 +145,7 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 		if err != nil {
 			return nil, nil, err
 		}
-		built := map[*bepfile.Stream]*report.Invocation{}
+		built := map[*bepfile.Stream]*invocation.Invocation{}
 		for _, s := range selected {
 			if !re.MatchString(s.Key) {
 				continue
@@ -185,10 +185,10 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 			return nil, nil, err
 		}
 		for _, e := range entries {
-			var b *report.Builder
+			var b *invocation.Builder
 			err := st.Events(ctx, e, func(s *bepfile.Stream, ev *bepfile.Event) error {
 				if b == nil {
-					b = report.NewBuilderFor(s, wants)
+					b = invocation.NewBuilderFor(s, wants)
 				}
 				if err := b.Add(ev); err != nil {
 					damaged(fmt.Errorf("stream %s: %w", e.Key, err))
@@ -220,7 +220,7 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 			fmt.Fprintf(errw, "bes: %s: %s\n", cmd, line)
 		}
 	}
-	slices.SortStableFunc(invs, func(x, y *report.Invocation) int {
+	slices.SortStableFunc(invs, func(x, y *invocation.Invocation) int {
 		return cmp.Or(x.Start.Compare(y.Start), cmp.Compare(x.StreamKey, y.StreamKey))
 	})
 	if len(invs) == 0 {
@@ -231,14 +231,14 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 }
 
 // invocationStatus is the exit status one invocation calls for, from its
-// verdict (report.Invocation.Verdict).
-func invocationStatus(inv *report.Invocation) int {
+// verdict (invocation.Invocation.Verdict).
+func invocationStatus(inv *invocation.Invocation) int {
 	switch inv.Verdict() {
-	case report.VerdictDidNotFinish:
+	case invocation.VerdictDidNotFinish:
 		return ExitIncomplete
-	case report.VerdictTestsFailed:
+	case invocation.VerdictTestsFailed:
 		return ExitTestFail
-	case report.VerdictBuildFailed:
+	case invocation.VerdictBuildFailed:
 		return ExitBuildFail
 	}
 	return ExitOK
@@ -271,7 +271,7 @@ type invNames struct {
 }
 
 // namesOf returns how to name the invocations invs in a table.
-func namesOf(invs []*report.Invocation) invNames {
+func namesOf(invs []*invocation.Invocation) invNames {
 	ids := make([]string, len(invs))
 	made := 0
 	for i, inv := range invs {

@@ -1,9 +1,9 @@
-// Package report builds, from the events of one stream, a model of the
+// Package invocation builds, from the events of one stream, a model of the
 // Bazel invocation they describe: its command and result, the targets that
 // were configured, built, failed or aborted, the tests with every run, shard
 // and attempt, the failures with their reasons, and the output files of each
 // target. It holds data only; rendering is the caller's business.
-package report
+package invocation
 
 import (
 	"slices"

@@ -1,4 +1,4 @@
-package report
+package invocation
 
 import (
 	"context"
@@ -17,7 +17,6 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	bes "github.com/bes-cli/bes/bepfile/bep/buildeventstream"
-	"github.com/bes-cli/bes/store"
 )
 
 // load reads a file of testdata/ and builds the model of each of its
@@ -29,7 +28,7 @@ func load(t *testing.T, name string) []*Invocation {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	mem := store.New()
+	mem := memStreams{}
 	for {
 		s, ev, err := r.Next()
 		if errors.Is(err, io.EOF) {
@@ -42,7 +41,7 @@ func load(t *testing.T, name string) []*Invocation {
 	}
 	var invs []*Invocation
 	for _, st := range mem.Streams() {
-		inv, err := Build(context.Background(), st, Wants{Artifacts: true}, nil)
+		inv, err := Build(st.Info(), st.Query(context.Background(), nil), Wants{Artifacts: true}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -384,10 +383,10 @@ func TestTruncated(t *testing.T) {
 // commands, but no such file was kept), so this one is made by hand, in the
 // shape Bazel gives one: the announced test summary is aborted with
 // USER_INTERRUPTED and the build finishes INTERRUPTED.
-func synthetic(t *testing.T, events ...*bes.BuildEvent) *store.Stream {
+func synthetic(t *testing.T, events ...*bes.BuildEvent) *memStream {
 	t.Helper()
 	id := &buildpb.StreamId{BuildId: "b", InvocationId: "inv", Component: buildpb.StreamId_TOOL}
-	st := store.NewStreamFromInfo(bepfile.NewStream(id))
+	st := newMemStream(bepfile.NewStream(id))
 	for i, be := range events {
 		b, err := proto.Marshal(be)
 		if err != nil {
@@ -426,7 +425,7 @@ func TestInterrupted(t *testing.T) {
 			LastMessage: true,
 		},
 	)
-	inv, err := Build(context.Background(), st, Wants{Artifacts: true}, nil)
+	inv, err := Build(st.Info(), st.Query(context.Background(), nil), Wants{Artifacts: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -464,7 +463,7 @@ func TestAbortedTargetMarksTest(t *testing.T) {
 			Payload: &bes.BuildEvent_Aborted{Aborted: &bes.Aborted{Reason: bes.Aborted_USER_INTERRUPTED}},
 		},
 	)
-	inv, err := Build(context.Background(), st, Wants{Artifacts: true}, nil)
+	inv, err := Build(st.Info(), st.Query(context.Background(), nil), Wants{Artifacts: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package report
+package invocation
 
 import (
 	"bytes"
@@ -11,13 +11,12 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/bepfile/bepgen"
-	"github.com/bes-cli/bes/store"
 )
 
 // readStreams reads every stream of a BEP input into memory.
-func readStreams(t *testing.T, r *bepfile.Reader) []*store.Stream {
+func readStreams(t *testing.T, r *bepfile.Reader) []*memStream {
 	t.Helper()
-	mem := store.New()
+	mem := memStreams{}
 	for {
 		s, ev, err := r.Next()
 		if errors.Is(err, io.EOF) {
@@ -36,7 +35,7 @@ func readStreams(t *testing.T, r *bepfile.Reader) []*store.Stream {
 }
 
 // buildWith builds the model of st with a Builder set up by setup.
-func buildWith(t *testing.T, st *store.Stream, setup func(*Builder)) *Invocation {
+func buildWith(t *testing.T, st *memStream, setup func(*Builder)) *Invocation {
 	t.Helper()
 	b := NewBuilder(st.Info())
 	setup(b)
@@ -53,7 +52,7 @@ func buildWith(t *testing.T, st *store.Stream, setup func(*Builder)) *Invocation
 
 // checkFastPath checks that the fast path (with and without artifacts)
 // builds exactly the model a full decode of every event builds.
-func checkFastPath(t *testing.T, name string, streams []*store.Stream) {
+func checkFastPath(t *testing.T, name string, streams []*memStream) {
 	for _, st := range streams {
 		full := buildWith(t, st, func(b *Builder) { b.full = true })
 		fast := buildWith(t, st, func(*Builder) {})

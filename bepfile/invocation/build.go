@@ -1,12 +1,12 @@
-package report
+package invocation
 
 //lint:file-ignore SA1019 Bazel 4.2 writes only the fields the current schema deprecates (the *_millis times, ActionExecuted.label, important_output); they are read as fallbacks.
 
 import (
 	"bytes"
 	"cmp"
-	"context"
 	"fmt"
+	"iter"
 	"math"
 	"slices"
 	"strings"
@@ -20,21 +20,22 @@ import (
 	"github.com/bes-cli/bes/bepfile"
 	bes "github.com/bes-cli/bes/bepfile/bep/buildeventstream"
 	"github.com/bes-cli/bes/bepfile/bep/failuredetails"
-	"github.com/bes-cli/bes/store"
 )
 
-// Build reads every event of st and returns the invocation they describe.
-// It stops at ctx's error only: an event whose Bazel payload cannot be
-// decoded is listed in Invocation.Damaged and passed to damaged, if not
-// nil, and the other events are used (issue 10).
-func Build(ctx context.Context, st *store.Stream, w Wants, damaged func(error)) (*Invocation, error) {
-	b := NewBuilderFor(st.Info(), w)
-	for ev, err := range st.Query(ctx, nil) {
+// Build reads every event of the stream s from events, in order, and returns
+// the invocation they describe. It stops at the first error events yields
+// (for a stored stream, store.Stream.Query's: its context's error) and
+// returns it: an event whose Bazel payload cannot be decoded is listed in
+// Invocation.Damaged and passed to damaged, if not nil, as "stream KEY:
+// cause", and the other events are used (issue 10).
+func Build(s *bepfile.Stream, events iter.Seq2[*bepfile.Event, error], w Wants, damaged func(error)) (*Invocation, error) {
+	b := NewBuilderFor(s, w)
+	for ev, err := range events {
 		if err != nil {
 			return nil, err
 		}
 		if err := b.Add(ev); err != nil && damaged != nil {
-			damaged(fmt.Errorf("stream %s: %w", st.Key(), err))
+			damaged(fmt.Errorf("stream %s: %w", s.Key, err))
 		}
 	}
 	return b.Invocation(), nil

@@ -180,6 +180,33 @@ func (s *Storage) Add(st *Stream) error {
 	return nil
 }
 
+// Remove takes the stream with key out of the storage and returns it, or
+// an error wrapping ErrNotFound. BuildGrid's storage never forgets a
+// stream; Remove and Replace are what the Memory backend's Delete and
+// replacing Commit need.
+func (s *Storage) Remove(key string) (*Stream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.streams[key]
+	if st == nil {
+		return nil, fmt.Errorf("store: stream %q: %w", key, ErrNotFound)
+	}
+	delete(s.streams, key)
+	return st, nil
+}
+
+// Replace puts st in the storage in place of the stream with its key, or
+// adds it when there is none, and returns the stream it replaced (nil if
+// none). As with Add, st must belong to no other Storage.
+func (s *Storage) Replace(st *Stream) (old *Stream) {
+	key := st.Key()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old = s.streams[key]
+	s.streams[key] = st
+	return old
+}
+
 func sortStreams(sts []*Stream) {
 	slices.SortFunc(sts, func(a, b *Stream) int { return strings.Compare(a.Key(), b.Key()) })
 }

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/bes-cli/bes/bepfile"
-	"github.com/bes-cli/bes/bepfile/publish"
+	"github.com/bes-cli/bes/bepfile/besclient"
 )
 
 type replayOptions struct {
@@ -24,7 +24,7 @@ type replayOptions struct {
 	Headers []string // KEY=VALUE
 	// TokenFile holds a bearer token sent as "authorization: Bearer TOKEN".
 	TokenFile string
-	Publish   publish.Options
+	Publish   besclient.Options
 }
 
 // replayRow is one stream published, as printed.
@@ -106,7 +106,7 @@ EXAMPLES:
 			&cli.StringSliceFlag{Name: "header", Usage: "add gRPC metadata `KEY=VALUE` to every call (Bazel's --bes_header); repeatable"},
 			&cli.StringFlag{Name: "ca-cert", Usage: "PEM `FILE` of the certificate authorities to trust for grpcs:// instead of the system's"},
 			&cli.StringFlag{Name: "auth-token-file", Usage: "send the token in `FILE` with every call, as \"authorization: Bearer TOKEN\""},
-			&cli.IntFlag{Name: "retries", Value: publish.DefaultRetries, Usage: "failed calls in a row, acknowledging nothing, before a stream is given up"},
+			&cli.IntFlag{Name: "retries", Value: besclient.DefaultRetries, Usage: "failed calls in a row, acknowledging nothing, before a stream is given up"},
 		}, flags...),
 		OnUsageError: usageErrorHandler,
 		Action: func(c *cli.Context) error {
@@ -118,7 +118,7 @@ EXAMPLES:
 			}
 			retries := c.Int("retries")
 			if retries == 0 {
-				retries = -1 // publish.Options: 0 is the default, negative none
+				retries = -1 // besclient.Options: 0 is the default, negative none
 			}
 			opts := replayOptions{
 				To:        c.String("to"),
@@ -127,7 +127,7 @@ EXAMPLES:
 				CACert:    c.String("ca-cert"),
 				Headers:   c.StringSlice("header"),
 				TokenFile: c.String("auth-token-file"),
-				Publish: publish.Options{
+				Publish: besclient.Options{
 					BuildID:      c.String("build-id"),
 					InvocationID: c.String("invocation-id"),
 					ProjectID:    c.String("project-id"),
@@ -174,8 +174,8 @@ func runReplay(ctx context.Context, opts replayOptions, files []string, w, errw 
 	}
 	opts.Publish.Metadata = md
 	opts.Publish.Log = errw
-	conn, err := publish.Dial(opts.To, publish.DialOptions{CACert: opts.CACert})
-	if errors.Is(err, publish.ErrBadTarget) {
+	conn, err := besclient.Dial(opts.To, besclient.DialOptions{CACert: opts.CACert})
+	if errors.Is(err, besclient.ErrBadTarget) {
 		return &usageError{fmt.Sprintf("--to: %v", err)}
 	}
 	if err != nil {
@@ -187,9 +187,9 @@ func runReplay(ctx context.Context, opts replayOptions, files []string, w, errw 
 	if err != nil {
 		return err
 	}
-	var streams []*publish.Stream
+	var streams []*besclient.Stream
 	for _, st := range mem.Streams() {
-		ps := &publish.Stream{Info: st.Info()}
+		ps := &besclient.Stream{Info: st.Info()}
 		for ev, err := range st.Query(ctx, nil) {
 			if err != nil {
 				return err
@@ -198,8 +198,8 @@ func runReplay(ctx context.Context, opts replayOptions, files []string, w, errw 
 		}
 		streams = append(streams, ps)
 	}
-	results, err := publish.New(buildpb.NewPublishBuildEventClient(conn), opts.Publish).Publish(ctx, streams)
-	if errors.Is(err, publish.ErrInvocationOverride) {
+	results, err := besclient.New(buildpb.NewPublishBuildEventClient(conn), opts.Publish).Publish(ctx, streams)
+	if errors.Is(err, besclient.ErrInvocationOverride) {
 		return &usageError{err.Error()}
 	}
 	if err != nil && ctx.Err() == nil {

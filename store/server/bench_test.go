@@ -51,7 +51,7 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/bepfile/bepgen"
-	bespublish "github.com/bes-cli/bes/bepfile/publish"
+	"github.com/bes-cli/bes/bepfile/besclient"
 	"github.com/bes-cli/bes/store"
 	"github.com/bes-cli/bes/store/local"
 )
@@ -264,7 +264,7 @@ func runServe16(b *testing.B, bs *benchServer, evs [][]*buildpb.BuildEvent) [][]
 		for i := range streams {
 			wg.Go(func() {
 				<-start
-				errs[i] = sendStream(context.Background(), bs.clients[i], streams[i], bespublish.DefaultWindow)
+				errs[i] = sendStream(context.Background(), bs.clients[i], streams[i], besclient.DefaultWindow)
 			})
 		}
 		b.StartTimer()

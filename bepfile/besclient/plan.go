@@ -1,4 +1,4 @@
-package publish
+package besclient
 
 import (
 	"fmt"
@@ -40,7 +40,7 @@ func (p *Publisher) override(streams []*Stream) ([]*Stream, error) {
 			}
 		}
 		if len(seen) > 1 {
-			return nil, fmt.Errorf("publish: --invocation-id %q: the streams hold %d invocations: %w", inv, len(seen), ErrInvocationOverride)
+			return nil, fmt.Errorf("besclient: --invocation-id %q: the streams hold %d invocations: %w", inv, len(seen), ErrInvocationOverride)
 		}
 	}
 	out := make([]*Stream, 0, len(streams))
@@ -67,12 +67,12 @@ func (p *Publisher) override(streams []*Stream) ([]*Stream, error) {
 			}
 			obe, err := ev.OrderedBuildEvent(s.Info)
 			if err != nil {
-				return nil, fmt.Errorf("publish: stream %s, event %d: %w", s.Info.Key, i, err)
+				return nil, fmt.Errorf("besclient: stream %s, event %d: %w", s.Info.Key, i, err)
 			}
 			obe.StreamId = proto.CloneOf(id)
 			raw, err := proto.Marshal(obe)
 			if err != nil {
-				return nil, fmt.Errorf("publish: stream %s, event %d: %w", s.Info.Key, i, err)
+				return nil, fmt.Errorf("besclient: stream %s, event %d: %w", s.Info.Key, i, err)
 			}
 			ne := bepfile.Event{Seq: ev.Seq, HasTime: ev.HasTime, Time: ev.Time, Raw: raw}
 			scratch, _ = ne.Compact(info, scratch)
@@ -194,7 +194,7 @@ func finishingEvent(s *Stream, i int) (bool, error) {
 	}
 	obe, err := ev.OrderedBuildEvent(s.Info)
 	if err != nil {
-		return false, fmt.Errorf("publish: stream %s, event %d: %w", s.Info.Key, i, err)
+		return false, fmt.Errorf("besclient: stream %s, event %d: %w", s.Info.Key, i, err)
 	}
 	e := obe.GetEvent()
 	return e.GetBuildFinished() != nil || e.GetInvocationAttemptFinished() != nil, nil
@@ -312,7 +312,7 @@ func (p *Publisher) synthesize(buildID, invID string, tools []*Stream) *Stream {
 		if err != nil {
 			// Only strings that are not UTF-8 fail, and the ids were
 			// checked when they were read.
-			panic(fmt.Sprintf("publish: marshal lifecycle event: %v", err))
+			panic(fmt.Sprintf("besclient: marshal lifecycle event: %v", err))
 		}
 		ts := e.GetEventTime()
 		s.Events = append(s.Events, bepfile.Event{Seq: int64(i + 1), HasTime: true, Time: bepfile.Timestamp{Seconds: ts.GetSeconds(), Nanos: ts.GetNanos()}, Raw: raw})

@@ -1,10 +1,11 @@
-// Package publish sends build event streams to a Build Event Service
-// (google.devtools.build.v1.PublishBuildEvent) the way Bazel's BES client
-// does: the lifecycle events through PublishLifecycleEvent, each tool
+// Package besclient is the client half of the Build Event Service protocol
+// (google.devtools.build.v1.PublishBuildEvent), what `bes replay` uses: it
+// sends build event streams to a Build Event Service the way Bazel's BES
+// client does: the lifecycle events through PublishLifecycleEvent, each tool
 // stream through one PublishBuildToolEventStream call with every event
 // acknowledged, and after a broken connection a new call that re-sends
 // everything not yet acknowledged.
-package publish
+package besclient
 
 import (
 	"context"

@@ -111,6 +111,10 @@ type Backend interface {
 	// stream may finish reading it.
 	Delete(ctx context.Context, key string) error
 
+	// Location says where the Backend keeps its data, for messages (as
+	// restic's Backend.Location): a directory, a URL, "memory".
+	Location() string
+
 	// Close releases what the Backend holds (open files, a database). The
 	// caller must first end its Writers and Appenders; the Backend must
 	// not be used after Close.
@@ -190,6 +194,15 @@ type Appender interface {
 	// entry. Close may be called more than once; later calls do nothing
 	// and return the entry of the first.
 	Close(ctx context.Context) (*Entry, error)
+}
+
+// Reconciler is the optional interface of a Backend whose entries of live
+// streams can lag behind their data after a crash (store/local: an
+// Appender's entry is rewritten at most every IndexInterval). Reconcile
+// brings every entry no live Appender holds up to date with its stream,
+// and returns the keys it corrected; `bes serve` runs it at start.
+type Reconciler interface {
+	Reconcile(ctx context.Context) ([]string, error)
 }
 
 // ErrWriterClosed is returned by a Writer or an Appender used after it was

@@ -344,6 +344,9 @@ func (m *Memory) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// Location implements Backend.
+func (m *Memory) Location() string { return "memory" }
+
 // Close implements Backend; the streams stay in the Storage.
 func (m *Memory) Close() error { return nil }
 

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/bes-cli/bes/bepfile/bep/buildeventstream"
+	"github.com/bes-cli/bes/bepfile/wire"
 )
 
 // Form detection. The reader peeks at a bounded prefix of the input (at
@@ -230,16 +231,16 @@ func validPrefix(s []byte, partial bool) bool {
 func checkOBE(b []byte, partial bool) bool {
 	first := true
 	return walkFields(b, partial, func(num protowire.Number, typ protowire.Type, v []byte, vp bool) bool {
-		if first && num != obeStreamID {
+		if first && num != wire.OBEStreamID {
 			return false
 		}
 		first = false
 		switch {
-		case num == obeStreamID && typ == protowire.BytesType:
+		case num == wire.OBEStreamID && typ == protowire.BytesType:
 			return checkStreamID(v, vp)
-		case num == obeSequenceNumber && typ == protowire.VarintType:
+		case num == wire.OBESequenceNumber && typ == protowire.VarintType:
 			return true
-		case num == obeEvent && typ == protowire.BytesType:
+		case num == wire.OBEEvent && typ == protowire.BytesType:
 			return checkV1Event(v, vp)
 		}
 		return false
@@ -251,9 +252,9 @@ func checkOBE(b []byte, partial bool) bool {
 func checkStreamID(b []byte, partial bool) bool {
 	return walkFields(b, partial, func(num protowire.Number, typ protowire.Type, v []byte, vp bool) bool {
 		switch {
-		case (num == sidBuildID || num == sidInvocationID) && typ == protowire.BytesType:
+		case (num == wire.StreamIDBuildID || num == wire.StreamIDInvocationID) && typ == protowire.BytesType:
 			return validPrefix(v, vp)
-		case num == sidComponent && typ == protowire.VarintType:
+		case num == wire.StreamIDComponent && typ == protowire.VarintType:
 			return true
 		}
 		return false
@@ -267,9 +268,9 @@ func checkV1Event(b []byte, partial bool) bool {
 		if typ != protowire.BytesType {
 			return false
 		}
-		if num == evEventTime {
+		if num == wire.BESEventTime {
 			return walkFields(v, vp, func(num protowire.Number, typ protowire.Type, _ []byte, _ bool) bool {
-				return (num == tsSeconds || num == tsNanos) && typ == protowire.VarintType
+				return (num == wire.TimestampSeconds || num == wire.TimestampNanos) && typ == protowire.VarintType
 			})
 		}
 		return num >= 50 && num <= 62
@@ -282,16 +283,16 @@ func checkV1Event(b []byte, partial bool) bool {
 func checkBEP(b []byte, partial bool) bool {
 	first := true
 	return walkFields(b, partial, func(num protowire.Number, typ protowire.Type, v []byte, vp bool) bool {
-		if first && num != beID {
+		if first && num != wire.BuildEventID {
 			return false
 		}
 		first = false
 		switch {
-		case num == beLastMessage:
+		case num == wire.BuildEventLastMessage:
 			return typ == protowire.VarintType
 		case typ != protowire.BytesType:
 			return false
-		case num == beID || num == beChildren:
+		case num == wire.BuildEventID || num == wire.BuildEventChildren:
 			return checkBuildEventID(v, vp)
 		}
 		return num >= 3 && num <= 40 && num != 11 && num != 19
@@ -322,12 +323,12 @@ func checkToolRequest(b []byte, partial bool) bool {
 	seen := false
 	return walkFields(b, partial, func(num protowire.Number, typ protowire.Type, v []byte, vp bool) bool {
 		switch {
-		case num == toolOrderedBuildEvent && typ == protowire.BytesType:
+		case num == wire.ToolRequestOrderedBuildEvent && typ == protowire.BytesType:
 			seen = true
 			return checkOBE(v, vp)
-		case (num == toolKeywords || num == toolProjectID) && typ == protowire.BytesType:
+		case (num == wire.ToolRequestNotificationKeywords || num == wire.ToolRequestProjectID) && typ == protowire.BytesType:
 			return validPrefix(v, vp)
-		case num == toolCheckPreceding && typ == protowire.VarintType:
+		case num == wire.ToolRequestCheckPrecedingLifecycleEventsPresent && typ == protowire.VarintType:
 			return true
 		}
 		return false
@@ -342,14 +343,14 @@ func checkLifecycleRequest(b []byte, partial bool) bool {
 	seen := false
 	return walkFields(b, partial, func(num protowire.Number, typ protowire.Type, v []byte, vp bool) bool {
 		switch {
-		case (num == lifeServiceLevel || num == lifeCheckPreceding) && typ == protowire.VarintType:
+		case (num == wire.LifecycleRequestServiceLevel || num == wire.LifecycleRequestCheckPrecedingLifecycleEventsPresent) && typ == protowire.VarintType:
 			return true
-		case num == lifeBuildEvent && typ == protowire.BytesType:
+		case num == wire.LifecycleRequestBuildEvent && typ == protowire.BytesType:
 			seen = true
 			return checkOBE(v, vp)
-		case num == lifeStreamTimeout && typ == protowire.BytesType:
+		case num == wire.LifecycleRequestStreamTimeout && typ == protowire.BytesType:
 			return true
-		case (num == lifeKeywords || num == lifeProjectID) && typ == protowire.BytesType:
+		case (num == wire.LifecycleRequestNotificationKeywords || num == wire.LifecycleRequestProjectID) && typ == protowire.BytesType:
 			return validPrefix(v, vp)
 		}
 		return false

@@ -7,25 +7,13 @@ import (
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/bes-cli/bes/bepfile/wire"
 )
 
 // BazelEventTypeURL is the type URL of the Any that carries a Bazel
 // build_event_stream.BuildEvent inside an OrderedBuildEvent.
 const BazelEventTypeURL = "type.googleapis.com/build_event_stream.BuildEvent"
-
-// Field numbers of the envelope messages, from
-// google/devtools/build/v1/{publish_build_event,build_events}.proto.
-const (
-	obeStreamID       protowire.Number = 1 // OrderedBuildEvent.stream_id
-	obeSequenceNumber protowire.Number = 2 // OrderedBuildEvent.sequence_number
-	obeEvent          protowire.Number = 3 // OrderedBuildEvent.event
-	evEventTime       protowire.Number = 1 // BuildEvent.event_time
-	evBazelEvent      protowire.Number = 60
-	anyTypeURL        protowire.Number = 1
-	anyValue          protowire.Number = 2
-	tsSeconds         protowire.Number = 1
-	tsNanos           protowire.Number = 2
-)
 
 // Stream is the identity of one event stream as it was read: the decoded
 // StreamId, its key, and the exact bytes the StreamId was encoded as.
@@ -133,54 +121,54 @@ func (e *Event) AppendEncoding(b []byte, s *Stream) []byte {
 	if e.Raw != nil {
 		return append(b, e.Raw...)
 	}
-	b = protowire.AppendTag(b, obeStreamID, protowire.BytesType)
+	b = protowire.AppendTag(b, wire.OBEStreamID, protowire.BytesType)
 	b = protowire.AppendBytes(b, s.IDBytes)
 	if e.Seq != 0 {
-		b = protowire.AppendTag(b, obeSequenceNumber, protowire.VarintType)
+		b = protowire.AppendTag(b, wire.OBESequenceNumber, protowire.VarintType)
 		b = protowire.AppendVarint(b, uint64(e.Seq))
 	}
 	anyLen := 0
 	if len(s.TypeURL) > 0 {
-		anyLen += protowire.SizeTag(anyTypeURL) + protowire.SizeBytes(len(s.TypeURL))
+		anyLen += protowire.SizeTag(wire.AnyTypeURL) + protowire.SizeBytes(len(s.TypeURL))
 	}
 	if len(e.Payload) > 0 {
-		anyLen += protowire.SizeTag(anyValue) + protowire.SizeBytes(len(e.Payload))
+		anyLen += protowire.SizeTag(wire.AnyValue) + protowire.SizeBytes(len(e.Payload))
 	}
 	tsLen := 0
 	if e.HasTime {
 		if e.Time.Seconds != 0 {
-			tsLen += protowire.SizeTag(tsSeconds) + protowire.SizeVarint(uint64(e.Time.Seconds))
+			tsLen += protowire.SizeTag(wire.TimestampSeconds) + protowire.SizeVarint(uint64(e.Time.Seconds))
 		}
 		if e.Time.Nanos != 0 {
-			tsLen += protowire.SizeTag(tsNanos) + protowire.SizeVarint(uint64(int64(e.Time.Nanos)))
+			tsLen += protowire.SizeTag(wire.TimestampNanos) + protowire.SizeVarint(uint64(int64(e.Time.Nanos)))
 		}
 	}
-	evLen := protowire.SizeTag(evBazelEvent) + protowire.SizeBytes(anyLen)
+	evLen := protowire.SizeTag(wire.BESBazelEvent) + protowire.SizeBytes(anyLen)
 	if e.HasTime {
-		evLen += protowire.SizeTag(evEventTime) + protowire.SizeBytes(tsLen)
+		evLen += protowire.SizeTag(wire.BESEventTime) + protowire.SizeBytes(tsLen)
 	}
-	b = protowire.AppendTag(b, obeEvent, protowire.BytesType)
+	b = protowire.AppendTag(b, wire.OBEEvent, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(evLen))
 	if e.HasTime {
-		b = protowire.AppendTag(b, evEventTime, protowire.BytesType)
+		b = protowire.AppendTag(b, wire.BESEventTime, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(tsLen))
 		if e.Time.Seconds != 0 {
-			b = protowire.AppendTag(b, tsSeconds, protowire.VarintType)
+			b = protowire.AppendTag(b, wire.TimestampSeconds, protowire.VarintType)
 			b = protowire.AppendVarint(b, uint64(e.Time.Seconds))
 		}
 		if e.Time.Nanos != 0 {
-			b = protowire.AppendTag(b, tsNanos, protowire.VarintType)
+			b = protowire.AppendTag(b, wire.TimestampNanos, protowire.VarintType)
 			b = protowire.AppendVarint(b, uint64(int64(e.Time.Nanos)))
 		}
 	}
-	b = protowire.AppendTag(b, evBazelEvent, protowire.BytesType)
+	b = protowire.AppendTag(b, wire.BESBazelEvent, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(anyLen))
 	if len(s.TypeURL) > 0 {
-		b = protowire.AppendTag(b, anyTypeURL, protowire.BytesType)
+		b = protowire.AppendTag(b, wire.AnyTypeURL, protowire.BytesType)
 		b = protowire.AppendString(b, s.TypeURL)
 	}
 	if len(e.Payload) > 0 {
-		b = protowire.AppendTag(b, anyValue, protowire.BytesType)
+		b = protowire.AppendTag(b, wire.AnyValue, protowire.BytesType)
 		b = protowire.AppendBytes(b, e.Payload)
 	}
 	return b
@@ -220,20 +208,20 @@ func splitCompact(raw []byte, s *Stream) (Event, bool) {
 		}
 		raw = raw[n:]
 		switch {
-		case num == obeStreamID && typ == protowire.BytesType:
+		case num == wire.OBEStreamID && typ == protowire.BytesType:
 			v, n := protowire.ConsumeBytes(raw)
 			if n < 0 || !bytes.Equal(v, s.IDBytes) {
 				return c, false
 			}
 			raw = raw[n:]
-		case num == obeSequenceNumber && typ == protowire.VarintType:
+		case num == wire.OBESequenceNumber && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(raw)
 			if n < 0 {
 				return c, false
 			}
 			c.Seq = int64(v)
 			raw = raw[n:]
-		case num == obeEvent && typ == protowire.BytesType:
+		case num == wire.OBEEvent && typ == protowire.BytesType:
 			v, n := protowire.ConsumeBytes(raw)
 			if n < 0 {
 				return c, false
@@ -257,12 +245,12 @@ func splitCompact(raw []byte, s *Stream) (Event, bool) {
 		}
 		event = event[n:]
 		switch num {
-		case evEventTime:
+		case wire.BESEventTime:
 			c.HasTime = true
 			if !splitTimestamp(v, &c.Time) {
 				return c, false
 			}
-		case evBazelEvent:
+		case wire.BESBazelEvent:
 			sawAny = true
 			typeURL, value, ok := splitAny(v)
 			if !ok || string(typeURL) != s.TypeURL {
@@ -295,9 +283,9 @@ func splitTimestamp(b []byte, ts *Timestamp) bool {
 		}
 		b = b[n:]
 		switch num {
-		case tsSeconds:
+		case wire.TimestampSeconds:
 			ts.Seconds = int64(v)
-		case tsNanos:
+		case wire.TimestampNanos:
 			ts.Nanos = int32(v)
 		default:
 			return false
@@ -321,9 +309,9 @@ func splitAny(b []byte) (typeURL, value []byte, ok bool) {
 		}
 		b = b[n:]
 		switch num {
-		case anyTypeURL:
+		case wire.AnyTypeURL:
 			typeURL = v
-		case anyValue:
+		case wire.AnyValue:
 			value = v
 		default:
 			return nil, nil, false

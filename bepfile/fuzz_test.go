@@ -12,6 +12,8 @@ import (
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/bes-cli/bes/bepfile/wire"
 )
 
 // Fuzz targets for every input form and for the form detection. `go test`
@@ -245,12 +247,12 @@ func FuzzPublish(f *testing.F) {
 	var tool []byte
 	for i, fr := range fs[:3] {
 		var req []byte
-		req = protowire.AppendTag(req, toolOrderedBuildEvent, protowire.BytesType)
+		req = protowire.AppendTag(req, wire.ToolRequestOrderedBuildEvent, protowire.BytesType)
 		req = protowire.AppendBytes(req, fr)
 		if i == 0 {
-			req = protowire.AppendTag(req, toolProjectID, protowire.BytesType)
+			req = protowire.AppendTag(req, wire.ToolRequestProjectID, protowire.BytesType)
 			req = protowire.AppendString(req, "project")
-			req = protowire.AppendTag(req, toolCheckPreceding, protowire.VarintType)
+			req = protowire.AppendTag(req, wire.ToolRequestCheckPrecedingLifecycleEventsPresent, protowire.VarintType)
 			req = protowire.AppendVarint(req, 1)
 		}
 		tool = protowire.AppendBytes(tool, req)
@@ -392,20 +394,20 @@ func TestRepeatedMessageFields(t *testing.T) {
 	for b := fs[0]; len(b) > 0; {
 		num, typ, n := protowire.ConsumeTag(b)
 		b = b[n:]
-		if num == obeStreamID {
+		if num == wire.OBEStreamID {
 			id, _ = protowire.ConsumeBytes(b)
 			break
 		}
 		b = b[protowire.ConsumeFieldValue(num, typ, b):]
 	}
-	twoIDs := protowire.AppendBytes(protowire.AppendTag(bytes.Clone(fs[1]), obeStreamID, protowire.BytesType), []byte{})
+	twoIDs := protowire.AppendBytes(protowire.AppendTag(bytes.Clone(fs[1]), wire.OBEStreamID, protowire.BytesType), []byte{})
 	var twoEvents []byte
 	for _, f := range fs[1:3] {
-		twoEvents = protowire.AppendTag(twoEvents, toolOrderedBuildEvent, protowire.BytesType)
+		twoEvents = protowire.AppendTag(twoEvents, wire.ToolRequestOrderedBuildEvent, protowire.BytesType)
 		twoEvents = protowire.AppendBytes(twoEvents, f)
 	}
 	var oneEvent []byte
-	oneEvent = protowire.AppendTag(oneEvent, toolOrderedBuildEvent, protowire.BytesType)
+	oneEvent = protowire.AppendTag(oneEvent, wire.ToolRequestOrderedBuildEvent, protowire.BytesType)
 	oneEvent = protowire.AppendBytes(oneEvent, fs[3])
 	for _, tc := range []struct {
 		name   string

@@ -6,17 +6,8 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
-)
 
-// Field numbers of build_event_stream.BuildEvent and BuildStarted, from
-// bepfile/proto/bes/bep/build_event_stream.proto (the same as Bazel's
-// src/main/java/com/google/devtools/build/lib/buildeventstream/proto/build_event_stream.proto).
-const (
-	beID          protowire.Number = 1  // BuildEvent.id (BuildEventId)
-	beChildren    protowire.Number = 2  // BuildEvent.children (repeated BuildEventId)
-	beStarted     protowire.Number = 5  // BuildEvent.started (BuildStarted), in oneof payload
-	beLastMessage protowire.Number = 20 // BuildEvent.last_message (bool)
-	startedUUID   protowire.Number = 1  // BuildStarted.uuid (string)
+	"github.com/bes-cli/bes/bepfile/wire"
 )
 
 // payloadKinds maps the field numbers of BuildEvent's oneof payload to their
@@ -24,32 +15,32 @@ const (
 // --build_event_json_file). The numbers 11 and 19 are reserved, 1, 2 and 20
 // are not payloads, no Bazel declares 31.
 var payloadKinds = [...]string{
-	3:  "progress",
-	4:  "aborted",
-	5:  "started",
-	6:  "expanded",
-	7:  "action",
-	8:  "completed",
-	9:  "testSummary",
-	10: "testResult",
-	12: "unstructuredCommandLine",
-	13: "optionsParsed",
-	14: "finished",
-	15: "namedSetOfFiles",
-	16: "workspaceStatus",
-	17: "configuration",
-	18: "configured",
-	21: "fetch",
-	22: "structuredCommandLine",
-	23: "buildToolLogs",
-	24: "buildMetrics",
-	25: "workspaceInfo",
-	26: "buildMetadata",
-	27: "convenienceSymlinksIdentified",
-	28: "targetSummary",
-	29: "execRequest",
-	30: "testProgress",
-	32: "skyvalueUploaded",
+	wire.BuildEventProgress:                      "progress",
+	wire.BuildEventAborted:                       "aborted",
+	wire.BuildEventStarted:                       "started",
+	wire.BuildEventExpanded:                      "expanded",
+	wire.BuildEventAction:                        "action",
+	wire.BuildEventCompleted:                     "completed",
+	wire.BuildEventTestSummary:                   "testSummary",
+	wire.BuildEventTestResult:                    "testResult",
+	wire.BuildEventUnstructuredCommandLine:       "unstructuredCommandLine",
+	wire.BuildEventOptionsParsed:                 "optionsParsed",
+	wire.BuildEventFinished:                      "finished",
+	wire.BuildEventNamedSetOfFiles:               "namedSetOfFiles",
+	wire.BuildEventWorkspaceStatus:               "workspaceStatus",
+	wire.BuildEventConfiguration:                 "configuration",
+	wire.BuildEventConfigured:                    "configured",
+	wire.BuildEventFetch:                         "fetch",
+	wire.BuildEventStructuredCommandLine:         "structuredCommandLine",
+	wire.BuildEventBuildToolLogs:                 "buildToolLogs",
+	wire.BuildEventBuildMetrics:                  "buildMetrics",
+	wire.BuildEventWorkspaceInfo:                 "workspaceInfo",
+	wire.BuildEventBuildMetadata:                 "buildMetadata",
+	wire.BuildEventConvenienceSymlinksIdentified: "convenienceSymlinksIdentified",
+	wire.BuildEventTargetSummary:                 "targetSummary",
+	wire.BuildEventExecRequest:                   "execRequest",
+	wire.BuildEventTestProgress:                  "testProgress",
+	wire.BuildEventSkyvalueUploaded:              "skyvalueUploaded",
 }
 
 // idOnlyKinds maps the field numbers of BuildEventId's oneof id that name
@@ -57,12 +48,8 @@ var payloadKinds = [...]string{
 // is named by its id: BuildEventId.coverage_actions_finished (27), which
 // Bazel 7.0-7.1 post as {"id":{"coverageActionsFinished":{}}}.
 var idOnlyKinds = map[protowire.Number]string{
-	27: "coverageActionsFinished",
+	wire.IDCoverageActionsFinished: "coverageActionsFinished",
 }
-
-// idCoverageActionsFinished is BuildEventId.coverage_actions_finished, the
-// id of the one event kind named by its id; see idOnlyKinds.
-const idCoverageActionsFinished protowire.Number = 27
 
 // KindName returns the JSON name of BuildEvent's payload field num, e.g.
 // "testResult" for 10, or "" if num is not a payload field bes knows.
@@ -97,7 +84,7 @@ func Kinds() []string {
 			ks = append(ks, k)
 		}
 	}
-	return append(ks, idOnlyKinds[idCoverageActionsFinished])
+	return append(ks, idOnlyKinds[wire.IDCoverageActionsFinished])
 }
 
 // Peeked is what Peek finds in an encoded build_event_stream.BuildEvent.
@@ -210,7 +197,7 @@ func Peek(event []byte) (Peeked, error) {
 		}
 		b = b[n:]
 		switch {
-		case num == beLastMessage:
+		case num == wire.BuildEventLastMessage:
 			if typ != protowire.VarintType {
 				return p, errWireType("BuildEvent", num, typ, protowire.VarintType)
 			}
@@ -220,7 +207,7 @@ func Peek(event []byte) (Peeked, error) {
 			}
 			p.LastMessage = v != 0
 			b = b[n:]
-		case num == beID || num == beChildren || KindName(num) != "":
+		case num == wire.BuildEventID || num == wire.BuildEventChildren || KindName(num) != "":
 			if typ != protowire.BytesType {
 				return p, errWireType("BuildEvent", num, typ, protowire.BytesType)
 			}
@@ -229,9 +216,9 @@ func Peek(event []byte) (Peeked, error) {
 				return p, fmt.Errorf("BuildEvent field %d: %w", num, protowire.ParseError(n))
 			}
 			switch num {
-			case beID:
+			case wire.BuildEventID:
 				p.ID = v
-			case beChildren:
+			case wire.BuildEventChildren:
 			default:
 				p.PayloadField, p.Payload = num, v
 			}
@@ -270,7 +257,7 @@ func startedUUIDOf(started []byte) (string, error) {
 			return "", fmt.Errorf("BuildStarted: %w", protowire.ParseError(n))
 		}
 		b = b[n:]
-		if num == startedUUID {
+		if num == wire.BuildStartedUUID {
 			if typ != protowire.BytesType {
 				return "", errWireType("BuildStarted", num, typ, protowire.BytesType)
 			}

@@ -15,6 +15,8 @@ import (
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/bes-cli/bes/bepfile/wire"
 )
 
 // DefaultMaxEventSize is the largest frame (or JSON value) a Reader accepts
@@ -542,13 +544,13 @@ func (r *Reader) obeEvent(raw []byte, info func() *PublishInfo) (*Stream, *Event
 		}
 		b = b[n:]
 		switch {
-		case (num == obeStreamID || num == obeEvent) && typ != protowire.BytesType:
+		case (num == wire.OBEStreamID || num == wire.OBEEvent) && typ != protowire.BytesType:
 			return nil, nil, fmt.Errorf("invalid %w", errWireType("OrderedBuildEvent", num, typ, protowire.BytesType))
-		case num == obeSequenceNumber && typ != protowire.VarintType:
+		case num == wire.OBESequenceNumber && typ != protowire.VarintType:
 			return nil, nil, fmt.Errorf("invalid %w", errWireType("OrderedBuildEvent", num, typ, protowire.VarintType))
 		}
 		switch num {
-		case obeStreamID:
+		case wire.OBEStreamID:
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {
 				return nil, nil, fmt.Errorf("invalid OrderedBuildEvent: field %d: %w", num, protowire.ParseError(n))
@@ -560,7 +562,7 @@ func (r *Reader) obeEvent(raw []byte, info func() *PublishInfo) (*Stream, *Event
 			}
 			idBytes, seenID = v, true
 			b = b[n:]
-		case obeSequenceNumber:
+		case wire.OBESequenceNumber:
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
 				return nil, nil, fmt.Errorf("invalid OrderedBuildEvent: field %d: %w", num, protowire.ParseError(n))
@@ -619,13 +621,6 @@ func (r *Reader) stream(idBytes []byte, info func() *PublishInfo) (*Stream, erro
 	return s, nil
 }
 
-// Field numbers of google.devtools.build.v1.StreamId.
-const (
-	sidBuildID      protowire.Number = 1
-	sidComponent    protowire.Number = 3
-	sidInvocationID protowire.Number = 6
-)
-
 // decodeStreamID decodes a StreamId strictly: its fields must have their
 // wire types and its strings must be valid UTF-8. Unknown fields are
 // skipped.
@@ -638,7 +633,7 @@ func decodeStreamID(b []byte) (*buildpb.StreamId, error) {
 		}
 		b = b[n:]
 		switch num {
-		case sidBuildID, sidInvocationID:
+		case wire.StreamIDBuildID, wire.StreamIDInvocationID:
 			if typ != protowire.BytesType {
 				return nil, fmt.Errorf("invalid stream id: %w", errWireType("StreamId", num, typ, protowire.BytesType))
 			}
@@ -648,18 +643,18 @@ func decodeStreamID(b []byte) (*buildpb.StreamId, error) {
 			}
 			b = b[n:]
 			name := "build_id"
-			if num == sidInvocationID {
+			if num == wire.StreamIDInvocationID {
 				name = "invocation_id"
 			}
 			if !utf8.Valid(v) {
 				return nil, fmt.Errorf("invalid stream id: %s %q is not valid UTF-8", name, v)
 			}
-			if num == sidBuildID {
+			if num == wire.StreamIDBuildID {
 				id.BuildId = string(v)
 			} else {
 				id.InvocationId = string(v)
 			}
-		case sidComponent:
+		case wire.StreamIDComponent:
 			if typ != protowire.VarintType {
 				return nil, fmt.Errorf("invalid stream id: %w", errWireType("StreamId", num, typ, protowire.VarintType))
 			}
@@ -680,21 +675,6 @@ func decodeStreamID(b []byte) (*buildpb.StreamId, error) {
 	return id, nil
 }
 
-// Field numbers of PublishBuildToolEventStreamRequest (tool*) and
-// PublishLifecycleEventRequest (life*).
-const (
-	toolOrderedBuildEvent protowire.Number = 4
-	toolKeywords          protowire.Number = 5
-	toolProjectID         protowire.Number = 6
-	toolCheckPreceding    protowire.Number = 7
-	lifeServiceLevel      protowire.Number = 1
-	lifeBuildEvent        protowire.Number = 2
-	lifeStreamTimeout     protowire.Number = 3
-	lifeKeywords          protowire.Number = 4
-	lifeProjectID         protowire.Number = 6
-	lifeCheckPreceding    protowire.Number = 7
-)
-
 // splitPublish classifies an encoded publish request and returns its
 // OrderedBuildEvent. A request with any of the fields only a
 // PublishLifecycleEventRequest has (service_level, build_event,
@@ -710,9 +690,9 @@ func splitPublish(frame []byte) (obe []byte, lifecycle bool, err error) {
 		b = b[n:]
 		want := protowire.BytesType
 		switch num {
-		case lifeServiceLevel, toolCheckPreceding:
+		case wire.LifecycleRequestServiceLevel, wire.ToolRequestCheckPrecedingLifecycleEventsPresent:
 			want = protowire.VarintType
-		case lifeBuildEvent, lifeStreamTimeout, toolOrderedBuildEvent, toolKeywords, toolProjectID:
+		case wire.LifecycleRequestBuildEvent, wire.LifecycleRequestStreamTimeout, wire.ToolRequestOrderedBuildEvent, wire.ToolRequestNotificationKeywords, wire.ToolRequestProjectID:
 		default:
 			want = typ // unknown: skipped
 		}
@@ -720,7 +700,7 @@ func splitPublish(frame []byte) (obe []byte, lifecycle bool, err error) {
 			return nil, false, fmt.Errorf("invalid publish request: %w", errWireType("request", num, typ, want))
 		}
 		switch num {
-		case lifeServiceLevel, lifeBuildEvent, lifeStreamTimeout:
+		case wire.LifecycleRequestServiceLevel, wire.LifecycleRequestBuildEvent, wire.LifecycleRequestStreamTimeout:
 			lifecycle = true
 		}
 		v := b
@@ -730,12 +710,12 @@ func splitPublish(frame []byte) (obe []byte, lifecycle bool, err error) {
 		}
 		b = b[n:]
 		switch num {
-		case lifeBuildEvent:
+		case wire.LifecycleRequestBuildEvent:
 			if life != nil {
 				return nil, true, errors.New("invalid publish request: build_event appears more than once")
 			}
 			life, _ = protowire.ConsumeBytes(v)
-		case toolOrderedBuildEvent:
+		case wire.ToolRequestOrderedBuildEvent:
 			if tool != nil {
 				return nil, false, errors.New("invalid publish request: ordered_build_event appears more than once")
 			}
@@ -757,9 +737,9 @@ func splitPublish(frame []byte) (obe []byte, lifecycle bool, err error) {
 // splitPublish accepted.
 func publishInfo(frame []byte, lifecycle bool) *PublishInfo {
 	info := &PublishInfo{Lifecycle: lifecycle}
-	keywords, project, check := toolKeywords, toolProjectID, toolCheckPreceding
+	keywords, project, check := wire.ToolRequestNotificationKeywords, wire.ToolRequestProjectID, wire.ToolRequestCheckPrecedingLifecycleEventsPresent
 	if lifecycle {
-		keywords, project, check = lifeKeywords, lifeProjectID, lifeCheckPreceding
+		keywords, project, check = wire.LifecycleRequestNotificationKeywords, wire.LifecycleRequestProjectID, wire.LifecycleRequestCheckPrecedingLifecycleEventsPresent
 	}
 	for b := frame; len(b) > 0; {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -819,7 +799,7 @@ func (r *Reader) bepEvent(payload []byte) (*Stream, *Event, error) {
 	}
 	if r.cur == nil {
 		var inv string
-		if p.PayloadField == beStarted {
+		if p.PayloadField == wire.BuildEventStarted {
 			if inv, err = startedUUIDOf(p.Payload); err != nil {
 				return nil, nil, fmt.Errorf("invalid BuildEvent: %w", err)
 			}
@@ -856,27 +836,20 @@ func (r *Reader) finishEvent() (*Stream, *Event, error) {
 	return s, r.event(Event{Seq: r.seq, Raw: raw}), nil
 }
 
-// Field numbers for the component_stream_finished event.
-const (
-	evComponentStreamFinished protowire.Number = 59 // google.devtools.build.v1.BuildEvent.component_stream_finished
-	finishType                protowire.Number = 1  // BuildComponentStreamFinished.type
-	finishTypeFinished                         = 1  // FinishType FINISHED
-)
-
 // appendFinished appends the encoding of OrderedBuildEvent{stream_id, seq,
 // event: {component_stream_finished: {type: FINISHED}}}, without event time.
 func appendFinished(b []byte, s *Stream, seq int64) []byte {
-	inner := protowire.SizeTag(finishType) + protowire.SizeVarint(finishTypeFinished)
-	ev := protowire.SizeTag(evComponentStreamFinished) + protowire.SizeBytes(inner)
-	b = protowire.AppendTag(b, obeStreamID, protowire.BytesType)
+	inner := protowire.SizeTag(wire.BESComponentStreamFinishedType) + protowire.SizeVarint(wire.BESFinishTypeFinished)
+	ev := protowire.SizeTag(wire.BESComponentStreamFinished) + protowire.SizeBytes(inner)
+	b = protowire.AppendTag(b, wire.OBEStreamID, protowire.BytesType)
 	b = protowire.AppendBytes(b, s.IDBytes)
-	b = protowire.AppendTag(b, obeSequenceNumber, protowire.VarintType)
+	b = protowire.AppendTag(b, wire.OBESequenceNumber, protowire.VarintType)
 	b = protowire.AppendVarint(b, uint64(seq))
-	b = protowire.AppendTag(b, obeEvent, protowire.BytesType)
+	b = protowire.AppendTag(b, wire.OBEEvent, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(ev))
-	b = protowire.AppendTag(b, evComponentStreamFinished, protowire.BytesType)
+	b = protowire.AppendTag(b, wire.BESComponentStreamFinished, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(inner))
-	b = protowire.AppendTag(b, finishType, protowire.VarintType)
-	b = protowire.AppendVarint(b, finishTypeFinished)
+	b = protowire.AppendTag(b, wire.BESComponentStreamFinishedType, protowire.VarintType)
+	b = protowire.AppendVarint(b, wire.BESFinishTypeFinished)
 	return b
 }

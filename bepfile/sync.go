@@ -9,6 +9,8 @@ import (
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/bes-cli/bes/bepfile/wire"
 )
 
 // ErrOutOfSync is wrapped by the error for a varint-delimited input whose
@@ -147,12 +149,12 @@ func hollowFrame(f Format, frame []byte) error {
 		}
 		switch f {
 		case FormatBEP:
-			if num == beID || KindName(num) != "" {
+			if num == wire.BuildEventID || KindName(num) != "" {
 				return nil // Bazel writes the id first
 			}
 		case FormatOBE:
-			id = id || num == obeStreamID
-			event = event || num == obeEvent
+			id = id || num == wire.OBEStreamID
+			event = event || num == wire.OBEEvent
 			if id && event {
 				return nil
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,10 +15,10 @@ import (
 	"time"
 
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
+	"github.com/bes-cli/bes/store/bess"
 )
 
 // ErrStreamBusy is returned (wrapped) by OpenAppend when another Appender,
@@ -28,8 +29,8 @@ var ErrStreamBusy = store.ErrStreamBusy
 // errTornHeader is a stream file whose header is cut short.
 var errTornHeader = errors.New("stream file header cut short")
 
-// DefaultIndexInterval is how often, at most, an Appender rewrites its
-// index entry while events keep arriving.
+// DefaultIndexInterval is how often, at most, an Appender updates its
+// catalog entry while events keep arriving.
 const DefaultIndexInterval = time.Second
 
 // AppendOptions configure OpenAppend (store.AppendOptions).
@@ -37,15 +38,15 @@ type AppendOptions = store.AppendOptions
 
 // Appender writes a stream file in place, batch by batch, for a stream that
 // arrives live (bes serve). Unlike StreamWriter, whose file appears whole at
-// Commit, an Appender's stream is listed in the index as soon as OpenAppend
+// Commit, an Appender's stream is listed in the catalog as soon as OpenAppend
 // returns, and every event is in the stream file, on disk, when Sync
 // returns:
 //
 //   - Append encodes events into a buffer;
 //   - Sync writes the buffer with one write, fsyncs the file, and now and
-//     then (IndexInterval) rewrites the stream's index entry (event count,
-//     size, digest, outcome);
-//   - Close syncs, writes the final index entry and releases the file.
+//     then (IndexInterval) updates the stream's catalog entry (event count,
+//     size, digest, outcome): one row, in one small transaction;
+//   - Close syncs, writes the final entry and releases the file.
 //
 // The entry may lag behind the file by up to IndexInterval while the stream
 // is open, and after a crash until Reconcile (or OpenAppend of the same
@@ -62,7 +63,7 @@ type Appender struct {
 	stream   *bepfile.Stream
 	f        *os.File
 	h        hash.Hash
-	enc      encoder
+	enc      bess.Encoder
 	pending  bytes.Buffer
 	meta     store.Meta
 	size     int64 // bytes of the file that are synced
@@ -75,7 +76,7 @@ type Appender struct {
 	closed   bool
 }
 
-// OpenAppend opens the stream file of st for appending, creating the stream
+// openAppend (OpenAppend in its store.Backend form) opens the stream file of st for appending, creating the stream
 // (an empty stream file and its index entry, both synced) when it is not
 // stored yet. When it is (a stream that a server received before it
 // stopped, or one ingested from a file), OpenAppend returns its stored
@@ -88,115 +89,90 @@ type Appender struct {
 // and st.TypeURL are stored exactly for a new stream. A stream file held by
 // another Appender gives an error wrapping ErrStreamBusy; a damaged one a
 // *CorruptError.
-func (s *Store) OpenAppend(ctx context.Context, st *bepfile.Stream, opts AppendOptions) (*Appender, *store.Stream, error) {
-	if st == nil {
-		return nil, nil, errors.New("store: append: nil stream")
-	}
-	id := &buildpb.StreamId{}
-	if err := proto.Unmarshal(st.IDBytes, id); err != nil {
-		return nil, nil, fmt.Errorf("store: append %q: bad stream id bytes: %w", st.Key, err)
-	}
-	if k := bepfile.Key(id); k != st.Key {
-		return nil, nil, fmt.Errorf("store: append %q: stream id bytes have key %q", st.Key, k)
-	}
-	unlock, err := s.lock(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	locked := true
-	defer func() {
-		if locked {
-			unlock()
-		}
-	}()
-
-	var old *Entry
-	err = s.scanIndex(ctx, func(e *Entry) error {
-		if e.Key == st.Key {
-			old = e
-		}
-		return nil
-	})
+func (s *Store) openAppend(ctx context.Context, st *bepfile.Stream, opts AppendOptions) (*Appender, *store.Stream, error) {
+	id, err := checkStream("append", st)
 	if err != nil {
 		return nil, nil, err
 	}
 	path := filepath.Join(s.dir, FileName(st.Key))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, nil, fmt.Errorf("store: %w", err)
-	}
-	ok, err := tryLock(f)
-	if err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("store: lock %s: %w", path, err)
-	}
-	if !ok {
-		f.Close()
-		return nil, nil, fmt.Errorf("store: stream %q: %w", st.Key, ErrStreamBusy)
-	}
-	a := &Appender{s: s, f: f, h: sha256.New(), interval: opts.IndexInterval}
+	a := &Appender{s: s, h: sha256.New(), interval: opts.IndexInterval}
 	if a.interval <= 0 {
 		a.interval = DefaultIndexInterval
 	}
-	a.enc.w = &a.pending
-	fail := func(err error) (*Appender, *store.Stream, error) {
-		unlockFile(f)
-		f.Close()
+	a.enc.SetWriter(&a.pending)
+	var loaded *store.Stream
+	// All of it in one write transaction of the catalog: no other writer
+	// (a commit, Repair, another OpenAppend) sees the stream file between
+	// its flock and its entry, and a new stream is listed, with its synced
+	// header, when the transaction commits.
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		old, err := getEntryTx(ctx, tx, st.Key)
+		if err != nil {
+			return err
+		}
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|noFollow, 0o600)
+		if err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		ok, err := tryLock(f)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("store: lock %s: %w", path, err)
+		}
+		if !ok {
+			f.Close()
+			return fmt.Errorf("store: stream %s: %w", ShortKey(st.Key), ErrStreamBusy)
+		}
+		a.f = f
+		fi, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		fresh := fi.Size() == 0
+		if !fresh {
+			loaded, err = a.resume(ctx, path, fi.Size())
+			if errors.Is(err, errTornHeader) {
+				// The header itself is cut short: a crash before it was
+				// ever synced, so before the stream had an entry or any
+				// event.
+				if err := f.Truncate(0); err != nil {
+					return fmt.Errorf("store: truncate %s: %w", path, err)
+				}
+				fresh, err = true, nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+		a.entry = Entry{Source: opts.Source, Format: opts.Format, Ingested: s.now().UTC()}
+		if old != nil {
+			a.entry.Source, a.entry.Format, a.entry.Ingested = old.Source, old.Format, old.Ingested
+		}
+		if fresh {
+			// A new stream (or a file left empty by a crash before its
+			// header was synced).
+			a.stream = &bepfile.Stream{ID: id, Key: st.Key, IDBytes: bytes.Clone(st.IDBytes), TypeURL: st.TypeURL}
+			if _, err := a.enc.Header(a.stream); err != nil {
+				return err
+			}
+			if err := a.writePending(); err != nil {
+				return err
+			}
+			// The stream file's name is durable before the catalog names it.
+			if err := s.syncDir(); err != nil {
+				return fmt.Errorf("store: sync %s: %w", s.dir, err)
+			}
+		}
+		return putEntryTx(ctx, tx, a.currentEntry())
+	})
+	if err != nil {
+		if a.f != nil {
+			unlockFile(a.f)
+			a.f.Close()
+		}
 		return nil, nil, err
 	}
-
-	fi, err := f.Stat()
-	if err != nil {
-		return fail(fmt.Errorf("store: %w", err))
-	}
-	var loaded *store.Stream
-	fresh := fi.Size() == 0
-	if !fresh {
-		loaded, err = a.resume(ctx, path, fi.Size())
-		if errors.Is(err, errTornHeader) {
-			// The header itself is cut short: a crash before it was ever
-			// synced, so before the stream had an entry or any event.
-			if err := f.Truncate(0); err != nil {
-				return fail(fmt.Errorf("store: truncate %s: %w", path, err))
-			}
-			fresh, err = true, nil
-		}
-		if err != nil {
-			return fail(err)
-		}
-	}
-	a.entry = Entry{Source: opts.Source, Format: opts.Format, Ingested: s.now().UTC()}
-	if old != nil {
-		a.entry.Source, a.entry.Format, a.entry.Ingested = old.Source, old.Format, old.Ingested
-	}
-	if !fresh {
-		if err := a.writeEntryLocked(ctx); err != nil {
-			return fail(err)
-		}
-		return a, loaded, nil
-	}
-
-	// A new stream (or a file left empty by a crash before its header was
-	// synced). The file is ours (created and flocked under the store's
-	// lock, and a commit leaves a held stream file alone), so the lock is
-	// let go while the header is synced, and the entry goes into the
-	// index with those of other streams opening at the same time.
-	locked = false
-	unlock()
-	a.stream = &bepfile.Stream{ID: id, Key: st.Key, IDBytes: bytes.Clone(st.IDBytes), TypeURL: st.TypeURL}
-	if err := a.enc.header(a.stream); err != nil {
-		return fail(err)
-	}
-	if err := a.writePending(); err != nil {
-		return fail(err)
-	}
-	// The stream file's name is durable before the index names it.
-	if err := s.syncDir(); err != nil {
-		return fail(fmt.Errorf("store: sync %s: %w", s.dir, err))
-	}
-	if err := a.writeEntry(ctx); err != nil {
-		return fail(err)
-	}
+	a.indexed = s.now()
 	return a, loaded, nil
 }
 
@@ -204,7 +180,7 @@ func (s *Store) OpenAppend(ctx context.Context, st *bepfile.Stream, opts AppendO
 // returns, its metadata and digest, and the encoder's state; a torn last
 // record is cut off.
 func (a *Appender) resume(ctx context.Context, path string, size int64) (*store.Stream, error) {
-	rd, err := NewReader(io.NewSectionReader(a.f, 0, size), path, size)
+	rd, err := bess.NewReader(io.NewSectionReader(a.f, 0, size), path, size)
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return nil, errTornHeader
 	}
@@ -243,7 +219,7 @@ func (a *Appender) resume(ctx context.Context, path string, size int64) (*store.
 		a.meta.Observe(ev)
 		loaded.Append(*ev)
 	}
-	a.enc.prevSeq, a.enc.prevSec = rd.prevSeq, rd.prevSec
+	a.enc.Continue(rd)
 	if _, err := io.Copy(a.h, io.NewSectionReader(a.f, 0, good)); err != nil {
 		return nil, fmt.Errorf("store: read %s: %w", path, err)
 	}
@@ -271,7 +247,7 @@ func (a *Appender) Append(ev *bepfile.Event) error {
 	if a.err != nil {
 		return a.err
 	}
-	if _, err := a.enc.record(ev); err != nil { // a bytes.Buffer: cannot fail
+	if _, err := a.enc.Record(ev); err != nil { // a bytes.Buffer: cannot fail
 		return err
 	}
 	a.meta.Observe(ev)
@@ -279,8 +255,8 @@ func (a *Appender) Append(ev *bepfile.Event) error {
 }
 
 // Sync writes the buffered events and fsyncs the stream file: when it
-// returns nil, every event appended so far is on disk. It rewrites the
-// index entry when the last rewrite is older than the IndexInterval.
+// returns nil, every event appended so far is on disk. It updates the
+// catalog entry when the last update is older than the IndexInterval.
 func (a *Appender) Sync(ctx context.Context) error {
 	if a.closed {
 		return ErrWriterClosed
@@ -321,7 +297,7 @@ func (a *Appender) writePending() error {
 	return nil
 }
 
-// Flush rewrites the index entry if it does not count every synced event.
+// Flush updates the catalog entry if it does not count every synced event.
 func (a *Appender) Flush(ctx context.Context) error {
 	if a.closed {
 		return ErrWriterClosed
@@ -333,15 +309,10 @@ func (a *Appender) Flush(ctx context.Context) error {
 }
 
 // writeEntry puts the stream's entry, as of the synced events, in the
-// index, in one rewrite with those of the other Appenders of the store
-// that are waiting for theirs (see entryBatch).
+// catalog: one row, in one transaction.
 func (a *Appender) writeEntry(ctx context.Context) error {
-	return a.entryWritten(a.s.putEntry(ctx, a.currentEntry()))
-}
-
-// writeEntryLocked is writeEntry for a caller that holds the store's lock.
-func (a *Appender) writeEntryLocked(ctx context.Context) error {
-	return a.entryWritten(a.s.putEntryLocked(ctx, a.currentEntry()))
+	e := a.currentEntry()
+	return a.entryWritten(a.s.write(ctx, func(tx *sql.Tx) error { return putEntryTx(ctx, tx, e) }))
 }
 
 // entryWritten records that the entry is up to date, unless err.
@@ -364,7 +335,7 @@ func (a *Appender) currentEntry() *Entry {
 	return e
 }
 
-// Close syncs what is buffered, writes the final index entry and releases
+// Close syncs what is buffered, writes the final catalog entry and releases
 // the stream file. It returns the entry. Close may be called more than
 // once; later calls do nothing and return the entry of the first.
 func (a *Appender) Close(ctx context.Context) (*Entry, error) {
@@ -393,7 +364,7 @@ func (a *Appender) Close(ctx context.Context) (*Entry, error) {
 	return a.currentEntry(), errors.Join(errs...)
 }
 
-// Reconcile brings the index up to date with stream files that appenders
+// Reconcile brings the catalog up to date with stream files that appenders
 // left behind: for every entry whose stream file's size differs from the
 // entry's (a server that was killed before it closed its streams), it cuts
 // a torn last record off the file and rewrites the entry from the file.
@@ -402,12 +373,12 @@ func (a *Appender) Close(ctx context.Context) (*Entry, error) {
 // not read.
 func (s *Store) Reconcile(ctx context.Context) ([]string, error) {
 	var stale []*Entry
-	err := s.scanIndex(ctx, func(e *Entry) error {
+	err := s.List(ctx, func(e *Entry) error {
 		path, err := s.streamPath(e)
 		if err != nil {
 			return nil
 		}
-		if fi, err := os.Stat(path); err == nil && fi.Size() != e.Size {
+		if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() && fi.Size() != e.Size {
 			stale = append(stale, e)
 		}
 		return nil
@@ -421,7 +392,7 @@ func (s *Store) Reconcile(ctx context.Context) ([]string, error) {
 		// The file's own header names the stream; the entry's ids are
 		// used only if the header itself is torn.
 		info := bepfile.NewStream(&buildpb.StreamId{BuildId: e.BuildID, InvocationId: e.InvocationID, Component: buildpb.StreamId_BuildComponent(e.Component)})
-		a, _, err := s.OpenAppend(ctx, info, AppendOptions{Source: e.Source, Format: e.Format})
+		a, _, err := s.openAppend(ctx, info, AppendOptions{Source: e.Source, Format: e.Format})
 		if errors.Is(err, ErrStreamBusy) {
 			continue
 		}

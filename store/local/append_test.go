@@ -60,7 +60,7 @@ func TestAppendMatchesCommit(t *testing.T) {
 			st, evs = synthStream()
 		}
 		s := openStore(t)
-		a, loaded, err := s.OpenAppend(bg, st, AppendOptions{Source: "127.0.0.1:1", Format: "grpc"})
+		a, loaded, err := s.openAppend(bg, st, AppendOptions{Source: "127.0.0.1:1", Format: "grpc"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -102,7 +102,7 @@ func TestAppendMatchesCommit(t *testing.T) {
 func TestAppendResumeAfterCrash(t *testing.T) {
 	st, evs, _ := obeStream(t)
 	s := openStore(t)
-	a, _, err := s.OpenAppend(bg, st, AppendOptions{IndexInterval: time.Hour})
+	a, _, err := s.openAppend(bg, st, AppendOptions{IndexInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,9 +110,10 @@ func TestAppendResumeAfterCrash(t *testing.T) {
 	// Crash: half of the next batch reaches the file, nothing is closed,
 	// the index still counts no event.
 	var torn bytes.Buffer
-	enc := encoder{w: &torn, prevSeq: a.enc.prevSeq, prevSec: a.enc.prevSec}
+	enc := a.enc
+	enc.SetWriter(&torn)
 	for i := 40; i < 45; i++ {
-		enc.record(&evs[i])
+		enc.Record(&evs[i])
 	}
 	if _, err := a.f.WriteAt(torn.Bytes()[:torn.Len()-3], a.size); err != nil {
 		t.Fatal(err)
@@ -123,7 +124,7 @@ func TestAppendResumeAfterCrash(t *testing.T) {
 		t.Fatalf("index counts %d events before Reconcile; the test wants a stale entry", e.Events)
 	}
 
-	b, loaded, err := s.OpenAppend(bg, st, AppendOptions{})
+	b, loaded, err := s.openAppend(bg, st, AppendOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func TestAppendResumeAfterCrash(t *testing.T) {
 func TestAppendBusy(t *testing.T) {
 	st, evs := synthStream()
 	s := openStore(t)
-	a, _, err := s.OpenAppend(bg, st, AppendOptions{})
+	a, _, err := s.openAppend(bg, st, AppendOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func TestAppendBusy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := other.OpenAppend(bg, st, AppendOptions{}); !errors.Is(err, ErrStreamBusy) {
+	if _, _, err := other.openAppend(bg, st, AppendOptions{}); !errors.Is(err, ErrStreamBusy) {
 		t.Fatalf("second appender: %v, want ErrStreamBusy", err)
 	}
 	// Reconcile leaves a held file alone.
@@ -181,7 +182,7 @@ func TestAppendBusy(t *testing.T) {
 func TestReconcile(t *testing.T) {
 	st, evs, _ := obeStream(t)
 	s := openStore(t)
-	a, _, err := s.OpenAppend(bg, st, AppendOptions{IndexInterval: time.Hour})
+	a, _, err := s.openAppend(bg, st, AppendOptions{IndexInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +217,7 @@ func TestAppendContinuesCommitted(t *testing.T) {
 	st, evs, _ := obeStream(t)
 	s := openStore(t)
 	first := mustCommit(t, s, st, evs[:60])
-	a, loaded, err := s.OpenAppend(bg, st, AppendOptions{Source: "other"})
+	a, loaded, err := s.openAppend(bg, st, AppendOptions{Source: "other"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,10 +236,10 @@ func TestAppendContinuesCommitted(t *testing.T) {
 	sameEvents(t, got, evs)
 }
 
-// TestAppendGroupCommit: appenders that write their entries at once share
-// index rewrites, and every entry ends up in the index as of its last
-// write. An entry gathered while another holds the lock is written by the
-// next holder, and its writer then finds it written.
+// TestAppendGroupCommit: appenders of one store that write their entries
+// at once (each one row, in its own small transaction of the catalog; no
+// index rewritten whole) all end up in the catalog as of their last write,
+// while another Store on the directory (another process) is writing too.
 func TestAppendGroupCommit(t *testing.T) {
 	s := openStore(t)
 	_, evs := synthStream()
@@ -246,37 +247,30 @@ func TestAppendGroupCommit(t *testing.T) {
 	apps := make([]*Appender, n)
 	for i := range apps {
 		st := bepfile.NewStream(&buildpb.StreamId{BuildId: fmt.Sprintf("group-%02d", i), InvocationId: "inv", Component: buildpb.StreamId_TOOL})
-		a, _, err := s.OpenAppend(bg, st, AppendOptions{IndexInterval: time.Hour})
+		a, _, err := s.openAppend(bg, st, AppendOptions{IndexInterval: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
 		apps[i] = a
 		appendAll(t, a, evs[:i%len(evs)+1], 2)
 	}
-
-	// Two entries gathered while the lock is held are written by one
-	// rewrite, by the next holder of the lock.
-	unlock, err := s.lock(bg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := s.gather(apps[0].currentEntry())
-	second := s.gather(apps[1].currentEntry())
-	if first != second {
-		t.Fatalf("entries gathered together are in batches %d and %d", first, second)
-	}
-	if err := s.writeBatchLocked(bg, first); err != nil {
-		t.Fatal(err)
-	}
-	unlock()
+	// The interval keeps the entries behind until Flush.
 	for _, a := range apps[:2] {
+		if e := entryOf(t, s, a.Stream().Key); e.Events != 0 {
+			t.Fatalf("%s: entry counts %d events before Flush, want 0", e.Key, e.Events)
+		}
+		if err := a.Flush(bg); err != nil {
+			t.Fatal(err)
+		}
 		if e := entryOf(t, s, a.Stream().Key); e.Events != a.Events() {
 			t.Errorf("%s: entry counts %d events, %d synced", e.Key, e.Events, a.Events())
 		}
 	}
-	if err := s.putEntry(bg, apps[0].currentEntry()); err != nil {
+	other, err := Open(s.Dir())
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer other.Close()
 
 	// All close at once.
 	var wg sync.WaitGroup
@@ -288,6 +282,16 @@ func TestAppendGroupCommit(t *testing.T) {
 			_, errs[i] = a.Close(bg)
 		}()
 	}
+	wg.Add(1)
+	go func() { // and another process commits meanwhile
+		defer wg.Done()
+		for i := range 8 {
+			st, evs := synthNamed(fmt.Sprintf("other-%d", i), 2)
+			if _, _, err := commit(t, other, st, evs, false); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
 	wg.Wait()
 	for i, a := range apps {
 		if errs[i] != nil {
@@ -298,8 +302,8 @@ func TestAppendGroupCommit(t *testing.T) {
 			t.Errorf("%s: entry %+v after close, want %d events, size %d", e.Key, e, i%len(evs)+1, a.size)
 		}
 	}
-	if s.batch.open < 2 || len(s.batch.pending) != 0 {
-		t.Errorf("batch %d, %d entries left pending", s.batch.open, len(s.batch.pending))
+	if got := len(list(t, s)); got != n+8 {
+		t.Errorf("%d entries, want %d", got, n+8)
 	}
 	if res, err := s.Check(bg); err != nil || !res.OK() {
 		t.Errorf("store check: %+v, %v", res, err)
@@ -313,13 +317,13 @@ func TestAppendGroupCommit(t *testing.T) {
 func TestCommitLeavesHeldStreamAlone(t *testing.T) {
 	s := openStore(t)
 	st, evs := synthStream()
-	a, _, err := s.OpenAppend(bg, st, AppendOptions{})
+	a, _, err := s.openAppend(bg, st, AppendOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	appendAll(t, a, evs[:3], 3)
 	for _, replace := range []bool{false, true} {
-		w, err := s.Create(st)
+		w, err := s.create(st)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -331,11 +335,11 @@ func TestCommitLeavesHeldStreamAlone(t *testing.T) {
 		if _, _, err := w.Commit(bg, "src", "bep", replace); !errors.Is(err, ErrStreamBusy) {
 			t.Fatalf("commit (replace %v) over a live stream: %v, want ErrStreamBusy", replace, err)
 		}
-		w2, err := s.Create(st)
+		w2, err := s.create(st)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := s.CommitAll(bg, []*StreamWriter{w2}, "src", "bep", replace)
+		out, err := s.commitAll(bg, []*StreamWriter{w2}, "src", "bep", replace)
 		if err != nil || !errors.Is(out[0].Err, ErrStreamBusy) {
 			t.Fatalf("CommitAll (replace %v) over a live stream: %v, %+v, want ErrStreamBusy", replace, err, out)
 		}
@@ -358,7 +362,7 @@ func TestCommitLeavesHeldStreamAlone(t *testing.T) {
 	if ok, err := tryLock(f); !ok || err != nil {
 		t.Fatalf("flock: %v, %v", ok, err)
 	}
-	w, err := s.Create(other)
+	w, err := s.create(other)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,7 +392,7 @@ func TestCommitLeavesHeldStreamAlone(t *testing.T) {
 func TestAppendCompleteOnlyWithFinish(t *testing.T) {
 	s := openStore(t)
 	st, evs := bepStream(t, "test_mixed.bep", "live")
-	a, _, err := s.OpenAppend(bg, st, AppendOptions{})
+	a, _, err := s.openAppend(bg, st, AppendOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,8 @@ package local
 
 import (
 	"context"
-	"encoding/hex"
-	"errors"
+	"database/sql"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -16,15 +13,17 @@ import (
 // CommitOutcome is what CommitAll did with one stream (store.CommitOutcome).
 type CommitOutcome = store.CommitOutcome
 
-// CommitAll commits several streams at once, as Commit commits one, but
-// with one rewrite of the index for all of them: committing the N streams
-// of a capture one by one would rewrite an index of up to N entries N
-// times. The outcomes are in the order of ws. Stream files are put in
-// place before the index that lists them; streams with the same key in
-// one batch are committed one by one, in order. An error that concerns
-// the whole batch (I/O, the lock, the index) is returned as err, and then
-// no stream of the batch is listed. After CommitAll every writer is closed.
-func (s *Store) CommitAll(ctx context.Context, ws []*StreamWriter, source, format string, replace bool) ([]CommitOutcome, error) {
+// commitAll (CommitAll in its store.Backend form) commits several streams
+// at once, as Commit commits one, but in one write transaction of the
+// catalog: one commit (and one fsync of the catalog and of the directory)
+// for the N streams of a capture. The outcomes are in the order of ws.
+// Stream files are put in place before the catalog that lists them commits;
+// streams with the same key in one batch are committed one by one, in
+// order. An error that concerns the whole batch (I/O, the catalog) is
+// returned as err, and then no stream of the batch is listed (a stream
+// file renamed before the failure is then not indexed: Check reports it,
+// Repair indexes it). After CommitAll every writer is closed.
+func (s *Store) commitAll(ctx context.Context, ws []*StreamWriter, source, format string, replace bool) ([]CommitOutcome, error) {
 	out := make([]CommitOutcome, len(ws))
 	defer func() {
 		for _, w := range ws {
@@ -60,69 +59,47 @@ func (s *Store) CommitAll(ctx context.Context, ws []*StreamWriter, source, forma
 		if err := w.finish(); err != nil {
 			return nil, err
 		}
-		e := NewEntry(w.stream, &w.meta)
-		e.Size = w.size
-		e.Digest = hex.EncodeToString(w.h.Sum(nil))
-		e.Source, e.Format = source, format
-		e.Ingested = s.now().UTC()
-		todo = append(todo, pending{i, w, e})
+		todo = append(todo, pending{i, w, w.entry(source, format)})
 	}
 	slices.SortFunc(todo, func(a, b pending) int { return strings.Compare(a.entry.Key, b.entry.Key) })
 
-	unlock, err := s.lock(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	// decide is Commit's decision for one stream, given the stored entry.
-	decide := func(p pending, old *Entry) *Entry {
-		final := filepath.Join(s.dir, p.entry.File)
-		switch {
-		case fileHeld(final): // a stream being received live
-			out[p.i] = CommitOutcome{Err: fmt.Errorf("store: stream %q: %w", p.entry.Key, ErrStreamBusy)}
-			return old
-		case old == nil:
-			out[p.i] = CommitOutcome{Entry: p.entry, Result: Created}
-		case old.Digest == p.entry.Digest && old.File == p.entry.File && fileExists(final),
-			!replace && old.File == p.entry.File && sameStreamAs(final, p.w.f.Name()):
-			out[p.i] = CommitOutcome{Entry: old, Result: Unchanged}
-			return old
-		case !replace:
-			out[p.i] = CommitOutcome{Err: &store.DuplicateStreamError{Key: p.entry.Key}}
-			return old
-		default:
-			out[p.i] = CommitOutcome{Entry: p.entry, Result: Replaced}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		for i := range out {
+			if out[i].Err == nil {
+				out[i] = CommitOutcome{}
+			}
 		}
-		return p.entry
-	}
-	sorted := make([]string, len(todo))
-	for i, p := range todo {
-		sorted[i] = p.entry.Key
-	}
-	err = s.rewriteIndex(ctx, sorted, func(i int, old *Entry) (*Entry, error) {
-		return decide(todo[i], old), nil
-	}, func() error {
+		var put []*Entry
 		for _, p := range todo {
-			if r := out[p.i].Result; r != Created && r != Replaced {
+			old, err := getEntryTx(ctx, tx, p.entry.Key)
+			if err != nil {
+				return err
+			}
+			o := s.decide(p.w, p.entry, old, replace)
+			out[p.i] = o
+			if o.Err != nil || o.Result == Unchanged {
 				continue
 			}
-			if err := os.Rename(p.w.f.Name(), filepath.Join(s.dir, p.entry.File)); err != nil {
-				return fmt.Errorf("store: %w", err)
+			if err := p.w.rename(); err != nil {
+				return err
 			}
-			p.w.renamed = true
+			put = append(put, p.entry)
 		}
-		// The stream files' names are durable before the index names them.
+		if len(put) == 0 {
+			return nil
+		}
+		// The stream files' names are durable before the catalog names them.
 		if err := s.syncDir(); err != nil {
 			return fmt.Errorf("store: sync %s: %w", s.dir, err)
 		}
+		for _, e := range put {
+			if err := putEntryTx(ctx, tx, e); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
-	// Release the files' flocks while the store is still locked (see
-	// Commit).
-	for _, w := range ws {
-		w.Abort()
-	}
-	if err != nil && !errors.Is(err, errNoChange) {
+	if err != nil {
 		return nil, err
 	}
 	return out, nil

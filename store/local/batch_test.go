@@ -29,7 +29,7 @@ func TestCommitAll(t *testing.T) {
 		for _, x := range streams {
 			ws = append(ws, write(t, s, x.st, x.evs))
 		}
-		out, err := s.CommitAll(bg, ws, "src", "bep", replace)
+		out, err := s.commitAll(bg, ws, "src", "bep", replace)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -15,22 +16,28 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
+	"github.com/bes-cli/bes/store/bess"
 )
 
 // ProblemKind names what Check found wrong with a store.
 type ProblemKind string
 
-// The problems Check reports. Repair fixes all of them, but for a stream
-// file that cannot be read at all, which it moves aside.
+// The problems Check reports. Repair fixes all of them, moving aside, never
+// deleting, what it cannot index: a stream file that cannot be read at all
+// (NAME.corrupt), and one whose content disagrees with its committed entry
+// (NAME.quarantine).
 const (
-	// ProblemIndex: the index cannot be read (Repair rebuilds it).
-	ProblemIndex ProblemKind = "bad index"
+	// ProblemIndex: the catalog cannot be read (Repair moves it aside and
+	// rebuilds it from the stream files).
+	ProblemIndex ProblemKind = "bad catalog"
 	// ProblemBadName: an entry names a file that is not its stream file.
 	ProblemBadName ProblemKind = "bad file name"
 	// ProblemMissing: an entry's stream file does not exist.
 	ProblemMissing ProblemKind = "missing file"
 	// ProblemMismatch: the stream file is not what the entry describes:
-	// shorter, another digest, another stream.
+	// shorter, another digest, another stream. Its content is not what was
+	// committed: Repair quarantines it (moves it aside as NAME.quarantine
+	// and drops the entry), never indexes it as it is.
 	ProblemMismatch ProblemKind = "content mismatch"
 	// ProblemMetadata: the entry's event count, completeness or outcome
 	// differ from the stream file's.
@@ -38,11 +45,12 @@ const (
 	// ProblemCorrupt: the stream file cannot be read.
 	ProblemCorrupt ProblemKind = "corrupt file"
 	// ProblemBehind: the stream file holds more than its entry says and no
-	// writer has it open: a server was killed before it updated the index
+	// writer has it open: a server was killed before it updated the catalog
 	// (Repair reconciles the entry, cutting off a torn last record).
 	ProblemBehind ProblemKind = "entry behind file"
 	// ProblemUnindexed: no entry names a stream file (a writer died between
-	// the two renames of a commit, or the index was damaged).
+	// the rename of a commit and the catalog's commit, or the catalog was
+	// lost). Repair indexes it from its content.
 	ProblemUnindexed ProblemKind = "not indexed"
 	// ProblemTemp: a temporary file that no live writer holds, left by a
 	// writer that was killed (Repair removes it).
@@ -61,7 +69,7 @@ type Problem struct {
 
 // CheckResult is what Check found.
 type CheckResult struct {
-	// Entries is the number of index entries, Files the number of stream
+	// Entries is the number of catalog entries, Files the number of stream
 	// files.
 	Entries, Files int
 	// Open lists the keys of the streams that a live writer (bes serve) is
@@ -74,7 +82,7 @@ type CheckResult struct {
 // OK reports whether the store is consistent.
 func (r *CheckResult) OK() bool { return len(r.Problems) == 0 }
 
-// Check verifies that the index and the stream files agree: each entry's
+// Check verifies that the catalog and the stream files agree: each entry's
 // file exists, is its stream file, has the entry's size and digest (for a
 // stream a live writer is appending to: its first Size bytes do) and the
 // entry's event count and outcome; every stream file is indexed; no
@@ -82,52 +90,73 @@ func (r *CheckResult) OK() bool { return len(r.Problems) == 0 }
 // whole. It changes nothing.
 //
 // Check takes no lock at first, so that writers go on meanwhile; what looks
-// wrong is checked again holding the store's lock, which rules out a
-// writer caught in the middle of a commit. The error is for Check itself
-// failing (ctx done, the directory unreadable); a damaged index is a
-// Problem.
+// wrong is checked again inside a write transaction of the catalog, which
+// rules out a writer caught in the middle of a commit. The error is for
+// Check itself failing (ctx done, the directory unreadable); a damaged
+// catalog is a Problem.
 func (s *Store) Check(ctx context.Context) (*CheckResult, error) {
-	res, err := s.check(ctx, false, nil)
+	res, err := s.check(ctx, nil, nil)
 	if err != nil || res.OK() {
 		return res, err
 	}
 	suspect := map[string]bool{}
 	for _, p := range res.Problems {
+		if p.Kind == ProblemIndex {
+			return res, nil // no transaction to be had
+		}
 		suspect[p.File] = true
 	}
-	unlock, err := s.lock(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	return s.check(ctx, true, suspect)
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		res, err = s.check(ctx, tx, suspect)
+		return err
+	})
+	return res, err
 }
 
-// check is one pass of Check. With locked, the caller holds the store's
-// lock: index temporary files are then stale, and a stream file's flock
-// tells whether an Appender holds it (OpenAppend tries it only under the
-// store's lock). only, if not nil, limits the pass to those file names,
-// but for the counts.
-func (s *Store) check(ctx context.Context, locked bool, only map[string]bool) (*CheckResult, error) {
+// check is one pass of Check. With tx, the caller holds the catalog's
+// write transaction: no commit is half done, and a stream file's flock
+// tells whether an Appender holds it (OpenAppend takes it only inside a
+// write transaction). only, if not nil, limits the pass to those file
+// names, but for the counts.
+func (s *Store) check(ctx context.Context, tx *sql.Tx, only map[string]bool) (*CheckResult, error) {
+	locked := tx != nil
 	res := &CheckResult{}
 	want := func(name string) bool { return only == nil || only[name] }
-	var entries []*Entry
+	named := map[string]bool{}
 	indexOK := true
-	err := s.scanIndex(ctx, func(e *Entry) error {
-		entries = append(entries, e)
+	visit := func(e *Entry) error {
+		res.Entries++
+		named[e.File] = true
+		if !want(e.File) {
+			return nil
+		}
+		p, open, err := s.checkEntry(ctx, e, locked)
+		switch {
+		case err != nil:
+			return err
+		case p != nil:
+			res.Problems = append(res.Problems, *p)
+		case open:
+			res.Open = append(res.Open, e.Key)
+		}
 		return nil
-	})
+	}
+	var err error
+	if tx != nil {
+		err = eachEntryTx(ctx, tx, visit)
+	} else {
+		err = s.List(ctx, visit)
+	}
 	var ie *IndexError
 	switch {
 	case errors.As(err, &ie):
 		indexOK = false
-		if want(indexName) {
-			res.Problems = append(res.Problems, Problem{Kind: ProblemIndex, File: indexName, Detail: ie.Error()})
-		}
+		res.Entries = 0
+		res.Problems = append(res.Problems[:0], Problem{Kind: ProblemIndex, File: catalogName, Detail: ie.Error()})
+		res.Open = nil
 	case err != nil:
 		return nil, err
 	}
-	res.Entries = len(entries)
 
 	des, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -139,45 +168,24 @@ func (s *Store) check(ctx context.Context, locked bool, only map[string]bool) (*
 		switch {
 		case streamFileRE.MatchString(name) && de.Type().IsRegular():
 			files = append(files, name)
-		case strings.HasPrefix(name, ".") && strings.HasSuffix(name, tmpSuffix):
+		case isTemp(name):
 			temps = append(temps, name)
 		}
 	}
 	res.Files = len(files)
 
-	named := map[string]bool{}
-	for _, e := range entries {
-		named[e.File] = true
-		if !want(e.File) {
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		p, open, err := s.checkEntry(ctx, e, locked)
-		switch {
-		case err != nil:
-			return nil, err
-		case p != nil:
-			res.Problems = append(res.Problems, *p)
-		case open:
-			res.Open = append(res.Open, e.Key)
-		}
-	}
 	if indexOK {
 		for _, name := range files {
 			if named[name] || !want(name) {
 				continue
 			}
-			// A new stream's Appender holds its file a moment before the
-			// index names it. Probed only under the lock, which OpenAppend
-			// takes its flock under too, so that the probe never makes it
-			// fail.
+			// Probed only inside the transaction, where no Appender can be
+			// taking its flock (so the probe never makes it fail).
 			if locked && fileHeld(filepath.Join(s.dir, name)) {
 				continue
 			}
 			res.Problems = append(res.Problems, Problem{Kind: ProblemUnindexed, File: name, Key: s.headerKey(name),
-				Detail: "no index entry names this stream file (a writer died before updating the index)"})
+				Detail: "no catalog entry names this stream file (a writer died before the catalog listed it)"})
 		}
 	}
 	for _, name := range temps {
@@ -187,6 +195,25 @@ func (s *Store) check(ctx context.Context, locked bool, only map[string]bool) (*
 	}
 	slices.SortStableFunc(res.Problems, func(a, b Problem) int { return cmp.Compare(a.File, b.File) })
 	return res, nil
+}
+
+// eachEntryTx calls fn for every entry, in key order, within tx.
+func eachEntryTx(ctx context.Context, tx *sql.Tx, fn func(*Entry) error) error {
+	rows, err := tx.QueryContext(ctx, `SELECT `+entryColumns+` FROM streams ORDER BY key`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return err
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 // checkEntry checks one entry against its stream file. open reports a
@@ -200,7 +227,7 @@ func (s *Store) checkEntry(ctx context.Context, e *Entry, locked bool) (p *Probl
 		return problem(ProblemBadName, "the entry names file %q, the stream's file is %s", e.File, FileName(e.Key))
 	}
 	path := filepath.Join(s.dir, e.File)
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|noFollow, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return problem(ProblemMissing, "the stream file does not exist")
 	}
@@ -213,12 +240,12 @@ func (s *Store) checkEntry(ctx context.Context, e *Entry, locked bool) (p *Probl
 		return problem(ProblemCorrupt, "%v", err)
 	}
 	if fi.Size() < e.Size {
-		return problem(ProblemMismatch, "the file has %d bytes, the index says %d", fi.Size(), e.Size)
+		return problem(ProblemMismatch, "the file has %d bytes, the catalog says %d", fi.Size(), e.Size)
 	}
 	// The entry describes the first e.Size bytes; a live Appender only
 	// ever adds after them.
 	h := sha256.New()
-	rd, err := NewReader(io.TeeReader(io.NewSectionReader(f, 0, e.Size), h), path, e.Size)
+	rd, err := bess.NewReader(io.TeeReader(io.NewSectionReader(f, 0, e.Size), h), path, e.Size)
 	if err != nil {
 		return problem(ProblemCorrupt, "%v", err)
 	}
@@ -236,7 +263,7 @@ func (s *Store) checkEntry(ctx context.Context, e *Entry, locked bool) (p *Probl
 		return problem(ProblemCorrupt, "%v", err)
 	}
 	if d := hex.EncodeToString(h.Sum(nil)); d != e.Digest {
-		return problem(ProblemMismatch, "the first %d bytes have digest %s, the index says %s", e.Size, d, e.Digest)
+		return problem(ProblemMismatch, "the first %d bytes have digest %s, the catalog says %s", e.Size, d, e.Digest)
 	}
 	if diff := metaDiff(e, NewEntry(rd.Stream(), &meta)); diff != "" {
 		return problem(ProblemMetadata, "%s", diff)
@@ -245,7 +272,7 @@ func (s *Store) checkEntry(ctx context.Context, e *Entry, locked bool) (p *Probl
 		if locked && fileHeld(path) {
 			return nil, true, nil
 		}
-		return problem(ProblemBehind, "the file has %d bytes, the index says %d: a server stopped before updating the index", fi.Size(), e.Size)
+		return problem(ProblemBehind, "the file has %d bytes, the catalog says %d: a server stopped before updating the catalog", fi.Size(), e.Size)
 	}
 	return nil, false, nil
 }
@@ -275,17 +302,17 @@ func metaDiff(e, file *Entry) string {
 	if len(d) == 0 {
 		return ""
 	}
-	return "the index says " + strings.Join(d, "; ")
+	return "the catalog says " + strings.Join(d, "; ")
 }
 
 // headerKey returns the key of the stream a stream file holds, or "".
 func (s *Store) headerKey(name string) string {
-	f, err := os.Open(filepath.Join(s.dir, name))
+	f, err := os.OpenFile(filepath.Join(s.dir, name), os.O_RDONLY|noFollow, 0)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
-	rd, err := NewReader(f, name, -1)
+	rd, err := bess.NewReader(f, name, -1)
 	if err != nil {
 		return ""
 	}
@@ -309,48 +336,6 @@ func fileHeld(path string) bool {
 	return !ok
 }
 
-// staleTemp reports whether the temporary file name looks left by a dead
-// writer: a stream temporary file when no StreamWriter holds its flock; an
-// index temporary file always, since only writers holding the store's lock
-// make them: without the lock it is a suspect that the locked pass of
-// Check decides on.
-func (s *Store) staleTemp(name string) bool {
-	if strings.HasPrefix(name, ".index-") {
-		return true
-	}
-	return !fileHeld(filepath.Join(s.dir, name))
-}
-
-// createLockedTemp creates a temporary file in dir and takes a flock on it,
-// which tells Check and Repair that a live writer owns it. A file that
-// Repair removed before it was locked (it looked stale), or that Check or
-// Repair is probing at that very moment, is given up for another.
-func createLockedTemp(dir, pattern string) (*os.File, error) {
-	for range 100 {
-		f, err := os.CreateTemp(dir, pattern)
-		if err != nil {
-			return nil, err
-		}
-		ok, err := tryLock(f)
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-			return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
-		}
-		if ok {
-			fi, err1 := f.Stat()
-			now, err2 := os.Stat(f.Name())
-			if err1 == nil && err2 == nil && os.SameFile(fi, now) {
-				return f, nil
-			}
-			unlockFile(f) // removed by Repair
-		}
-		f.Close()
-		os.Remove(f.Name()) // a random name: no one else's
-	}
-	return nil, fmt.Errorf("cannot lock a temporary file in %s", dir)
-}
-
 // RepairResult is what Repair did.
 type RepairResult struct {
 	// Before is what Check found first, After what it found once Repair
@@ -361,14 +346,30 @@ type RepairResult struct {
 }
 
 // Repair makes the store consistent again after a crash or damage, as far
-// as the stream files allow: when Check finds anything but entries behind
-// their files and stale temporary files, it rebuilds the index from the
-// stream files (see Rebuild), first moving aside, as NAME.corrupt, every
-// stream file that cannot be read at all; it then reconciles the entries
-// behind their files (see Reconcile), and removes stale temporary files.
-// Streams live writers hold are left alone (they are told apart by their
-// flock: where there is none, as on Windows, run Repair only while no other
-// bes writes to the store). The error is for Repair itself failing.
+// as the stream files allow, fixing what Check finds and nothing else:
+//
+//   - a damaged catalog is moved aside (catalog.db.corrupt-TIME; never
+//     while another process has the store open) and rebuilt from the stream
+//     files (Rebuild);
+//   - an entry whose file is missing, or names another file, is dropped;
+//   - a stream file whose content disagrees with its committed entry
+//     (shorter, another digest, another stream) is quarantined: moved aside
+//     as NAME.quarantine, its entry dropped, never indexed as it is;
+//   - a stream file that cannot be read at all is moved aside as
+//     NAME.corrupt, its entry dropped;
+//   - an entry whose event count or outcome differ from its file (whose
+//     digest it has) is written anew from the file;
+//   - a stream file no entry names is indexed from its content (a stream
+//     over the store's limits, or unreadable, is moved aside instead);
+//   - entries behind their files are reconciled (see Reconcile), and stale
+//     temporary files removed.
+//
+// A stream file a live Appender holds (bes serve receiving it) is never
+// read, moved or changed: it is told apart by its flock, probed inside the
+// catalog's write transaction, in which no Appender can be opening it
+// (where there is no flock, as on Windows, run Repair only while no other
+// bes writes to the store). Each change is one Action. The error is for
+// Repair itself failing.
 func (s *Store) Repair(ctx context.Context) (*RepairResult, error) {
 	before, err := s.Check(ctx)
 	if err != nil {
@@ -379,36 +380,27 @@ func (s *Store) Repair(ctx context.Context) (*RepairResult, error) {
 		res.After = before
 		return res, nil
 	}
-	rebuild := false
+	fix := false
 	for _, p := range before.Problems {
-		if p.Kind != ProblemBehind && p.Kind != ProblemTemp {
-			rebuild = true
-		}
-	}
-	if rebuild {
-		err := s.Rebuild(ctx)
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		var corrupt []*CorruptError
-		for _, e := range unjoin(err) {
-			var ce *CorruptError
-			if !errors.As(e, &ce) {
+		switch p.Kind {
+		case ProblemIndex:
+			if err := s.repairCatalog(ctx, res); err != nil {
 				return nil, err
 			}
-			corrupt = append(corrupt, ce)
+		case ProblemBehind, ProblemTemp:
+		default:
+			fix = true
 		}
-		for _, ce := range corrupt {
-			if err := os.Rename(ce.File, ce.File+".corrupt"); err != nil {
-				return nil, fmt.Errorf("store: %w", err)
-			}
-			res.Actions = append(res.Actions, fmt.Sprintf("moved %s aside as %s: %v", filepath.Base(ce.File), filepath.Base(ce.File)+".corrupt", ce.Err))
-		}
-		n := 0
-		if err := s.scanIndex(ctx, func(*Entry) error { n++; return nil }); err != nil {
+	}
+	if fix {
+		err := s.write(ctx, func(tx *sql.Tx) error {
+			actions, err := s.fixLocked(ctx, tx, before)
+			res.Actions = append(res.Actions, actions...)
+			return err
+		})
+		if err != nil {
 			return nil, err
 		}
-		res.Actions = append(res.Actions, fmt.Sprintf("rebuilt the index from the stream files: %d entries", n))
 	}
 	fixed, err := s.Reconcile(ctx)
 	if err != nil {
@@ -430,6 +422,247 @@ func (s *Store) Repair(ctx context.Context) (*RepairResult, error) {
 	return res, nil
 }
 
+// fixLocked fixes, inside the catalog's write transaction tx, the problems
+// of the entries and stream files that Check found in before and that are
+// still there, and returns what it did.
+func (s *Store) fixLocked(ctx context.Context, tx *sql.Tx, before *CheckResult) ([]string, error) {
+	suspect := map[string]bool{}
+	for _, p := range before.Problems {
+		suspect[p.File] = true
+	}
+	now, err := s.check(ctx, tx, suspect)
+	if err != nil {
+		return nil, err
+	}
+	var actions []string
+	dropped := map[string]*Entry{} // by key: entries dropped, whose source fields a file indexed again keeps
+	drop := func(key string) error {
+		e, err := getEntryTx(ctx, tx, key)
+		if err != nil || e == nil {
+			return err
+		}
+		dropped[key] = e
+		return deleteEntryTx(ctx, tx, key)
+	}
+	var unindexed []Problem
+	for _, p := range now.Problems {
+		if err := ctx.Err(); err != nil {
+			return actions, err
+		}
+		switch p.Kind {
+		case ProblemBadName:
+			if err := drop(p.Key); err != nil {
+				return actions, err
+			}
+			actions = append(actions, fmt.Sprintf("stream %s: dropped the entry naming file %q (its own stream file, if any, is indexed from its content)", ShortKey(p.Key), p.File))
+			if name := FileName(p.Key); fileExists(filepath.Join(s.dir, name)) {
+				unindexed = append(unindexed, Problem{Kind: ProblemUnindexed, File: name, Key: p.Key})
+			}
+		case ProblemMissing:
+			if err := drop(p.Key); err != nil {
+				return actions, err
+			}
+			actions = append(actions, fmt.Sprintf("stream %s: dropped the entry of missing file %s", ShortKey(p.Key), p.File))
+		case ProblemMismatch, ProblemCorrupt:
+			suffix, why := ".quarantine", "quarantined"
+			if p.Kind == ProblemCorrupt {
+				suffix, why = ".corrupt", "moved"
+			}
+			moved, err := s.moveAside(p.File, suffix)
+			if err != nil {
+				return actions, err
+			}
+			if !moved {
+				continue // a live writer took it meanwhile
+			}
+			if err := drop(p.Key); err != nil {
+				return actions, err
+			}
+			if p.Kind == ProblemMismatch {
+				actions = append(actions, fmt.Sprintf("%s %s aside as %s: its content disagrees with the catalog entry of stream %s (%s); the entry is dropped", why, p.File, p.File+suffix, ShortKey(p.Key), p.Detail))
+			} else {
+				actions = append(actions, fmt.Sprintf("%s %s aside as %s: %s", why, p.File, p.File+suffix, p.Detail))
+			}
+		case ProblemMetadata:
+			old, err := getEntryTx(ctx, tx, p.Key)
+			if err != nil {
+				return actions, err
+			}
+			e, held, err := s.scanUnheld(ctx, p.File)
+			if held || old == nil {
+				continue
+			}
+			if err != nil || e.Key != old.Key {
+				continue // Check will say so again
+			}
+			e.Source, e.Format, e.Ingested = old.Source, old.Format, old.Ingested
+			if err := putEntryTx(ctx, tx, e); err != nil {
+				return actions, err
+			}
+			actions = append(actions, fmt.Sprintf("stream %s: entry written anew from its file %s (%s)", ShortKey(p.Key), p.File, p.Detail))
+		case ProblemUnindexed:
+			unindexed = append(unindexed, p)
+		}
+	}
+	seen := map[string]bool{}
+	for _, p := range unindexed {
+		if seen[p.File] {
+			continue
+		}
+		seen[p.File] = true
+		e, held, err := s.scanUnheld(ctx, p.File)
+		switch {
+		case held:
+			continue
+		case err != nil && ctx.Err() != nil:
+			return actions, ctx.Err()
+		case err != nil:
+			moved, merr := s.moveAside(p.File, ".corrupt")
+			if merr != nil {
+				return actions, merr
+			}
+			if moved {
+				actions = append(actions, fmt.Sprintf("moved %s aside as %s: %v", p.File, p.File+".corrupt", err))
+			}
+			continue
+		}
+		if cur, err := getEntryTx(ctx, tx, e.Key); err != nil {
+			return actions, err
+		} else if cur != nil && cur.File == p.File {
+			continue // indexed meanwhile
+		}
+		if o := dropped[e.Key]; o != nil && o.Digest == e.Digest {
+			e.Source, e.Format, e.Ingested = o.Source, o.Format, o.Ingested
+		}
+		if err := putEntryTx(ctx, tx, e); err != nil {
+			return actions, err
+		}
+		actions = append(actions, fmt.Sprintf("stream %s: indexed from its file %s (%d events)", ShortKey(e.Key), p.File, e.Events))
+	}
+	return actions, nil
+}
+
+// moveAside renames the stream file name to name+suffix (or, if that is
+// taken, name+suffix+".N"), holding its flock meanwhile; a file a live
+// writer holds is left alone (moved false). The caller holds the catalog's
+// write transaction.
+func (s *Store) moveAside(name, suffix string) (moved bool, err error) {
+	path := filepath.Join(s.dir, name)
+	f, err := os.OpenFile(path, os.O_RDONLY|noFollow, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: %w", err)
+	}
+	defer f.Close()
+	ok, err := tryLock(f)
+	if err != nil {
+		return false, fmt.Errorf("store: lock %s: %w", path, err)
+	}
+	if !ok {
+		return false, nil
+	}
+	defer unlockFile(f)
+	to := path + suffix
+	for n := 1; fileExists(to); n++ {
+		to = fmt.Sprintf("%s%s.%d", path, suffix, n)
+	}
+	if err := os.Rename(path, to); err != nil {
+		return false, fmt.Errorf("store: %w", err)
+	}
+	if err := s.syncDir(); err != nil {
+		return false, fmt.Errorf("store: sync %s: %w", s.dir, err)
+	}
+	return true, nil
+}
+
+// repairCatalog moves a damaged catalog aside and rebuilds it from the
+// stream files, moving aside those that cannot be read. It refuses while
+// another process (or another Store of this one) has the store open: the
+// catalog it uses must not move under it.
+func (s *Store) repairCatalog(ctx context.Context, res *RepairResult) error {
+	aside, err := s.resetCatalog(ctx)
+	if err != nil {
+		return err
+	}
+	res.Actions = append(res.Actions, fmt.Sprintf("moved the damaged catalog aside as %s", aside))
+	err = s.Rebuild(ctx)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var corrupt []*CorruptError
+	for _, e := range unjoin(err) {
+		var ce *CorruptError
+		if !errors.As(e, &ce) {
+			return err
+		}
+		corrupt = append(corrupt, ce)
+	}
+	for _, ce := range corrupt {
+		name := filepath.Base(ce.File)
+		moved, err := s.moveAside(name, ".corrupt")
+		if err != nil {
+			return err
+		}
+		if moved {
+			res.Actions = append(res.Actions, fmt.Sprintf("moved %s aside as %s: %v", name, name+".corrupt", ce.Err))
+		}
+	}
+	n := 0
+	if err := s.List(ctx, func(*Entry) error { n++; return nil }); err != nil {
+		return err
+	}
+	res.Actions = append(res.Actions, fmt.Sprintf("rebuilt the catalog from the stream files: %d entries", n))
+	return nil
+}
+
+// resetCatalog closes the catalog, moves catalog.db (and its write-ahead
+// log) aside as catalog.db.corrupt-TIME, and returns that name; the next
+// use of the store creates a new catalog. It takes the store's lock file
+// exclusively, so it fails, changing nothing, while any other process or
+// Store has the catalog open.
+func (s *Store) resetCatalog(ctx context.Context) (string, error) {
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	if s.db != nil {
+		s.db.Close()
+		s.db = nil
+	}
+	s.unlockShared()
+	f, err := os.OpenFile(filepath.Join(s.dir, lockName), os.O_RDWR|os.O_CREATE|noFollow, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("store: %w", err)
+	}
+	defer f.Close()
+	ok, err := tryLock(f)
+	if err != nil {
+		return "", fmt.Errorf("store: lock %s: %w", f.Name(), err)
+	}
+	if !ok {
+		return "", fmt.Errorf("store: the catalog %s is damaged, and another bes has the store open: stop it (bes serve?) and run bes store check --repair again", filepath.Join(s.dir, catalogName))
+	}
+	defer unlockFile(f)
+	aside := catalogName + ".corrupt-" + s.now().UTC().Format("20060102T150405Z")
+	for n := 1; fileExists(filepath.Join(s.dir, aside)); n++ {
+		aside = fmt.Sprintf("%s.corrupt-%s.%d", catalogName, s.now().UTC().Format("20060102T150405Z"), n)
+	}
+	base := filepath.Join(s.dir, catalogName)
+	if err := os.Rename(base, filepath.Join(s.dir, aside)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("store: %w", err)
+	}
+	if err := os.Rename(base+"-wal", filepath.Join(s.dir, aside+"-wal")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("store: %w", err)
+	}
+	if err := os.Remove(base + "-shm"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("store: %w", err)
+	}
+	if err := s.syncDir(); err != nil {
+		return "", fmt.Errorf("store: sync %s: %w", s.dir, err)
+	}
+	return aside, nil
+}
+
 // unjoin returns the errors errors.Join joined, or err alone.
 func unjoin(err error) []error {
 	if err == nil {
@@ -439,48 +672,4 @@ func unjoin(err error) []error {
 		return j.Unwrap()
 	}
 	return []error{err}
-}
-
-// removeStaleTemps removes, under the store's lock, the temporary files no
-// live writer holds, and returns their names.
-func (s *Store) removeStaleTemps(ctx context.Context) ([]string, error) {
-	unlock, err := s.lock(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	des, err := os.ReadDir(s.dir)
-	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	var removed []string
-	for _, de := range des {
-		name := de.Name()
-		if !strings.HasPrefix(name, ".") || !strings.HasSuffix(name, tmpSuffix) {
-			continue
-		}
-		path := filepath.Join(s.dir, name)
-		if strings.HasPrefix(name, ".index-") {
-			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return removed, fmt.Errorf("store: %w", err)
-			}
-			removed = append(removed, name)
-			continue
-		}
-		// Hold the flock while removing, so that a writer that has just
-		// made the file sees it gone (see createLockedTemp).
-		f, err := os.Open(path)
-		if err != nil {
-			continue
-		}
-		ok, err := tryLock(f)
-		if err == nil && ok {
-			if err := os.Remove(path); err == nil {
-				removed = append(removed, name)
-			}
-			unlockFile(f)
-		}
-		f.Close()
-	}
-	return removed, nil
 }

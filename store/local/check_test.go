@@ -2,7 +2,8 @@ package local
 
 import (
 	"bytes"
-	"encoding/json"
+	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 
 	"github.com/bes-cli/bes/bepfile"
+	"github.com/bes-cli/bes/store/bess"
 )
 
 // problemKinds returns the kinds of the problems, by file.
@@ -33,34 +35,22 @@ func mustCheck(t *testing.T, s *Store) *CheckResult {
 	return r
 }
 
-// rewriteEntry changes the index entry of key with edit, bypassing the
-// store, as a damaged or hand-edited index would; an edit that returns
-// false drops the entry.
+// rewriteEntry changes the catalog entry of key with edit, bypassing the
+// store's checks, as a damaged or hand-edited catalog would; an edit that
+// returns false drops the entry.
 func rewriteEntry(t *testing.T, s *Store, key string, edit func(e *Entry) bool) {
 	t.Helper()
-	path := filepath.Join(s.Dir(), indexName)
-	b, err := os.ReadFile(path)
+	err := s.write(bg, func(tx *sql.Tx) error {
+		e, err := getEntryTx(bg, tx, key)
+		if err != nil || e == nil {
+			return fmt.Errorf("entry %q: %v", key, err)
+		}
+		if !edit(e) {
+			return deleteEntryTx(bg, tx, key)
+		}
+		return putEntryTx(bg, tx, e)
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
-	out := lines[:1]
-	for _, l := range lines[1:] {
-		e := &Entry{}
-		if err := json.Unmarshal([]byte(l), e); err != nil {
-			t.Fatal(err)
-		}
-		if e.Key == key {
-			if !edit(e) {
-				continue
-			}
-			nb, _ := json.Marshal(e)
-			l = string(nb)
-		}
-		out = append(out, l)
-	}
-	lines = out
-	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -117,9 +107,11 @@ func TestCheckFindsAndRepairFixes(t *testing.T) {
 	os.WriteFile(path("corrupt"), append([]byte("BESS\x09"), make([]byte, keys["corrupt"].Size-5)...), 0o600)
 	// Temporary files of killed writers.
 	os.WriteFile(filepath.Join(s.Dir(), ".stream-123.tmp"), []byte("BESS"), 0o600)
-	os.WriteFile(filepath.Join(s.Dir(), ".index-456.tmp"), []byte(indexHeader), 0o600)
+	os.WriteFile(filepath.Join(s.Dir(), ".index-456.tmp"), []byte(legacyIndexHeader), 0o600)
+	os.WriteFile(filepath.Join(s.Dir(), ".owner-0123456789abcdef.tmp"), nil, 0o600)
+	os.WriteFile(filepath.Join(s.Dir(), ".stream-0123456789abcdef-0123456789abcdef.tmp"), []byte("BESS"), 0o600)
 	// A live writer's temporary file is not a problem.
-	live, err := s.Create(bepfile.NewStream(&buildpb.StreamId{BuildId: "live"}))
+	live, err := s.create(bepfile.NewStream(&buildpb.StreamId{BuildId: "live"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,16 +119,18 @@ func TestCheckFindsAndRepairFixes(t *testing.T) {
 
 	r := mustCheck(t, s)
 	want := map[string]ProblemKind{
-		keys["missing"].File:            ProblemMissing,
-		keys["unindexed"].File:          ProblemUnindexed,
-		keys["digest"].File:             ProblemMismatch,
-		keys["metadata"].File:           ProblemMetadata,
-		"../../" + keys["badname"].File: ProblemBadName,
-		keys["badname"].File:            ProblemUnindexed,
-		keys["behind"].File:             ProblemBehind,
-		keys["corrupt"].File:            ProblemCorrupt,
-		".stream-123.tmp":               ProblemTemp,
-		".index-456.tmp":                ProblemTemp,
+		keys["missing"].File:                            ProblemMissing,
+		keys["unindexed"].File:                          ProblemUnindexed,
+		keys["digest"].File:                             ProblemMismatch,
+		keys["metadata"].File:                           ProblemMetadata,
+		"../../" + keys["badname"].File:                 ProblemBadName,
+		keys["badname"].File:                            ProblemUnindexed,
+		keys["behind"].File:                             ProblemBehind,
+		keys["corrupt"].File:                            ProblemCorrupt,
+		".stream-123.tmp":                               ProblemTemp,
+		".index-456.tmp":                                ProblemTemp,
+		".owner-0123456789abcdef.tmp":                   ProblemTemp,
+		".stream-0123456789abcdef-0123456789abcdef.tmp": ProblemTemp,
 	}
 	if got := problemKinds(r); !mapsEqual(got, want) {
 		t.Fatalf("problems:\n%v\nwant\n%v", got, want)
@@ -155,7 +149,18 @@ func TestCheckFindsAndRepairFixes(t *testing.T) {
 		t.Fatalf("after Repair: %+v\nactions: %q", rep.After.Problems, rep.Actions)
 	}
 	actions := strings.Join(rep.Actions, "\n")
-	for _, w := range []string{"rebuilt the index", "moved " + keys["corrupt"].File + " aside", "index entry updated from its file", "removed stale temporary file .stream-123.tmp", "removed stale temporary file .index-456.tmp"} {
+	for _, w := range []string{
+		"quarantined " + keys["digest"].File + " aside as " + keys["digest"].File + ".quarantine",
+		"moved " + keys["corrupt"].File + " aside",
+		"stream \"unindexed.3.i\": indexed from its file",
+		"stream \"missing.3.i\": dropped the entry of missing file",
+		"stream \"metadata.3.i\": entry written anew from its file",
+		"index entry updated from its file",
+		"removed stale temporary file .stream-123.tmp",
+		"removed stale temporary file .index-456.tmp",
+		"removed stale temporary file .owner-0123456789abcdef.tmp",
+		"removed stale temporary file .stream-0123456789abcdef-0123456789abcdef.tmp",
+	} {
 		if !strings.Contains(actions, w) {
 			t.Errorf("actions lack %q:\n%s", w, actions)
 		}
@@ -163,7 +168,10 @@ func TestCheckFindsAndRepairFixes(t *testing.T) {
 	if _, err := os.Stat(path("corrupt") + ".corrupt"); err != nil {
 		t.Errorf("the corrupt file was not kept aside: %v", err)
 	}
-	if _, err := os.Stat(live.f.Name()); err != nil {
+	if _, err := os.Stat(path("digest") + ".quarantine"); err != nil {
+		t.Errorf("the file whose content disagrees with its entry was not quarantined: %v", err)
+	}
+	if _, err := os.Stat(live.path); err != nil {
 		t.Errorf("Repair removed a live writer's file: %v", err)
 	}
 	// Every entry now tells the truth about its file.
@@ -184,7 +192,7 @@ func TestCheckFindsAndRepairFixes(t *testing.T) {
 	if e := got[keys["unindexed"].Key]; e == nil || e.Events != 5 {
 		t.Errorf("the unindexed stream: %+v", e)
 	}
-	for _, name := range []string{"missing", "corrupt"} {
+	for _, name := range []string{"missing", "corrupt", "digest"} {
 		if got[keys[name].Key] != nil {
 			t.Errorf("stream %s still listed", name)
 		}
@@ -198,12 +206,12 @@ func TestCheckFindsAndRepairFixes(t *testing.T) {
 func streamFileBytes(t *testing.T, st *bepfile.Stream, evs []bepfile.Event) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	enc := encoder{w: &buf}
-	if err := enc.header(st); err != nil {
+	enc := bess.NewEncoder(&buf)
+	if _, err := enc.Header(st); err != nil {
 		t.Fatal(err)
 	}
 	for i := range evs {
-		if _, err := enc.record(&evs[i]); err != nil {
+		if _, err := enc.Record(&evs[i]); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -229,7 +237,7 @@ func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
 func TestCheckLiveAppender(t *testing.T) {
 	st, evs, _ := obeStream(t)
 	s := openStore(t)
-	a, _, err := s.OpenAppend(bg, st, AppendOptions{IndexInterval: time.Hour})
+	a, _, err := s.openAppend(bg, st, AppendOptions{IndexInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,8 +245,9 @@ func TestCheckLiveAppender(t *testing.T) {
 	appendAll(t, a, evs[:30], 10)
 	// Half of the next record is being written.
 	var torn bytes.Buffer
-	enc := encoder{w: &torn, prevSeq: a.enc.prevSeq, prevSec: a.enc.prevSec}
-	enc.record(&evs[30])
+	enc := a.enc
+	enc.SetWriter(&torn)
+	enc.Record(&evs[30])
 	if _, err := a.f.WriteAt(torn.Bytes()[:torn.Len()/2], a.size); err != nil {
 		t.Fatal(err)
 	}
@@ -267,13 +276,13 @@ func TestCheckLiveAppender(t *testing.T) {
 	}
 }
 
-// TestRepairLostIndex: with the index gone or garbled, Repair rebuilds it
+// TestRepairLostIndex: with the catalog gone or garbled, Repair rebuilds it
 // from the stream files, a stream a killed server left with a torn record
-// included.
+// included; a garbled catalog is kept aside.
 func TestRepairLostIndex(t *testing.T) {
 	st, evs, _ := obeStream(t)
 	s := openStore(t)
-	a, _, err := s.OpenAppend(bg, st, AppendOptions{IndexInterval: time.Hour})
+	a, _, err := s.openAppend(bg, st, AppendOptions{IndexInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,16 +294,18 @@ func TestRepairLostIndex(t *testing.T) {
 	a.f.Close()
 	other, _ := synthNamed("other", 3)
 	mustCommit(t, s, other, nil)
-	for _, index := range []string{"garbage\n", ""} {
-		if err := os.WriteFile(filepath.Join(s.Dir(), indexName), []byte(index), 0o600); err != nil {
-			t.Fatal(err)
+	for _, garbage := range []bool{true, false} {
+		if garbage {
+			garbleCatalog(t, s)
+		} else {
+			loseCatalog(t, s)
 		}
 		r := mustCheck(t, s)
-		if index != "" && problemKinds(r)[indexName] != ProblemIndex {
-			t.Errorf("index %q: problems %+v", index, r.Problems)
+		if garbage && problemKinds(r)[catalogName] != ProblemIndex {
+			t.Errorf("garbled catalog: problems %+v", r.Problems)
 		}
-		if index == "" && len(r.Problems) != 2 {
-			t.Errorf("empty index: problems %+v, want two unindexed files", r.Problems)
+		if !garbage && len(r.Problems) != 2 {
+			t.Errorf("lost catalog: problems %+v, want two unindexed files", r.Problems)
 		}
 		rep, err := s.Repair(bg)
 		if err != nil || !rep.After.OK() {
@@ -305,6 +316,11 @@ func TestRepairLostIndex(t *testing.T) {
 		}
 		if len(list(t, s)) != 2 {
 			t.Errorf("%d entries after Repair, want 2", len(list(t, s)))
+		}
+		if garbage {
+			if m, _ := filepath.Glob(filepath.Join(s.Dir(), catalogName+".corrupt-*")); len(m) != 1 {
+				t.Errorf("the garbled catalog was not kept aside: %q", m)
+			}
 		}
 	}
 }

@@ -3,11 +3,13 @@ package local
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
@@ -101,66 +103,81 @@ func FuzzStreamFile(f *testing.F) {
 	})
 }
 
-// FuzzIndex puts arbitrary bytes in a store as its index: listing and
-// looking up never panic, fail only with an *IndexError, and never touch a
-// file outside the store; a commit either fails with that error or leaves
-// an index that lists the new stream; Check reports, never panics.
+// FuzzIndex puts arbitrary bytes in a store as the index of an older bes
+// (index.ndjson): opening the store migrates it into the catalog without
+// failing (lines it cannot use are left out), renames it aside, and never
+// touches a file outside the store; listing, looking up and Check then
+// work, and a commit lists the new stream.
 func FuzzIndex(f *testing.F) {
 	st, evs, _ := obeStream(f)
-	s := openStore(f)
-	mustCommit(f, s, st, evs[:2])
 	bst, bevs := bepStream(f, "build_ok.bep", "b\n\"x\\")
-	mustCommit(f, s, bst, bevs[:1])
-	index, err := os.ReadFile(filepath.Join(s.Dir(), indexName))
-	if err != nil {
-		f.Fatal(err)
+	var index []byte
+	index = append(index, legacyIndexHeader+"\n"...)
+	for _, x := range []struct {
+		st  *bepfile.Stream
+		evs []bepfile.Event
+	}{{bst, bevs[:1]}, {st, evs[:2]}} {
+		e := mustCommit(f, openStore(f), x.st, x.evs)
+		b, err := json.Marshal(e)
+		if err != nil {
+			f.Fatal(err)
+		}
+		index = append(append(index, b...), '\n')
 	}
 	f.Add(index)
-	f.Add([]byte(indexHeader + "\n"))
-	f.Add([]byte(indexHeader + "\n" + `{"key":"a","file":"../../../etc/passwd","size":1}` + "\n"))
-	f.Add([]byte(indexHeader + "\n" + `{"key":"b"}` + "\n" + `{"key":"a"}` + "\n"))
+	f.Add([]byte(legacyIndexHeader + "\n"))
+	f.Add([]byte(legacyIndexHeader + "\n" + `{"key":"a","file":"../../../etc/passwd","size":1}` + "\n"))
+	f.Add([]byte(legacyIndexHeader + "\n" + `{"key":"b"}` + "\n" + `{"key":"a"}` + "\n"))
+	f.Add([]byte(legacyIndexHeader + "\n" + `{"key":"` + strings.Repeat("k", MaxIDBytes+1) + `","build_id":"` + strings.Repeat("k", MaxIDBytes+1) + `"}` + "\n"))
 	newStream := bepfile.NewStream(&buildpb.StreamId{BuildId: "new", Component: buildpb.StreamId_TOOL})
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		root := t.TempDir()
 		dir := filepath.Join(root, "store")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, legacyIndexName), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
 		s, err := Open(dir)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("Open: %v", err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, indexName), data, 0o600); err != nil {
-			t.Fatal(err)
+		defer s.Close()
+		if _, err := os.Stat(filepath.Join(dir, legacyIndexName+migratedSuffix)); err != nil {
+			t.Fatalf("the old index was not kept aside: %v", err)
 		}
-		var ie *IndexError
 		var entries []*Entry
-		err = s.List(ctx, func(e *Entry) error {
+		if err := s.List(ctx, func(e *Entry) error {
 			entries = append(entries, e)
 			return nil
-		})
-		if err != nil && !errors.As(err, &ie) {
-			t.Fatalf("List: %v, want nil or an *IndexError", err)
+		}); err != nil {
+			t.Fatalf("List: %v", err)
 		}
-		listErr := err
 		for _, e := range entries {
+			if len(e.BuildID) > MaxIDBytes || len(e.InvocationID) > MaxIDBytes {
+				t.Fatalf("entry %q over the limits imported", e.Key)
+			}
 			err := s.Events(ctx, e, func(*bepfile.Stream, *bepfile.Event) error { return nil })
 			if err == nil {
 				t.Fatalf("entry %q: events of a stream that is not there", e.Key)
 			}
 			if e.Key == "" {
-				continue // no reference names it
+				t.Fatal("an entry without a key was imported")
 			}
-			if _, err := s.Lookup(ctx, e.Key); err != nil && !errors.As(err, &ie) {
+			if _, err := s.Lookup(ctx, e.Key); err != nil {
 				t.Fatalf("Lookup(%q): %v", e.Key, err)
 			}
 		}
-		if _, err := s.Lookup(ctx, "x"); err != nil && !errors.As(err, &ie) && !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.Lookup(ctx, "x"); err != nil && !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("Lookup: %v", err)
 		}
 		if _, err := s.Check(ctx); err != nil {
 			t.Fatalf("Check: %v", err)
 		}
 
-		w, err := s.Create(newStream)
+		w, err := s.create(newStream)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,14 +186,11 @@ func FuzzIndex(f *testing.F) {
 		var dup *store.DuplicateStreamError
 		switch {
 		case err == nil:
-			if listErr != nil {
-				t.Fatalf("commit into an index List refuses (%v) succeeded", listErr)
-			}
 			got, err := s.Lookup(ctx, newStream.Key)
 			if err != nil || len(got) != 1 || got[0].Key != newStream.Key {
 				t.Fatalf("after the commit: Lookup = %v, %v", got, err)
 			}
-		case errors.As(err, &ie), errors.As(err, &dup):
+		case errors.As(err, &dup):
 		default:
 			t.Fatalf("Commit: %v", err)
 		}

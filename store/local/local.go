@@ -1,23 +1,35 @@
 // Package local is bes's persistent stream store: a directory holding one
-// compact file per stream and an index that lists them all.
+// compact file per stream and a SQLite catalog that lists them all.
 //
 // Layout of a store directory (created 0700, files 0600):
 //
-//	index.ndjson        the index: a header line, then one JSON Entry per line, sorted by key
-//	lock                the lock file; writers of the index hold an exclusive flock on it
-//	<32 hex>.bess       one stream file per stream (see file.go for the format), named by
+//	catalog.db          the catalog: one row per stream (an Entry), in SQLite (WAL mode;
+//	catalog.db-wal      with its write-ahead log and shared-memory index while open);
+//	catalog.db-shm      see catalog.go for the schema and its migrations
+//	lock                every process using the store holds a shared flock on it; only
+//	                    Repair of a damaged catalog takes it exclusively
+//	<32 hex>.bess       one stream file per stream (format: package store/bess), named by
 //	                    the first 128 bits of the SHA-256 of the stream key, never by the ids
 //	.*.tmp              files being written; renamed into place when complete
+//	index.ndjson.migrated  the index of a bes before the catalog, once imported
 //
-// Every file is replaced atomically (write a temporary file, fsync, rename),
-// so readers never see partial files and need no lock. Writers serialise
-// their index updates with the lock file, so concurrent processes (several
-// `bes ingest` runs) do not lose each other's entries.
+// A stream file written whole is put in place atomically (write a temporary
+// file, fsync, rename) inside the catalog transaction that lists it, so
+// readers never see partial files. A stream received live (Appender) is
+// appended to in place, under an exclusive flock that tells every other
+// writer, and Check and Repair, to leave it alone. The catalog serialises
+// writers across processes (several `bes ingest` runs and a `bes serve`):
+// one write transaction at a time, readers never blocked.
+//
+// Limits, checked before anything is stored (CheckStreamID): a build id or
+// invocation id of at most MaxIDBytes bytes, a StreamId encoding of at most
+// MaxStreamIDBytes, a type URL of at most MaxTypeURLBytes.
 package local
 
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -26,7 +38,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"strings"
 	"sync"
 	"time"
 
@@ -35,7 +46,6 @@ import (
 )
 
 const (
-	indexName  = "index.ndjson"
 	lockName   = "lock"
 	fileSuffix = ".bess"
 	tmpSuffix  = ".tmp"
@@ -44,7 +54,7 @@ const (
 // streamFileRE matches the names of stream files.
 var streamFileRE = regexp.MustCompile(`^[0-9a-f]{32}\.bess$`)
 
-// Entry describes one stored stream: store.Entry, what the index holds,
+// Entry describes one stored stream: store.Entry, what the catalog holds,
 // one per stream, so that listing streams opens no stream file.
 type Entry = store.Entry
 
@@ -63,9 +73,13 @@ const (
 type Store struct {
 	dir string
 	now func() time.Time
-	mu  sync.Mutex // serialises this Store's index writers before the file lock
+	mu  sync.Mutex // serialises this Store's catalog writers
 
-	batch entryBatch // the entries Appenders wait to have written
+	dbMu     sync.Mutex // guards db and lockFile
+	db       *sql.DB    // the catalog, once opened
+	lockFile *os.File   // the lock file, flocked shared while db is open
+
+	temps tempOwner // the owner of this Store's temporary files
 }
 
 // Option configures Open.
@@ -121,6 +135,15 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	for _, o := range opts {
 		o(s)
 	}
+	// Open the catalog now (creating it, migrating an old store), so that
+	// a store that cannot be written fails here. A damaged catalog is
+	// left for Check and Repair to see: every use of it will say so.
+	if _, err := s.catalog(context.Background(), true); err != nil {
+		var ie *IndexError
+		if !errors.As(err, &ie) {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -135,52 +158,60 @@ func FileName(key string) string {
 	return hex.EncodeToString(sum[:16]) + fileSuffix
 }
 
-// List calls fn for every entry of the index, in key order, in the caller's
-// goroutine. It reads the index as a stream (one line at a time) and opens
-// no stream file. It stops at the first error fn returns and returns that
-// error unchanged; it also stops with ctx.Err() when ctx is done. An empty
-// or new store lists nothing. fn may keep the *Entry.
+// List calls fn for every entry of the catalog, in key order (bytewise),
+// in the caller's goroutine. It streams the rows (a read transaction of the
+// catalog: writers go on meanwhile, and List sees the catalog as it was when
+// it started) and opens no stream file. It stops at the first error fn
+// returns and returns that error unchanged; it also stops with ctx.Err()
+// when ctx is done. An empty or new store lists nothing. fn may keep the
+// *Entry. A damaged catalog gives an *IndexError.
 func (s *Store) List(ctx context.Context, fn func(*Entry) error) error {
-	return s.scanIndex(ctx, fn)
+	return s.query(ctx, fn, `ORDER BY key`)
 }
 
-// ListMatching is List for the entries whose key match accepts: the key
-// is read off each index line before the line is decoded, so that the
-// entries left out cost almost nothing. match runs in the caller's
-// goroutine, before fn.
+// ListMatching is List for the entries whose key match accepts (a Go
+// regular expression's MatchString, say: RE2, applied here rather than in
+// SQL). match runs in the caller's goroutine, before fn.
 func (s *Store) ListMatching(ctx context.Context, match func(key string) bool, fn func(*Entry) error) error {
-	return s.scanIndexFiltered(ctx, match, func(e *Entry, _ []byte) error {
-		if !match(e.Key) { // a line whose key could not be read off
+	return s.query(ctx, func(e *Entry) error {
+		if !match(e.Key) {
 			return nil
 		}
 		return fn(e)
-	})
+	}, `ORDER BY key`)
 }
 
 // Lookup finds the entries a user's reference names, by the rule of
 // store.ResolveRef (a full key; else an invocation id, naming every stream
 // of the invocation; else a build id, naming its tool streams; else a key
-// prefix), in key order. No match is an error wrapping store.ErrNotFound;
-// a prefix of several builds' keys is a *store.AmbiguousRefError.
+// prefix), in key order. The candidates are narrowed in the catalog, by
+// its indexes (the keys the reference starts, by a range of the key index;
+// the streams of that invocation id or build id), and the rule is applied to
+// them. No match is an error wrapping store.ErrNotFound; a prefix of several
+// builds' keys is a *store.AmbiguousRefError.
 func (s *Store) Lookup(ctx context.Context, ref string) ([]*Entry, error) {
 	if ref == "" {
 		return nil, errors.New("store: empty stream reference")
 	}
-	// The candidates: every entry the rule could name (a build id is a
-	// prefix of its streams' keys).
 	var cands []*Entry
-	err := s.scanIndex(ctx, func(e *Entry) error {
-		if strings.HasPrefix(e.Key, ref) || e.InvocationID == ref {
-			cands = append(cands, e)
-		}
+	add := func(e *Entry) error {
+		cands = append(cands, e)
 		return nil
-	})
+	}
+	var err error
+	if end := prefixEnd(ref); end != nil {
+		err = s.query(ctx, add, `WHERE (key >= ? AND key < ?) OR invocation_id = ? OR build_id = ? ORDER BY key`,
+			[]byte(ref), end, []byte(ref), []byte(ref))
+	} else {
+		err = s.query(ctx, add, `WHERE key >= ? OR invocation_id = ? OR build_id = ? ORDER BY key`,
+			[]byte(ref), []byte(ref), []byte(ref))
+	}
 	if err != nil {
 		return nil, err
 	}
 	rc := make([]store.RefCandidate, len(cands))
 	for i, e := range cands {
-		rc[i] = store.RefCandidate{Key: e.Key, BuildID: e.BuildID, InvocationID: e.InvocationID, Component: e.Component}
+		rc[i] = e.Candidate()
 	}
 	sel, err := store.ResolveRef(ref, rc)
 	if err != nil {
@@ -256,7 +287,7 @@ func (s *Store) open(e *Entry) (*Reader, *os.File, error) {
 	}
 	if k := rd.Stream().Key; k != e.Key {
 		f.Close()
-		return nil, nil, &CorruptError{File: path, Err: fmt.Errorf("file holds stream %q, the index says %q (bes store check --repair)", k, e.Key)}
+		return nil, nil, &CorruptError{File: path, Err: fmt.Errorf("file holds stream %q, the catalog says %q (bes store check --repair)", k, e.Key)}
 	}
 	return rd, f, nil
 }
@@ -282,7 +313,7 @@ func each(ctx context.Context, rd *Reader, fn func(*bepfile.Event) error) error 
 
 // eachSynced is each for a stream file that bes serve may be appending to
 // while it is read: a record cut off by the end of the file that starts at
-// or after synced, the size the index entry vouches for, is a write in
+// or after synced, the size the catalog entry vouches for, is a write in
 // progress rather than damage, and ends the events cleanly. The events
 // before it are every event the server had synced when the file was opened.
 func eachSynced(ctx context.Context, rd *Reader, synced int64, fn func(*bepfile.Event) error) error {
@@ -308,10 +339,10 @@ func eachSynced(ctx context.Context, rd *Reader, synced int64, fn func(*bepfile.
 }
 
 // streamPath returns the path of e's stream file, refusing names that are
-// not stream file names (the index is a file a user could edit).
+// not stream file names (the catalog is a file a user could edit).
 func (s *Store) streamPath(e *Entry) (string, error) {
 	if !streamFileRE.MatchString(e.File) {
-		return "", fmt.Errorf("store: stream %q: bad file name %q in the index (bes store check --repair)", e.Key, e.File)
+		return "", fmt.Errorf("store: stream %q: bad file name %q in the catalog (bes store check --repair)", e.Key, e.File)
 	}
 	return filepath.Join(s.dir, e.File), nil
 }

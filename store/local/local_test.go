@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -110,7 +111,7 @@ func openStore(t testing.TB, opts ...Option) *Store {
 
 func write(t testing.TB, s *Store, st *bepfile.Stream, evs []bepfile.Event) *StreamWriter {
 	t.Helper()
-	w, err := s.Create(st)
+	w, err := s.create(st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,8 +367,7 @@ func TestDuplicateUnchangedReplace(t *testing.T) {
 	if !e1.Ingested.Equal(now) {
 		t.Errorf("Ingested = %v", e1.Ingested)
 	}
-	indexPath := filepath.Join(s.Dir(), indexName)
-	index1, _ := os.ReadFile(indexPath)
+	index1 := catalogJSON(t, s)
 	file1, _ := os.ReadFile(filepath.Join(s.Dir(), e1.File))
 
 	// Identical content: Unchanged, the stored entry comes back.
@@ -388,9 +388,9 @@ func TestDuplicateUnchangedReplace(t *testing.T) {
 	if !errors.As(err, &dup) || dup.Key != st.Key {
 		t.Fatalf("duplicate commit: %v", err)
 	}
-	index2, _ := os.ReadFile(indexPath)
+	index2 := catalogJSON(t, s)
 	file2, _ := os.ReadFile(filepath.Join(s.Dir(), e1.File))
-	if !bytes.Equal(index1, index2) || !bytes.Equal(file1, file2) {
+	if index1 != index2 || !bytes.Equal(file1, file2) {
 		t.Error("a refused commit changed the store")
 	}
 	assertNoTemp(t, s)
@@ -449,7 +449,7 @@ func TestCreateRejectsBadStream(t *testing.T) {
 		{ID: st.ID, Key: "other", IDBytes: st.IDBytes},
 		{ID: st.ID, Key: st.Key, IDBytes: []byte{0x0a, 0x05}},
 	} {
-		if w, err := s.Create(bad); err == nil {
+		if w, err := s.create(bad); err == nil {
 			w.Abort()
 			t.Errorf("Create(%+v): no error", bad)
 		}
@@ -459,7 +459,7 @@ func TestCreateRejectsBadStream(t *testing.T) {
 
 func TestHostileIDs(t *testing.T) {
 	s := openStore(t)
-	long := strings.Repeat("x", 10000)
+	long := strings.Repeat("x", MaxIDBytes) // the longest ids a store takes
 	ids := []*buildpb.StreamId{
 		{BuildId: "../../../etc/passwd", InvocationId: "/", Component: buildpb.StreamId_TOOL},
 		{BuildId: "..", InvocationId: "..", Component: buildpb.StreamId_TOOL},
@@ -498,7 +498,7 @@ func TestHostileIDs(t *testing.T) {
 			t.Errorf("directory %s in the store", de.Name())
 		}
 	}
-	if len(names) != len(ids)+2 { // + index + lock
+	if len(names) != len(ids)+4 { // + catalog.db, its -wal and -shm, and lock
 		t.Errorf("store holds %q", names)
 	}
 	if _, err := os.Stat(filepath.Join(s.Dir(), "..", "..", "..", "etc")); err == nil {
@@ -622,26 +622,20 @@ func TestListOrderAndStop(t *testing.T) {
 	}
 }
 
-// TestListLarge lists 10,000 entries from the index alone: the stream files
+// TestListLarge lists 10,000 entries from the catalog alone: the stream files
 // do not exist, so List cannot be opening them.
 func TestListLarge(t *testing.T) {
 	s := openStore(t)
 	const n = 10000
-	unlock, err := s.lock(bg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = s.replaceIndex(func(w *bufio.Writer) error {
-		enc := json.NewEncoder(w)
+	err := s.write(bg, func(tx *sql.Tx) error {
 		for i := range n {
 			key := fmt.Sprintf("build-%05d.3.inv-%05d", i, i)
-			if err := enc.Encode(&Entry{Key: key, InvocationID: fmt.Sprintf("inv-%05d", i), Events: int64(i), File: FileName(key), Command: "build"}); err != nil {
+			if err := putEntryTx(bg, tx, &Entry{Key: key, InvocationID: fmt.Sprintf("inv-%05d", i), Events: int64(i), File: FileName(key), Command: "build"}); err != nil {
 				return err
 			}
 		}
 		return nil
-	}, nil)
-	unlock()
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -660,7 +654,7 @@ func TestListLarge(t *testing.T) {
 	if err != nil || len(got) != 1 {
 		t.Errorf("Lookup = %v, %v", entryKeys(got), err)
 	}
-	// A Commit streams the old index into the new one.
+	// A Commit adds to them.
 	st := bepfile.NewStream(&buildpb.StreamId{BuildId: "build-05000x"})
 	mustCommit(t, s, st, nil)
 	i = 0
@@ -673,23 +667,22 @@ func TestCorruptIndex(t *testing.T) {
 	s := openStore(t)
 	st, evs := synthStream()
 	mustCommit(t, s, st, evs)
-	path := filepath.Join(s.Dir(), indexName)
-	good, _ := os.ReadFile(path)
-	for name, data := range map[string]string{
-		"header":   "{}\n" + string(good[len(indexHeader)+1:]),
-		"json":     indexHeader + "\n{not json\n",
-		"order":    indexHeader + "\n{\"key\":\"b\"}\n{\"key\":\"a\"}\n",
-		"dup keys": indexHeader + "\n{\"key\":\"a\"}\n{\"key\":\"a\"}\n",
-	} {
-		os.WriteFile(path, []byte(data), 0o600)
-		err := s.List(bg, func(*Entry) error { return nil })
-		var ie *IndexError
-		if !errors.As(err, &ie) || ie.File != path || ie.Line < 1 {
-			t.Errorf("%s: List = %v", name, err)
-		}
-		if _, _, err := commit(t, s, bepfile.NewStream(&buildpb.StreamId{BuildId: "new"}), nil, false); !errors.As(err, &ie) {
-			t.Errorf("%s: Commit = %v", name, err)
-		}
+	garbleCatalog(t, s)
+	path := filepath.Join(s.Dir(), catalogName)
+	err := s.List(bg, func(*Entry) error { return nil })
+	var ie *IndexError
+	if !errors.As(err, &ie) || ie.File != path || !strings.Contains(err.Error(), "bes store check --repair") {
+		t.Errorf("List = %v", err)
+	}
+	if _, err := s.Lookup(bg, st.Key); !errors.As(err, &ie) {
+		t.Errorf("Lookup = %v", err)
+	}
+	if _, _, err := commit(t, s, bepfile.NewStream(&buildpb.StreamId{BuildId: "new"}), nil, false); !errors.As(err, &ie) {
+		t.Errorf("Commit = %v", err)
+	}
+	// Opening the store does not fail: Check and Repair must be able to.
+	if _, err := Open(s.Dir()); err != nil {
+		t.Errorf("Open = %v", err)
 	}
 	// Rebuild repairs it.
 	if err := s.Rebuild(bg); err != nil {
@@ -764,10 +757,10 @@ func TestRebuild(t *testing.T) {
 	mustCommit(t, s, st3, evs3)
 	before := list(t, s)
 
-	// Lose the index: everything but the source fields comes back.
-	os.Remove(filepath.Join(s.Dir(), indexName))
+	// Lose the catalog: everything but the source fields comes back.
+	loseCatalog(t, s)
 	if got := list(t, s); len(got) != 0 {
-		t.Fatalf("list without index: %d", len(got))
+		t.Fatalf("list without catalog: %d", len(got))
 	}
 	if err := s.Rebuild(bg); err != nil {
 		t.Fatal(err)
@@ -787,23 +780,19 @@ func TestRebuild(t *testing.T) {
 		}
 	}
 
-	// Commit again, then drop one line of the index: Rebuild restores it
-	// and keeps the source fields of the others.
-	os.Remove(filepath.Join(s.Dir(), indexName))
+	// Commit again, then drop one entry of the catalog: Rebuild restores
+	// it and keeps the source fields of the others.
+	loseCatalog(t, s)
 	for _, w := range []struct {
 		st  *bepfile.Stream
 		evs []bepfile.Event
 	}{{st1, evs1}, {st2, evs2}, {st3, evs3}} {
 		commit(t, s, w.st, w.evs, false)
 	}
-	path := filepath.Join(s.Dir(), indexName)
-	data, _ := os.ReadFile(path)
-	lines := strings.SplitAfter(string(data), "\n")
-	var dropped Entry
-	json.Unmarshal([]byte(lines[2]), &dropped)
-	os.WriteFile(path, []byte(lines[0]+lines[1]+lines[3]), 0o600)
+	dropped := *list(t, s)[1]
+	rewriteEntry(t, s, dropped.Key, func(*Entry) bool { return false })
 	if len(list(t, s)) != 2 {
-		t.Fatal("index edit failed")
+		t.Fatal("catalog edit failed")
 	}
 	// Also a damaged stream file, which is left out.
 	os.WriteFile(filepath.Join(s.Dir(), FileName("junk")), []byte("BESS\x01\x05"), 0o600)
@@ -857,7 +846,7 @@ func TestConcurrentCommits(t *testing.T) {
 			for i := range per {
 				st := bepfile.NewStream(&buildpb.StreamId{BuildId: fmt.Sprintf("w%02d-%02d", w, i), Component: buildpb.StreamId_TOOL})
 				evs := []bepfile.Event{{Seq: 1, Payload: []byte{byte(w), byte(i)}}}
-				cw, err := s.Create(st)
+				cw, err := s.create(st)
 				if err != nil {
 					t.Error(err)
 					return
@@ -868,7 +857,7 @@ func TestConcurrentCommits(t *testing.T) {
 				}
 				// Everyone also races on one shared key with identical content.
 				shared := bepfile.NewStream(&buildpb.StreamId{BuildId: "shared"})
-				cw, _ = s.Create(shared)
+				cw, _ = s.create(shared)
 				if _, _, err := cw.Commit(bg, "", "", false); err != nil {
 					t.Error(err)
 				}
@@ -945,7 +934,7 @@ func helperProcess(t *testing.T, dir, id string) {
 	}
 	for i := range n {
 		st := bepfile.NewStream(&buildpb.StreamId{BuildId: fmt.Sprintf("p%s-%03d", id, i), Component: buildpb.StreamId_TOOL})
-		w, err := s.Create(st)
+		w, err := s.create(st)
 		if err != nil {
 			t.Fatal(err)
 		}

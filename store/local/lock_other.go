@@ -8,9 +8,13 @@ import "os"
 // as on Windows.
 const closeBeforeRename = true
 
-// tryLock always succeeds: without flock, only the Store's own mutex
-// serialises writers, so concurrent processes may lose index entries
-// (Rebuild restores them).
+// tryLock always succeeds: without flock, the catalog's own locking still
+// serialises writers, but live writers' files cannot be told apart, so
+// Repair must run while no other bes writes to the store.
 func tryLock(f *os.File) (bool, error) { return true, nil }
 
 func unlockFile(f *os.File) {}
+
+func tryLockShared(f *os.File) (bool, error) { return true, nil }
+
+const noFollow = 0

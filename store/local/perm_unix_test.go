@@ -27,13 +27,13 @@ func TestOwnerOnlyPermissions(t *testing.T) {
 	st, evs, _ := obeStream(t)
 	mustCommit(t, s, st, evs[:10])
 	other, oevs := synthNamed("appended", 4)
-	a, _, err := s.OpenAppend(bg, other, AppendOptions{IndexInterval: time.Hour})
+	a, _, err := s.openAppend(bg, other, AppendOptions{IndexInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	appendAll(t, a, oevs, 2)
 	tmp, _ := synthNamed("being written", 0)
-	w, err := s.Create(tmp)
+	w, err := s.create(tmp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestOwnerOnlyPermissions(t *testing.T) {
 			}
 			return nil
 		})
-		if n < 4 { // two streams, the index, the lock (and the temporary file)
+		if n < 6 { // two streams, the catalog (.db, -wal, -shm), the lock (and the temporary file)
 			t.Errorf("%s: only %d files", when, n)
 		}
 	}
@@ -70,7 +70,7 @@ func TestOwnerOnlyPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("after rebuild")
-	os.Remove(filepath.Join(s.Dir(), indexName))
+	loseCatalog(t, s)
 	if _, err := s.Repair(bg); err != nil {
 		t.Fatal(err)
 	}

@@ -67,7 +67,7 @@ func TestCommitBinaryAndJSON(t *testing.T) {
 				if err != nil || res != Unchanged || e2.Digest != e1.Digest || e2.Source != e1.Source {
 					t.Errorf("%s then %s: Commit = %+v, %v, %v; want the first entry, unchanged", order[0], order[1], e2, res, err)
 				}
-				out, err := s.CommitAll(bg, []*StreamWriter{write(t, s, second.st, second.evs)}, "again", "ndjson", false)
+				out, err := s.commitAll(bg, []*StreamWriter{write(t, s, second.st, second.evs)}, "again", "ndjson", false)
 				if err != nil || out[0].Err != nil || out[0].Result != Unchanged || out[0].Entry.Digest != e1.Digest {
 					t.Errorf("%s then %s: CommitAll = %+v, %v; want unchanged", order[0], order[1], out, err)
 				}

@@ -1,9 +1,11 @@
 package local
 
 import (
-	"bufio"
+	"bytes"
+	clist "container/list"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,61 +16,86 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
+	"github.com/bes-cli/bes/store/bess"
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 	"google.golang.org/protobuf/proto"
 )
 
-// ErrWriterClosed is returned by a StreamWriter used after Commit or Abort.
-var ErrWriterClosed = errors.New("store: stream writer already committed or aborted")
+// ErrWriterClosed is returned by a StreamWriter used after Commit or Abort
+// (store.ErrWriterClosed).
+var ErrWriterClosed = store.ErrWriterClosed
 
 // StreamWriter writes one stream into a temporary file of the store; Commit
-// puts it in place and into the index, Abort throws it away. Nothing of it
-// is visible before Commit. A StreamWriter is not safe for concurrent use.
+// puts it in place and into the catalog, Abort throws it away. Nothing of
+// it is visible before Commit. It buffers up to 32 KiB of encoded events
+// and keeps its file open only while it writes them out (see tempfiles.go),
+// so that any number of StreamWriters hold at most MaxOpenTempFiles files
+// open. A StreamWriter is not safe for concurrent use; distinct ones are.
 type StreamWriter struct {
 	s       *Store
 	stream  *bepfile.Stream
+	path    string // the temporary file
 	f       *os.File
-	bw      *bufio.Writer
+	elem    *clist.Element // its place in tempPool's idle list, or nil
+	pending bytes.Buffer
 	h       hash.Hash
-	enc     encoder
+	enc     *bess.Encoder
 	meta    store.Meta
-	size    int64
+	size    int64 // bytes encoded
+	written int64 // bytes written to the file
 	err     error // first write error; sticky
 	closed  bool
 	renamed bool // the temporary file became the stream file
 }
 
-// Create starts writing a stream file for st. st.IDBytes must be a valid
+// create starts writing a stream file for st (Create in its store.Backend
+// form returns it as a store.Writer). st.IDBytes must be a valid
 // StreamId encoding whose key is st.Key (as bepfile produces them); they
-// and st.TypeURL are stored exactly. The caller must end the writer with
-// Commit or Abort.
-func (s *Store) Create(st *bepfile.Stream) (*StreamWriter, error) {
-	if st == nil {
-		return nil, errors.New("store: create: nil stream")
-	}
-	id := &buildpb.StreamId{}
-	if err := proto.Unmarshal(st.IDBytes, id); err != nil {
-		return nil, fmt.Errorf("store: create %q: bad stream id bytes: %w", st.Key, err)
-	}
-	if k := bepfile.Key(id); k != st.Key {
-		return nil, fmt.Errorf("store: create %q: stream id bytes have key %q", st.Key, k)
-	}
-	f, err := createLockedTemp(s.dir, ".stream-*"+tmpSuffix)
+// and st.TypeURL are stored exactly. A stream whose identity exceeds the
+// store's limits gives an error wrapping ErrLimit (CheckStreamID), and
+// nothing is written. The caller must end the writer with Commit or Abort.
+func (s *Store) create(st *bepfile.Stream) (*StreamWriter, error) {
+	id, err := checkStream("create", st)
 	if err != nil {
+		return nil, err
+	}
+	path, err := s.ownTemp()
+	if err != nil {
+		return nil, err
+	}
+	w := &StreamWriter{s: s, path: path, h: sha256.New()}
+	if _, err := tempPool.acquire(w, true); err != nil {
+		s.disownTemp()
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	w := &StreamWriter{s: s, f: f, h: sha256.New()}
+	tempPool.release(w)
 	// Keep our own copy of the identity, with the id decoded from the bytes
 	// stored, so the entry describes exactly what a reader will see.
 	w.stream = &bepfile.Stream{ID: id, Key: st.Key, IDBytes: st.IDBytes, TypeURL: st.TypeURL}
-	w.bw = bufio.NewWriterSize(io.MultiWriter(f, w.h), 64<<10)
-	w.enc.w = w.bw
-	if err := w.enc.header(w.stream); err != nil {
-		w.Abort()
-		return nil, fmt.Errorf("store: write %s: %w", f.Name(), err)
-	}
-	w.size = int64(len(w.enc.buf))
+	w.enc = bess.NewEncoder(io.MultiWriter(&w.pending, w.h))
+	n, _ := w.enc.Header(w.stream) // into memory: cannot fail
+	w.size = int64(n)
 	return w, nil
+}
+
+// checkStream checks the identity of a stream to be written: a valid
+// StreamId encoding whose key is st.Key, within the store's limits. It
+// returns the decoded id.
+func checkStream(op string, st *bepfile.Stream) (*buildpb.StreamId, error) {
+	if st == nil {
+		return nil, fmt.Errorf("store: %s: nil stream", op)
+	}
+	if err := CheckStreamID(st); err != nil {
+		return nil, err
+	}
+	id := &buildpb.StreamId{}
+	if err := proto.Unmarshal(st.IDBytes, id); err != nil {
+		return nil, fmt.Errorf("store: %s %s: bad stream id bytes: %w", op, ShortKey(st.Key), err)
+	}
+	if k := bepfile.Key(id); k != st.Key {
+		return nil, fmt.Errorf("store: %s %s: stream id bytes have key %s", op, ShortKey(st.Key), ShortKey(k))
+	}
+	return id, nil
 }
 
 // Append writes one event and feeds it to the stream's metadata.
@@ -79,13 +106,33 @@ func (w *StreamWriter) Append(ev *bepfile.Event) error {
 	if w.err != nil {
 		return w.err
 	}
-	n, err := w.enc.record(ev)
+	n, _ := w.enc.Record(ev) // into memory: cannot fail
 	w.size += int64(n)
+	w.meta.Observe(ev)
+	if w.pending.Len() >= spillSize {
+		return w.spill()
+	}
+	return nil
+}
+
+// spill writes the buffered bytes to the file.
+func (w *StreamWriter) spill() error {
+	if w.pending.Len() == 0 {
+		return nil
+	}
+	f, err := tempPool.acquire(w, false)
 	if err != nil {
-		w.err = fmt.Errorf("store: write %s: %w", w.f.Name(), err)
+		w.err = fmt.Errorf("store: write %s: %w", w.path, err)
 		return w.err
 	}
-	w.meta.Observe(ev)
+	defer tempPool.release(w)
+	n, err := f.WriteAt(w.pending.Bytes(), w.written)
+	w.written += int64(n)
+	if err != nil {
+		w.err = fmt.Errorf("store: write %s: %w", w.path, err)
+		return w.err
+	}
+	w.pending.Reset()
 	return nil
 }
 
@@ -95,10 +142,10 @@ func (w *StreamWriter) Meta() store.Meta { return w.meta }
 // Stream returns the stream being written.
 func (w *StreamWriter) Stream() *bepfile.Stream { return w.stream }
 
-// Commit makes the stream durable and lists it in the index, atomically:
-// the stream file is fsynced and renamed into place, and the index
-// rewritten, under the store's lock. It returns the stream's entry and what
-// it did:
+// Commit makes the stream durable and lists it in the catalog, atomically:
+// in one write transaction of the catalog, the stream file (fsynced) is
+// renamed into place and its entry written. It returns the stream's entry
+// and what it did:
 //
 //   - Created when the key is new;
 //   - Unchanged, with the entry already stored, when the key exists with the
@@ -107,7 +154,9 @@ func (w *StreamWriter) Stream() *bepfile.Stream { return w.stream }
 //     invocation; see sameStream): nothing is written;
 //   - with replace, Replaced when the key exists with other bytes;
 //   - without replace, a *store.DuplicateStreamError when the key exists
-//     with other content: nothing is changed.
+//     with other content: nothing is changed;
+//   - an error wrapping ErrStreamBusy when an Appender (bes serve) holds
+//     the stream's file: nothing is changed.
 //
 // source and format are recorded in the entry. After Commit, successful or
 // not, the writer is closed and its temporary file is gone.
@@ -123,74 +172,86 @@ func (w *StreamWriter) Commit(ctx context.Context, source, format string, replac
 		return nil, 0, err
 	}
 	s := w.s
-	entry := NewEntry(w.stream, &w.meta)
-	entry.Size = w.size
-	entry.Digest = hex.EncodeToString(w.h.Sum(nil))
-	entry.Source, entry.Format = source, format
-	entry.Ingested = s.now().UTC()
-	final := filepath.Join(s.dir, entry.File)
-
-	unlock, err := s.lock(ctx)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer unlock()
-	var result CommitResult
-	var kept *Entry
-	_, err = s.updateIndex(ctx, entry.Key, func(old *Entry) (*Entry, error) {
-		switch {
-		case fileHeld(final): // a stream being received live
-			return nil, fmt.Errorf("store: stream %q: %w", entry.Key, ErrStreamBusy)
-		case old == nil:
-			result = Created
-		case old.Digest == entry.Digest && old.File == entry.File && fileExists(final),
-			!replace && old.File == entry.File && sameStreamAs(final, w.f.Name()):
-			result, kept = Unchanged, old
-			return nil, nil
-		case !replace:
-			return nil, &store.DuplicateStreamError{Key: entry.Key}
-		default:
-			result = Replaced
+	entry := w.entry(source, format)
+	var out store.CommitOutcome
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		old, err := getEntryTx(ctx, tx, entry.Key)
+		if err != nil {
+			return err
 		}
-		return entry, nil
-	}, func() error {
-		if err := os.Rename(w.f.Name(), final); err != nil {
-			return fmt.Errorf("store: %w", err)
+		out = s.decide(w, entry, old, replace)
+		if out.Err != nil || out.Result == Unchanged {
+			return nil
 		}
-		w.renamed = true
-		// The stream file's name is durable before the index names it.
+		if err := w.rename(); err != nil {
+			return err
+		}
+		// The stream file's name is durable before the catalog names it.
 		if err := s.syncDir(); err != nil {
 			return fmt.Errorf("store: sync %s: %w", s.dir, err)
 		}
-		return nil
+		return putEntryTx(ctx, tx, entry)
 	})
-	// Close the file, and so release its flock, while the store is still
-	// locked: a renamed stream file a closed writer still held would look,
-	// to the next committer, like one an Appender is receiving (busy).
-	w.Abort()
 	if err != nil {
 		return nil, 0, err
 	}
-	if result == Unchanged {
-		return kept, Unchanged, nil
-	}
-	return entry, result, nil
+	return out.Entry, out.Result, out.Err
 }
 
-// finish flushes and fsyncs the temporary file. Where flock exists the file
-// stays open, and locked, until it is renamed (Abort closes it): Repair
-// removes only temporary files no writer has locked.
+// entry returns the writer's entry, once finished.
+func (w *StreamWriter) entry(source, format string) *Entry {
+	e := NewEntry(w.stream, &w.meta)
+	e.Size = w.size
+	e.Digest = hex.EncodeToString(w.h.Sum(nil))
+	e.Source, e.Format = source, format
+	e.Ingested = w.s.now().UTC()
+	return e
+}
+
+// decide is Commit's decision for the stream of w, with entry, given the
+// entry stored under its key (nil if none). The caller holds the catalog's
+// write transaction, so no Appender can take the stream file meanwhile.
+func (s *Store) decide(w *StreamWriter, entry, old *Entry, replace bool) store.CommitOutcome {
+	final := filepath.Join(s.dir, entry.File)
+	switch {
+	case fileHeld(final): // a stream being received live
+		return store.CommitOutcome{Err: fmt.Errorf("store: stream %s: %w", ShortKey(entry.Key), ErrStreamBusy)}
+	case old == nil:
+		return store.CommitOutcome{Entry: entry, Result: Created}
+	case old.Digest == entry.Digest && old.File == entry.File && fileExists(final),
+		!replace && old.File == entry.File && sameStreamAs(final, w.path):
+		return store.CommitOutcome{Entry: old, Result: Unchanged}
+	case !replace:
+		return store.CommitOutcome{Err: &store.DuplicateStreamError{Key: entry.Key}}
+	}
+	return store.CommitOutcome{Entry: entry, Result: Replaced}
+}
+
+// rename puts the temporary file in place as the stream file.
+func (w *StreamWriter) rename() error {
+	if err := os.Rename(w.path, filepath.Join(w.s.dir, FileName(w.stream.Key))); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	w.renamed = true
+	return nil
+}
+
+// finish writes what is buffered, fsyncs the temporary file and closes it.
 func (w *StreamWriter) finish() error {
-	if err := w.bw.Flush(); err != nil {
-		return fmt.Errorf("store: write %s: %w", w.f.Name(), err)
+	if err := w.spill(); err != nil {
+		return err
 	}
-	if err := w.f.Sync(); err != nil {
-		return fmt.Errorf("store: sync %s: %w", w.f.Name(), err)
+	f, err := tempPool.acquire(w, false)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
 	}
-	if closeBeforeRename {
-		if err := w.f.Close(); err != nil {
-			return fmt.Errorf("store: close %s: %w", w.f.Name(), err)
-		}
+	err = f.Sync()
+	tempPool.release(w)
+	if err != nil {
+		return fmt.Errorf("store: sync %s: %w", w.path, err)
+	}
+	if err := tempPool.close(w); err != nil {
+		return fmt.Errorf("store: close %s: %w", w.path, err)
 	}
 	return nil
 }
@@ -202,17 +263,18 @@ func (w *StreamWriter) Abort() error {
 		return nil
 	}
 	w.closed = true
-	w.f.Close()
+	defer w.s.disownTemp()
+	tempPool.close(w)
 	if w.renamed {
 		return nil
 	}
-	if err := os.Remove(w.f.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(w.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("store: %w", err)
 	}
 	return nil
 }
 
 func fileExists(path string) bool {
-	fi, err := os.Stat(path)
+	fi, err := os.Lstat(path)
 	return err == nil && fi.Mode().IsRegular()
 }

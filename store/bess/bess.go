@@ -1,0 +1,364 @@
+// Package bess is the codec of bes's compact stream files (.bess): one build
+// event stream per file, a header naming the stream and then one record per
+// event, 1.0035× the size of the raw Bazel events they hold. It knows
+// nothing of where the files live or how they are catalogued; a backend
+// (store/local) keeps them and lists them.
+//
+// Format, version 1. All integers are unsigned LEB128 varints (protobuf
+// varints); "zigzag" marks signed values in protobuf's zigzag form.
+//
+//	file    = header record*
+//	header  = "BESS" version:byte(1) len:varint streamID:bytes len:varint typeURL:bytes
+//	record  = flags:varint [seq:varint] [secondsDelta:zigzag nanos:zigzag] len:varint data:bytes
+//
+// streamID is the StreamId's wire encoding exactly as read
+// (bepfile.Stream.IDBytes). Record flags:
+//
+//	bit 0 (flagRaw)  data is a whole OrderedBuildEvent (bepfile.Event.Raw);
+//	                 otherwise it is the Bazel payload (bepfile.Event.Payload)
+//	bit 1 (flagTime) the event has an event time; secondsDelta is its seconds
+//	                 minus those of the previous record that had a time (0
+//	                 before the first), nanos its nanoseconds
+//	bit 2 (flagSeq)  seq is present (as uint64(Seq)); when clear, Seq is the
+//	                 previous record's Seq + 1 (1 for the first record)
+//
+// Other bits are reserved: a reader that meets one fails, since it cannot
+// know what follows. There is no footer: a file written whole is put in
+// place atomically by its writer, and a file appended to live ends where its
+// last synced record ends, so the reader's caller decides whether a record
+// cut short at the end is damage or a write in progress.
+package bess
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/bes-cli/bes/bepfile"
+	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+const (
+	// Magic starts every stream file.
+	Magic = "BESS"
+	// Version is the format version this package reads and writes.
+	Version = 1
+
+	flagRaw  = 1 << 0
+	flagTime = 1 << 1
+	flagSeq  = 1 << 2
+	flagsAll = flagRaw | flagTime | flagSeq
+
+	// MaxHeaderField bounds the StreamId and the type URL of a header, in
+	// bytes: a reader refuses a longer one as corrupt. Writers (store/local)
+	// refuse ids far shorter than this before they write anything.
+	MaxHeaderField = 16 << 20
+	// DefaultMaxRecordSize bounds one record's data when the file size is
+	// not known. Bazel events over 50 MiB have been seen in the wild.
+	DefaultMaxRecordSize = 1 << 30
+)
+
+// CorruptError reports a stream file that cannot be read: its name, the
+// byte offset where reading failed, and the cause (io.ErrUnexpectedEOF for a
+// file cut short). Test for it with errors.As.
+type CorruptError struct {
+	File   string
+	Offset int64
+	Err    error
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("%s: corrupt stream file at offset %d: %v", e.File, e.Offset, e.Err)
+}
+
+func (e *CorruptError) Unwrap() error { return e.Err }
+
+// Encoder writes the stream file format to a writer: Header once, then
+// Record for each event. Its state (the previous record's sequence number
+// and seconds, which records are written relative to) can continue a file
+// that a Reader read to its end (Continue). An Encoder is not safe for
+// concurrent use; copying one copies its state.
+type Encoder struct {
+	w       io.Writer
+	prevSeq int64
+	prevSec int64
+	buf     []byte
+}
+
+// NewEncoder returns an Encoder writing to w, at the start of a file.
+func NewEncoder(w io.Writer) *Encoder { return &Encoder{w: w} }
+
+// SetWriter makes e write to w from now on, keeping its state.
+func (e *Encoder) SetWriter(w io.Writer) { e.w = w }
+
+// Continue sets e's state to continue the file that rd has read so far:
+// the next record e writes follows rd's last.
+func (e *Encoder) Continue(rd *Reader) { e.prevSeq, e.prevSec = rd.prevSeq, rd.prevSec }
+
+// Header writes the file header for st (its IDBytes and TypeURL exactly)
+// and returns the number of bytes written.
+func (e *Encoder) Header(st *bepfile.Stream) (int, error) {
+	b := append(e.buf[:0], Magic...)
+	b = append(b, Version)
+	b = protowire.AppendBytes(b, st.IDBytes)
+	b = protowire.AppendString(b, st.TypeURL)
+	e.buf = b
+	return e.w.Write(b)
+}
+
+// Record writes one event and returns the number of bytes written.
+func (e *Encoder) Record(ev *bepfile.Event) (int, error) {
+	data := ev.Payload
+	var flags uint64
+	if ev.Raw != nil {
+		flags |= flagRaw
+		data = ev.Raw
+	}
+	if ev.HasTime {
+		flags |= flagTime
+	}
+	if ev.Seq != e.prevSeq+1 {
+		flags |= flagSeq
+	}
+	b := protowire.AppendVarint(e.buf[:0], flags)
+	if flags&flagSeq != 0 {
+		b = protowire.AppendVarint(b, uint64(ev.Seq))
+	}
+	if ev.HasTime {
+		b = protowire.AppendVarint(b, protowire.EncodeZigZag(ev.Time.Seconds-e.prevSec))
+		b = protowire.AppendVarint(b, protowire.EncodeZigZag(int64(ev.Time.Nanos)))
+		e.prevSec = ev.Time.Seconds
+	}
+	b = protowire.AppendVarint(b, uint64(len(data)))
+	e.buf = b
+	e.prevSeq = ev.Seq
+	n, err := e.w.Write(b)
+	if err != nil {
+		return n, err
+	}
+	m, err := e.w.Write(data)
+	return n + m, err
+}
+
+// Reader reads a stream file one event at a time, with bounded buffering:
+// it holds one event's data at a time.
+type Reader struct {
+	r       *bufio.Reader
+	name    string
+	size    int64 // -1 if unknown
+	off     int64
+	stream  *bepfile.Stream
+	prevSeq int64
+	prevSec int64
+	err     error
+
+	// MaxRecordSize bounds one record's data; longer records are reported
+	// as corrupt. NewReader sets it to DefaultMaxRecordSize.
+	MaxRecordSize int64
+}
+
+// NewReader reads the header of a stream file from r and returns a Reader
+// positioned at the first event. name is used in errors only. size is the
+// file's size, or -1 if unknown; when known, no length prefix larger than
+// the rest of the file is believed. Errors are *CorruptError (or r's own
+// read errors, wrapped in one); a header cut short wraps
+// io.ErrUnexpectedEOF.
+func NewReader(r io.Reader, name string, size int64) (*Reader, error) {
+	br, ok := r.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReaderSize(r, 64<<10)
+	}
+	rd := &Reader{r: br, name: name, size: size, MaxRecordSize: DefaultMaxRecordSize}
+	var head [len(Magic) + 1]byte
+	if _, err := io.ReadFull(br, head[:]); err != nil {
+		return nil, rd.corrupt(0, fmt.Errorf("reading header: %w", eofIsUnexpected(err)))
+	}
+	rd.off = int64(len(head))
+	if string(head[:len(Magic)]) != Magic {
+		return nil, rd.corrupt(0, errors.New("not a bes stream file (bad magic)"))
+	}
+	if v := head[len(Magic)]; v != Version {
+		return nil, rd.corrupt(int64(len(Magic)), fmt.Errorf("unsupported stream file version %d (this bes reads version %d)", v, Version))
+	}
+	start := rd.off
+	idBytes, err := rd.bytes(MaxHeaderField)
+	if err != nil {
+		return nil, err
+	}
+	url, err := rd.bytes(MaxHeaderField)
+	if err != nil {
+		return nil, err
+	}
+	id := &buildpb.StreamId{}
+	if err := proto.Unmarshal(idBytes, id); err != nil {
+		return nil, rd.corrupt(start, fmt.Errorf("bad stream id: %w", err))
+	}
+	rd.stream = &bepfile.Stream{ID: id, Key: bepfile.Key(id), IDBytes: idBytes, TypeURL: string(url)}
+	return rd, nil
+}
+
+// Stream returns the stream the file holds, as its header describes it.
+func (rd *Reader) Stream() *bepfile.Stream { return rd.stream }
+
+// Offset returns the offset of the next record.
+func (rd *Reader) Offset() int64 { return rd.off }
+
+// Next returns the next event. It returns io.EOF, unwrapped, at the clean
+// end of the file, and a *CorruptError for anything else, including a file
+// that ends inside a record (wrapping io.ErrUnexpectedEOF). Once it has
+// failed it keeps failing. The event and its data are freshly allocated and
+// belong to the caller.
+func (rd *Reader) Next() (*bepfile.Event, error) {
+	if rd.err != nil {
+		return nil, rd.err
+	}
+	ev, err := rd.next()
+	if err != nil {
+		rd.err = err
+	}
+	return ev, err
+}
+
+func (rd *Reader) next() (*bepfile.Event, error) {
+	start := rd.off
+	if _, err := rd.r.Peek(1); err == io.EOF {
+		if rd.size >= 0 && rd.off != rd.size {
+			return nil, rd.corrupt(rd.off, fmt.Errorf("file ends at %d, expected %d bytes", rd.off, rd.size))
+		}
+		return nil, io.EOF
+	}
+	flags, err := rd.varint()
+	if err != nil {
+		return nil, err
+	}
+	if flags&^flagsAll != 0 {
+		return nil, rd.corrupt(start, fmt.Errorf("unknown record flags %#x", flags&^flagsAll))
+	}
+	ev := &bepfile.Event{Seq: rd.prevSeq + 1}
+	if flags&flagSeq != 0 {
+		v, err := rd.varint()
+		if err != nil {
+			return nil, err
+		}
+		ev.Seq = int64(v)
+	}
+	if flags&flagTime != 0 {
+		d, err := rd.varint()
+		if err != nil {
+			return nil, err
+		}
+		ns, err := rd.varint()
+		if err != nil {
+			return nil, err
+		}
+		nanos := protowire.DecodeZigZag(ns)
+		if int64(int32(nanos)) != nanos {
+			return nil, rd.corrupt(start, fmt.Errorf("nanoseconds %d out of range", nanos))
+		}
+		ev.HasTime = true
+		ev.Time = bepfile.Timestamp{Seconds: rd.prevSec + protowire.DecodeZigZag(d), Nanos: int32(nanos)}
+	}
+	limit := rd.MaxRecordSize
+	if limit <= 0 {
+		limit = DefaultMaxRecordSize
+	}
+	data, err := rd.bytes(limit)
+	if err != nil {
+		return nil, err
+	}
+	if flags&flagRaw != 0 {
+		ev.Raw = data
+	} else {
+		ev.Payload = data
+	}
+	rd.prevSeq = ev.Seq
+	if ev.HasTime {
+		rd.prevSec = ev.Time.Seconds
+	}
+	return ev, nil
+}
+
+// varint reads one varint.
+func (rd *Reader) varint() (uint64, error) {
+	start := rd.off
+	var x uint64
+	for i := 0; ; i++ {
+		c, err := rd.r.ReadByte()
+		if err != nil {
+			return 0, rd.corrupt(start, fmt.Errorf("reading varint: %w", eofIsUnexpected(err)))
+		}
+		rd.off++
+		if i == 9 && c > 1 {
+			return 0, rd.corrupt(start, errors.New("varint overflows 64 bits"))
+		}
+		x |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			return x, nil
+		}
+	}
+}
+
+// bytes reads a varint length and that many bytes, allocating only after
+// checking the length against limit and the rest of the file.
+func (rd *Reader) bytes(limit int64) ([]byte, error) {
+	start := rd.off
+	n, err := rd.varint()
+	if err != nil {
+		return nil, err
+	}
+	if n > uint64(limit) {
+		return nil, rd.corrupt(start, fmt.Errorf("length %d exceeds the limit of %d bytes", n, limit))
+	}
+	if rd.size >= 0 && n > uint64(rd.size-rd.off) {
+		return nil, rd.corrupt(start, fmt.Errorf("length %d exceeds the %d bytes left in the file: %w", n, rd.size-rd.off, io.ErrUnexpectedEOF))
+	}
+	b, err := readN(rd.r, int(n))
+	if err != nil {
+		return nil, rd.corrupt(start, fmt.Errorf("reading %d bytes: %w", n, eofIsUnexpected(err)))
+	}
+	rd.off += int64(n)
+	return b, nil
+}
+
+// readChunk is the size up to which readN allocates its buffer at once.
+const readChunk = 1 << 20
+
+// readN reads exactly n bytes into a new slice of capacity n. Beyond
+// readChunk the buffer grows as the bytes arrive, so that a length that
+// a short or damaged file merely claims (when its size is not known) costs
+// no more memory than the bytes really there.
+func readN(r io.Reader, n int) ([]byte, error) {
+	if n <= readChunk {
+		b := make([]byte, n)
+		_, err := io.ReadFull(r, b)
+		return b, err
+	}
+	b := make([]byte, 0, readChunk)
+	for len(b) < n {
+		if len(b) == cap(b) {
+			nb := make([]byte, len(b), min(2*cap(b), n))
+			copy(nb, b)
+			b = nb
+		}
+		m, err := io.ReadFull(r, b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+func (rd *Reader) corrupt(off int64, err error) error {
+	return &CorruptError{File: rd.name, Offset: off, Err: err}
+}
+
+func eofIsUnexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

@@ -168,7 +168,25 @@ func UnknownEnumNumber(name string) protoreflect.EnumNumber {
 		h ^= uint32(name[i])
 		h *= 16777619
 	}
-	return protoreflect.EnumNumber(1<<29 | h&(1<<28-1))
+	n := protoreflect.EnumNumber(1<<29 | h&(1<<28-1))
+	unknownNames.LoadOrStore(n, name)
+	return n
+}
+
+// unknownNames remembers the names UnknownEnumNumber was given, by number,
+// for UnknownEnumName.
+var unknownNames sync.Map // protoreflect.EnumNumber → string
+
+// UnknownEnumName returns the name that Bazel's JSON file gave an enum
+// value unknown to bes, when n is the UnknownEnumNumber of a name this
+// process read: views show "NEW_STATUS" rather than the made-up number.
+// Safe for concurrent use.
+func UnknownEnumName(n protoreflect.EnumNumber) (string, bool) {
+	v, ok := unknownNames.Load(n)
+	if !ok {
+		return "", false
+	}
+	return v.(string), true
 }
 
 // ErrNotBuildEvent is wrapped by the error of DecodeBuildEvent and

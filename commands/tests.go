@@ -80,7 +80,10 @@ type runRow struct {
 }
 
 func (r testRow) status() string {
-	if r.Aborted != nil {
+	switch {
+	case r.DidNotReport:
+		return r.Status + " (did not report)"
+	case r.Aborted != nil:
 		return r.Status + " (aborted: " + r.Aborted.Reason + ")"
 	}
 	return r.Status

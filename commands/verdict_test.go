@@ -149,3 +149,24 @@ func TestViewsTellSharedInvocationsApart(t *testing.T) {
 		t.Errorf("summary of a query:\n%s", out)
 	}
 }
+
+func TestUnknownStatusSameVerdictBothForms(t *testing.T) {
+	// A status a newer Bazel adds: the JSON file names it, the binary
+	// file gives its number. Both fail the gate; each shows what it has.
+	dir := t.TempDir()
+	lines := []string{
+		`{"id":{"started":{}},"started":{"uuid":"inv-new","command":"test"}}`,
+		`{"id":{"targetConfigured":{"label":"//t:t"}},"configured":{"targetKind":"sh_test rule"}}`,
+		`{"id":{"testResult":{"label":"//t:t","run":1,"shard":1,"attempt":1,"configuration":{"id":"c"}}},"testResult":{"status":"NEW_STATUS"}}`,
+		`{"id":{"testSummary":{"label":"//t:t","configuration":{"id":"c"}}},"testSummary":{"overallStatus":"NEW_STATUS"}}`,
+		`{"id":{"buildFinished":{}},"finished":{"exitCode":{"name":"TESTS_FAILED","code":3}},"lastMessage":true}`,
+	}
+	path := filepath.Join(dir, "new.json")
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := runCLI(t, "tests", path)
+	if code != ExitTestFail || !strings.Contains(out, "NEW_STATUS") || strings.Count(stderr, "NEW_STATUS") != 2 {
+		t.Errorf("JSON: exit %d, want %d, the name in the table and one notice per field:\n%s%s", code, ExitTestFail, out, stderr)
+	}
+}

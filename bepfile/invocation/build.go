@@ -417,6 +417,9 @@ func (b *Builder) add(seq int64, be *bes.BuildEvent) {
 		if name == "" {
 			name = c.GetPlatformName()
 		}
+		if name == "" {
+			break // Bazel's "none" configuration (source files) has no name
+		}
 		if c.GetIsTool() {
 			name += " (exec)"
 		}
@@ -559,7 +562,7 @@ func (b *Builder) testResult(id *bes.BuildEventId_TestResultId, r *bes.TestResul
 	t := b.test(id.GetLabel(), id.GetConfiguration().GetId())
 	run := &TestRun{
 		Run: int(id.GetRun()), Shard: int(id.GetShard()), Attempt: int(id.GetAttempt()),
-		Status:         r.GetStatus().String(),
+		Status:         statusName(r.GetStatus()),
 		StatusDetails:  r.GetStatusDetails(),
 		CachedLocally:  r.GetCachedLocally(),
 		CachedRemotely: r.GetExecutionInfo().GetCachedRemotely(),
@@ -582,7 +585,7 @@ func (b *Builder) testResult(id *bes.BuildEventId_TestResultId, r *bes.TestResul
 func (b *Builder) testSummary(seq int64, id *bes.BuildEventId_TestSummaryId, s *bes.TestSummary) {
 	t := b.test(id.GetLabel(), id.GetConfiguration().GetId())
 	t.HasSummary = true
-	t.Status = s.GetOverallStatus().String()
+	t.Status = statusName(s.GetOverallStatus())
 	t.TotalRuns = int(s.GetTotalRunCount())
 	t.RunCount = int(s.GetRunCount())
 	t.Shards = int(s.GetShardCount())
@@ -647,17 +650,22 @@ func (b *Builder) Invocation() *Invocation {
 				// says FAILED TO BUILD.
 				t.Status = StatusFailedToBuild
 			case unfinished && !t.HasSummary:
-				// Bazel stopped before the test's summary: whatever its
-				// results so far, it did not report.
+				// Bazel stopped before the test's summary: it did not
+				// report. An attempt that failed is still a fact: the
+				// test shows that failing status (what a retry would
+				// have made of it is unknown); else it has none.
 				t.DidNotReport = true
 				unreported++
+				if st := statusFromRuns(t.Runs); FailingStatus(st) {
+					t.Status = st
+				}
 			case len(t.Runs) > 0:
 				// Results without a summary in a stream that ended
 				// properly.
 				t.Status = statusFromRuns(t.Runs)
 			}
 			inv.Tests = append(inv.Tests, t)
-			if t.HasSummary && FailingStatus(t.Status) {
+			if (t.HasSummary || t.DidNotReport) && FailingStatus(t.Status) {
 				inv.Failures = append(inv.Failures, testFailure(t.summarySeq, t))
 			}
 		}
@@ -820,6 +828,12 @@ func testFailure(seq int64, t *Test) *Failure {
 			verb = "timed out"
 		}
 		f.Message = fmt.Sprintf("%d of %d test attempts %s", failed, len(t.Runs), verb)
+	}
+	if t.DidNotReport {
+		// No summary: listed after what the stream reported, by its
+		// results.
+		f.Seq, f.Event = math.MaxInt64, "testResult"
+		f.Message += "; the test did not report (the invocation did not finish)"
 	}
 	return f
 }

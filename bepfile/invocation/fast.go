@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -487,6 +488,15 @@ func (b *Builder) testStatus(path string, v uint64) string {
 	st := bes.TestStatus(int32(v))
 	if _, known := bes.TestStatus_name[int32(st)]; !known {
 		b.unknown([]bepfile.Unknown{{Path: path, Value: strconv.Itoa(int(int32(v)))}})
+	}
+	return statusName(st)
+}
+
+// statusName is a TestStatus's name: Bazel's, the name Bazel's JSON file
+// gave a value unknown to bes (bepfile.UnknownEnumName), or the number.
+func statusName(st bes.TestStatus) string {
+	if name, ok := bepfile.UnknownEnumName(protoreflect.EnumNumber(st)); ok {
+		return name
 	}
 	return st.String()
 }

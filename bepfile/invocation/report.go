@@ -118,7 +118,8 @@ const (
 // first (issue 10):
 //   - no BuildFinished and no last message: VerdictDidNotFinish;
 //   - no BuildFinished but a last message (Bazel refused the command: an
-//     unknown option, a crash before the build): VerdictBuildFailed;
+//     unknown option, a crash before the build): VerdictBuildFailed, or
+//     VerdictTestsFailed when tests ran and failed (an excerpt);
 //   - exit code 0 (SUCCESS): VerdictPassed, whatever else the stream holds
 //     (a stray aborted event after a successful build,
 //     bazelbuild/bazel#13142, is listed among the failures but does not
@@ -130,6 +131,10 @@ func (inv *Invocation) Verdict() Verdict {
 	switch {
 	case !inv.HasExitCode && !inv.Complete:
 		return VerdictDidNotFinish
+	case !inv.HasExitCode && inv.TestsFailed():
+		// Ended without BuildFinished, yet tests ran and failed: not a
+		// refused command but a stream cut short on purpose (an excerpt).
+		return VerdictTestsFailed
 	case !inv.HasExitCode:
 		return VerdictBuildFailed
 	case inv.ExitCode == 0:
@@ -195,9 +200,10 @@ type TestCounts struct {
 	FailedToBuild int // FAILED_TO_BUILD
 	ToolHalted    int // TOOL_HALTED_BEFORE_TESTING
 	Unknown       int // a TestStatus value unknown to bes (a newer Bazel): counted as failing
-	NoStatus      int // NO_STATUS: no summary (not run, or interrupted)
-	// DidNotReport counts the tests that never reported because the
-	// invocation did not finish (they also count under NoStatus).
+	NoStatus      int // NO_STATUS: no summary (not run, or interrupted), but for DidNotReport
+	// DidNotReport counts the tests without a status that never reported
+	// because the invocation did not finish (a test that did not report
+	// after a failed attempt counts under that attempt's status).
 	DidNotReport int
 	Aborted      int // tests whose events were aborted (any status)
 	Cached       int // tests with at least one cached result
@@ -226,12 +232,13 @@ func (inv *Invocation) TestCounts() TestCounts {
 		case StatusToolHalted:
 			c.ToolHalted++
 		case StatusNoStatus, "":
-			c.NoStatus++
+			if t.DidNotReport {
+				c.DidNotReport++
+			} else {
+				c.NoStatus++
+			}
 		default:
 			c.Unknown++
-		}
-		if t.DidNotReport {
-			c.DidNotReport++
 		}
 		if t.Aborted != nil {
 			c.Aborted++
@@ -318,9 +325,10 @@ type Test struct {
 	// or the target) was aborted.
 	Aborted *Abort
 
-	// DidNotReport is set for a test with no summary and no status in an
-	// invocation that did not finish: Bazel was stopped before the test
-	// reported, so it counts as failing.
+	// DidNotReport is set for a test without a summary in an invocation
+	// that did not finish: Bazel was stopped before the test reported, so
+	// it counts as failing. Its Status is NO_STATUS, or the failing status
+	// of an attempt that failed before the stop.
 	DidNotReport bool
 
 	summarySeq int64 // sequence number of the summary, if HasSummary

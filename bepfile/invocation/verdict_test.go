@@ -342,3 +342,30 @@ func TestSummaryFailedLogs(t *testing.T) {
 		t.Errorf("failed logs %q", x.FailedLogs)
 	}
 }
+
+func TestKilledAfterAFailedAttempt(t *testing.T) {
+	// Killed while //t:bad was being retried: its failed attempt shows,
+	// and failures lists it, though it never reported.
+	both(t, func(t *testing.T, inv *Invocation) {
+		wantVerdict(t, inv, VerdictDidNotFinish)
+		x := findTest(t, inv, "//t:bad")
+		if x.Status != StatusFailed || !x.DidNotReport {
+			t.Errorf("//t:bad: status %s, did not report %v; want FAILED, true", x.Status, x.DidNotReport)
+		}
+		if ok := findTest(t, inv, "//t:ok"); ok.Status != StatusNoStatus || !ok.DidNotReport {
+			t.Errorf("//t:ok: status %s, did not report %v; want NO_STATUS, true", ok.Status, ok.DidNotReport)
+		}
+		var kinds []string
+		for _, f := range inv.Failures {
+			kinds = append(kinds, string(f.Kind)+" "+f.Label)
+		}
+		if !slices.Equal(kinds, []string{"test //t:bad", "did_not_finish "}) {
+			t.Errorf("failures %q", kinds)
+		}
+	},
+		started("test"),
+		configured("//t:bad", "sh_test rule"), configured("//t:ok", "sh_test rule"),
+		result("//t:bad", 1, 1, 1, bes.TestStatus_FAILED),
+		result("//t:ok", 1, 1, 1, bes.TestStatus_PASSED),
+	)
+}

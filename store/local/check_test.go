@@ -324,3 +324,90 @@ func TestRepairLostIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestRepairBesideLiveWriters runs Repair in a loop while Appenders (bes
+// serve) open new streams and append to them, in another Store on the
+// directory (another process): Repair never moves, quarantines or
+// re-indexes a stream a live writer holds, so every synced event is
+// readable afterwards and nothing is moved aside (issue 13: repair beside a
+// live server moved 9 of 500 new stream files aside, and they were lost).
+func TestRepairBesideLiveWriters(t *testing.T) {
+	s := openStore(t)
+	repairer, err := Open(s.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repairer.Close()
+	_, evs := synthNamed("live", 6)
+	const streams = 150
+	// A stream whose entry each round of Repair finds lost, so that every
+	// round rebuilds entries from stream files beside the live writers.
+	lost, lostEvs := synthNamed("lost", 4)
+	mustCommit(t, s, lost, lostEvs)
+	done, stop := make(chan struct{}), make(chan struct{})
+	repairs := 0
+	var repairErr error
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			err := repairer.write(bg, func(tx *sql.Tx) error { return deleteEntryTx(bg, tx, lost.Key) })
+			if err == nil {
+				var rep *RepairResult
+				rep, err = repairer.Repair(bg)
+				if err == nil && !slices.ContainsFunc(rep.Actions, func(a string) bool { return strings.Contains(a, "indexed from its file") }) {
+					err = fmt.Errorf("repair did not index the lost stream: %q", rep.Actions)
+				}
+			}
+			if err != nil {
+				repairErr = err
+				return
+			}
+			repairs++
+		}
+	}()
+	var keys []string
+	for i := range streams {
+		st := bepfile.NewStream(&buildpb.StreamId{BuildId: fmt.Sprintf("live-%03d", i), InvocationId: "inv", Component: buildpb.StreamId_TOOL})
+		a, _, err := s.openAppend(bg, st, AppendOptions{IndexInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		appendAll(t, a, evs[:3], 1)
+		appendAll(t, a, evs[3:], 3)
+		if i%2 == 0 { // half of them left open a while, behind their entries
+			if _, err := a.Close(bg); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			defer a.Close(bg)
+		}
+		keys = append(keys, st.Key)
+	}
+	close(stop)
+	<-done
+	if repairErr != nil {
+		t.Fatal(repairErr)
+	}
+	if repairs == 0 {
+		t.Fatal("no Repair ran")
+	}
+	for _, k := range keys {
+		e := entryOf(t, s, k)
+		_, got := readBack(t, s, e)
+		if len(got) != len(evs) {
+			t.Errorf("%s: %d events readable, %d synced", k, len(got), len(evs))
+		}
+	}
+	if e := entryOf(t, s, lost.Key); e.Events != 4 {
+		t.Errorf("the lost stream: %+v", e)
+	}
+	if m, _ := filepath.Glob(filepath.Join(s.Dir(), "*.bess.*")); len(m) != 0 {
+		t.Errorf("Repair moved live streams aside: %q", m)
+	}
+	t.Logf("%d repairs beside %d live streams", repairs, streams)
+}

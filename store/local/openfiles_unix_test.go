@@ -127,4 +127,3 @@ func openFDs(t testing.TB) int {
 	}
 	return len(des)
 }
-

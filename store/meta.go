@@ -8,40 +8,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/bes-cli/bes/bepfile"
-)
-
-// Field numbers read by Meta. Bazel's, from
-// src/main/java/com/google/devtools/build/lib/buildeventstream/proto/
-// build_event_stream.proto (checked against Bazel 4.2.3's copy and the newer
-// one in bepfile/proto); the envelope's from
-// google/devtools/build/v1/build_events.proto.
-const (
-	bepStarted  protowire.Number = 5  // BuildEvent.started (BuildStarted)
-	bepFinished protowire.Number = 14 // BuildEvent.finished (BuildFinished)
-
-	startedUUID       protowire.Number = 1 // BuildStarted.uuid
-	startedTimeMillis protowire.Number = 2 // BuildStarted.start_time_millis (int64)
-	startedCommand    protowire.Number = 5 // BuildStarted.command
-	startedTime       protowire.Number = 9 // BuildStarted.start_time (Timestamp)
-
-	finishedTimeMillis protowire.Number = 2 // BuildFinished.finish_time_millis (int64)
-	finishedExitCode   protowire.Number = 3 // BuildFinished.exit_code (ExitCode)
-	finishedTime       protowire.Number = 5 // BuildFinished.finish_time (Timestamp)
-	exitCodeName       protowire.Number = 1 // BuildFinished.ExitCode.name
-	exitCodeCode       protowire.Number = 2 // BuildFinished.ExitCode.code (int32)
-
-	obeEvent                    protowire.Number = 3  // OrderedBuildEvent.event
-	evComponentStreamFinished   protowire.Number = 59 // v1.BuildEvent.component_stream_finished
-	evEventTime                 protowire.Number = 1  // v1.BuildEvent.event_time
-	evInvocationAttemptStarted  protowire.Number = 51 // v1.BuildEvent.invocation_attempt_started
-	evInvocationAttemptFinished protowire.Number = 52
-	evBuildEnqueued             protowire.Number = 53 // v1.BuildEvent.build_enqueued // v1.BuildEvent.invocation_attempt_finished
-	evBuildFinished             protowire.Number = 55 // v1.BuildEvent.build_finished
-	evBazelEvent                protowire.Number = 60 // v1.BuildEvent.bazel_event (Any)
-	anyTypeURL                  protowire.Number = 1
-	anyValue                    protowire.Number = 2
-	tsSeconds                   protowire.Number = 1
-	tsNanos                     protowire.Number = 2
+	"github.com/bes-cli/bes/bepfile/wire"
 )
 
 // Meta is a summary of a stream gathered by a cheap pass over its events as
@@ -81,32 +48,32 @@ func (m *Meta) Observe(ev *bepfile.Event) {
 	}
 	var eventTime time.Time
 	lifecycle := false
-	bepfile.EachField(bepfile.LastBytesField(ev.Raw, obeEvent), func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) {
+	bepfile.EachField(bepfile.LastBytesField(ev.Raw, wire.OBEEvent), func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) {
 		if typ != protowire.BytesType {
 			return
 		}
 		switch num {
-		case evEventTime:
+		case wire.BESEventTime:
 			eventTime = timestamp(v)
-		case evInvocationAttemptStarted, evBuildEnqueued:
+		case wire.BESInvocationAttemptStarted, wire.BESBuildEnqueued:
 			lifecycle = true
-		case evComponentStreamFinished:
+		case wire.BESComponentStreamFinished:
 			m.Complete = true
-		case evBuildFinished, evInvocationAttemptFinished:
+		case wire.BESBuildFinished, wire.BESInvocationAttemptFinished:
 			// The last event of a build's, or of an invocation's,
 			// lifecycle stream; its BuildStatus result is the outcome.
 			m.Complete = true
 			lifecycle = true
-			statusField := protowire.Number(1) // BuildFinished.status
-			if num == evInvocationAttemptFinished {
-				statusField = 3 // InvocationAttemptFinished.invocation_status
+			statusField := wire.BESBuildFinishedStatus
+			if num == wire.BESInvocationAttemptFinished {
+				statusField = wire.BESInvocationAttemptFinishedInvocationStatus
 			}
 			bepfile.EachField(bepfile.LastBytesField(v, statusField), func(num protowire.Number, typ protowire.Type, _ []byte, x uint64) {
-				if num == 1 && typ == protowire.VarintType { // BuildStatus.result
+				if num == wire.BuildStatusResult && typ == protowire.VarintType {
 					m.Result = buildpb.BuildStatus_Result(x).String()
 				}
 			})
-		case evBazelEvent:
+		case wire.BESBazelEvent:
 			var url string
 			var val []byte
 			bepfile.EachField(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) {
@@ -114,9 +81,9 @@ func (m *Meta) Observe(ev *bepfile.Event) {
 					return
 				}
 				switch num {
-				case anyTypeURL:
+				case wire.AnyTypeURL:
 					url = string(v)
-				case anyValue:
+				case wire.AnyValue:
 					val = v
 				}
 			})
@@ -140,9 +107,9 @@ func (m *Meta) Observe(ev *bepfile.Event) {
 func (m *Meta) observeBazel(b []byte) {
 	bepfile.EachField(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) {
 		switch {
-		case num == bepStarted && typ == protowire.BytesType:
+		case num == wire.BuildEventStarted && typ == protowire.BytesType:
 			m.observeStarted(v)
-		case num == bepFinished && typ == protowire.BytesType:
+		case num == wire.BuildEventFinished && typ == protowire.BytesType:
 			m.observeFinished(v)
 		}
 	})
@@ -153,13 +120,13 @@ func (m *Meta) observeStarted(b []byte) {
 	var ts time.Time
 	bepfile.EachField(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) {
 		switch {
-		case num == startedUUID && typ == protowire.BytesType:
+		case num == wire.BuildStartedUUID && typ == protowire.BytesType:
 			m.UUID = string(v)
-		case num == startedCommand && typ == protowire.BytesType:
+		case num == wire.BuildStartedCommand && typ == protowire.BytesType:
 			m.Command = string(v)
-		case num == startedTimeMillis && typ == protowire.VarintType:
+		case num == wire.BuildStartedStartTimeMillis && typ == protowire.VarintType:
 			millis = int64(x)
-		case num == startedTime && typ == protowire.BytesType:
+		case num == wire.BuildStartedStartTime && typ == protowire.BytesType:
 			ts = timestamp(v)
 		}
 	})
@@ -176,20 +143,20 @@ func (m *Meta) observeFinished(b []byte) {
 	var ts time.Time
 	bepfile.EachField(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) {
 		switch {
-		case num == finishedExitCode && typ == protowire.BytesType:
+		case num == wire.BuildFinishedExitCode && typ == protowire.BytesType:
 			m.HasExitCode = true
 			m.Result, m.ExitCode = "", 0
 			bepfile.EachField(v, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) {
 				switch {
-				case num == exitCodeName && typ == protowire.BytesType:
+				case num == wire.ExitCodeName && typ == protowire.BytesType:
 					m.Result = string(v)
-				case num == exitCodeCode && typ == protowire.VarintType:
+				case num == wire.ExitCodeCode && typ == protowire.VarintType:
 					m.ExitCode = int32(x)
 				}
 			})
-		case num == finishedTimeMillis && typ == protowire.VarintType:
+		case num == wire.BuildFinishedFinishTimeMillis && typ == protowire.VarintType:
 			millis = int64(x)
-		case num == finishedTime && typ == protowire.BytesType:
+		case num == wire.BuildFinishedFinishTime && typ == protowire.BytesType:
 			ts = timestamp(v)
 		}
 	})
@@ -210,9 +177,9 @@ func timestamp(b []byte) time.Time {
 			return
 		}
 		switch num {
-		case tsSeconds:
+		case wire.TimestampSeconds:
 			sec = int64(x)
-		case tsNanos:
+		case wire.TimestampNanos:
 			nsec = int64(int32(x))
 		}
 	})

@@ -18,6 +18,7 @@ import (
 	"sync"
 
 	"github.com/bes-cli/bes/bepfile"
+	"github.com/bes-cli/bes/bepfile/wire"
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -219,15 +220,15 @@ func sortStreams(sts []*Stream) {
 func streamInfo(id *buildpb.StreamId) *bepfile.Stream {
 	var b []byte
 	if v := id.GetBuildId(); v != "" {
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendTag(b, wire.StreamIDBuildID, protowire.BytesType)
 		b = protowire.AppendString(b, v)
 	}
 	if v := id.GetComponent(); v != 0 {
-		b = protowire.AppendTag(b, 3, protowire.VarintType)
+		b = protowire.AppendTag(b, wire.StreamIDComponent, protowire.VarintType)
 		b = protowire.AppendVarint(b, uint64(int64(v)))
 	}
 	if v := id.GetInvocationId(); v != "" {
-		b = protowire.AppendTag(b, 6, protowire.BytesType)
+		b = protowire.AppendTag(b, wire.StreamIDInvocationID, protowire.BytesType)
 		b = protowire.AppendString(b, v)
 	}
 	if b == nil {

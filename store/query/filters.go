@@ -10,6 +10,7 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	bes "github.com/bes-cli/bes/bepfile/bep/buildeventstream"
+	"github.com/bes-cli/bes/bepfile/wire"
 	"github.com/bes-cli/bes/store"
 )
 
@@ -128,16 +129,6 @@ func (f labelFilter) matchView(_ *store.Stream, v *view) (bool, error) {
 	return l != "" && f.re.MatchString(l), nil
 }
 
-// Field numbers read by the status filter, from build_event_stream.proto.
-const (
-	payloadTestSummary protowire.Number = 9  // BuildEvent.test_summary
-	payloadTestResult  protowire.Number = 10 // BuildEvent.test_result
-	payloadCompleted   protowire.Number = 8  // BuildEvent.completed (TargetComplete)
-	testResultStatus   protowire.Number = 5  // TestResult.status
-	testSummaryStatus  protowire.Number = 5  // TestSummary.overall_status
-	completedSuccess   protowire.Number = 1  // TargetComplete.success
-)
-
 // Target statuses of Status, beside the test statuses.
 const (
 	StatusSuccess = "SUCCESS"
@@ -201,17 +192,17 @@ func (f *statusFilter) Match(st *store.Stream, ev *bepfile.Event) (bool, error) 
 func (f *statusFilter) matchView(_ *store.Stream, v *view) (bool, error) {
 	p := v.peeked()
 	switch p.PayloadField {
-	case payloadTestResult, payloadTestSummary:
+	case wire.BuildEventTestResult, wire.BuildEventTestSummary:
 		if len(f.tests) == 0 {
 			return false, nil
 		}
-		num := testResultStatus
-		if p.PayloadField == payloadTestSummary {
-			num = testSummaryStatus
+		num := wire.TestResultStatus
+		if p.PayloadField == wire.BuildEventTestSummary {
+			num = wire.TestSummaryOverallStatus
 		}
 		return slices.Contains(f.tests, varintField(p.Payload, num)), nil
-	case payloadCompleted:
-		if varintField(p.Payload, completedSuccess) != 0 {
+	case wire.BuildEventCompleted:
+		if varintField(p.Payload, wire.TargetCompleteSuccess) != 0 {
 			return f.success, nil
 		}
 		return f.failure, nil

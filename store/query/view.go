@@ -9,18 +9,7 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	bes "github.com/bes-cli/bes/bepfile/bep/buildeventstream"
-)
-
-// Field numbers of the envelope, from google/devtools/build/v1.
-const (
-	obeSequenceNumber protowire.Number = 2  // OrderedBuildEvent.sequence_number
-	obeEvent          protowire.Number = 3  // OrderedBuildEvent.event
-	evEventTime       protowire.Number = 1  // BuildEvent.event_time
-	evBazelEvent      protowire.Number = 60 // BuildEvent.bazel_event (Any)
-	anyTypeURL        protowire.Number = 1
-	anyValue          protowire.Number = 2
-	tsSeconds         protowire.Number = 1
-	tsNanos           protowire.Number = 2
+	"github.com/bes-cli/bes/bepfile/wire"
 )
 
 // view is what filters see of one event. Its facts are computed from the
@@ -114,9 +103,9 @@ func (v *view) walkEnvelope() {
 	v.envSeq = v.ev.Seq
 	bepfile.EachField(v.ev.Raw, func(num protowire.Number, typ protowire.Type, val []byte, x uint64) {
 		switch {
-		case num == obeSequenceNumber && typ == protowire.VarintType:
+		case num == wire.OBESequenceNumber && typ == protowire.VarintType:
 			v.envSeq = int64(x)
-		case num == obeEvent && typ == protowire.BytesType:
+		case num == wire.OBEEvent && typ == protowire.BytesType:
 			v.walkBuildEvent(val)
 		}
 	})
@@ -134,14 +123,14 @@ func (v *view) walkBuildEvent(b []byte) {
 		if typ != protowire.BytesType {
 			return
 		}
-		if num == evEventTime {
+		if num == wire.BESEventTime {
 			v.envHas = true
 			v.envTime = bepfile.Timestamp{}
 			bepfile.EachField(val, func(num protowire.Number, typ protowire.Type, _ []byte, x uint64) {
 				switch {
-				case num == tsSeconds && typ == protowire.VarintType:
+				case num == wire.TimestampSeconds && typ == protowire.VarintType:
 					v.envTime.Seconds = int64(x)
-				case num == tsNanos && typ == protowire.VarintType:
+				case num == wire.TimestampNanos && typ == protowire.VarintType:
 					v.envTime.Nanos = int32(x)
 				}
 			})
@@ -152,15 +141,15 @@ func (v *view) walkBuildEvent(b []byte) {
 			return
 		}
 		v.envKind, v.envBazel = fd.JSONName(), nil
-		if num != evBazelEvent {
+		if num != wire.BESBazelEvent {
 			return
 		}
 		var typeURL, value []byte
 		bepfile.EachField(val, func(num protowire.Number, typ protowire.Type, val []byte, _ uint64) {
 			switch {
-			case num == anyTypeURL && typ == protowire.BytesType:
+			case num == wire.AnyTypeURL && typ == protowire.BytesType:
 				typeURL = val
-			case num == anyValue && typ == protowire.BytesType:
+			case num == wire.AnyValue && typ == protowire.BytesType:
 				value = val
 			}
 		})

@@ -302,6 +302,8 @@ func countPublicStream(events []*bes.BuildEvent) *pubExpect {
 				seenTest(k)
 				summaries[k] = s
 			}
+		case id.GetTestResult() != nil && id.GetTestResult().GetLabel() == "":
+			// An id without a label (an edited excerpt) names no test.
 		case id.GetTestResult() != nil:
 			rid := id.GetTestResult()
 			k := pubTestKey{rid.GetLabel(), rid.GetConfiguration().GetId()}
@@ -501,6 +503,8 @@ func countPublicStream(events []*bes.BuildEvent) *pubExpect {
 	switch {
 	case !x.finished && !x.lastMessage:
 		x.status = ExitIncomplete
+	case !x.finished && x.ranAndFailed:
+		x.status = ExitTestFail // an excerpt whose tests failed
 	case !x.finished:
 		x.status = ExitBuildFail
 	case x.exitCode == 0:

@@ -9,7 +9,6 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
-	"github.com/bes-cli/bes/store/local"
 )
 
 // splitArgs separates arguments that name existing files (or "-", standard
@@ -127,6 +126,11 @@ type fileReader struct {
 	// notices says once per file and field what the events hold that bes
 	// does not know (bepfile.Reader.Found); nil: each makes one.
 	notices *bepfile.Notices
+	// uses, if not nil, says whether the command uses an event (a view's
+	// Classify): the reader's repairs of an event the command skips are
+	// not its damage. Every command reports damage in the events it
+	// reads, whatever the input form (issue 10).
+	uses func(*bepfile.Event, *bepfile.Peeked) bool
 }
 
 // each reads one file and calls visit with the events of the streams not
@@ -177,6 +181,9 @@ func (fr *fileReader) each(ctx context.Context, name string, visit func(*bepfile
 		}
 		if keep {
 			if f := r.Found(); len(f.Unknown) > 0 || f.Damaged() {
+				if f.Damaged() && fr.uses != nil && !fr.uses(ev, r.Peeked()) {
+					f.Repaired, f.Corrupt = nil, nil
+				}
 				if fr.found(r.Name(), ev, f, note) {
 					errs = &reportedError{code: ExitDamaged}
 				}
@@ -211,14 +218,14 @@ func (fr *fileReader) found(name string, ev *bepfile.Event, f bepfile.Damage, no
 }
 
 // resolveRefs finds the stored streams that refs name, by the rule of
-// store.ResolveRef (see local.Store.Lookup), and replays them into a new
+// store.ResolveRef (see store.Backend.Lookup), and replays them into a new
 // in-memory storage.
-func resolveRefs(ctx context.Context, st *local.Store, refs []string) (*store.Storage, error) {
+func resolveRefs(ctx context.Context, st store.Backend, refs []string) (*store.Storage, error) {
 	mem := store.New()
 	for _, ref := range refs {
 		entries, err := st.Lookup(ctx, ref)
 		if err != nil {
-			return nil, refError(ref, err, "store "+st.Dir())
+			return nil, refError(ref, err, "store "+st.Location())
 		}
 		for _, e := range entries {
 			s, err := st.Load(ctx, e)
@@ -315,6 +322,10 @@ func scanFilesPipelined(ctx context.Context, files []string, opts bepfile.Option
 }
 
 func (fr *fileReader) pipeline(ctx context.Context, name string, keep scanKeep, fn scanFn, skip func(*bepfile.Stream, int)) error {
+	fr.uses = func(ev *bepfile.Event, p *bepfile.Peeked) bool {
+		kept, _, _ := keep(ev, p)
+		return kept
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan *scanBuf, 4)

@@ -8,6 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	bes "github.com/bes-cli/bes/bepfile/bep/buildeventstream"
 )
 
 // Issue 10: an invocation that did not finish never passes, whatever the
@@ -168,5 +172,65 @@ func TestUnknownStatusSameVerdictBothForms(t *testing.T) {
 	out, stderr, code := runCLI(t, "tests", path)
 	if code != ExitTestFail || !strings.Contains(out, "NEW_STATUS") || strings.Count(stderr, "NEW_STATUS") != 2 {
 		t.Errorf("JSON: exit %d, want %d, the name in the table and one notice per field:\n%s%s", code, ExitTestFail, out, stderr)
+	}
+}
+
+func TestInvalidUTF8SameVerdictBothForms(t *testing.T) {
+	// bazelbuild/bazel#11125: console bytes that are not UTF-8. A view
+	// reports damage in the events it reads, whatever the form: a
+	// Progress event with Bazel's ERROR line is read, one without is not.
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name, stderr string
+		want         int
+	}{
+		{"progress the views skip", "compiling caf\xe9\n", ExitOK},
+		{"an ERROR line the views read", "ERROR: caf\xe9 failed\n", ExitDamaged},
+	} {
+		events := []*bes.BuildEvent{
+			{Id: &bes.BuildEventId{Id: &bes.BuildEventId_Started{Started: &bes.BuildEventId_BuildStartedId{}}},
+				Payload: &bes.BuildEvent_Started{Started: &bes.BuildStarted{Uuid: "inv-utf8", Command: "build"}}},
+			{Id: &bes.BuildEventId{Id: &bes.BuildEventId_Progress{Progress: &bes.BuildEventId_ProgressId{}}},
+				Payload: &bes.BuildEvent_Progress{Progress: &bes.Progress{}}},
+			{Id: &bes.BuildEventId{Id: &bes.BuildEventId_BuildFinished{BuildFinished: &bes.BuildEventId_BuildFinishedId{}}},
+				Payload: &bes.BuildEvent_Finished{Finished: &bes.BuildFinished{ExitCode: &bes.BuildFinished_ExitCode{Name: "SUCCESS"}}}, LastMessage: true},
+		}
+		bep := filepath.Join(dir, "utf8.bep")
+		writeBEP(t, bep, events...)
+		// Splice the raw bytes into the binary file: protobuf-go refuses
+		// to encode them. Progress.stderr is field 2 of BuildEvent field 3.
+		raw, err := os.ReadFile(bep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames := framesOf(t, raw)
+		var p []byte
+		p = protowire.AppendTag(p, 2, protowire.BytesType)
+		p = protowire.AppendString(p, c.stderr)
+		body := append([]byte(nil), frames[1][1:]...) // the frame's varint is one byte here
+		body = protowire.AppendTag(body, 3, protowire.BytesType)
+		body = protowire.AppendBytes(body, p)
+		frames[1] = protowire.AppendBytes(nil, body)
+		if err := os.WriteFile(bep, bytes.Join(frames, nil), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		js := filepath.Join(dir, "utf8.json")
+		lines := `{"id":{"started":{}},"started":{"uuid":"inv-utf8","command":"build"}}` + "\n" +
+			`{"id":{"progress":{}},"progress":{"stderr":"` + strings.ReplaceAll(c.stderr, "\n", `\n`) + `"}}` + "\n" +
+			`{"id":{"buildFinished":{}},"finished":{"exitCode":{"name":"SUCCESS"}},"lastMessage":true}` + "\n"
+		if err := os.WriteFile(js, []byte(lines), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{bep, js} {
+			if _, stderr, code := runCLI(t, "summary", f); code != c.want {
+				t.Errorf("%s: %s: exit %d, want %d\n%s", c.name, filepath.Base(f), code, c.want, stderr)
+			}
+		}
+		// dump reads every event: damaged in both forms.
+		for _, f := range []string{bep, js} {
+			if _, _, code := runCLI(t, "dump", f, "--format", "ndjson"); code != ExitDamaged {
+				t.Errorf("%s: dump %s: exit %d, want %d", c.name, filepath.Base(f), code, ExitDamaged)
+			}
+		}
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/bepfile/invocation"
 	"github.com/bes-cli/bes/store"
-	"github.com/bes-cli/bes/store/local"
 )
 
 // The CI views (summary, tests, failures, artifacts) share how they find
@@ -88,7 +87,7 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 	// damaged reports an event the model could not decode: one line, and
 	// the others are used (issue 10).
 	damaged := func(err error) {
-		fmt.Fprintf(errw, "bes: %s: %v (the event is left out; every other event is used)\n", cmd, err)
+		fmt.Fprintf(errw, "bes: %s: %v (used as far as it decodes; every other event is used)\n", cmd, err)
 		res.add(ExitDamaged)
 	}
 	var invs []*invocation.Invocation
@@ -162,6 +161,7 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 		if err != nil {
 			return nil, nil, err
 		}
+		defer st.Close()
 		mem, err := resolveRefs(ctx, st, refs)
 		if err != nil {
 			return nil, nil, err
@@ -176,8 +176,9 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 		if err != nil {
 			return nil, nil, err
 		}
-		var entries []*local.Entry
-		err = st.ListMatching(ctx, re.MatchString, func(e *local.Entry) error {
+		defer st.Close()
+		var entries []*store.Entry
+		err = st.ListMatching(ctx, re.MatchString, func(e *store.Entry) error {
 			entries = append(entries, e)
 			return nil
 		})

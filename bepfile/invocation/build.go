@@ -288,7 +288,12 @@ func (b *Builder) AddPeeked(ev *bepfile.Event, known *bepfile.Peeked) error {
 	}
 	switch p.Kind() {
 	case "progress":
-		b.progress(p.Payload)
+		if b.progress(p.Payload) {
+			// Read as DecodeBuildEvent would: each bad byte U+FFFD.
+			err := fmt.Errorf("event %d (progress): invalid UTF-8 in progress.stderr (replaced by U+FFFD)", ev.Seq)
+			b.inv.Damaged = append(b.inv.Damaged, err.Error())
+			return err
+		}
 		return nil
 	case "started", "aborted", "finished", "configuration", "buildMetrics", "buildToolLogs", "workspaceInfo":
 	case "expanded":
@@ -559,6 +564,9 @@ func (b *Builder) completedTarget(seq int64, be *bes.BuildEvent, tc *bes.TargetC
 }
 
 func (b *Builder) testResult(id *bes.BuildEventId_TestResultId, r *bes.TestResult) {
+	if id.GetLabel() == "" {
+		return // an id without a label (an edited excerpt) names no test
+	}
 	t := b.test(id.GetLabel(), id.GetConfiguration().GetId())
 	run := &TestRun{
 		Run: int(id.GetRun()), Shard: int(id.GetShard()), Attempt: int(id.GetAttempt()),

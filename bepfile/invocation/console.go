@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -51,7 +52,7 @@ func bazelLine(line string) bool {
 // progress reads the stderr of a Progress event (the payload) and gathers
 // its ERROR messages. The bytes are read off the wire, never validated as
 // UTF-8 (bazelbuild/bazel#11125): invalid sequences become U+FFFD.
-func (b *Builder) progress(payload []byte) {
+func (b *Builder) progress(payload []byte) (invalidUTF8 bool) {
 	for p := payload; len(p) > 0; {
 		f, rest, ok := nextField(p)
 		if !ok {
@@ -62,6 +63,9 @@ func (b *Builder) progress(payload []byte) {
 			continue
 		}
 		data := f.v
+		if !utf8.Valid(data) {
+			invalidUTF8 = true
+		}
 		for len(data) > 0 {
 			i := bytes.IndexByte(data, '\n')
 			if i < 0 {
@@ -80,6 +84,7 @@ func (b *Builder) progress(payload []byte) {
 			data = data[i+1:]
 		}
 	}
+	return invalidUTF8
 }
 
 // consoleLine folds one line of Bazel's stderr.

@@ -20,10 +20,11 @@ import (
 
 // hostileIDs are stream ids a stranger's capture may hold: path elements,
 // NUL, line breaks, terminal escapes, bidirectional overrides, reserved
-// Windows names, very long ids, and ids that differ only in letter case.
+// Windows names, very long ids (as long as a store takes:
+// local.MaxIDBytes), and ids that differ only in letter case.
 func hostileIDs() []*buildpb.StreamId {
 	tool, ctl := buildpb.StreamId_TOOL, buildpb.StreamId_CONTROLLER
-	long := strings.Repeat("L", 64<<10)
+	long := strings.Repeat("L", local.MaxIDBytes-1)
 	return []*buildpb.StreamId{
 		{BuildId: "../../../../tmp/escape", InvocationId: "/", Component: tool},
 		{BuildId: "..", InvocationId: "..", Component: tool},
@@ -126,8 +127,9 @@ func TestHostileStreamIDs(t *testing.T) {
 		t.Errorf("ingest reports %d streams, want %d", len(rows), len(ids))
 	}
 
-	// Files: the input and the store; in the store, the index, the lock and
-	// one file per stream, each named by the hash of its key.
+	// Files: the input and the store; in the store, the catalog (with its
+	// write-ahead log while a process has it open), the lock and one file
+	// per stream, each named by the hash of its key.
 	if got := dirNames(t, root); !slices.Equal(got, []string{"hostile.obe", "store"}) {
 		t.Errorf("the store's parent holds %q", got)
 	}
@@ -138,9 +140,10 @@ func TestHostileStreamIDs(t *testing.T) {
 	for key := range want {
 		wantFiles = append(wantFiles, local.FileName(key))
 	}
-	wantFiles = append(wantFiles, "index.ndjson", "lock")
+	wantFiles = append(wantFiles, "catalog.db", "lock")
 	slices.Sort(wantFiles)
-	if got := dirNames(t, storeDir); !slices.Equal(got, wantFiles) {
+	got := slices.DeleteFunc(dirNames(t, storeDir), func(n string) bool { return n == "catalog.db-wal" || n == "catalog.db-shm" })
+	if !slices.Equal(got, wantFiles) {
 		t.Errorf("the store holds %q,\nwant %q", got, wantFiles)
 	}
 

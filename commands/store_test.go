@@ -9,7 +9,7 @@ import (
 )
 
 // TestStoreCheckCLI: bes store check on a consistent store, on one whose
-// index was lost, and --repair, with their outputs and exit statuses.
+// catalog was lost, and --repair, with their outputs and exit statuses.
 func TestStoreCheckCLI(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	stdout, stderr, code := runCLI(t, "store", "check", "--store", dir)
@@ -24,9 +24,11 @@ func TestStoreCheckCLI(t *testing.T) {
 		t.Errorf("after ingest: exit %d: %s", code, stderr)
 	}
 
-	// The index lost: every stream file is not indexed.
-	if err := os.Remove(filepath.Join(dir, "index.ndjson")); err != nil {
-		t.Fatal(err)
+	// The catalog lost: every stream file is not indexed.
+	for _, name := range []string{"catalog.db", "catalog.db-wal", "catalog.db-shm"} {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
 	}
 	stdout, stderr, code = runCLI(t, "store", "check", "--store", dir, "--format", "json")
 	var rows []checkRow
@@ -46,7 +48,7 @@ func TestStoreCheckCLI(t *testing.T) {
 	}
 
 	stdout, stderr, code = runCLI(t, "store", "check", "--repair", "--store", dir)
-	if code != 0 || strings.Count(stdout, " repaired ") != 3 || !strings.Contains(stderr, "bes: repair: rebuilt the index from the stream files: 3 entries\n") || !strings.HasSuffix(stderr, ": 3 streams, 3 stream files: consistent\n") {
+	if code != 0 || strings.Count(stdout, " repaired ") != 3 || strings.Count(stderr, "bes: repair: stream ") != 3 || strings.Count(stderr, ": indexed from its file ") != 3 || !strings.HasSuffix(stderr, ": 3 streams, 3 stream files: consistent\n") {
 		t.Errorf("repair: exit %d\n%s%s", code, stdout, stderr)
 	}
 	if keys, _ := streamKeys(t, "--store", dir); len(keys) != 3 {

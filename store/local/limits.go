@@ -58,10 +58,11 @@ func checkIDs(key, buildID, invocationID string) error {
 	return nil
 }
 
-// ShortKey returns key quoted, shortened to its first 64 bytes and its
-// length when it is longer, for messages.
+// ShortKey returns key quoted, shortened to its first 160 bytes and its
+// length when it is longer, for messages (a Bazel key, two UUIDs and a
+// component, is 75 bytes).
 func ShortKey(key string) string {
-	const max = 64
+	const max = 160
 	if len(key) <= max {
 		return fmt.Sprintf("%q", key)
 	}

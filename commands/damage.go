@@ -15,6 +15,7 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	bes "github.com/bes-cli/bes/bepfile/bep/buildeventstream"
+	"github.com/bes-cli/bes/bepfile/wire"
 )
 
 // eventReport is what reading one event the lenient way found (the rule of
@@ -58,14 +59,14 @@ func inspectEvent(ev *bepfile.Event) eventReport {
 // bazelAny returns the type URL and value of the event.bazel_event Any of
 // an encoded OrderedBuildEvent, walking the wire.
 func bazelAny(raw []byte) (typeURL string, value []byte, ok bool) {
-	event := bepfile.LastBytesField(raw, 3) // OrderedBuildEvent.event
+	event := bepfile.LastBytesField(raw, wire.OBEEvent)
 	if event == nil {
 		return "", nil, false
 	}
 	var anyMsg []byte
 	found := false
 	bepfile.EachField(event, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) {
-		if num == 60 && typ == protowire.BytesType { // BuildEvent.bazel_event
+		if num == wire.BESBazelEvent && typ == protowire.BytesType {
 			anyMsg, found = v, true
 		}
 	})
@@ -74,9 +75,9 @@ func bazelAny(raw []byte) (typeURL string, value []byte, ok bool) {
 	}
 	bepfile.EachField(anyMsg, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) {
 		switch {
-		case num == 1 && typ == protowire.BytesType:
+		case num == wire.AnyTypeURL && typ == protowire.BytesType:
 			typeURL = string(v)
-		case num == 2 && typ == protowire.BytesType:
+		case num == wire.AnyValue && typ == protowire.BytesType:
 			value = v
 		}
 	})

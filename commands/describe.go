@@ -12,6 +12,7 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	bes "github.com/bes-cli/bes/bepfile/bep/buildeventstream"
+	"github.com/bes-cli/bes/bepfile/wire"
 )
 
 // describeEvent renders one event as a table row: the kind of its payload
@@ -25,7 +26,7 @@ func describeEvent(s *bepfile.Stream, ev *bepfile.Event) eventRow {
 	if ev.IsBazel() {
 		r.Kind = bepfile.PayloadKind(ev.Payload)
 		id := &bes.BuildEventId{}
-		if raw := firstField(ev.Payload, 1); raw != nil {
+		if raw := firstField(ev.Payload, wire.BuildEventID); raw != nil {
 			if err := proto.Unmarshal(raw, id); err != nil {
 				r.ID = fmt.Sprintf("<undecodable id: %v>", err)
 				return r

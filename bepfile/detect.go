@@ -279,7 +279,9 @@ func checkV1Event(b []byte, partial bool) bool {
 
 // checkBEP checks a build_event_stream.BuildEvent: id (1) first, children
 // (2), last_message (20, varint) and payloads (3 to 40 but the reserved 11
-// and 19), all messages.
+// and 19), all messages. A field over 40, of any wire type, is one a Bazel
+// newer than bes may add (issue 10: an unknown field never costs the file):
+// the id and children checks keep the form apart from the others.
 func checkBEP(b []byte, partial bool) bool {
 	first := true
 	return walkFields(b, partial, func(num protowire.Number, typ protowire.Type, v []byte, vp bool) bool {
@@ -290,23 +292,25 @@ func checkBEP(b []byte, partial bool) bool {
 		switch {
 		case num == wire.BuildEventLastMessage:
 			return typ == protowire.VarintType
+		case num > 40:
+			return true
 		case typ != protowire.BytesType:
 			return false
 		case num == wire.BuildEventID || num == wire.BuildEventChildren:
 			return checkBuildEventID(v, vp)
 		}
-		return num >= 3 && num <= 40 && num != 11 && num != 19
+		return num >= 3 && num != 11 && num != 19
 	}) && !first
 }
 
-// checkBuildEventID checks a BuildEventId: a oneof of messages, numbered 1
-// to 40.
+// checkBuildEventID checks a BuildEventId: a oneof of messages (numbered 1
+// to 40 today; a newer Bazel's id kinds are messages too).
 func checkBuildEventID(b []byte, partial bool) bool {
 	if len(b) == 0 {
 		return partial
 	}
 	return walkFields(b, partial, func(num protowire.Number, typ protowire.Type, _ []byte, _ bool) bool {
-		return typ == protowire.BytesType && num <= 40
+		return typ == protowire.BytesType
 	})
 }
 

@@ -234,3 +234,38 @@ func TestInvalidUTF8SameVerdictBothForms(t *testing.T) {
 		}
 	}
 }
+
+func TestNewerBazelFirstEventDetected(t *testing.T) {
+	// A Bazel newer than bes adds a top-level field to BuildEvent (300, a
+	// varint here) and an event id kind (50): the file is still read as
+	// Bazel's binary file, and the field noticed once.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "newer.bep")
+	writeBEP(t, path,
+		&bes.BuildEvent{Id: &bes.BuildEventId{Id: &bes.BuildEventId_Started{Started: &bes.BuildEventId_BuildStartedId{}}},
+			Payload: &bes.BuildEvent_Started{Started: &bes.BuildStarted{Uuid: "inv-newer", Command: "build"}}},
+		&bes.BuildEvent{Id: &bes.BuildEventId{Id: &bes.BuildEventId_BuildFinished{BuildFinished: &bes.BuildEventId_BuildFinishedId{}}},
+			Payload: &bes.BuildEvent_Finished{Finished: &bes.BuildFinished{ExitCode: &bes.BuildFinished_ExitCode{Name: "SUCCESS"}}}, LastMessage: true},
+	)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := framesOf(t, raw)
+	body := append([]byte(nil), frames[0][1:]...)
+	body = protowire.AppendTag(body, 300, protowire.VarintType)
+	body = protowire.AppendVarint(body, 7)
+	var newID []byte // BuildEventId field 50: an id kind bes does not know
+	newID = protowire.AppendTag(newID, 50, protowire.BytesType)
+	newID = protowire.AppendBytes(newID, nil)
+	body = protowire.AppendTag(body, 2, protowire.BytesType) // children
+	body = protowire.AppendBytes(body, newID)
+	frames[0] = protowire.AppendBytes(nil, body)
+	if err := os.WriteFile(path, bytes.Join(frames, nil), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := runCLI(t, "summary", path)
+	if code != ExitOK || !strings.Contains(out, "inv-newer") || strings.Count(stderr, "field 300 unknown to bes") != 1 {
+		t.Errorf("exit %d, want 0 with one notice:\n%s%s", code, out, stderr)
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -20,6 +19,7 @@ import (
 	"github.com/bes-cli/bes/bepfile"
 	bes "github.com/bes-cli/bes/bepfile/bep/buildeventstream"
 	"github.com/bes-cli/bes/bepfile/bep/failuredetails"
+	"github.com/bes-cli/bes/bepfile/wire"
 )
 
 // Build reads every event of the stream s from events, in order, and returns
@@ -192,25 +192,6 @@ func Relevant(ev *bepfile.Event, artifacts bool) bool {
 	return keep
 }
 
-// Field numbers of BuildEvent's payloads that Classify tells apart.
-const (
-	fieldProgress      protowire.Number = 3
-	fieldAborted       protowire.Number = 4
-	fieldStarted       protowire.Number = 5
-	fieldExpanded      protowire.Number = 6
-	fieldAction        protowire.Number = 7
-	fieldCompleted     protowire.Number = 8
-	fieldTestSummary   protowire.Number = 9
-	fieldTestResult    protowire.Number = 10
-	fieldFinished      protowire.Number = 14
-	fieldNamedSet      protowire.Number = 15
-	fieldConfiguration protowire.Number = 17
-	fieldConfigured    protowire.Number = 18
-	fieldBuildToolLogs protowire.Number = 23
-	fieldBuildMetrics  protowire.Number = 24
-	fieldWorkspaceInfo protowire.Number = 25
-)
-
 // Classify is Relevant for a caller that hands the events it keeps on to
 // AddPeeked: it also returns what bepfile.Peek finds in the event's
 // BuildEvent (ok is false when the event carries none or it does not
@@ -239,15 +220,15 @@ func ClassifyFor(ev *bepfile.Event, known *bepfile.Peeked, w Wants) (keep bool, 
 		return true, p, true
 	}
 	switch p.PayloadField {
-	case fieldStarted, fieldAborted, fieldFinished, fieldExpanded, fieldConfigured, fieldCompleted, fieldTestResult, fieldTestSummary,
-		fieldConfiguration, fieldBuildMetrics, fieldBuildToolLogs, fieldWorkspaceInfo:
+	case wire.BuildEventStarted, wire.BuildEventAborted, wire.BuildEventFinished, wire.BuildEventExpanded, wire.BuildEventConfigured, wire.BuildEventCompleted, wire.BuildEventTestResult, wire.BuildEventTestSummary,
+		wire.BuildEventConfiguration, wire.BuildEventBuildMetrics, wire.BuildEventBuildToolLogs, wire.BuildEventWorkspaceInfo:
 		return true, p, true
-	case fieldNamedSet:
+	case wire.BuildEventNamedSetOfFiles:
 		return w.Artifacts, p, true
-	case fieldProgress:
+	case wire.BuildEventProgress:
 		// Only Bazel's ERROR messages matter, and the lines after them.
 		return bytes.Contains(p.Payload, errorMark), p, true
-	case fieldAction:
+	case wire.BuildEventAction:
 		succeeded, wellFormed := success(p.Payload)
 		return w.Actions || !succeeded || !wellFormed, p, true
 	}
@@ -1005,16 +986,6 @@ func durationOf(d *durationpb.Duration, millis int64) time.Duration {
 	return time.Duration(millis) * time.Millisecond
 }
 
-// Field numbers for reading a Bazel event out of a whole OrderedBuildEvent,
-// from google/devtools/build/v1/{publish_build_event,build_events}.proto
-// and google/protobuf/any.proto.
-const (
-	obeEvent     protowire.Number = 3  // OrderedBuildEvent.event
-	evBazelEvent protowire.Number = 60 // BuildEvent.bazel_event (Any)
-	anyTypeURL   protowire.Number = 1
-	anyValue     protowire.Number = 2
-)
-
 // bazelPayload returns the encoded build_event_stream.BuildEvent an event
 // carries: the compact payload, or the value of a whole OrderedBuildEvent's
 // bazel_event whose type is build_event_stream.BuildEvent; nil for any
@@ -1023,11 +994,11 @@ func bazelPayload(ev *bepfile.Event) []byte {
 	if ev.IsBazel() {
 		return ev.Payload
 	}
-	anyMsg := bepfile.LastBytesField(bepfile.LastBytesField(ev.Raw, obeEvent), evBazelEvent)
-	if anyMsg == nil || !bytes.HasSuffix(bepfile.LastBytesField(anyMsg, anyTypeURL), []byte("/build_event_stream.BuildEvent")) {
+	anyMsg := bepfile.LastBytesField(bepfile.LastBytesField(ev.Raw, wire.OBEEvent), wire.BESBazelEvent)
+	if anyMsg == nil || !bytes.HasSuffix(bepfile.LastBytesField(anyMsg, wire.AnyTypeURL), []byte("/build_event_stream.BuildEvent")) {
 		return nil
 	}
-	if v := bepfile.LastBytesField(anyMsg, anyValue); v != nil {
+	if v := bepfile.LastBytesField(anyMsg, wire.AnyValue); v != nil {
 		return v
 	}
 	return []byte{} // an empty BuildEvent

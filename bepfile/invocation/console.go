@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/bes-cli/bes/bepfile/wire"
 )
 
 // Bazel's console, as the BEP carries it: the stdout and stderr of Progress
@@ -27,8 +29,6 @@ const (
 	maxErrorLines = 40
 	maxLineBytes  = 4096
 )
-
-const progressStderr protowire.Number = 2 // Progress.stderr
 
 // ansiEscape matches the terminal control sequences Bazel's colour and
 // curses output use.
@@ -59,7 +59,7 @@ func (b *Builder) progress(payload []byte) (invalidUTF8 bool) {
 			return
 		}
 		p = rest
-		if f.num != progressStderr || f.typ != protowire.BytesType {
+		if f.num != wire.ProgressStderr || f.typ != protowire.BytesType {
 			continue
 		}
 		data := f.v

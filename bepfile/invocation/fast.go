@@ -12,6 +12,7 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	bes "github.com/bes-cli/bes/bepfile/bep/buildeventstream"
+	"github.com/bes-cli/bes/bepfile/wire"
 )
 
 // The fast path. Most events of a large build are progress, configured,
@@ -26,33 +27,13 @@ import (
 // event is then decoded whole, so that such input meets the errors of a
 // full decode; fields the fast path does not read are not validated.
 
-// Field numbers, from bepfile/proto/bes/bep/build_event_stream.proto.
+// The id messages labelID reads number their label and aspect alike
+// (TargetConfiguredId, TargetCompletedId, TestSummaryId), and success reads
+// ActionExecuted and TargetComplete alike; wire_test.go checks it.
 const (
-	beChildren protowire.Number = 2 // BuildEvent.children
-
-	idPattern          protowire.Number = 4  // BuildEventId.pattern
-	idTargetCompleted  protowire.Number = 5  // BuildEventId.target_completed
-	idTestSummary      protowire.Number = 7  // BuildEventId.test_summary
-	idTestResult       protowire.Number = 8  // BuildEventId.test_result
-	idTargetConfigured protowire.Number = 16 // BuildEventId.target_configured
-
-	// TargetConfiguredId, TargetCompletedId, TestResultId, TestSummaryId.
-	labelField      protowire.Number = 1
-	aspectField     protowire.Number = 2 // TargetConfiguredId, TargetCompletedId
-	completedConfig protowire.Number = 3 // TargetCompletedId.configuration
-	resultConfig    protowire.Number = 5 // TestResultId.configuration
-	summaryConfig   protowire.Number = 2 // TestSummaryId.configuration
-	resultRun       protowire.Number = 2
-	resultShard     protowire.Number = 3
-	resultAttempt   protowire.Number = 4
-	configID        protowire.Number = 1 // ConfigurationId.id
-
-	configuredKind protowire.Number = 1 // TargetConfigured.target_kind
-	configuredSize protowire.Number = 2 // TargetConfigured.test_size
-	successField   protowire.Number = 1 // ActionExecuted.success, TargetComplete.success
-
-	fileName protowire.Number = 1 // File.name
-	fileURI  protowire.Number = 2 // File.uri
+	labelField   = wire.TargetCompletedIDLabel
+	aspectField  = wire.TargetCompletedIDAspect
+	successField = wire.TargetCompleteSuccess
 )
 
 // wireField is one field of a message: v is a length-delimited field's
@@ -122,10 +103,10 @@ func configuration(b []byte) ([]byte, bool) {
 	var id []byte
 	for len(b) > 0 {
 		f, rest, ok := nextField(b)
-		if !ok || f.num == configID && f.typ != protowire.BytesType {
+		if !ok || f.num == wire.ConfigurationIDID && f.typ != protowire.BytesType {
 			return nil, false
 		}
-		if f.num == configID {
+		if f.num == wire.ConfigurationIDID {
 			id = f.v
 		}
 		b = rest
@@ -186,7 +167,7 @@ func success(payload []byte) (ok, wellFormed bool) {
 // fastConfigured folds a TargetConfigured event.
 func (b *Builder) fastConfigured(id, payload []byte) bool {
 	num, v, ok := idOf(id)
-	if !ok || num != idTargetConfigured {
+	if !ok || num != wire.IDTargetConfigured {
 		return false
 	}
 	label, _, aspect, ok := labelID(v, 0, true)
@@ -202,12 +183,12 @@ func (b *Builder) fastConfigured(id, payload []byte) bool {
 		}
 		p = rest
 		switch f.num {
-		case configuredKind:
+		case wire.TargetConfiguredTargetKind:
 			if f.typ != protowire.BytesType {
 				return false
 			}
 			kind = f.v
-		case configuredSize:
+		case wire.TargetConfiguredTestSize:
 			if f.typ != protowire.VarintType {
 				return false
 			}
@@ -236,10 +217,10 @@ func (b *Builder) fastCompleted(event, id, payload []byte) bool {
 		return false
 	}
 	num, v, ok := idOf(id)
-	if !ok || num != idTargetCompleted {
+	if !ok || num != wire.IDTargetCompleted {
 		return false
 	}
-	tlabel, _, aspect, ok := labelID(v, completedConfig, true)
+	tlabel, _, aspect, ok := labelID(v, wire.TargetCompletedIDConfiguration, true)
 	if !ok || !utf8.Valid(tlabel) {
 		return false
 	}
@@ -252,7 +233,7 @@ func (b *Builder) fastCompleted(event, id, payload []byte) bool {
 				return false
 			}
 			e = rest
-			if f.num != beChildren {
+			if f.num != wire.BuildEventChildren {
 				continue
 			}
 			if f.typ != protowire.BytesType {
@@ -262,10 +243,10 @@ func (b *Builder) fastCompleted(event, id, payload []byte) bool {
 			if !ok {
 				return false
 			}
-			if num != idTestSummary {
+			if num != wire.IDTestSummary {
 				continue
 			}
-			label, config, _, ok := labelID(v, summaryConfig, false)
+			label, config, _, ok := labelID(v, wire.TestSummaryIDConfiguration, false)
 			if !ok || !utf8.Valid(label) || !utf8.Valid(config) {
 				return false
 			}
@@ -285,16 +266,16 @@ func (b *Builder) fastCompleted(event, id, payload []byte) bool {
 // matter.
 func (b *Builder) fastExpanded(id []byte) bool {
 	num, v, ok := idOf(id)
-	if !ok || num != idPattern {
+	if !ok || num != wire.IDPattern {
 		return false
 	}
 	var patterns []string
 	for len(v) > 0 {
 		f, rest, ok := nextField(v)
-		if !ok || f.num == 1 && f.typ != protowire.BytesType {
+		if !ok || f.num == wire.PatternExpandedIDPattern && f.typ != protowire.BytesType {
 			return false
 		}
-		if f.num == 1 {
+		if f.num == wire.PatternExpandedIDPattern {
 			if !utf8.Valid(f.v) {
 				return false // as protobuf-go would refuse it
 			}
@@ -311,13 +292,13 @@ func (b *Builder) fastExpanded(id []byte) bool {
 func timestamp(b []byte) (sec int64, nanos int32, ok bool) {
 	for len(b) > 0 {
 		f, rest, ok := nextField(b)
-		if !ok || (f.num == 1 || f.num == 2) && f.typ != protowire.VarintType {
+		if !ok || (f.num == wire.TimestampSeconds || f.num == wire.TimestampNanos) && f.typ != protowire.VarintType {
 			return 0, 0, false
 		}
 		switch f.num {
-		case 1:
+		case wire.TimestampSeconds:
 			sec = int64(f.x)
-		case 2:
+		case wire.TimestampNanos:
 			nanos = int32(f.x)
 		}
 		b = rest
@@ -328,7 +309,7 @@ func timestamp(b []byte) (sec int64, nanos int32, ok bool) {
 // fastTestResult folds a TestResult event.
 func (b *Builder) fastTestResult(id, payload []byte) bool {
 	num, v, ok := idOf(id)
-	if !ok || num != idTestResult {
+	if !ok || num != wire.IDTestResult {
 		return false
 	}
 	var label, config []byte
@@ -340,23 +321,23 @@ func (b *Builder) fastTestResult(id, payload []byte) bool {
 		}
 		v = rest
 		switch f.num {
-		case labelField, resultConfig:
+		case wire.TestResultIDLabel, wire.TestResultIDConfiguration:
 			if f.typ != protowire.BytesType {
 				return false
 			}
-			if f.num == labelField {
+			if f.num == wire.TestResultIDLabel {
 				label = f.v
 			} else if config, ok = configuration(f.v); !ok {
 				return false
 			}
-		case resultRun, resultShard, resultAttempt:
+		case wire.TestResultIDRun, wire.TestResultIDShard, wire.TestResultIDAttempt:
 			if f.typ != protowire.VarintType {
 				return false
 			}
 			switch f.num {
-			case resultRun:
+			case wire.TestResultIDRun:
 				r.Run = int(int32(f.x))
-			case resultShard:
+			case wire.TestResultIDShard:
 				r.Shard = int(int32(f.x))
 			default:
 				r.Attempt = int(int32(f.x))
@@ -376,26 +357,26 @@ func (b *Builder) fastTestResult(id, payload []byte) bool {
 		}
 		p = rest
 		switch f.num {
-		case 5, 4, 6, 3: // status, cached_locally, test_attempt_start_millis_epoch, test_attempt_duration_millis
+		case wire.TestResultStatus, wire.TestResultCachedLocally, wire.TestResultTestAttemptStartMillisEpoch, wire.TestResultTestAttemptDurationMillis:
 			if f.typ != protowire.VarintType {
 				return false
 			}
 			switch f.num {
-			case 5:
+			case wire.TestResultStatus:
 				status = f.x
-			case 4:
+			case wire.TestResultCachedLocally:
 				r.CachedLocally = f.x != 0
-			case 6:
+			case wire.TestResultTestAttemptStartMillisEpoch:
 				startMillis = int64(f.x)
-			case 3:
+			case wire.TestResultTestAttemptDurationMillis:
 				durMillis = int64(f.x)
 			}
-		case 9: // status_details
+		case wire.TestResultStatusDetails:
 			if f.typ != protowire.BytesType || !utf8.Valid(f.v) {
 				return false
 			}
 			r.StatusDetails = string(f.v)
-		case 10, 11: // test_attempt_start, test_attempt_duration
+		case wire.TestResultTestAttemptStart, wire.TestResultTestAttemptDuration:
 			if f.typ != protowire.BytesType {
 				return false
 			}
@@ -403,12 +384,12 @@ func (b *Builder) fastTestResult(id, payload []byte) bool {
 			if !ok {
 				return false
 			}
-			if f.num == 10 {
+			if f.num == wire.TestResultTestAttemptStart {
 				start = &timestamppb.Timestamp{Seconds: sec, Nanos: nanos}
 			} else {
 				dur = &durationpb.Duration{Seconds: sec, Nanos: nanos}
 			}
-		case 2: // test_action_output
+		case wire.TestResultTestActionOutput:
 			if f.typ != protowire.BytesType {
 				return false
 			}
@@ -420,16 +401,16 @@ func (b *Builder) fastTestResult(id, payload []byte) bool {
 				}
 				fb = rest
 				switch g.num {
-				case fileName, fileURI:
+				case wire.FileName, wire.FileURI:
 					if g.typ != protowire.BytesType {
 						return false
 					}
-					if g.num == fileName {
+					if g.num == wire.FileName {
 						name = g.v
 					} else {
 						uri = g.v
 					}
-				case 3, 7: // the other members of the oneof file
+				case wire.FileContents, wire.FileSymlinkTargetPath: // the other members of the oneof file
 					uri = nil
 				}
 			}
@@ -442,7 +423,7 @@ func (b *Builder) fastTestResult(id, payload []byte) bool {
 			case "test.xml":
 				r.XML = string(uri)
 			}
-		case 8: // execution_info
+		case wire.TestResultExecutionInfo:
 			if f.typ != protowire.BytesType {
 				return false
 			}
@@ -453,16 +434,16 @@ func (b *Builder) fastTestResult(id, payload []byte) bool {
 				}
 				e = rest
 				switch g.num {
-				case 2, 3:
+				case wire.ExecutionInfoStrategy, wire.ExecutionInfoHostname:
 					if g.typ != protowire.BytesType || !utf8.Valid(g.v) {
 						return false
 					}
-					if g.num == 2 {
+					if g.num == wire.ExecutionInfoStrategy {
 						r.Strategy = string(g.v)
 					} else {
 						r.Hostname = string(g.v)
 					}
-				case 6:
+				case wire.ExecutionInfoCachedRemotely:
 					if g.typ != protowire.VarintType {
 						return false
 					}
@@ -514,12 +495,12 @@ func fileURIOf(b []byte) (uri []byte, ok bool) {
 		}
 		b = rest
 		switch g.num {
-		case fileURI:
+		case wire.FileURI:
 			if g.typ != protowire.BytesType || !utf8.Valid(g.v) {
 				return nil, false
 			}
 			uri = g.v
-		case 3, 7: // the other members of the oneof file
+		case wire.FileContents, wire.FileSymlinkTargetPath: // the other members of the oneof file
 			uri = nil
 		}
 	}
@@ -529,10 +510,10 @@ func fileURIOf(b []byte) (uri []byte, ok bool) {
 // fastTestSummary folds a TestSummary event.
 func (b *Builder) fastTestSummary(seq int64, id, payload []byte) bool {
 	num, v, ok := idOf(id)
-	if !ok || num != idTestSummary {
+	if !ok || num != wire.IDTestSummary {
 		return false
 	}
-	label, config, _, ok := labelID(v, summaryConfig, false)
+	label, config, _, ok := labelID(v, wire.TestSummaryIDConfiguration, false)
 	if !ok || !utf8.Valid(label) || !utf8.Valid(config) {
 		return false
 	}
@@ -552,12 +533,13 @@ func (b *Builder) fastTestSummary(seq int64, id, payload []byte) bool {
 		}
 		p = rest
 		switch f.num {
-		case 5, 1, 10, 11, 15, 6, 7, 9:
+		case wire.TestSummaryOverallStatus, wire.TestSummaryTotalRunCount, wire.TestSummaryRunCount, wire.TestSummaryShardCount,
+			wire.TestSummaryAttemptCount, wire.TestSummaryTotalNumCached, wire.TestSummaryFirstStartTimeMillis, wire.TestSummaryTotalRunDurationMillis:
 			if f.typ != protowire.VarintType {
 				return false
 			}
 			x[f.num] = f.x
-		case 4: // failed: File
+		case wire.TestSummaryFailed:
 			if f.typ != protowire.BytesType {
 				return false
 			}
@@ -568,14 +550,14 @@ func (b *Builder) fastTestSummary(seq int64, id, payload []byte) bool {
 			if uri != nil {
 				failed = append(failed, string(uri))
 			}
-		case 13, 12:
+		case wire.TestSummaryFirstStartTime, wire.TestSummaryTotalRunDuration:
 			if f.typ != protowire.BytesType {
 				return false
 			}
 			if sec, nanos, wellFormed = timestamp(f.v); !wellFormed {
 				return false
 			}
-			if f.num == 13 {
+			if f.num == wire.TestSummaryFirstStartTime {
 				start = &timestamppb.Timestamp{Seconds: sec, Nanos: nanos}
 			} else {
 				dur = &durationpb.Duration{Seconds: sec, Nanos: nanos}
@@ -584,14 +566,14 @@ func (b *Builder) fastTestSummary(seq int64, id, payload []byte) bool {
 	}
 	t := b.testBytes(label, config)
 	t.HasSummary = true
-	t.Status = b.testStatus("testSummary.overallStatus", x[5])
-	t.TotalRuns = int(int32(x[1]))
-	t.RunCount = int(int32(x[10]))
-	t.Shards = int(int32(x[11]))
-	t.Attempts = int(int32(x[15]))
-	t.Cached = int(int32(x[6]))
-	t.Start = timeOf(start, int64(x[7]))
-	t.Duration = durationOf(dur, int64(x[9]))
+	t.Status = b.testStatus("testSummary.overallStatus", x[wire.TestSummaryOverallStatus])
+	t.TotalRuns = int(int32(x[wire.TestSummaryTotalRunCount]))
+	t.RunCount = int(int32(x[wire.TestSummaryRunCount]))
+	t.Shards = int(int32(x[wire.TestSummaryShardCount]))
+	t.Attempts = int(int32(x[wire.TestSummaryAttemptCount]))
+	t.Cached = int(int32(x[wire.TestSummaryTotalNumCached]))
+	t.Start = timeOf(start, int64(x[wire.TestSummaryFirstStartTimeMillis]))
+	t.Duration = durationOf(dur, int64(x[wire.TestSummaryTotalRunDurationMillis]))
 	t.FailedLogs = append(t.FailedLogs[:0], failed...)
 	t.summarySeq = seq
 	return true

@@ -187,6 +187,16 @@ func (s *Store) openCatalog(ctx context.Context) (*sql.DB, error) {
 // migrate applies the migrations the catalog lacks, each in a write
 // transaction, then imports the legacy index if one is there.
 func (s *Store) migrate(ctx context.Context, db *sql.DB) error {
+	// The common case, read only: a catalog up to date and nothing to
+	// import. (A reader never waits for a writer here.)
+	var v int
+	err := db.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
+	if err == nil && v == len(migrations) && !fileExists(filepath.Join(s.dir, legacyIndexName)) {
+		return nil
+	}
+	if isCorrupt(err) {
+		return err
+	}
 	for {
 		var done bool
 		err := writeTx(ctx, db, func(tx *sql.Tx) error {

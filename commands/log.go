@@ -14,20 +14,8 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/bes-cli/bes/bepfile"
+	"github.com/bes-cli/bes/bepfile/wire"
 	"github.com/bes-cli/bes/store/local"
-)
-
-// Field numbers read off the wire by `bes log`, from
-// bepfile/proto/bes/bep/build_event_stream.proto (Bazel's
-// build_event_stream.proto) and google/devtools/build/v1.
-const (
-	beProgress     protowire.Number = 3  // BuildEvent.progress (Progress), in oneof payload
-	progressStdout protowire.Number = 1  // Progress.stdout (string)
-	progressStderr protowire.Number = 2  // Progress.stderr (string)
-	logOBEEvent    protowire.Number = 3  // OrderedBuildEvent.event (build.v1.BuildEvent)
-	logBazelEvent  protowire.Number = 60 // build.v1.BuildEvent.bazel_event (Any)
-	logAnyTypeURL  protowire.Number = 1  // google.protobuf.Any.type_url
-	logAnyValue    protowire.Number = 2  // google.protobuf.Any.value
 )
 
 // Values of `bes log --color` and `--only`.
@@ -196,7 +184,7 @@ func runLog(ctx context.Context, opts logOptions, args []string, w, errw io.Writ
 				return
 			}
 		}
-		if p.PayloadField != beProgress {
+		if p.PayloadField != wire.BuildEventProgress {
 			return
 		}
 		lg.progress++
@@ -221,7 +209,7 @@ func runLog(ctx context.Context, opts logOptions, args []string, w, errw io.Writ
 				// Keep the Progress events, and the events that must
 				// be looked at again: those the reader did not peek at.
 				if known != nil && ev.IsBazel() {
-					return known.PayloadField == beProgress, *known, true
+					return known.PayloadField == wire.BuildEventProgress, *known, true
 				}
 				return true, bepfile.Peeked{}, false
 			},
@@ -357,11 +345,11 @@ func logPayload(s *bepfile.Stream, ev *bepfile.Event) []byte {
 		}
 		return ev.Payload
 	}
-	anyMsg := bepfile.LastBytesField(bepfile.LastBytesField(ev.Raw, logOBEEvent), logBazelEvent)
-	if anyMsg == nil || !bazelType(string(bepfile.LastBytesField(anyMsg, logAnyTypeURL))) {
+	anyMsg := bepfile.LastBytesField(bepfile.LastBytesField(ev.Raw, wire.OBEEvent), wire.BESBazelEvent)
+	if anyMsg == nil || !bazelType(string(bepfile.LastBytesField(anyMsg, wire.AnyTypeURL))) {
 		return nil
 	}
-	if v := bepfile.LastBytesField(anyMsg, logAnyValue); v != nil {
+	if v := bepfile.LastBytesField(anyMsg, wire.AnyValue); v != nil {
 		return v
 	}
 	return []byte{} // an empty BuildEvent
@@ -381,9 +369,9 @@ func progressOutput(progress []byte) (stderr, stdout []byte) {
 			return
 		}
 		switch num {
-		case progressStdout:
+		case wire.ProgressStdout:
 			stdout = v
-		case progressStderr:
+		case wire.ProgressStderr:
 			stderr = v
 		}
 	})

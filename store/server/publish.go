@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/bes-cli/bes/bepfile"
+	"github.com/bes-cli/bes/bepfile/wire"
 	"github.com/bes-cli/bes/store"
 	"github.com/bes-cli/bes/store/local"
 )
@@ -203,7 +204,7 @@ func streamInfo(r *received) *bepfile.Stream {
 			break
 		}
 		b = b[n:]
-		if num == 1 && typ == protowire.BytesType {
+		if num == wire.OBEStreamID && typ == protowire.BytesType {
 			v, m := protowire.ConsumeBytes(b)
 			if m >= 0 {
 				info.IDBytes = bytes.Clone(v)

@@ -73,7 +73,10 @@ store:  bes dump build.bep
 	}
 }
 
-func usageErrorHandler(_ *cli.Context, err error, _ bool) error {
+func usageErrorHandler(c *cli.Context, err error, _ bool) error {
+	if c != nil && c.Command != nil && c.Command.Name != "" {
+		return &usageError{c.Command.Name + ": " + err.Error()}
+	}
 	return &usageError{err.Error()}
 }
 

@@ -153,7 +153,7 @@ func (c testCounts) String() string {
 func newSummaryCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "summary",
-		Usage:     "one line per invocation: command, result, targets, tests, first failure",
+		Usage:     "each invocation: command, result, verdict, targets, tests, metrics, first failure",
 		ArgsUsage: "[STREAM...] [FILE...]",
 		Description: commandHelp(`Summarizes each invocation (one stream each): the Bazel command and its
 target patterns, the result (Bazel's exit code name and number, whether it

@@ -152,7 +152,11 @@ func writeSummaryCard(w io.Writer, r summaryRow, names invNames) error {
 		if m.PeakHeapBytes > 0 {
 			add("peak heap", fmt.Sprintf("%.1f MiB", float64(m.PeakHeapBytes)/(1<<20)))
 		}
-		add("profile", m.ProfileURI)
+		profile := m.ProfileURI
+		if path, ok := localPath(profile); ok {
+			profile = path // the card shows paths; JSON keeps the URI
+		}
+		add("profile", profile)
 	}
 	if r.FirstFailure != nil {
 		add("first failure", r.FirstFailure.String())
@@ -175,7 +179,7 @@ func writeSummaryCard(w io.Writer, r summaryRow, names invNames) error {
 }
 
 // wrapText breaks s into lines of at most width runes, at spaces when it
-// can, else (a URI) anywhere.
+// can, else (a path, a label) after a '/' or ':', else anywhere.
 func wrapText(s string, width int) []string {
 	var out []string
 	for {
@@ -184,10 +188,16 @@ func wrapText(s string, width int) []string {
 			return append(out, s)
 		}
 		cut := width
+		found := false
 		for i := width; i > width/2; i-- {
 			if r[i] == ' ' {
-				cut = i
+				cut, found = i, true
 				break
+			}
+		}
+		for i := width - 1; !found && i > width/4; i-- {
+			if r[i] == '/' || r[i] == ':' {
+				cut, found = i+1, true
 			}
 		}
 		out = append(out, strings.TrimRight(string(r[:cut]), " "))

@@ -269,3 +269,21 @@ func TestNewerBazelFirstEventDetected(t *testing.T) {
 		t.Errorf("exit %d, want 0 with one notice:\n%s%s", code, out, stderr)
 	}
 }
+
+func TestFailureTailsArePlainText(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "test.log")
+	if err := os.WriteFile(log, []byte("ok\n\x1b[31mred\x1b[0m text\x07 bell\x00nul\rover\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tails := tailsOf(failureRow{Logs: []string{"file://" + log}}, 5)
+	if len(tails) != 1 || strings.Join(tails[0].Lines, "|") != "ok|over" {
+		t.Errorf("tails %+v", tails)
+	}
+	if err := os.WriteFile(log, []byte("\x1b[31mred\x1b[0m text\x07 bell\x00nul\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if tails := tailsOf(failureRow{Logs: []string{"file://" + log}}, 5); len(tails) != 1 || tails[0].Lines[0] != "red text bellnul" {
+		t.Errorf("tails %+v", tails)
+	}
+}

@@ -225,6 +225,13 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 		return cmp.Or(x.Start.Compare(y.Start), cmp.Compare(x.StreamKey, y.StreamKey))
 	})
 	if len(invs) == 0 {
+		if res.code == ExitPartial {
+			// A file cut inside its first event (Bazel killed at once):
+			// an invocation that did not finish, whatever the cut.
+			fmt.Fprintf(errw, "bes: %s: the input was cut before its first whole event: the invocation did not finish\n", cmd)
+			res.add(ExitIncomplete)
+			return invs, res, nil
+		}
 		fmt.Fprintf(errw, "bes: %s: no stream with Bazel build events to report on\n", cmd)
 		res.add(ExitNoData)
 	}

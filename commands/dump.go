@@ -120,6 +120,7 @@ func runDump(ctx context.Context, opts dumpOptions, args []string, w, errw io.Wr
 		if err != nil {
 			return err
 		}
+		defer st.Close()
 		mem, err := resolveRefs(ctx, st, refs)
 		if err != nil {
 			return err

@@ -13,7 +13,6 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
-	"github.com/bes-cli/bes/store/local"
 )
 
 type ingestOptions struct {
@@ -112,6 +111,7 @@ func runIngest(ctx context.Context, opts ingestOptions, files []string, w, errw 
 	if err != nil {
 		return err
 	}
+	defer st.Close()
 	var rows []ingestRow
 	var res outcome
 	for _, name := range files {
@@ -145,15 +145,15 @@ func runIngest(ctx context.Context, opts ingestOptions, files []string, w, errw 
 
 // ingestFile saves every stream of one file. On a read error the streams read
 // so far are still committed (as partial streams), and the error is returned.
-func ingestFile(ctx context.Context, st *local.Store, name string, opts ingestOptions, errw io.Writer) ([]ingestRow, error) {
+func ingestFile(ctx context.Context, st store.Backend, name string, opts ingestOptions, errw io.Writer) ([]ingestRow, error) {
 	r, err := bepfile.Open(name, opts.Read)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
 
-	var order []*local.StreamWriter
-	writers := map[*bepfile.Stream]*local.StreamWriter{}
+	var order []store.Writer
+	writers := map[*bepfile.Stream]store.Writer{}
 	defer func() {
 		for _, sw := range order {
 			sw.Abort() // no-op after Commit
@@ -169,6 +169,7 @@ func ingestFile(ctx context.Context, st *local.Store, name string, opts ingestOp
 			}
 			prog.update(r.Offset(), int64(n))
 		}
+		at := r.Offset()
 		s, ev, err := r.Next()
 		if err == io.EOF {
 			break
@@ -193,8 +194,10 @@ func ingestFile(ctx context.Context, st *local.Store, name string, opts ingestOp
 		}
 		sw := writers[s]
 		if sw == nil {
-			if sw, err = st.Create(s); err != nil {
-				return nil, err
+			if sw, err = st.Create(ctx, s); err != nil {
+				// A stream the store refuses (ids over its limits):
+				// nothing of the file is stored.
+				return nil, fmt.Errorf("%s: byte %d (event %d): %w", name, at, n+1, err)
 			}
 			writers[s] = sw
 			order = append(order, sw)
@@ -223,12 +226,12 @@ func ingestFile(ctx context.Context, st *local.Store, name string, opts ingestOp
 		case errors.As(err, &dup):
 			// Nothing was stored: describe the content that was refused.
 			m := sw.Meta()
-			e = &local.Entry{Key: dup.Key, Events: m.Events, Complete: m.Complete}
+			e = &store.Entry{Key: dup.Key, Events: m.Events, Complete: m.Complete}
 			status = "duplicate"
-		case errors.Is(err, local.ErrStreamBusy):
+		case errors.Is(err, store.ErrStreamBusy):
 			// A bes serve is receiving the stream: it is left alone.
 			m := sw.Meta()
-			e = &local.Entry{Key: sw.Stream().Key, Events: m.Events, Complete: m.Complete}
+			e = &store.Entry{Key: sw.Stream().Key, Events: m.Events, Complete: m.Complete}
 			status = "busy"
 		case err != nil:
 			return rows, err

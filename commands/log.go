@@ -15,7 +15,7 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/bepfile/wire"
-	"github.com/bes-cli/bes/store/local"
+	"github.com/bes-cli/bes/store"
 )
 
 // Values of `bes log --color` and `--only`.
@@ -236,6 +236,7 @@ func runLog(ctx context.Context, opts logOptions, args []string, w, errw io.Writ
 		if err != nil {
 			return err
 		}
+		defer st.Close()
 		mem, err := resolveRefs(ctx, st, refs)
 		if err != nil {
 			return err
@@ -258,8 +259,9 @@ func runLog(ctx context.Context, opts logOptions, args []string, w, errw io.Writ
 		if err != nil {
 			return err
 		}
-		var entries []*local.Entry
-		if err := st.ListMatching(ctx, re.MatchString, func(e *local.Entry) error {
+		defer st.Close()
+		var entries []*store.Entry
+		if err := st.ListMatching(ctx, re.MatchString, func(e *store.Entry) error {
 			entries = append(entries, e)
 			return nil
 		}); err != nil {

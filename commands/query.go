@@ -12,7 +12,6 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
-	"github.com/bes-cli/bes/store/local"
 	"github.com/bes-cli/bes/store/query"
 )
 
@@ -170,6 +169,7 @@ func runQuery(ctx context.Context, opts queryOptions, args []string, w, errw io.
 		if err != nil {
 			return err
 		}
+		defer st.Close()
 		if exprErr != nil {
 			if entries, err := st.Lookup(ctx, candidate); len(entries) == 0 && (err == nil || errors.Is(err, store.ErrNotFound)) {
 				return neitherError(candidate, exprErr)
@@ -316,9 +316,9 @@ func queryStreams(mem *store.Storage, refs []string, withMatch bool, match *rege
 
 // loadMatching adds to mem every stored stream whose key match matches and
 // that mem does not hold yet.
-func loadMatching(ctx context.Context, st *local.Store, match *regexp.Regexp, mem *store.Storage) error {
-	var entries []*local.Entry
-	err := st.List(ctx, func(e *local.Entry) error {
+func loadMatching(ctx context.Context, st store.Backend, match *regexp.Regexp, mem *store.Storage) error {
+	var entries []*store.Entry
+	err := st.ListMatching(ctx, match.MatchString, func(e *store.Entry) error {
 		if match.MatchString(e.Key) {
 			entries = append(entries, e)
 		}

@@ -191,14 +191,17 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	defer st.Close()
 	// Streams a server left open when it was killed: bring their index
 	// entries up to date with their files.
-	fixed, err := st.Reconcile(ctx)
-	if err != nil {
-		fmt.Fprint(log, Diagnostic(err))
-	}
-	for _, k := range fixed {
-		fmt.Fprintf(log, "bes: stream %s: index entry updated from its file (left open by an earlier server)\n", safeCell(k))
+	if rec, ok := st.(store.Reconciler); ok {
+		fixed, err := rec.Reconcile(ctx)
+		if err != nil {
+			fmt.Fprint(log, Diagnostic(err))
+		}
+		for _, k := range fixed {
+			fmt.Fprintf(log, "bes: stream %s: index entry updated from its file (left open by an earlier server)\n", safeCell(k))
+		}
 	}
 
 	lis, err := net.Listen("tcp", opts.Listen)
@@ -208,7 +211,7 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 	mem := store.New()
 	pub := server.NewPublishBuildEventServer(mem, server.Options{
 		MaxEventSize: opts.MaxEventSize,
-		Persister:    server.NewLocalPersister(st, "grpc", 0),
+		Persister:    server.NewBackendPersister(st, "grpc", 0),
 		Log:          log,
 	})
 	gs := grpc.NewServer(append(security, server.GRPCOptions(opts.MaxEventSize)...)...)
@@ -219,9 +222,9 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 	go func() { served <- gs.Serve(lis) }()
 	addr := lis.Addr().String()
 	if desc != "" {
-		fmt.Fprintf(log, "bes: serving on %s (store %s; %s)\n", addr, st.Dir(), desc)
+		fmt.Fprintf(log, "bes: serving on %s (store %s; %s)\n", addr, st.Location(), desc)
 	} else {
-		fmt.Fprintf(log, "bes: serving on %s (store %s)\n", addr, st.Dir())
+		fmt.Fprintf(log, "bes: serving on %s (store %s)\n", addr, st.Location())
 	}
 	if !loop && opts.TokenFile == "" {
 		fmt.Fprintf(log, "bes: warning: %s is reachable from other machines and calls need no token (--auth-token-file): anyone who reaches it can write to the store\n", addr)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/bes-cli/bes/store"
 	"github.com/bes-cli/bes/store/local"
 )
 
@@ -22,25 +23,34 @@ func storeDir(dir string) (string, error) {
 // openStore opens the store at dir (the default one when dir is "") for a
 // command that only reads it: streams, dump, query, the views, log. It
 // never creates the directory: a store that does not exist is empty, so
-// that it lists nothing and finds no stream.
-func openStore(dir string) (*local.Store, error) {
+// that it lists nothing and finds no stream. openStore and createStore are
+// where commands choose the backend (store/local); everything else uses
+// the storage contract, store.Backend. The caller closes it.
+func openStore(dir string) (store.Backend, error) {
 	dir, err := storeDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	st, _, err := local.OpenExisting(dir)
-	return st, err
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 // createStore opens the store at dir (the default one when dir is "") for
 // a command that writes it, ingest and serve, creating the directory
-// (mode 0700, parents included) if needed.
-func createStore(dir string) (*local.Store, error) {
+// (mode 0700, parents included) if needed. The caller closes it.
+func createStore(dir string) (store.Backend, error) {
 	dir, err := storeDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	return local.Open(dir)
+	st, err := local.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 type storeCheckOptions struct {
@@ -87,27 +97,35 @@ func newStoreCommand() *cli.Command {
 func newStoreCheckCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "check",
-		Usage: "verify that the store's index and stream files agree; --repair fixes what does not",
-		Description: `Checks the store: every index entry's stream file exists, is the stream's
-own file, and has the size, digest, event count and outcome the entry
-records; every stream file is indexed; no temporary file is left by a
-writer that was killed. It reads every stream file whole and changes
+		Usage: "verify that the store's catalog and stream files agree; --repair fixes what does not",
+		Description: `Checks the store: every catalog entry's stream file exists, is the
+stream's own file, and has the size, digest, event count and outcome the
+entry records; every stream file is indexed; no temporary file is left by
+a writer that was killed. It reads every stream file whole and changes
 nothing. One row per problem; a summary line on standard error.
 
 A store directory that does not exist is an empty store, consistent:
-check (and --repair) creates nothing.
+check (and --repair) creates nothing. A store of an older bes (with an
+index.ndjson) is migrated into the catalog (catalog.db) when it is first
+opened; the old index is kept as index.ndjson.migrated.
 
-A stream that bes serve is writing is ahead of its index entry by up to a
-second: that is not a problem. Check runs while ingests and servers write.
+A stream that bes serve is writing is ahead of its catalog entry by up to
+a second: that is not a problem. Check runs while ingests and servers
+write.
 
---repair fixes the problems: it rebuilds the index from the stream files
-when an entry or a file is wrong or missing (moving a stream file that
-cannot be read at all aside, as NAME.bess.corrupt), brings up to date the
+--repair fixes what check found, and only that: it drops entries whose
+file is missing; indexes stream files no entry names; writes anew an entry
+whose counts or outcome differ from its file; quarantines a stream file
+whose content disagrees with its committed entry (moved aside as
+NAME.bess.quarantine, never indexed as it is) and moves a file that
+cannot be read at all aside (NAME.bess.corrupt); brings up to date the
 entries of streams a killed server left open (cutting off a record it was
-writing), and removes stale temporary files. It leaves alone what live
-writers hold, then checks again.
+writing); removes stale temporary files; and rebuilds a damaged catalog
+from the stream files (keeping it as catalog.db.corrupt-TIME; only while
+no other bes has the store open). It never reads, moves or changes a
+stream a live writer holds. It then checks again.
 
-Problems: bad index, bad file name, missing file, content mismatch,
+Problems: bad catalog, bad file name, missing file, content mismatch,
 metadata mismatch, corrupt file, entry behind file, not indexed, stale
 temporary file.
 
@@ -123,7 +141,7 @@ EXIT STATUS:
 		Flags: []cli.Flag{
 			storeFlag(),
 			formatFlag(formatTable, formatJSON, formatNDJSON),
-			&cli.BoolFlag{Name: "repair", Usage: "fix the problems found: rebuild the index, reconcile streams left open, remove stale temporary files"},
+			&cli.BoolFlag{Name: "repair", Usage: "fix the problems found: index what is not, quarantine what disagrees with the catalog, reconcile streams left open, remove stale temporary files"},
 		},
 		OnUsageError: usageErrorHandler,
 		Action: func(c *cli.Context) error {

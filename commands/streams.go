@@ -150,7 +150,8 @@ func runStreams(ctx context.Context, opts streamsOptions, args []string, w, errw
 	if err != nil {
 		return err
 	}
-	err = st.ListMatching(ctx, re.MatchString, func(e *local.Entry) error {
+	defer st.Close()
+	err = st.ListMatching(ctx, re.MatchString, func(e *store.Entry) error {
 		rows = append(rows, rowFromEntry(e))
 		return nil
 	})
@@ -177,7 +178,7 @@ func streamColumnsFor(rows []streamRow) []column[streamRow] {
 }
 
 // summarize describes an in-memory stream as the store's index would.
-func summarize(ctx context.Context, s *store.Stream) (*local.Entry, error) {
+func summarize(ctx context.Context, s *store.Stream) (*store.Entry, error) {
 	var m store.Meta
 	for ev, err := range s.Query(ctx, nil) {
 		if err != nil {
@@ -188,7 +189,7 @@ func summarize(ctx context.Context, s *store.Stream) (*local.Entry, error) {
 	return local.NewEntry(s.Info(), &m), nil
 }
 
-func rowFromEntry(e *local.Entry) streamRow {
+func rowFromEntry(e *store.Entry) streamRow {
 	r := streamRow{
 		Key:          e.Key,
 		BuildID:      e.BuildID,

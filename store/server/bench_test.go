@@ -386,7 +386,7 @@ func BenchmarkServe16(b *testing.B) {
 		}
 		pub := NewPublishBuildEventServer(store.New(), Options{
 			MaxEventSize: bepfile.DefaultMaxEventSize,
-			Persister:    NewLocalPersister(disk, "grpc", 0),
+			Persister:    NewBackendPersister(disk, "grpc", 0),
 			Log:          io.Discard,
 		})
 		bs := startBenchServer(b, pub)

@@ -410,7 +410,7 @@ func newFaultEnv(t *testing.T, opts Options, sopts ...grpc.ServerOption) *faultE
 		t.Fatal(err)
 	}
 	e := &faultEnv{env: &env{mem: store.New(), disk: disk, log: &lockedBuffer{}}}
-	opts.Persister = NewLocalPersister(disk, "grpc", 0)
+	opts.Persister = NewBackendPersister(disk, "grpc", 0)
 	opts.Log = e.log
 	e.pub = NewPublishBuildEventServer(e.mem, opts)
 	e.lis = bufconn.Listen(1 << 20)

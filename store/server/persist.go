@@ -6,7 +6,6 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
-	"github.com/bes-cli/bes/store/local"
 )
 
 // Persister makes the streams a server receives durable. The server calls
@@ -33,34 +32,35 @@ type Sink interface {
 	Close(ctx context.Context) error
 }
 
-// LocalPersister persists streams to a local store, appending to their
-// stream files as events arrive (see local.Appender).
-type LocalPersister struct {
-	st            *local.Store
+// BackendPersister persists streams to a store.Backend, appending to them
+// as events arrive (see store.Appender; with store/local, each stream's
+// file is written in place).
+type BackendPersister struct {
+	st            store.Backend
 	format        string
 	indexInterval time.Duration
 }
 
-var _ Persister = (*LocalPersister)(nil)
+var _ Persister = (*BackendPersister)(nil)
 
-// NewLocalPersister returns a Persister writing to st. format is recorded
-// in the entries of new streams (e.g. "grpc"); indexInterval is how often,
-// at most, a stream's index entry is rewritten while its events arrive (0:
-// local.DefaultIndexInterval).
-func NewLocalPersister(st *local.Store, format string, indexInterval time.Duration) *LocalPersister {
-	return &LocalPersister{st: st, format: format, indexInterval: indexInterval}
+// NewBackendPersister returns a Persister writing to st. format is
+// recorded in the entries of new streams (e.g. "grpc"); indexInterval is
+// how often, at most, a stream's entry is rewritten while its events
+// arrive (0: the backend's default, store/local's DefaultIndexInterval).
+func NewBackendPersister(st store.Backend, format string, indexInterval time.Duration) *BackendPersister {
+	return &BackendPersister{st: st, format: format, indexInterval: indexInterval}
 }
 
-// Open implements Persister with local.Store.OpenAppend.
-func (p *LocalPersister) Open(ctx context.Context, st *bepfile.Stream, source string) (Sink, *store.Stream, error) {
-	a, stored, err := p.st.OpenAppend(ctx, st, local.AppendOptions{Source: source, Format: p.format, IndexInterval: p.indexInterval})
+// Open implements Persister with store.Backend.OpenAppend.
+func (p *BackendPersister) Open(ctx context.Context, st *bepfile.Stream, source string) (Sink, *store.Stream, error) {
+	a, stored, err := p.st.OpenAppend(ctx, st, store.AppendOptions{Source: source, Format: p.format, IndexInterval: p.indexInterval})
 	if err != nil {
 		return nil, nil, err
 	}
 	return appenderSink{a}, stored, nil
 }
 
-type appenderSink struct{ a *local.Appender }
+type appenderSink struct{ a store.Appender }
 
 func (s appenderSink) Append(ev *bepfile.Event) error  { return s.a.Append(ev) }
 func (s appenderSink) Sync(ctx context.Context) error  { return s.a.Sync(ctx) }

@@ -25,7 +25,6 @@ import (
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/bepfile/wire"
 	"github.com/bes-cli/bes/store"
-	"github.com/bes-cli/bes/store/local"
 )
 
 // DefaultMaxBatch is the most events the server syncs and acknowledges
@@ -299,7 +298,7 @@ func (s *publishServer) open(ctx context.Context, ls *liveStream, first *receive
 
 func persistError(key string, err error) error {
 	code := codes.Unavailable
-	if errors.Is(err, local.ErrStreamBusy) {
+	if errors.Is(err, store.ErrStreamBusy) {
 		code = codes.Aborted
 	}
 	return status.Errorf(code, "stream %s: cannot store it: %v", key, err)

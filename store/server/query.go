@@ -14,7 +14,6 @@ import (
 
 	"github.com/bes-cli/bes/store"
 	"github.com/bes-cli/bes/store/buildgridpb"
-	"github.com/bes-cli/bes/store/local"
 )
 
 // Source finds the streams a query asks for.
@@ -34,15 +33,16 @@ func (m memorySource) MatchingStreams(_ context.Context, pattern string) ([]*sto
 	return m.mem.MatchingStreams(pattern)
 }
 
-// StoreSource answers from mem and the local store together: a stream in
-// mem (one a server is receiving or received) is taken from there, any
-// other from the store, so a query sees the same streams as `bes streams
-// --match` on the store, and the live ones up to their last event.
-func StoreSource(mem *store.Storage, disk *local.Store) Source { return storeSource{mem, disk} }
+// StoreSource answers from mem and the persistent store together: a
+// stream in mem (one a server is receiving or received) is taken from
+// there, any other from the store, so a query sees the same streams as
+// `bes streams --match` on the store, and the live ones up to their last
+// event.
+func StoreSource(mem *store.Storage, disk store.Backend) Source { return storeSource{mem, disk} }
 
 type storeSource struct {
 	mem  *store.Storage
-	disk *local.Store
+	disk store.Backend
 }
 
 func (s storeSource) MatchingStreams(ctx context.Context, pattern string) ([]*store.Stream, error) {
@@ -58,9 +58,9 @@ func (s storeSource) MatchingStreams(ctx context.Context, pattern string) ([]*st
 	for _, st := range out {
 		inMem[st.Key()] = true
 	}
-	var entries []*local.Entry
-	err = s.disk.List(ctx, func(e *local.Entry) error {
-		if !inMem[e.Key] && re.MatchString(e.Key) {
+	var entries []*store.Entry
+	err = s.disk.ListMatching(ctx, re.MatchString, func(e *store.Entry) error {
+		if !inMem[e.Key] {
 			entries = append(entries, e)
 		}
 		return nil

@@ -103,7 +103,7 @@ func newEnv(t *testing.T, dir string, opts Options) *env {
 	}
 	e := &env{mem: store.New(), disk: disk, log: &lockedBuffer{}}
 	if opts.Persister == nil {
-		opts.Persister = NewLocalPersister(disk, "grpc", 0)
+		opts.Persister = NewBackendPersister(disk, "grpc", 0)
 	}
 	if opts.Log == nil {
 		opts.Log = e.log
@@ -573,7 +573,7 @@ func TestPersistenceFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &failingPersister{Persister: NewLocalPersister(disk, "grpc", 0), failed: map[string]bool{}}
+	p := &failingPersister{Persister: NewBackendPersister(disk, "grpc", 0), failed: map[string]bool{}}
 	e := newEnv(t, disk.Dir(), Options{Persister: p})
 	evs := toolEvents(t)
 	acks, err := publish(t, e.client, evs)
@@ -602,7 +602,7 @@ func TestQueryEventStreams(t *testing.T) {
 	}
 	// A stream that only the store has (ingested, not received).
 	ingested := bepfile.NewStream(&buildpb.StreamId{BuildId: "ingested", InvocationId: "inv", Component: buildpb.StreamId_TOOL})
-	w, err := e.disk.Create(ingested)
+	w, err := e.disk.Create(ctx, ingested)
 	if err != nil {
 		t.Fatal(err)
 	}

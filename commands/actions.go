@@ -108,7 +108,7 @@ EXAMPLES:
 func runActions(ctx context.Context, opts actionsOptions, args []string, w, errw io.Writer) error {
 	re, err := regexp.Compile(opts.Label)
 	if err != nil {
-		return &usageError{fmt.Sprintf("--label: %v", err)}
+		return &usageError{msg: fmt.Sprintf("--label: %v", err), cause: err}
 	}
 	invs, res, err := loadInvocations(ctx, "actions", opts.viewOptions, args, errw)
 	if err != nil {

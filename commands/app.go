@@ -68,16 +68,16 @@ store:  bes dump build.bep
 		// calling os.Exit itself.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return &usageError{err.Error()}
+			return &usageError{msg: err.Error(), cause: err}
 		},
 	}
 }
 
 func usageErrorHandler(c *cli.Context, err error, _ bool) error {
 	if c != nil && c.Command != nil && c.Command.Name != "" {
-		return &usageError{c.Command.Name + ": " + err.Error()}
+		return &usageError{msg: c.Command.Name + ": " + err.Error(), cause: err}
 	}
-	return &usageError{err.Error()}
+	return &usageError{msg: err.Error(), cause: err}
 }
 
 // unknownCommand is the usage error (exit 2) for a command name that is
@@ -88,7 +88,7 @@ func unknownCommand(parent string, cmds []*cli.Command, name string) error {
 	if near := nearestCommand(cmds, name); near != "" {
 		msg += fmt.Sprintf("; did you mean %q?", strings.TrimPrefix(parent+" "+near, "bes "))
 	}
-	return &usageError{fmt.Sprintf("%s (%s --help lists the commands)", msg, parent)}
+	return &usageError{msg: fmt.Sprintf("%s (%s --help lists the commands)", msg, parent)}
 }
 
 // nearestCommand returns the name of the visible command of cmds (help

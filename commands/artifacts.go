@@ -118,7 +118,7 @@ EXAMPLES:
 func runArtifacts(ctx context.Context, opts artifactsOptions, args []string, w, errw io.Writer) error {
 	re, err := regexp.Compile(opts.Label)
 	if err != nil {
-		return &usageError{fmt.Sprintf("--label: %v", err)}
+		return &usageError{msg: fmt.Sprintf("--label: %v", err), cause: err}
 	}
 	invs, res, err := loadInvocations(ctx, "artifacts", opts.viewOptions, args, errw)
 	if err != nil {

@@ -86,7 +86,7 @@ EXAMPLES:
 func runDump(ctx context.Context, opts dumpOptions, args []string, w, errw io.Writer) error {
 	files, refs := splitArgs(args)
 	if len(files) == 0 && len(refs) == 0 {
-		return &usageError{"dump: name a STREAM (key, key prefix or invocation id) or a FILE"}
+		return &usageError{msg: "dump: name a STREAM (key, key prefix or invocation id) or a FILE"}
 	}
 	errw = &lockedWriter{w: errw}
 	dw := newDumpWriter(opts.Format, errw, &bepfile.Notices{})

@@ -4,14 +4,16 @@ import (
 	"errors"
 	"io"
 
+	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
+	"github.com/bes-cli/bes/store/local"
 )
 
 // Exit statuses. They are part of bes's interface: CI scripts gate on them,
 // and `bes --help` documents them.
 const (
 	ExitOK        = 0 // success
-	ExitError     = 1 // an error: unreadable or invalid input, I/O, a stream not found
+	ExitError     = 1 // an error: unreadable or invalid input, a damaged store file, I/O, a stream not found
 	ExitUsage     = 2 // bad flags or arguments
 	ExitPartial   = 3 // an input was cut short: the complete events before the cut were used
 	ExitDuplicate = 4 // ingest: a stream with that key and other content is already stored, or a bes serve is receiving it; nothing changed
@@ -30,7 +32,7 @@ const (
 
 const exitStatusHelp = `EXIT STATUS:
    0  success
-   1  error: unreadable or invalid input, I/O error, stream not found
+   1  error: unreadable or invalid input, a damaged store file (even one cut short), I/O error, stream not found
    2  usage error: bad flags or arguments, an unknown command
    3  partial: an input was truncated; the complete events before the cut were kept and used
    4  duplicate: a stream with the same key but other content is already stored (ingest without --replace),
@@ -44,10 +46,18 @@ const exitStatusHelp = `EXIT STATUS:
       no last message (Bazel killed, file cut): its verdict is unknown, so it never passes
    9  damaged input: some events could not be decoded (one stderr line each); all others were used`
 
-// usageError is a mistake in the command line.
-type usageError struct{ msg string }
+// usageError is a mistake in the command line: msg says it to the user,
+// and cause, if not nil, is the error that found it (a regular
+// expression's, a flag parser's), kept for errors.Is and errors.As.
+type usageError struct {
+	msg   string
+	cause error
+}
 
 func (e *usageError) Error() string { return e.msg }
+
+// Unwrap returns the cause, nil if there is none.
+func (e *usageError) Unwrap() error { return e.cause }
 
 // reportedError carries an exit status for problems that were already
 // reported on stderr, one line each, while the command went on.
@@ -58,7 +68,12 @@ type reportedError struct {
 
 func (e *reportedError) Error() string { return e.msg }
 
-// ExitCode maps an error returned by the app to bes's exit status.
+// ExitCode maps an error returned by the app to bes's exit status. An input
+// cut short (a *bepfile.Error wrapping io.ErrUnexpectedEOF) is partial
+// input, ExitPartial; a damaged file of the store (a *local.CorruptError, a
+// *local.IndexError) is an error, ExitError, even when it wraps
+// io.ErrUnexpectedEOF: the store lost data it had acknowledged, which is
+// not the input's doing.
 func ExitCode(err error) int {
 	if err == nil {
 		return ExitOK
@@ -75,7 +90,13 @@ func ExitCode(err error) int {
 	if errors.As(err, &de) {
 		return ExitDuplicate
 	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
+	var ce *local.CorruptError
+	var ie *local.IndexError
+	if errors.As(err, &ce) || errors.As(err, &ie) {
+		return ExitError
+	}
+	var be *bepfile.Error
+	if errors.As(err, &be) && errors.Is(be, io.ErrUnexpectedEOF) {
 		return ExitPartial
 	}
 	return ExitError

@@ -156,7 +156,7 @@ EXAMPLES:
 		OnUsageError: usageErrorHandler,
 		Action: func(c *cli.Context) error {
 			if c.Int("log-lines") < 0 {
-				return &usageError{"--log-lines: want 0 or more"}
+				return &usageError{msg: "--log-lines: want 0 or more"}
 			}
 			return runFailures(c.Context, viewOptionsFrom(c), c.Int("log-lines"), c.Args().Slice(), c.App.Writer, c.App.ErrWriter)
 		},

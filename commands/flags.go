@@ -28,7 +28,7 @@ func formatFlag(formats ...string) cli.Flag {
 		Usage:   "output format: " + strings.Join(formats, ", "),
 		Action: func(_ *cli.Context, v string) error {
 			if !slices.Contains(formats, v) {
-				return &usageError{fmt.Sprintf("--format must be one of %s, not %q", strings.Join(formats, ", "), v)}
+				return &usageError{msg: fmt.Sprintf("--format must be one of %s, not %q", strings.Join(formats, ", "), v)}
 			}
 			return nil
 		},
@@ -44,7 +44,7 @@ func inputFlags() []cli.Flag {
 			Usage: "form of the input files: auto, bep (Bazel's --build_event_binary_file), ndjson (Bazel's --build_event_json_file), obe (varint-delimited OrderedBuildEvents), publish (recorded PublishBuildToolEventStream/PublishLifecycleEvent requests); gzip and zstd are detected in every case",
 			Action: func(_ *cli.Context, v string) error {
 				if _, err := bepfile.ParseFormat(v); err != nil {
-					return &usageError{fmt.Sprintf("--input-format: %v", err)}
+					return &usageError{msg: fmt.Sprintf("--input-format: %v", err), cause: err}
 				}
 				return nil
 			},

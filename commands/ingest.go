@@ -83,7 +83,7 @@ EXAMPLES:
 		OnUsageError: usageErrorHandler,
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return &usageError{"ingest: name at least one FILE (- for standard input)"}
+				return &usageError{msg: "ingest: name at least one FILE (- for standard input)"}
 			}
 			opts := ingestOptions{
 				Store:    c.String("store"),

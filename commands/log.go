@@ -92,7 +92,7 @@ EXIT STATUS:
 				Usage: "ANSI escape sequences: auto (kept on a terminal, unless NO_COLOR is set), always, never",
 				Action: func(_ *cli.Context, v string) error {
 					if !slices.Contains([]string{colorAuto, colorAlways, colorNever}, v) {
-						return &usageError{fmt.Sprintf("--color must be one of auto, always, never, not %q", v)}
+						return &usageError{msg: fmt.Sprintf("--color must be one of auto, always, never, not %q", v)}
 					}
 					return nil
 				},
@@ -102,7 +102,7 @@ EXIT STATUS:
 				Usage: "print only Bazel's `stderr|stdout` (default: both, in event order)",
 				Action: func(_ *cli.Context, v string) error {
 					if v != onlyStderr && v != onlyStdout {
-						return &usageError{fmt.Sprintf("--only must be stderr or stdout, not %q", v)}
+						return &usageError{msg: fmt.Sprintf("--only must be stderr or stdout, not %q", v)}
 					}
 					return nil
 				},
@@ -156,11 +156,11 @@ func (l *consoleLog) append(e *escapeStripper, b []byte) []byte {
 func runLog(ctx context.Context, opts logOptions, args []string, w, errw io.Writer) error {
 	re, err := regexp.Compile(opts.Match)
 	if err != nil {
-		return &usageError{fmt.Sprintf("--match: %v", err)}
+		return &usageError{msg: fmt.Sprintf("--match: %v", err), cause: err}
 	}
 	files, refs := splitArgs(args)
 	if len(files) == 0 && len(refs) == 0 && opts.Match == "" {
-		return &usageError{"log: name a STREAM (key, key prefix or invocation id), a FILE, or --match REGEX"}
+		return &usageError{msg: "log: name a STREAM (key, key prefix or invocation id), a FILE, or --match REGEX"}
 	}
 	strip := !(opts.Color == colorAlways || opts.Color == colorAuto && isTerminal(w) && os.Getenv("NO_COLOR") == "")
 	newLog := func(key string) *consoleLog { return &consoleLog{key: key, strip: strip} }

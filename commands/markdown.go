@@ -56,10 +56,10 @@ func limitFlag() cli.Flag {
 		Usage: "show at most `N` rows, then a line saying how many more (table and markdown; markdown shows 100 rows and at most 200 KiB unless told, a table all; 0: all)",
 		Action: func(c *cli.Context, n int) error {
 			if n < 0 {
-				return &usageError{"--limit: want 0 or more"}
+				return &usageError{msg: "--limit: want 0 or more"}
 			}
 			if f := c.String("format"); f != formatTable && f != formatMarkdown {
-				return &usageError{fmt.Sprintf("--limit: only for --format table and markdown (%s gives every row)", f)}
+				return &usageError{msg: fmt.Sprintf("--limit: only for --format table and markdown (%s gives every row)", f)}
 			}
 			return nil
 		},

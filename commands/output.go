@@ -79,7 +79,7 @@ func render[T any](w io.Writer, format string, rows []T, cols []column[T]) error
 		}
 		return t.flush()
 	default:
-		return &usageError{fmt.Sprintf("unknown --format %q", format)}
+		return &usageError{msg: fmt.Sprintf("unknown --format %q", format)}
 	}
 }
 

@@ -139,7 +139,7 @@ func runQuery(ctx context.Context, opts queryOptions, args []string, w, errw io.
 	}
 	match, err := regexp.Compile(opts.Match)
 	if err != nil {
-		return &usageError{fmt.Sprintf("--match: %v", err)}
+		return &usageError{msg: fmt.Sprintf("--match: %v", err), cause: err}
 	}
 	files, refs := splitArgs(rest)
 	var (
@@ -163,7 +163,7 @@ func runQuery(ctx context.Context, opts queryOptions, args []string, w, errw io.
 		}
 	} else {
 		if len(refs) == 0 && !opts.MatchSet {
-			return &usageError{"query: name a STREAM (key, key prefix or invocation id), --match REGEX, or a FILE"}
+			return &usageError{msg: "query: name a STREAM (key, key prefix or invocation id), --match REGEX, or a FILE"}
 		}
 		st, err := openStore(opts.Store)
 		if err != nil {
@@ -220,21 +220,21 @@ func shortcutFilters(opts queryOptions) ([]store.Filter, error) {
 	if len(opts.Kinds) > 0 {
 		f, err := query.Kind(opts.Kinds...)
 		if err != nil {
-			return nil, &usageError{"--kind: " + err.Error()}
+			return nil, &usageError{msg: "--kind: " + err.Error(), cause: err}
 		}
 		fs = append(fs, f)
 	}
 	if opts.LabelSet {
 		f, err := query.Label(opts.Label)
 		if err != nil {
-			return nil, &usageError{"--label: " + err.Error()}
+			return nil, &usageError{msg: "--label: " + err.Error(), cause: err}
 		}
 		fs = append(fs, f)
 	}
 	if len(opts.Statuses) > 0 {
 		f, err := query.Status(opts.Statuses...)
 		if err != nil {
-			return nil, &usageError{"--status: " + err.Error()}
+			return nil, &usageError{msg: "--status: " + err.Error(), cause: err}
 		}
 		fs = append(fs, f)
 	}
@@ -249,14 +249,14 @@ func shortcutFilters(opts queryOptions) ([]store.Filter, error) {
 func splitExpr(opts queryOptions, args []string, copts ...query.Option) (expr *query.Filter, rest []string, candidate string, exprErr error, err error) {
 	if !opts.shortcuts() {
 		if len(args) == 0 {
-			return nil, nil, "", nil, &usageError{"query: name an EXPR (a CEL expression such as 'kind == \"testResult\"'), or select with --kind, --label or --status"}
+			return nil, nil, "", nil, &usageError{msg: "query: name an EXPR (a CEL expression such as 'kind == \"testResult\"'), or select with --kind, --label or --status"}
 		}
 		if isInputFile(args[0]) {
-			return nil, nil, "", nil, &usageError{fmt.Sprintf("query: %s is a file: give the EXPR first, or select with --kind, --label or --status", args[0])}
+			return nil, nil, "", nil, &usageError{msg: fmt.Sprintf("query: %s is a file: give the EXPR first, or select with --kind, --label or --status", args[0])}
 		}
 		f, err := query.Compile(args[0], copts...)
 		if err != nil {
-			return nil, nil, "", nil, &usageError{"query: " + err.Error()}
+			return nil, nil, "", nil, &usageError{msg: "query: " + err.Error(), cause: err}
 		}
 		return f, args[1:], "", nil, nil
 	}
@@ -276,7 +276,7 @@ func splitExpr(opts queryOptions, args []string, copts ...query.Option) (expr *q
 // neitherError reports an argument that names no stream and does not
 // compile as an expression.
 func neitherError(arg string, exprErr error) error {
-	return &usageError{fmt.Sprintf("query: %q is neither a stream nor a valid EXPR: %v", arg, exprErr)}
+	return &usageError{msg: fmt.Sprintf("query: %q is neither a stream nor a valid EXPR: %v", arg, exprErr), cause: exprErr}
 }
 
 // isInputFile reports whether splitArgs takes a as a file.

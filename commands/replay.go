@@ -111,10 +111,10 @@ EXAMPLES:
 		OnUsageError: usageErrorHandler,
 		Action: func(c *cli.Context) error {
 			if c.String("to") == "" {
-				return &usageError{"replay: --to is required: the Build Event Service, grpc://HOST:PORT or grpcs://HOST:PORT"}
+				return &usageError{msg: "replay: --to is required: the Build Event Service, grpc://HOST:PORT or grpcs://HOST:PORT"}
 			}
 			if c.NArg() == 0 {
-				return &usageError{"replay: name at least one FILE (- for standard input)"}
+				return &usageError{msg: "replay: name at least one FILE (- for standard input)"}
 			}
 			retries := c.Int("retries")
 			if retries == 0 {
@@ -148,7 +148,7 @@ func parseHeaders(hs []string) (metadata.MD, error) {
 		k, v, ok := strings.Cut(h, "=")
 		k = strings.TrimSpace(k)
 		if !ok || k == "" {
-			return nil, &usageError{fmt.Sprintf("--header %q: want KEY=VALUE", h)}
+			return nil, &usageError{msg: fmt.Sprintf("--header %q: want KEY=VALUE", h)}
 		}
 		md.Append(strings.ToLower(k), v)
 	}
@@ -176,7 +176,7 @@ func runReplay(ctx context.Context, opts replayOptions, files []string, w, errw 
 	opts.Publish.Log = errw
 	conn, err := besclient.Dial(opts.To, besclient.DialOptions{CACert: opts.CACert})
 	if errors.Is(err, besclient.ErrBadTarget) {
-		return &usageError{fmt.Sprintf("--to: %v", err)}
+		return &usageError{msg: fmt.Sprintf("--to: %v", err), cause: err}
 	}
 	if err != nil {
 		return err
@@ -200,7 +200,7 @@ func runReplay(ctx context.Context, opts replayOptions, files []string, w, errw 
 	}
 	results, err := besclient.New(buildpb.NewPublishBuildEventClient(conn), opts.Publish).Publish(ctx, streams)
 	if errors.Is(err, besclient.ErrInvocationOverride) {
-		return &usageError{err.Error()}
+		return &usageError{msg: err.Error(), cause: err}
 	}
 	if err != nil && ctx.Err() == nil {
 		return err

@@ -40,7 +40,7 @@ func refError(ref string, err error, where string) error {
 	var amb *store.AmbiguousRefError
 	switch {
 	case errors.As(err, &amb):
-		return &usageError{amb.Error()}
+		return &usageError{msg: amb.Error()}
 	case errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("%q: %w in %s", ref, store.ErrNotFound, where)
 	}

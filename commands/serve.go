@@ -87,7 +87,7 @@ EXAMPLES:
 		OnUsageError: usageErrorHandler,
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return &usageError{fmt.Sprintf("serve takes no arguments, got %q", c.Args().First())}
+				return &usageError{msg: fmt.Sprintf("serve takes no arguments, got %q", c.Args().First())}
 			}
 			opts := serveOptions{
 				Store:        c.String("store"),
@@ -135,13 +135,13 @@ func isLoopback(listen string) (bool, error) {
 func checkExposure(opts serveOptions) (loopback bool, err error) {
 	loop, err := isLoopback(opts.Listen)
 	if err != nil {
-		return false, &usageError{fmt.Sprintf("--listen %q: %v", opts.Listen, err)}
+		return false, &usageError{msg: fmt.Sprintf("--listen %q: %v", opts.Listen, err), cause: err}
 	}
 	if (opts.TLSCert == "") != (opts.TLSKey == "") {
-		return loop, &usageError{"--tls-cert and --tls-key go together"}
+		return loop, &usageError{msg: "--tls-cert and --tls-key go together"}
 	}
 	if !loop && opts.TLSCert == "" && !opts.Insecure {
-		return loop, &usageError{fmt.Sprintf("--listen %s is not a loopback address: serve TLS on it (--tls-cert, --tls-key), or add --insecure to serve it in plain text anyway", opts.Listen)}
+		return loop, &usageError{msg: fmt.Sprintf("--listen %s is not a loopback address: serve TLS on it (--tls-cert, --tls-key), or add --insecure to serve it in plain text anyway", opts.Listen)}
 	}
 	return loop, nil
 }
@@ -180,7 +180,7 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 		return err
 	}
 	if opts.MaxEventSize <= 0 {
-		return &usageError{"--max-event-size must be positive"}
+		return &usageError{msg: "--max-event-size must be positive"}
 	}
 	security, desc, err := serverSecurity(opts)
 	if err != nil {

@@ -146,7 +146,7 @@ EXIT STATUS:
 		OnUsageError: usageErrorHandler,
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return &usageError{fmt.Sprintf("store check takes no arguments, got %q", c.Args().First())}
+				return &usageError{msg: fmt.Sprintf("store check takes no arguments, got %q", c.Args().First())}
 			}
 			opts := storeCheckOptions{Store: c.String("store"), Repair: c.Bool("repair"), Format: c.String("format")}
 			return runStoreCheck(c.Context, opts, c.App.Writer, c.App.ErrWriter)

@@ -117,11 +117,11 @@ EXAMPLES:
 func runStreams(ctx context.Context, opts streamsOptions, args []string, w, errw io.Writer) error {
 	re, err := regexp.Compile(opts.Match)
 	if err != nil {
-		return &usageError{fmt.Sprintf("--match: %v", err)}
+		return &usageError{msg: fmt.Sprintf("--match: %v", err), cause: err}
 	}
 	files, refs := splitArgs(args)
 	if len(refs) > 0 {
-		return &usageError{fmt.Sprintf("streams: no such file: %s (use --match to select streams)", refs[0])}
+		return &usageError{msg: fmt.Sprintf("streams: no such file: %s (use --match to select streams)", refs[0])}
 	}
 	var rows []streamRow
 	if len(files) > 0 {
@@ -131,7 +131,7 @@ func runStreams(ctx context.Context, opts streamsOptions, args []string, w, errw
 		}
 		streams, err := mem.MatchingStreams(opts.Match)
 		if err != nil {
-			return &usageError{fmt.Sprintf("--match: %v", err)}
+			return &usageError{msg: fmt.Sprintf("--match: %v", err), cause: err}
 		}
 		for _, s := range streams {
 			e, err := summarize(ctx, s)

@@ -199,7 +199,7 @@ EXAMPLES:
 						continue
 					}
 					if _, ok := bes.TestStatus_value[name]; !ok {
-						return &usageError{fmt.Sprintf("--status: unknown test status %q (one of %s)", name, strings.Join(testStatusNames(), ", "))}
+						return &usageError{msg: fmt.Sprintf("--status: unknown test status %q (one of %s)", name, strings.Join(testStatusNames(), ", "))}
 					}
 					opts.Statuses = append(opts.Statuses, name)
 				}

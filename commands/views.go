@@ -77,11 +77,11 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 	wants := invocation.Wants{Artifacts: cmd == "artifacts", Actions: cmd == "actions"}
 	re, err := regexp.Compile(opts.Match)
 	if err != nil {
-		return nil, nil, &usageError{fmt.Sprintf("--match: %v", err)}
+		return nil, nil, &usageError{msg: fmt.Sprintf("--match: %v", err), cause: err}
 	}
 	files, refs := splitArgs(args)
 	if len(files) == 0 && len(refs) == 0 && opts.Match == "" {
-		return nil, nil, &usageError{cmd + ": name a STREAM (key, key prefix or invocation id), a FILE, or --match REGEX"}
+		return nil, nil, &usageError{msg: cmd + ": name a STREAM (key, key prefix or invocation id), a FILE, or --match REGEX"}
 	}
 	res := &outcome{}
 	// damaged reports an event the model could not decode: one line, and

@@ -212,30 +212,6 @@ func TestReconcile(t *testing.T) {
 	}
 }
 
-// An appender continues a stream that was ingested whole.
-func TestAppendContinuesCommitted(t *testing.T) {
-	st, evs, _ := obeStream(t)
-	s := openStore(t)
-	first := mustCommit(t, s, st, evs[:60])
-	a, loaded, err := s.openAppend(bg, st, AppendOptions{Source: "other"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if lenOf(loaded) != 60 {
-		t.Fatalf("loaded %d events", lenOf(loaded))
-	}
-	appendAll(t, a, evs[60:], 100)
-	e, err := a.Close(bg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e.Source != first.Source || e.Format != first.Format || e.Events != 106 {
-		t.Errorf("entry %+v: want the committed stream's source and format, 106 events", e)
-	}
-	_, got := readBack(t, s, e)
-	sameEvents(t, got, evs)
-}
-
 // TestAppendGroupCommit: appenders of one store that write their entries
 // at once (each one row, in its own small transaction of the catalog; no
 // index rewritten whole) all end up in the catalog as of their last write,

@@ -2,7 +2,6 @@ package local
 
 import (
 	"errors"
-	"strings"
 	"testing"
 
 	"github.com/bes-cli/bes/bepfile"
@@ -85,33 +84,4 @@ func equalStrings(a, b []string) bool {
 		}
 	}
 	return true
-}
-
-// TestListMatching checks that ListMatching lists what List filtered by
-// key lists, keys that need JSON escapes included.
-func TestListMatching(t *testing.T) {
-	s := openStore(t)
-	for _, id := range []string{"plain", `quo"te`, `back\slash`, "uni\u00e9", "tab\there", "plain2"} {
-		st, evs := bepStream(t, "build_ok.bep", id)
-		mustCommit(t, s, st, evs)
-	}
-	for _, sub := range []string{"plain", `"`, `\`, "\u00e9", "\t", ".3."} {
-		match := func(key string) bool { return strings.Contains(key, sub) }
-		var want, got []string
-		for _, e := range list(t, s) {
-			if match(e.Key) {
-				want = append(want, e.Key)
-			}
-		}
-		err := s.ListMatching(bg, match, func(e *Entry) error {
-			got = append(got, e.Key)
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !equalStrings(got, want) || len(want) == 0 {
-			t.Errorf("matching %q: got %q, want %q", sub, got, want)
-		}
-	}
 }

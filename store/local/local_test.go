@@ -245,23 +245,6 @@ func TestRoundTripSynthetic(t *testing.T) {
 	}
 }
 
-func TestEmptyStream(t *testing.T) {
-	s := openStore(t)
-	st := bepfile.NewStream(&buildpb.StreamId{BuildId: "B", Component: buildpb.StreamId_CONTROLLER})
-	e := mustCommit(t, s, st, nil)
-	if e.Events != 0 || e.Key != "B.1." {
-		t.Errorf("entry = %+v", e)
-	}
-	_, evs := readBack(t, s, e)
-	if len(evs) != 0 {
-		t.Errorf("%d events", len(evs))
-	}
-	ms, err := s.Load(bg, e)
-	if err != nil || ms.Key() != "B.1." || ms.Len() != 0 {
-		t.Errorf("Load = %v, %v", ms, err)
-	}
-}
-
 // TestOBERoundTrip stores a recorded BES tool stream and exports it again:
 // the export must be the recording, byte for byte, and the stored file
 // much smaller.
@@ -328,35 +311,6 @@ func bepStream(t testing.TB, file, buildID string) (*bepfile.Stream, []bepfile.E
 		evs[i] = bepfile.Event{Seq: int64(i + 1), Payload: f}
 	}
 	return st, evs
-}
-
-func TestTruncatedInputListed(t *testing.T) {
-	s := openStore(t)
-	st, evs := bepStream(t, "truncated-test_mixed.bep", "cut")
-	e := mustCommit(t, s, st, evs)
-	if e.Complete || e.Events != 62 || e.Command != "test" || e.HasExitCode {
-		t.Errorf("entry = %+v", e)
-	}
-	st2, evs2 := bepStream(t, "test_mixed.bep", "whole")
-	// The finish event Bazel's BES client sends after last_message (and a
-	// reader of Bazel's files adds) ends the stream.
-	finish, err := proto.Marshal(&buildpb.OrderedBuildEvent{StreamId: st2.ID, SequenceNumber: 106, Event: &buildpb.BuildEvent{
-		Event: &buildpb.BuildEvent_ComponentStreamFinished{ComponentStreamFinished: &buildpb.BuildEvent_BuildComponentStreamFinished{Type: buildpb.BuildEvent_BuildComponentStreamFinished_FINISHED}},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	evs2 = append(evs2, bepfile.Event{Seq: 106, Raw: finish})
-	e2 := mustCommit(t, s, st2, evs2)
-	if !e2.Complete || e2.Events != 106 || e2.Result != "TESTS_FAILED" {
-		t.Errorf("entry = %+v", e2)
-	}
-	got := list(t, s)
-	if len(got) != 2 || got[0].Key != "cut.3.cut" || got[0].Complete || !got[1].Complete {
-		t.Errorf("list = %+v", got)
-	}
-	_, back := readBack(t, s, e)
-	sameEvents(t, back, evs)
 }
 
 func TestDuplicateUnchangedReplace(t *testing.T) {
@@ -529,96 +483,6 @@ func TestHostileIDs(t *testing.T) {
 	}
 	if got := list(t, s); !slices.Equal(entryKeys(got), keys) {
 		t.Errorf("after rebuild: %q", entryKeys(got))
-	}
-}
-
-func TestLookup(t *testing.T) {
-	s := openStore(t)
-	for _, id := range []*buildpb.StreamId{
-		{BuildId: "b1", Component: buildpb.StreamId_CONTROLLER},
-		{BuildId: "b1", InvocationId: "inv-a", Component: buildpb.StreamId_CONTROLLER},
-		{BuildId: "b1", InvocationId: "inv-a", Component: buildpb.StreamId_TOOL},
-		{BuildId: "b2", InvocationId: "inv-b", Component: buildpb.StreamId_TOOL},
-		{BuildId: "inv-b", InvocationId: "x", Component: buildpb.StreamId_TOOL}, // a build id equal to an invocation id
-		{BuildId: "c3", InvocationId: "inv-c", Component: buildpb.StreamId_TOOL},
-		{BuildId: "d4", InvocationId: "inv-d", Component: buildpb.StreamId_TOOL},
-		{BuildId: "d5", InvocationId: "inv-e", Component: buildpb.StreamId_TOOL},
-		// One run twice: the .bep (build id = invocation id) and a BES
-		// capture with its lifecycle stream.
-		{BuildId: "run", InvocationId: "run", Component: buildpb.StreamId_TOOL},
-		{BuildId: "req", InvocationId: "run", Component: buildpb.StreamId_TOOL},
-		{BuildId: "req", InvocationId: "run", Component: buildpb.StreamId_CONTROLLER},
-		{BuildId: "req", Component: buildpb.StreamId_CONTROLLER},
-	} {
-		mustCommit(t, s, bepfile.NewStream(id), []bepfile.Event{{Seq: 1, Payload: []byte("x")}})
-	}
-	for _, tc := range []struct {
-		ref  string
-		want []string
-	}{
-		{"b1.3.inv-a", []string{"b1.3.inv-a"}},                   // full key
-		{"b1.1.", []string{"b1.1."}},                             // full key that prefixes others
-		{"b1.1", []string{"b1.1.", "b1.1.inv-a"}},                // prefix of one build's lifecycle streams
-		{"b1", []string{"b1.3.inv-a"}},                           // build id: its tool stream
-		{"b1.", []string{"b1.3.inv-a"}},                          // prefix of one build: its tool stream
-		{"c", []string{"c3.3.inv-c"}},                            // unique prefix
-		{"inv-a", []string{"b1.1.inv-a", "b1.3.inv-a"}},          // invocation id
-		{"inv-b", []string{"b2.3.inv-b"}},                        // invocation id before build id
-		{"inv-c", []string{"c3.3.inv-c"}},                        // invocation id
-		{"run", []string{"req.1.run", "req.3.run", "run.3.run"}}, // every stream of the invocation
-		{"req", []string{"req.3.run"}},                           // build id: its tool stream
-		{"req.1", []string{"req.1.", "req.1.run"}},               // prefix of lifecycle streams
-	} {
-		got, err := s.Lookup(bg, tc.ref)
-		if err != nil || !slices.Equal(entryKeys(got), tc.want) {
-			t.Errorf("Lookup(%q) = %q, %v; want %q", tc.ref, entryKeys(got), err, tc.want)
-		}
-	}
-	if _, err := s.Lookup(bg, "nope"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("Lookup(nope) = %v", err)
-	}
-	// A prefix of several builds' keys.
-	var amb *store.AmbiguousRefError
-	if got, err := s.Lookup(bg, "d"); !errors.As(err, &amb) || !slices.Equal(amb.Keys, []string{"d4.3.inv-d", "d5.3.inv-e"}) {
-		t.Errorf("Lookup(d) = %q, %v; want ambiguous between d4 and d5", entryKeys(got), err)
-	}
-	if _, err := s.Lookup(bg, ""); err == nil {
-		t.Error("Lookup(\"\"): no error")
-	}
-}
-
-func TestListOrderAndStop(t *testing.T) {
-	s := openStore(t)
-	var want []string
-	for _, b := range []string{"zeta", "alpha", "Mid", "beta", "alpha2", "_"} {
-		id := &buildpb.StreamId{BuildId: b, InvocationId: "i", Component: buildpb.StreamId_TOOL}
-		mustCommit(t, s, bepfile.NewStream(id), nil)
-		want = append(want, bepfile.Key(id))
-	}
-	slices.Sort(want)
-	if got := entryKeys(list(t, s)); !slices.Equal(got, want) {
-		t.Errorf("List order %q, want %q", got, want)
-	}
-	stop := errors.New("stop")
-	n := 0
-	err := s.List(bg, func(*Entry) error {
-		n++
-		if n == 2 {
-			return stop
-		}
-		return nil
-	})
-	if err != stop || n != 2 {
-		t.Errorf("List stopped with %v after %d", err, n)
-	}
-	ctx, cancel := context.WithCancel(bg)
-	cancel()
-	if err := s.List(ctx, func(*Entry) error { return nil }); !errors.Is(err, context.Canceled) {
-		t.Errorf("List(cancelled) = %v", err)
-	}
-	// A new store lists nothing.
-	if got := list(t, openStore(t)); len(got) != 0 {
-		t.Errorf("empty store lists %d", len(got))
 	}
 }
 

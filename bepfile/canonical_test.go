@@ -1,5 +1,7 @@
 package bepfile
 
+//lint:file-ignore SA1019 The events are made as Bazel 4.2 writes them, with the *_millis times the current schema deprecates.
+
 import (
 	"bytes"
 	"cmp"

@@ -1,5 +1,7 @@
 package commands
 
+//lint:file-ignore SA1019 The counts are made from the fields the older Bazels of the public files write (ActionExecuted.label, BuildFinished.overall_success), which the current schema deprecates.
+
 import (
 	"bufio"
 	"bytes"

@@ -78,17 +78,3 @@ func sharedInvocations(ids []string) map[string]bool {
 	}
 	return shared
 }
-
-// invocationLabel names a stream's invocation in a view's table: "(no
-// invocation id)" for an id bes made up, the stream's key when shared says
-// another shown stream carries the same invocation id (see
-// sharedInvocations), else the invocation id.
-func invocationLabel(id, key string, shared map[string]bool) string {
-	switch {
-	case shared[id]:
-		return key
-	case bepfile.IsSynthesizedID(id):
-		return noInvocationID
-	}
-	return id
-}

@@ -1,5 +1,7 @@
 package commands
 
+//lint:file-ignore SA1019 The events are made as Bazel 4.2 writes them, with the start_time_millis the current schema deprecates.
+
 import (
 	"encoding/json"
 	"os"

@@ -62,17 +62,11 @@ func readFilesFrom(ctx context.Context, files []string, opts bepfile.Options, er
 	return mem, fr.from, res, nil
 }
 
-// scanFiles reads every event of the files, in order, and calls fn with
-// each and its stream, with readFiles's handling of read errors and of
-// streams read twice: those events are skipped. With opts.Reuse the event
-// is valid only during the call. An error of fn ends the scan and is
-// returned as it is.
-func scanFiles(ctx context.Context, files []string, opts bepfile.Options, errw io.Writer, fn func(*bepfile.Stream, *bepfile.Event) error) (*outcome, error) {
-	fr := &fileReader{opts: opts, errw: errw, from: map[string]string{}}
-	return fr.scan(ctx, files, fn)
-}
-
-// scan is scanFiles with fr.
+// scan reads every event of the files, in order, and calls fn with each
+// and its stream, with readFiles's handling of read errors and of streams
+// read twice: those events are skipped. With fr.opts.Reuse the event is
+// valid only during the call. An error of fn ends the scan and is returned
+// as it is.
 func (fr *fileReader) scan(ctx context.Context, files []string, fn func(*bepfile.Stream, *bepfile.Event) error) (*outcome, error) {
 	return forFiles(ctx, files, fr.errw, func(name string) error {
 		return fr.each(ctx, name, fn, func(msg string) { fmt.Fprint(fr.errw, msg) })
@@ -108,7 +102,7 @@ func forFiles(ctx context.Context, files []string, errw io.Writer, read func(nam
 	return res, nil
 }
 
-// fnError carries the error of scanFiles's callback out of a file's read.
+// fnError carries the error of a scan's callback out of a file's read.
 type fnError struct{ err error }
 
 func (e *fnError) Error() string { return e.err.Error() }

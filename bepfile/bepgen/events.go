@@ -1,5 +1,7 @@
 package bepgen
 
+//lint:file-ignore SA1019 The generator writes the fields Bazel 4.2 writes, which the current schema deprecates (the *_millis times, ActionExecuted.label and configuration, important_output, test_timeout_seconds, overall_success, anomaly_report).
+
 import (
 	"fmt"
 	"strings"

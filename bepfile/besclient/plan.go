@@ -1,5 +1,7 @@
 package besclient
 
+//lint:file-ignore SA1019 Bazel 4.2 writes only the deprecated start_time_millis and finish_time_millis; they are read as fallbacks for the event times.
+
 import (
 	"fmt"
 	"time"

@@ -1,5 +1,7 @@
 package invocation
 
+//lint:file-ignore SA1019 Bazel 4.2 writes only ActionExecuted.label, which the current schema deprecates; it is read as a fallback.
+
 import (
 	"fmt"
 	"regexp"

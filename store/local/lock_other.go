@@ -4,10 +4,6 @@ package local
 
 import "os"
 
-// closeBeforeRename says whether a file must be closed before it is renamed,
-// as on Windows.
-const closeBeforeRename = true
-
 // tryLock always succeeds: without flock, the catalog's own locking still
 // serialises writers, but live writers' files cannot be told apart, so
 // Repair must run while no other bes writes to the store.

@@ -8,11 +8,6 @@ import (
 	"syscall"
 )
 
-// closeBeforeRename says whether a file must be closed before it is renamed.
-// Unix renames open files: a StreamWriter keeps its temporary file open and
-// locked until it is in place.
-const closeBeforeRename = false
-
 // tryLock tries to take an exclusive flock on f without waiting. flock
 // locks belong to the open file, so two opens of the lock file exclude each
 // other even within one process.

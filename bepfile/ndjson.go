@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -649,7 +651,10 @@ func fixJSON(md protoreflect.MessageDescriptor, v any, path string, d *Damage, b
 		return
 	}
 	fields := md.Fields()
-	for name, val := range obj {
+	// In name order, so that what is reported comes in the same order
+	// every time (a Go map's order is random).
+	for _, name := range slices.Sorted(maps.Keys(obj)) {
+		val := obj[name]
 		fd := fields.ByJSONName(name)
 		if fd == nil {
 			fd = fields.ByTextName(name)
@@ -669,8 +674,8 @@ func fixJSON(md protoreflect.MessageDescriptor, v any, path string, d *Damage, b
 				continue
 			}
 			vd := fd.MapValue()
-			for k, x := range m {
-				m[k] = fixJSONValue(vd, x, fpath, d, badUTF8)
+			for _, k := range slices.Sorted(maps.Keys(m)) {
+				m[k] = fixJSONValue(vd, m[k], fpath, d, badUTF8)
 			}
 		case fd.IsList():
 			l, ok := val.([]any)

@@ -78,7 +78,8 @@ type Builder struct {
 	// WithActions.
 	actionsWanted bool
 	// kinds holds the target kind and test size of test rules, by label.
-	kinds map[string][2]string
+	kinds     map[string][2]string
+	kindNames map[string]string // the kinds, interned
 	// full decodes every event the model needs with protobuf-go, never
 	// taking the fast path (for tests that compare the two).
 	full bool
@@ -87,6 +88,7 @@ type Builder struct {
 // targetState is what the events said of one target, the last event
 // winning.
 type targetState struct {
+	label      string // the key of Builder.targets, shared by the other maps of the label
 	configured bool
 	state      targetOutcome
 	abort      *Abort // the abort, when state is targetAborted or targetSkipped
@@ -110,6 +112,7 @@ func (b *Builder) target(label string) *targetState {
 			b.targetSlab = make([]targetState, 256)
 		}
 		t, b.targetSlab = &b.targetSlab[0], b.targetSlab[1:]
+		t.label = label
 		b.targets[label] = t
 	}
 	return t

@@ -198,15 +198,32 @@ func (b *Builder) fastConfigured(id, payload []byte) bool {
 	if len(aspect) > 0 {
 		return true
 	}
-	b.targetBytes(label).configured = true
 	if bes.TestSize(int32(size)) != bes.TestSize_UNKNOWN || bytes.HasSuffix(kind, []byte("_test rule")) {
 		if !utf8.Valid(kind) {
 			return false
 		}
-		b.testRules[string(label)] = true
-		b.kinds[string(label)] = [2]string{string(kind), testSizeName(bes.TestSize(int32(size)))}
+		t := b.targetBytes(label)
+		t.configured = true
+		// The label's string once, for every map; the kinds, few, once.
+		b.testRules[t.label] = true
+		b.kinds[t.label] = [2]string{b.kindName(kind), testSizeName(bes.TestSize(int32(size)))}
+		return true
 	}
+	b.targetBytes(label).configured = true
 	return true
+}
+
+// kindName interns a rule kind read off the wire: a build has a handful.
+func (b *Builder) kindName(kind []byte) string {
+	if s, ok := b.kindNames[string(kind)]; ok {
+		return s
+	}
+	if b.kindNames == nil {
+		b.kindNames = map[string]string{}
+	}
+	s := string(kind)
+	b.kindNames[s] = s
+	return s
 }
 
 // fastCompleted folds a TargetComplete event that succeeded, when the

@@ -2,8 +2,12 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -83,6 +87,7 @@ func newStoreCommand() *cli.Command {
 		Usage: "maintain the local stream store",
 		Subcommands: []*cli.Command{
 			newStoreCheckCommand(),
+			newStoreGCCommand(),
 		},
 		OnUsageError: usageErrorHandler,
 		Action: func(c *cli.Context) error {
@@ -229,4 +234,188 @@ func runStoreCheck(ctx context.Context, opts storeCheckOptions, w, errw io.Write
 
 func problemRow(p local.Problem, status string) checkRow {
 	return checkRow{Problem: string(p.Kind), File: p.File, Key: p.Key, Detail: p.Detail, Status: status}
+}
+
+type storeGCOptions struct {
+	Store     string
+	OlderThan time.Duration // 0: no age limit
+	Keep      int           // negative: no count limit
+	DryRun    bool
+	Format    string
+	Now       time.Time // zero: time.Now
+}
+
+// gcRow is one stream `bes store gc` selected, as printed.
+type gcRow struct {
+	// Status is "removed", "would remove" (--dry-run), "kept: being
+	// written" (an Appender holds it) or "kept: changed meanwhile".
+	Status       string    `json:"status"`
+	Time         time.Time `json:"time"` // local.GCTime: the start, else the ingest time
+	Key          string    `json:"key"`
+	InvocationID string    `json:"invocation_id"`
+	Command      string    `json:"command,omitempty"`
+	Events       int64     `json:"events"`
+	Size         int64     `json:"size"` // bytes of the stream file
+}
+
+var gcColumns = []column[gcRow]{
+	{"STATUS", func(r gcRow) string { return r.Status }},
+	{"TIME", func(r gcRow) string {
+		if r.Time.IsZero() {
+			return ""
+		}
+		return r.Time.UTC().Format(time.RFC3339)
+	}},
+	{"KEY", func(r gcRow) string { return r.Key }},
+	{"INVOCATION ID", func(r gcRow) string { return shownInvocationID(r.InvocationID) }},
+	{"COMMAND", func(r gcRow) string { return r.Command }},
+	{"EVENTS", func(r gcRow) string { return strconv.FormatInt(r.Events, 10) }},
+	{"SIZE", func(r gcRow) string { return strconv.FormatInt(r.Size, 10) }},
+}
+
+// parseAge parses --older-than: a Go duration (90m, 36h) or a whole
+// number of days or weeks (30d, 2w), positive.
+func parseAge(v string) (time.Duration, error) {
+	var d time.Duration
+	var err error
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		d, err = wholeUnits(n, 24*time.Hour)
+	} else if n, ok := strings.CutSuffix(v, "w"); ok {
+		d, err = wholeUnits(n, 7*24*time.Hour)
+	} else {
+		d, err = time.ParseDuration(v)
+	}
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("--older-than wants a positive duration such as 30d, 2w, 36h or 90m, not %q", v)
+	}
+	return d, nil
+}
+
+func wholeUnits(n string, unit time.Duration) (time.Duration, error) {
+	k, err := strconv.ParseInt(n, 10, 64)
+	if err != nil || k <= 0 || k > int64(1<<63-1)/int64(unit) {
+		return 0, errors.New("bad count")
+	}
+	return time.Duration(k) * unit, nil
+}
+
+func newStoreGCCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "gc",
+		Usage: "remove old streams from the store: --older-than DURATION, --keep N; --dry-run lists them",
+		Description: `Removes whole streams from the store (each stream's file and its
+catalog entry), oldest first, by their time: the invocation's start
+(BuildStarted.start_time), or, for a stream without one, the time it was
+stored. --older-than DURATION removes the streams older than that
+(30d, 2w, 36h, 90m); --keep N keeps only the N newest streams. With
+both, a stream beyond either limit is removed. One of them is required.
+
+A stream that bes serve is writing (an open stream) is never removed: its
+row says "kept: being written", and it still counts among the N newest.
+A stream replaced (ingest --replace) while gc runs is judged again next
+time ("kept: changed meanwhile"). --dry-run removes nothing and lists
+what gc would remove.
+
+Each stream is removed as one step, its file first and then its entry:
+gc killed at any point leaves every stream either whole or gone (an entry
+whose file was removed reads as gone; bes store check reports it as
+"missing file" and --repair drops it). Run gc again to finish.
+
+One row per stream selected, oldest first; a summary line on standard
+error.
+
+EXAMPLES:
+   bes store gc --older-than 30d
+   bes store gc --keep 1000 --dry-run
+   bes store gc --older-than 2w --keep 500 --format json
+
+EXIT STATUS:
+   0  done (streams being written are kept, and that is not an error)
+   1  the store could not be read or a stream not removed (the rows
+      before the error are printed)
+   2  usage error: bad flags or arguments, or neither --older-than nor --keep`,
+		Flags: []cli.Flag{
+			storeFlag(),
+			formatFlag(formatTable, formatJSON, formatNDJSON),
+			&cli.StringFlag{Name: "older-than", Usage: "remove the streams older than `DURATION` (30d, 2w, 36h, 90m), by start time (else the time stored)"},
+			&cli.IntFlag{Name: "keep", Usage: "keep only the `N` newest streams"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "remove nothing: list what would be removed"},
+		},
+		OnUsageError: usageErrorHandler,
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return &usageError{msg: fmt.Sprintf("store gc takes no arguments, got %q", c.Args().First())}
+			}
+			opts := storeGCOptions{Store: c.String("store"), Keep: -1, DryRun: c.Bool("dry-run"), Format: c.String("format")}
+			if !c.IsSet("older-than") && !c.IsSet("keep") {
+				return &usageError{msg: "store gc needs --older-than DURATION or --keep N (or both)"}
+			}
+			if c.IsSet("older-than") {
+				d, err := parseAge(c.String("older-than"))
+				if err != nil {
+					return &usageError{msg: err.Error()}
+				}
+				opts.OlderThan = d
+			}
+			if c.IsSet("keep") {
+				if opts.Keep = c.Int("keep"); opts.Keep < 0 {
+					return &usageError{msg: fmt.Sprintf("--keep wants a count of streams, 0 or more, not %d", opts.Keep)}
+				}
+			}
+			return runStoreGC(c.Context, opts, c.App.Writer, c.App.ErrWriter)
+		},
+	}
+}
+
+func runStoreGC(ctx context.Context, opts storeGCOptions, w, errw io.Writer) error {
+	dir, err := storeDir(opts.Store)
+	if err != nil {
+		return err
+	}
+	st, exists, err := local.OpenExisting(dir)
+	if err != nil {
+		return err
+	}
+	var items []local.GCItem
+	var gcErr error
+	if exists { // a store that does not exist is empty: gc creates nothing
+		defer st.Close()
+		items, gcErr = st.GC(ctx, local.GCOptions{OlderThan: opts.OlderThan, Keep: opts.Keep, Now: opts.Now, DryRun: opts.DryRun})
+	}
+	rows := make([]gcRow, 0, len(items))
+	var removed, kept int
+	var bytes int64
+	for _, it := range items {
+		r := gcRow{Time: it.Time, Key: it.Entry.Key, InvocationID: it.Entry.InvocationID, Command: it.Entry.Command, Events: it.Entry.Events, Size: it.Entry.Size}
+		switch {
+		case it.Busy:
+			r.Status = "kept: being written"
+			kept++
+		case it.Gone:
+			r.Status = "kept: changed meanwhile"
+			kept++
+		case it.Removed:
+			r.Status = "removed"
+			removed++
+			bytes += it.Entry.Size
+		default:
+			r.Status = "would remove"
+			removed++
+			bytes += it.Entry.Size
+		}
+		rows = append(rows, r)
+	}
+	if err := render(w, opts.Format, rows, gcColumns); err != nil {
+		return err
+	}
+	verb := "removed"
+	if opts.DryRun {
+		verb = "would remove"
+	}
+	fmt.Fprintf(errw, "bes: store %s: %s %d streams (%d bytes)", dir, verb, removed, bytes)
+	if kept > 0 {
+		fmt.Fprintf(errw, ", kept %d being written or changed", kept)
+	}
+	fmt.Fprintln(errw)
+	return gcErr
 }

@@ -87,6 +87,13 @@ func (s *Store) Location() string { return s.dir }
 // Entry first would leave a stream file no entry names, which Repair would
 // index again: a deleted stream brought back.
 func (s *Store) Delete(ctx context.Context, key string) error {
+	return s.delete(ctx, key, nil)
+}
+
+// delete is Delete, which with a non-nil same deletes the stream only if
+// same accepts its entry as read in the transaction (else an error
+// wrapping errChanged).
+func (s *Store) delete(ctx context.Context, key string, same func(*Entry) bool) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
 		found, err := getEntryTx(ctx, tx, key)
 		if err != nil {
@@ -94,6 +101,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		}
 		if found == nil {
 			return fmt.Errorf("store: delete %s: %w", ShortKey(key), store.ErrNotFound)
+		}
+		if same != nil && !same(found) {
+			return fmt.Errorf("store: delete %s: %w", ShortKey(key), errChanged)
 		}
 		// The stream file is the one named after the key, whatever the
 		// entry says (the catalog is a file a user could edit).

@@ -1,0 +1,132 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/bes-cli/bes/store"
+)
+
+// GCOptions selects the streams GC removes. Each limit that is set is
+// applied on its own: a stream is removed when it is beyond any of them.
+type GCOptions struct {
+	// OlderThan, when positive, removes the streams whose time (GCTime)
+	// is before Now minus OlderThan.
+	OlderThan time.Duration
+	// Keep, when not negative, keeps only the Keep newest streams (by
+	// GCTime) and removes the others. 0 removes every stream.
+	Keep int
+	// Now is the time OlderThan counts back from (time.Now when zero).
+	Now time.Time
+	// DryRun removes nothing: GC only says what it would remove.
+	DryRun bool
+}
+
+// GCItem is one stream GC selected, in the order GC considered them:
+// oldest first.
+type GCItem struct {
+	Entry *Entry
+	// Time is the time GC ordered the stream by (GCTime).
+	Time time.Time
+	// Removed is set when the stream was removed (never with DryRun).
+	Removed bool
+	// Busy is set when an Appender (a `bes serve` receiving it) holds the
+	// stream: it is kept.
+	Busy bool
+	// Gone is set when the stream was no longer stored as GC listed it
+	// when GC came to it (another process deleted it, or replaced it with
+	// a stream of another time, meanwhile): nothing was removed.
+	Gone bool
+}
+
+// GCTime is the time retention orders a stream by: its start
+// (BuildStarted.start_time, Entry.Start), or, for a stream without one (a
+// stream whose first events were lost, a tool stream without its
+// BuildStarted), the time it was stored (Entry.Ingested); the zero time
+// when it has neither, which makes it the oldest.
+func GCTime(e *Entry) time.Time {
+	if !e.Start.IsZero() {
+		return e.Start
+	}
+	return e.Ingested
+}
+
+// GC removes whole streams by age (store retention: `bes store gc`):
+// those opts selects, oldest first (by GCTime, then key). It reads the
+// catalog once, then removes each stream as Delete does, one write
+// transaction per stream: its file first, then its entry, so that a crash
+// in the middle leaves streams either whole or gone (an entry whose file
+// is missing reads as gone, and `bes store check --repair` drops it; see
+// Delete), never a stream file that Repair would index again. A stream an
+// Appender holds is never removed (GCItem.Busy); it still counts among
+// the streams Keep keeps, if it is among the newest. A stream that was
+// committed while GC ran is not considered. The items are those selected,
+// oldest first; on an error, the items done so far and the error. With
+// opts.DryRun nothing is removed and Busy says which streams are held now.
+func (s *Store) GC(ctx context.Context, opts GCOptions) ([]GCItem, error) {
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	var all []*Entry
+	if err := s.List(ctx, func(e *Entry) error {
+		all = append(all, e)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(all, func(a, b *Entry) int {
+		if c := GCTime(a).Compare(GCTime(b)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+	cut := 0 // all[:cut] are removed
+	if opts.Keep >= 0 && len(all) > opts.Keep {
+		cut = len(all) - opts.Keep
+	}
+	if opts.OlderThan > 0 {
+		limit := now.Add(-opts.OlderThan)
+		for cut < len(all) && GCTime(all[cut]).Before(limit) {
+			cut++
+		}
+	}
+	items := make([]GCItem, 0, cut)
+	for _, e := range all[:cut] {
+		it := GCItem{Entry: e, Time: GCTime(e)}
+		if opts.DryRun {
+			it.Busy = fileHeld(filepath.Join(s.dir, FileName(e.Key)))
+			items = append(items, it)
+			continue
+		}
+		err := s.deleteIf(ctx, e)
+		switch {
+		case err == nil:
+			it.Removed = true
+		case errors.Is(err, store.ErrStreamBusy):
+			it.Busy = true
+		case errors.Is(err, store.ErrNotFound), errors.Is(err, errChanged):
+			it.Gone = true
+		default:
+			return items, err
+		}
+		items = append(items, it)
+	}
+	return items, nil
+}
+
+// errChanged: the stream GC selected was replaced since GC listed it.
+var errChanged = errors.New("store: the stream changed since it was listed")
+
+// deleteIf deletes the stream of e as Delete does, unless its entry
+// changed since e was read (a stream replaced with --replace is a new
+// stream, with a new time: GC does not judge it on the old one's).
+func (s *Store) deleteIf(ctx context.Context, e *Entry) error {
+	return s.delete(ctx, e.Key, func(found *Entry) bool {
+		return found.Start.Equal(e.Start) && found.Ingested.Equal(e.Ingested)
+	})
+}

@@ -80,6 +80,12 @@ type Builder struct {
 	// kinds holds the target kind and test size of test rules, by label.
 	kinds     map[string][2]string
 	kindNames map[string]string // the kinds, interned
+	// targetsWanted fills Invocation.TargetList; see Wants.Targets.
+	targetsWanted bool
+	// workspace holds the workspace status items and metadata holds the
+	// BuildMetadata entries that User, Host, Commit and Branch come from
+	// (statusKeys), whatever order the events came in.
+	workspace, metadata map[string]string
 	// full decodes every event the model needs with protobuf-go, never
 	// taking the fast path (for tests that compare the two).
 	full bool
@@ -90,6 +96,7 @@ type Builder struct {
 type targetState struct {
 	label      string // the key of Builder.targets, shared by the other maps of the label
 	configured bool
+	kind       string // TargetConfigured.target_kind, interned
 	state      targetOutcome
 	abort      *Abort // the abort, when state is targetAborted or targetSkipped
 }
@@ -156,7 +163,7 @@ func NewBuilder(s *bepfile.Stream) *Builder {
 // of the model w says (WithoutArtifacts, WithActions).
 func NewBuilderFor(s *bepfile.Stream, w Wants) *Builder {
 	b := NewBuilder(s)
-	b.artifactsWanted, b.actionsWanted = w.Artifacts, w.Actions
+	b.artifactsWanted, b.actionsWanted, b.targetsWanted = w.Artifacts, w.Actions, w.Targets
 	return b
 }
 
@@ -183,6 +190,7 @@ func (b *Builder) WithActions() *Builder {
 type Wants struct {
 	Artifacts bool // Invocation.Artifacts: completed targets and named sets
 	Actions   bool // Invocation.Actions: every action, not only the failed
+	Targets   bool // Invocation.TargetList: every target with its outcome
 }
 
 // Relevant reports whether Add would do more with ev than count it. A
@@ -224,7 +232,8 @@ func ClassifyFor(ev *bepfile.Event, known *bepfile.Peeked, w Wants) (keep bool, 
 	}
 	switch p.PayloadField {
 	case wire.BuildEventStarted, wire.BuildEventAborted, wire.BuildEventFinished, wire.BuildEventExpanded, wire.BuildEventConfigured, wire.BuildEventCompleted, wire.BuildEventTestResult, wire.BuildEventTestSummary,
-		wire.BuildEventConfiguration, wire.BuildEventBuildMetrics, wire.BuildEventBuildToolLogs, wire.BuildEventWorkspaceInfo:
+		wire.BuildEventConfiguration, wire.BuildEventBuildMetrics, wire.BuildEventBuildToolLogs, wire.BuildEventWorkspaceInfo,
+		wire.BuildEventWorkspaceStatus, wire.BuildEventBuildMetadata:
 		return true, p, true
 	case wire.BuildEventNamedSetOfFiles:
 		return w.Artifacts, p, true
@@ -279,7 +288,7 @@ func (b *Builder) AddPeeked(ev *bepfile.Event, known *bepfile.Peeked) error {
 			return err
 		}
 		return nil
-	case "started", "aborted", "finished", "configuration", "buildMetrics", "buildToolLogs", "workspaceInfo":
+	case "started", "aborted", "finished", "configuration", "buildMetrics", "buildToolLogs", "workspaceInfo", "workspaceStatus", "buildMetadata":
 	case "expanded":
 		if !b.full && b.fastExpanded(p.ID) {
 			return nil
@@ -352,6 +361,18 @@ func (b *Builder) add(seq int64, be *bes.BuildEvent) {
 		b.inv.WorkspaceDirectory = s.GetWorkspaceDirectory()
 	case *bes.BuildEvent_WorkspaceInfo:
 		b.inv.ExecRoot = pl.WorkspaceInfo.GetLocalExecRoot()
+	case *bes.BuildEvent_WorkspaceStatus:
+		for _, it := range pl.WorkspaceStatus.GetItem() {
+			if statusKeys[it.GetKey()] {
+				b.workspace = setKey(b.workspace, it.GetKey(), it.GetValue())
+			}
+		}
+	case *bes.BuildEvent_BuildMetadata:
+		for k, v := range pl.BuildMetadata.GetMetadata() {
+			if statusKeys[k] {
+				b.metadata = setKey(b.metadata, k, v)
+			}
+		}
 	case *bes.BuildEvent_Expanded:
 		b.inv.Patterns = append(b.inv.Patterns, id.GetPattern().GetPattern()...)
 	case *bes.BuildEvent_Configured:
@@ -359,7 +380,9 @@ func (b *Builder) add(seq int64, be *bes.BuildEvent) {
 		if tc.GetAspect() != "" {
 			return
 		}
-		b.target(tc.GetLabel()).configured = true
+		t := b.target(tc.GetLabel())
+		t.configured = true
+		t.kind = b.kindName([]byte(pl.Configured.GetTargetKind()))
 		if pl.Configured.GetTestSize() != bes.TestSize_UNKNOWN || strings.HasSuffix(pl.Configured.GetTargetKind(), "_test rule") {
 			b.testRules[tc.GetLabel()] = true
 			b.kinds[tc.GetLabel()] = [2]string{pl.Configured.GetTargetKind(), testSizeName(pl.Configured.GetTestSize())}
@@ -601,6 +624,10 @@ func (b *Builder) Invocation() *Invocation {
 	inv := &b.inv
 	b.endConsole()
 	b.countTargets()
+	b.identity()
+	if b.targetsWanted {
+		inv.TargetList = b.targetList()
+	}
 	if inv.Command == "test" || inv.Command == "coverage" {
 		// A test target that never got a test event did not run.
 		for label := range b.testRules {
@@ -704,6 +731,66 @@ func (b *Builder) Invocation() *Invocation {
 	}
 	inv.Artifacts = b.artifacts()
 	return inv
+}
+
+// statusKeys are the workspace status items and build metadata keys the
+// model reads (see Invocation.User, Host, Commit, Branch).
+var statusKeys = map[string]bool{
+	"BUILD_USER": true, "BUILD_HOST": true,
+	"COMMIT_SHA": true, "BRANCH_NAME": true,
+	"STABLE_GIT_COMMIT": true, "BUILD_SCM_REVISION": true,
+	"STABLE_GIT_BRANCH": true, "BUILD_SCM_BRANCH": true,
+}
+
+func setKey(m map[string]string, k, v string) map[string]string {
+	if m == nil {
+		m = map[string]string{}
+	}
+	m[k] = v
+	return m
+}
+
+// identity sets User, Host, Commit and Branch from the workspace status
+// and the build metadata, the metadata first.
+func (b *Builder) identity() {
+	first := func(vs ...string) string {
+		for _, v := range vs {
+			if v != "" {
+				return v
+			}
+		}
+		return ""
+	}
+	ws, md := b.workspace, b.metadata
+	b.inv.User, b.inv.Host = ws["BUILD_USER"], ws["BUILD_HOST"]
+	b.inv.Commit = first(md["COMMIT_SHA"], ws["STABLE_GIT_COMMIT"], ws["BUILD_SCM_REVISION"])
+	b.inv.Branch = first(md["BRANCH_NAME"], ws["STABLE_GIT_BRANCH"], ws["BUILD_SCM_BRANCH"])
+}
+
+// targetList returns Invocation.TargetList.
+func (b *Builder) targetList() []*Target {
+	out := make([]*Target, 0, len(b.targets))
+	for _, t := range b.targets {
+		tg := &Target{Label: t.label, Kind: t.kind}
+		switch t.state {
+		case targetPending:
+			tg.Outcome = TargetPending
+		case targetBuilt:
+			tg.Outcome = TargetBuilt
+		case targetFailed:
+			tg.Outcome = TargetFailed
+		case targetAborted:
+			tg.Outcome = TargetAborted
+		case targetSkipped:
+			tg.Outcome = TargetSkipped
+		}
+		if t.abort != nil && (t.state == targetAborted || t.state == targetSkipped) {
+			tg.AbortReason = t.abort.Reason
+		}
+		out = append(out, tg)
+	}
+	slices.SortFunc(out, func(a, b *Target) int { return strings.Compare(a.Label, b.Label) })
+	return out
 }
 
 // countTargets counts the targets by their last state.

@@ -204,12 +204,18 @@ func (b *Builder) fastConfigured(id, payload []byte) bool {
 		}
 		t := b.targetBytes(label)
 		t.configured = true
+		t.kind = b.kindName(kind)
 		// The label's string once, for every map; the kinds, few, once.
 		b.testRules[t.label] = true
-		b.kinds[t.label] = [2]string{b.kindName(kind), testSizeName(bes.TestSize(int32(size)))}
+		b.kinds[t.label] = [2]string{t.kind, testSizeName(bes.TestSize(int32(size)))}
 		return true
 	}
-	b.targetBytes(label).configured = true
+	if !utf8.Valid(kind) {
+		return false
+	}
+	t := b.targetBytes(label)
+	t.configured = true
+	t.kind = b.kindName(kind)
 	return true
 }
 

@@ -54,12 +54,12 @@ func buildWith(t *testing.T, st *memStream, setup func(*Builder)) *Invocation {
 // builds exactly the model a full decode of every event builds.
 func checkFastPath(t *testing.T, name string, streams []*memStream) {
 	for _, st := range streams {
-		full := buildWith(t, st, func(b *Builder) { b.full = true })
-		fast := buildWith(t, st, func(*Builder) {})
+		full := buildWith(t, st, func(b *Builder) { b.full, b.targetsWanted = true, true })
+		fast := buildWith(t, st, func(b *Builder) { b.targetsWanted = true })
 		if !reflect.DeepEqual(full, fast) {
 			t.Errorf("%s: stream %s: the fast path builds another model than a full decode", name, st.Key())
 		}
-		lean := buildWith(t, st, func(b *Builder) { b.WithoutArtifacts() })
+		lean := buildWith(t, st, func(b *Builder) { b.WithoutArtifacts().targetsWanted = true })
 		full.Artifacts = []*Artifact{}
 		if !reflect.DeepEqual(full, lean) {
 			t.Errorf("%s: stream %s: WithoutArtifacts builds another model than a full decode", name, st.Key())

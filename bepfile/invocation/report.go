@@ -45,6 +45,19 @@ type Invocation struct {
 	Start    time.Time
 	Finish   time.Time
 
+	// User and Host are the workspace status items BUILD_USER and
+	// BUILD_HOST that Bazel always writes (WorkspaceStatus.item, from
+	// --workspace_status_command's defaults): who ran Bazel, on which
+	// machine ("root", "vm"); "" when the stream has no WorkspaceStatus.
+	User, Host string
+	// Commit and Branch are the source revision and branch the build says
+	// it built, "" when it does not say: the BuildMetadata entries
+	// COMMIT_SHA and BRANCH_NAME (Bazel's --build_metadata, the keys CI
+	// integrations set), else the workspace status items of a
+	// --workspace_status_command: STABLE_GIT_COMMIT or BUILD_SCM_REVISION,
+	// and STABLE_GIT_BRANCH or BUILD_SCM_BRANCH.
+	Commit, Branch string
+
 	// WorkspaceDirectory is BuildStarted.workspace_directory and ExecRoot
 	// WorkspaceConfig.local_exec_root: absolute paths on the machine that
 	// ran Bazel ("/src/ws", "<output_base>/execroot/<name>"), "" when the
@@ -65,6 +78,11 @@ type Invocation struct {
 	Interrupted bool
 
 	Targets Targets
+
+	// TargetList holds every target of the stream (aspects left out) in
+	// label order, with what its last event said (see Targets); nil unless
+	// the Builder was asked for it (Wants.Targets).
+	TargetList []*Target
 
 	// Tests holds one entry per test target (label and configuration),
 	// sorted by label then configuration.
@@ -167,6 +185,36 @@ type Targets struct {
 	// NO_BUILD (--nobuild and the like).
 	Skipped int
 }
+
+// Target is one target of an invocation (Invocation.TargetList): the last
+// of its TargetConfigured, TargetComplete and Aborted events wins, as
+// Targets counts them.
+type Target struct {
+	Label string
+	// Kind is TargetConfigured.target_kind ("genrule rule", "sh_test
+	// rule"), "" when the target was not configured in this stream.
+	Kind string
+	// Outcome is "built" (TargetComplete.success), "failed" (TargetComplete
+	// without success), "aborted" (an abort that is a failure, see
+	// AbortIsFailure), "skipped" (SKIPPED, NO_ANALYZE, NO_BUILD) or
+	// "pending" (configured, never completed).
+	Outcome string
+	// AbortReason is the Aborted.AbortReason name when Outcome is
+	// "aborted" or "skipped", else "".
+	AbortReason string
+}
+
+// Success reports whether the target was built.
+func (t *Target) Success() bool { return t.Outcome == TargetBuilt }
+
+// The outcomes of a Target.
+const (
+	TargetBuilt   = "built"
+	TargetFailed  = "failed"
+	TargetAborted = "aborted"
+	TargetSkipped = "skipped"
+	TargetPending = "pending"
+)
 
 // BuildFailed reports whether the build failed: the verdict is not
 // VerdictPassed.

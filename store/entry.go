@@ -83,6 +83,12 @@ type CommitOutcome struct {
 	Err error
 }
 
+// ErrLimit is wrapped by a backend's error for a stream whose identity
+// (ids, StreamId, type URL) exceeds what the backend stores (issue 13: a
+// 40 MiB build_id made the old index unreadable); nothing of such a stream
+// is stored. bes serve answers it with InvalidArgument.
+var ErrLimit = errors.New("exceeds the store's limits")
+
 // ErrStreamBusy is returned (wrapped) when a stream is asked to be appended
 // to, replaced or deleted while another Appender, in this process or
 // another, holds it. Test for it with errors.Is.

@@ -1,10 +1,10 @@
 package local
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/bes-cli/bes/bepfile"
+	"github.com/bes-cli/bes/store"
 )
 
 // The limits of a stream's identity in a store. Bazel's ids are UUIDs (36
@@ -27,9 +27,10 @@ const (
 )
 
 // ErrLimit is wrapped by the error for a stream whose identity exceeds the
-// store's limits (MaxIDBytes, MaxStreamIDBytes, MaxTypeURLBytes). Test for
-// it with errors.Is.
-var ErrLimit = errors.New("exceeds the store's limits")
+// store's limits (MaxIDBytes, MaxStreamIDBytes, MaxTypeURLBytes): it is
+// store.ErrLimit, which every backend wraps for its own limits. Test for it
+// with errors.Is.
+var ErrLimit = store.ErrLimit
 
 // CheckStreamID returns an error wrapping ErrLimit if st's ids, StreamId
 // encoding or type URL exceed the store's limits; nil otherwise. The error

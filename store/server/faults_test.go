@@ -185,6 +185,10 @@ func malformed(t *testing.T, ctx context.Context, e *faultEnv) {
 	big.StreamId.InvocationId = "malformed"
 	big.SequenceNumber = 1
 	big.Event.GetBazelEvent().Value = bytes.Repeat([]byte{'x'}, 100<<10)
+	// An id over the store's limits (issue 13): refused, never acknowledged.
+	hugeID := proto.CloneOf(base)
+	hugeID.StreamId.BuildId = strings.Repeat("b", local.MaxIDBytes+1)
+	hugeID.SequenceNumber = 1
 	for _, tc := range []struct {
 		obe  *buildpb.OrderedBuildEvent
 		code codes.Code
@@ -192,6 +196,7 @@ func malformed(t *testing.T, ctx context.Context, e *faultEnv) {
 		{noID, codes.InvalidArgument},
 		{wrongURL, codes.InvalidArgument},
 		{big, codes.ResourceExhausted},
+		{hugeID, codes.InvalidArgument},
 	} {
 		_, err := e.client.PublishLifecycleEvent(ctx, &buildpb.PublishLifecycleEventRequest{BuildEvent: tc.obe})
 		if status.Code(err) != tc.code && ctx.Err() == nil {

@@ -298,8 +298,11 @@ func (s *publishServer) open(ctx context.Context, ls *liveStream, first *receive
 
 func persistError(key string, err error) error {
 	code := codes.Unavailable
-	if errors.Is(err, store.ErrStreamBusy) {
+	switch {
+	case errors.Is(err, store.ErrStreamBusy):
 		code = codes.Aborted
+	case errors.Is(err, store.ErrLimit):
+		code = codes.InvalidArgument // the client's to fix; never acknowledged
 	}
 	return status.Errorf(code, "stream %s: cannot store it: %v", key, err)
 }

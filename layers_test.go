@@ -29,6 +29,9 @@ var layerRules = []layerRule{
 	{from: module + "/bepfile/wire", denied: []string{module + "/"}, codeOnly: true},
 	{from: module + "/bepfile", denied: []string{module + "/store", module + "/commands"}},
 	{from: module + "/store", denied: []string{module + "/commands"}},
+	// The gRPC adapters use the storage contract (store.Backend) only;
+	// their tests may run on a concrete backend.
+	{from: module + "/store/server", denied: []string{module + "/store/local"}, codeOnly: true},
 }
 
 // under reports whether pkg is path or below it.

@@ -66,9 +66,10 @@ type Appender struct {
 	enc      bess.Encoder
 	pending  bytes.Buffer
 	meta     store.Meta
-	size     int64 // bytes of the file that are synced
-	events   int64 // events synced
-	entry    Entry // Source, Format, Ingested of the stream's entry
+	facts    *factsBuilder // the invocation's facts, from every event; written by Close
+	size     int64         // bytes of the file that are synced
+	events   int64         // events synced
+	entry    Entry         // Source, Format, Ingested of the stream's entry
 	interval time.Duration
 	indexed  time.Time // when the entry was last written
 	dirty    bool      // synced events the entry does not count yet
@@ -217,6 +218,7 @@ func (a *Appender) resume(ctx context.Context, path string, size int64) (*store.
 		}
 		good = rd.Offset()
 		a.meta.Observe(ev)
+		a.observeFacts(ev)
 		loaded.Append(*ev)
 	}
 	a.enc.Continue(rd)
@@ -251,7 +253,16 @@ func (a *Appender) Append(ev *bepfile.Event) error {
 		return err
 	}
 	a.meta.Observe(ev)
+	a.observeFacts(ev)
 	return nil
+}
+
+// observeFacts folds ev into the stream's facts.
+func (a *Appender) observeFacts(ev *bepfile.Event) {
+	if a.facts == nil {
+		a.facts = newFactsBuilder(a.stream)
+	}
+	a.facts.add(ev)
 }
 
 // Sync writes the buffered events and fsyncs the stream file: when it
@@ -351,7 +362,26 @@ func (a *Appender) Close(ctx context.Context) (*Entry, error) {
 			a.dirty = true
 		}
 	}
-	if a.dirty || a.indexed.IsZero() {
+	switch {
+	case a.err == nil && len(errs) == 0:
+		// The final entry and the facts of every event (all synced now),
+		// in one transaction. A stream continued later gets them anew
+		// when it is closed again.
+		e := a.currentEntry()
+		var facts *store.Facts
+		if a.facts != nil {
+			facts = a.facts.facts()
+		}
+		err := a.entryWritten(a.s.write(ctx, func(tx *sql.Tx) error {
+			if err := putEntryTx(ctx, tx, e); err != nil {
+				return err
+			}
+			return putFactsTx(ctx, tx, e.Key, facts)
+		}))
+		if err != nil {
+			errs = append(errs, err)
+		}
+	case a.dirty || a.indexed.IsZero():
 		if err := a.writeEntry(ctx); err != nil {
 			errs = append(errs, err)
 		}

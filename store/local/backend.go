@@ -117,6 +117,6 @@ func (s *Store) delete(ctx context.Context, key string, same func(*Entry) bool) 
 		if err := s.syncDir(); err != nil {
 			return fmt.Errorf("store: sync %s: %w", s.dir, err)
 		}
-		return deleteEntryTx(ctx, tx, key)
+		return deleteEntryTx(ctx, tx, key) // and its facts
 	})
 }

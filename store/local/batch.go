@@ -45,6 +45,7 @@ func (s *Store) commitAll(ctx context.Context, ws []*StreamWriter, source, forma
 		i     int
 		w     *StreamWriter
 		entry *Entry
+		facts *store.Facts
 	}
 	var todo []pending
 	for i, w := range ws {
@@ -59,7 +60,7 @@ func (s *Store) commitAll(ctx context.Context, ws []*StreamWriter, source, forma
 		if err := w.finish(); err != nil {
 			return nil, err
 		}
-		todo = append(todo, pending{i, w, w.entry(source, format)})
+		todo = append(todo, pending{i, w, w.entry(source, format), w.facts.facts()})
 	}
 	slices.SortFunc(todo, func(a, b pending) int { return strings.Compare(a.entry.Key, b.entry.Key) })
 
@@ -69,7 +70,7 @@ func (s *Store) commitAll(ctx context.Context, ws []*StreamWriter, source, forma
 				out[i] = CommitOutcome{}
 			}
 		}
-		var put []*Entry
+		var put []pending
 		for _, p := range todo {
 			old, err := getEntryTx(ctx, tx, p.entry.Key)
 			if err != nil {
@@ -77,13 +78,20 @@ func (s *Store) commitAll(ctx context.Context, ws []*StreamWriter, source, forma
 			}
 			o := s.decide(p.w, p.entry, old, replace)
 			out[p.i] = o
-			if o.Err != nil || o.Result == Unchanged {
+			if o.Err == nil && o.Result == Unchanged {
+				// As Commit: the facts of an old stream, if it lacks them.
+				if err := putFactsIfAbsentTx(ctx, tx, p.entry.Key, p.facts); err != nil {
+					return err
+				}
+				continue
+			}
+			if o.Err != nil {
 				continue
 			}
 			if err := p.w.rename(); err != nil {
 				return err
 			}
-			put = append(put, p.entry)
+			put = append(put, p)
 		}
 		if len(put) == 0 {
 			return nil
@@ -92,8 +100,12 @@ func (s *Store) commitAll(ctx context.Context, ws []*StreamWriter, source, forma
 		if err := s.syncDir(); err != nil {
 			return fmt.Errorf("store: sync %s: %w", s.dir, err)
 		}
-		for _, e := range put {
-			if err := putEntryTx(ctx, tx, e); err != nil {
+		for _, p := range put {
+			if err := putEntryTx(ctx, tx, p.entry); err != nil {
+				return err
+			}
+			// The facts in the same transaction as the entry.
+			if err := putFactsTx(ctx, tx, p.entry.Key, p.facts); err != nil {
 				return err
 			}
 		}

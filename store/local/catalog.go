@@ -71,6 +71,10 @@ var migrations = []string{
 	CREATE INDEX streams_invocation_id ON streams(invocation_id);
 	CREATE INDEX streams_build_id ON streams(build_id);
 	CREATE TABLE legacy_index (imported INTEGER NOT NULL);`,
+	// 2: the facts of each stream's invocation (store.Facts; facts.go),
+	// written with the stream's entry and deleted with it. start_sec is
+	// repeated in targets and tests for the history of a label.
+	factsSchema,
 }
 
 // IndexError reports a catalog that cannot be read (a damaged catalog.db),
@@ -426,10 +430,12 @@ func getEntryTx(ctx context.Context, tx *sql.Tx, key string) (*Entry, error) {
 	return e, err
 }
 
-// deleteEntryTx removes the entry of key.
+// deleteEntryTx removes the entry of key, and its facts (facts.go).
 func deleteEntryTx(ctx context.Context, tx *sql.Tx, key string) error {
-	_, err := tx.ExecContext(ctx, `DELETE FROM streams WHERE key = ?`, []byte(key))
-	return err
+	if _, err := tx.ExecContext(ctx, `DELETE FROM streams WHERE key = ?`, []byte(key)); err != nil {
+		return err
+	}
+	return deleteFactsTx(ctx, tx, key)
 }
 
 // query streams the entries a query selects to fn, in the caller's

@@ -41,9 +41,10 @@ type StreamWriter struct {
 	h       hash.Hash
 	enc     *bess.Encoder
 	meta    store.Meta
-	size    int64 // bytes encoded
-	written int64 // bytes written to the file
-	err     error // first write error; sticky
+	facts   *factsBuilder // the invocation's facts, from the events appended
+	size    int64         // bytes encoded
+	written int64         // bytes written to the file
+	err     error         // first write error; sticky
 	closed  bool
 	renamed bool // the temporary file became the stream file
 }
@@ -72,6 +73,7 @@ func (s *Store) create(st *bepfile.Stream) (*StreamWriter, error) {
 	// Keep our own copy of the identity, with the id decoded from the bytes
 	// stored, so the entry describes exactly what a reader will see.
 	w.stream = &bepfile.Stream{ID: id, Key: st.Key, IDBytes: st.IDBytes, TypeURL: st.TypeURL}
+	w.facts = newFactsBuilder(w.stream)
 	w.enc = bess.NewEncoder(io.MultiWriter(&w.pending, w.h))
 	n, _ := w.enc.Header(w.stream) // into memory: cannot fail
 	w.size = int64(n)
@@ -109,6 +111,7 @@ func (w *StreamWriter) Append(ev *bepfile.Event) error {
 	n, _ := w.enc.Record(ev) // into memory: cannot fail
 	w.size += int64(n)
 	w.meta.Observe(ev)
+	w.facts.add(ev)
 	if w.pending.Len() >= spillSize {
 		return w.spill()
 	}
@@ -173,6 +176,7 @@ func (w *StreamWriter) Commit(ctx context.Context, source, format string, replac
 	}
 	s := w.s
 	entry := w.entry(source, format)
+	facts := w.facts.facts()
 	var out store.CommitOutcome
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		old, err := getEntryTx(ctx, tx, entry.Key)
@@ -180,7 +184,12 @@ func (w *StreamWriter) Commit(ctx context.Context, source, format string, replac
 			return err
 		}
 		out = s.decide(w, entry, old, replace)
-		if out.Err != nil || out.Result == Unchanged {
+		if out.Err == nil && out.Result == Unchanged {
+			// The same events: the facts of a stream stored without
+			// them (before catalog version 2) are stored now.
+			return putFactsIfAbsentTx(ctx, tx, entry.Key, facts)
+		}
+		if out.Err != nil {
 			return nil
 		}
 		if err := w.rename(); err != nil {
@@ -190,7 +199,10 @@ func (w *StreamWriter) Commit(ctx context.Context, source, format string, replac
 		if err := s.syncDir(); err != nil {
 			return fmt.Errorf("store: sync %s: %w", s.dir, err)
 		}
-		return putEntryTx(ctx, tx, entry)
+		if err := putEntryTx(ctx, tx, entry); err != nil {
+			return err
+		}
+		return putFactsTx(ctx, tx, entry.Key, facts)
 	})
 	if err != nil {
 		return nil, 0, err

@@ -1,0 +1,86 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/bes-cli/bes/bepfile/invocation"
+)
+
+// Facts are what a stored stream says about its Bazel invocation, kept by
+// a backend beside the stream's entry so that views and history queries
+// need not read the stream: a summary of invocation.Invocation (FactsOf).
+type Facts struct {
+	Key          string // the stream's key
+	InvocationID string // BuildStarted.uuid, or the stream id's
+	Command      string // BuildStarted.command
+	Patterns     []string
+	Result       string // BuildFinished.exit_code.name
+	ExitCode     int32
+	HasExitCode  bool
+	Verdict      string // invocation.Verdict: passed, build_failed, tests_failed, did_not_finish
+	Start        time.Time
+	Duration     time.Duration // BuildStarted to BuildFinished, 0 when either is missing
+	// User, Host, Commit and Branch are invocation.Invocation's: the
+	// workspace status and build metadata, "" when the stream does not say.
+	User, Host, Commit, Branch string
+
+	Targets []TargetFacts // in label order
+	Tests   []TestFacts   // in label, then configuration order
+}
+
+// TargetFacts is one target (invocation.Target).
+type TargetFacts struct {
+	Label       string
+	Kind        string // "genrule rule"
+	Success     bool   // built
+	AbortReason string // the Aborted.AbortReason name of an aborted or skipped target
+}
+
+// TestFacts is one test target (invocation.Test).
+type TestFacts struct {
+	Label, Configuration string
+	Status               string // TestSummary.overall_status name
+	Attempts             int    // TestSummary.attempt_count
+	Shards               int    // TestSummary.shard_count
+	Runs                 int    // TestSummary.run_count (--runs_per_test)
+	TotalRuns            int    // TestSummary.total_run_count
+	Cached               int    // TestSummary.total_num_cached
+	Duration             time.Duration
+	DidNotReport         bool // the invocation stopped before the test reported
+}
+
+// FactsOf returns the facts of inv, which must have been built with
+// invocation.Wants.Targets (else Targets is empty).
+func FactsOf(inv *invocation.Invocation) *Facts {
+	f := &Facts{
+		Key: inv.StreamKey, InvocationID: inv.InvocationID, Command: inv.Command,
+		Patterns: inv.Patterns, Result: inv.Result, ExitCode: inv.ExitCode, HasExitCode: inv.HasExitCode,
+		Verdict: string(inv.Verdict()), Start: inv.Start, Duration: inv.Duration(),
+		User: inv.User, Host: inv.Host, Commit: inv.Commit, Branch: inv.Branch,
+		Targets: []TargetFacts{}, Tests: []TestFacts{},
+	}
+	if f.Patterns == nil {
+		f.Patterns = []string{}
+	}
+	for _, t := range inv.TargetList {
+		f.Targets = append(f.Targets, TargetFacts{Label: t.Label, Kind: t.Kind, Success: t.Success(), AbortReason: t.AbortReason})
+	}
+	for _, t := range inv.Tests {
+		f.Tests = append(f.Tests, TestFacts{
+			Label: t.Label, Configuration: t.Configuration, Status: t.Status,
+			Attempts: t.Attempts, Shards: t.Shards, Runs: t.RunCount, TotalRuns: t.TotalRuns,
+			Cached: t.Cached, Duration: t.Duration, DidNotReport: t.DidNotReport,
+		})
+	}
+	return f
+}
+
+// FactsReader is the optional interface of a Backend that keeps the facts
+// of its streams (store/local, in its catalog).
+type FactsReader interface {
+	// Facts returns the facts of the stream with key: nil, nil for a
+	// stream without Bazel events (a lifecycle stream); an error wrapping
+	// ErrNotFound for a key that is not stored.
+	Facts(ctx context.Context, key string) (*Facts, error)
+}

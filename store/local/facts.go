@@ -1,0 +1,277 @@
+package local
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/bes-cli/bes/bepfile"
+	"github.com/bes-cli/bes/bepfile/invocation"
+	"github.com/bes-cli/bes/store"
+)
+
+var _ store.FactsReader = (*Store)(nil)
+
+// factsSchema is migration 2: the facts of the streams' invocations
+// (store.Facts), one row in invocations per stream with Bazel events, and
+// its targets and tests. key is the stream's key, as in streams. Times are
+// Unix seconds and nanoseconds, durations nanoseconds.
+const factsSchema = `CREATE TABLE invocations (
+		key           BLOB    NOT NULL PRIMARY KEY,
+		invocation_id BLOB    NOT NULL,
+		command       TEXT    NOT NULL,
+		patterns      TEXT    NOT NULL, -- a JSON array of strings
+		result        TEXT    NOT NULL,
+		exit_code     INTEGER NOT NULL,
+		has_exit_code INTEGER NOT NULL,
+		verdict       TEXT    NOT NULL,
+		start_sec     INTEGER, start_nsec INTEGER,
+		duration_ns   INTEGER NOT NULL,
+		user          TEXT    NOT NULL,
+		host          TEXT    NOT NULL,
+		commit_id     TEXT    NOT NULL,
+		branch        TEXT    NOT NULL
+	);
+	CREATE INDEX invocations_start ON invocations(start_sec, start_nsec);
+	CREATE TABLE targets (
+		key           BLOB    NOT NULL,
+		label         TEXT    NOT NULL,
+		kind          TEXT    NOT NULL,
+		success       INTEGER NOT NULL,
+		abort_reason  TEXT    NOT NULL,
+		start_sec     INTEGER
+	);
+	CREATE INDEX targets_key ON targets(key);
+	CREATE INDEX targets_label_start ON targets(label, start_sec);
+	CREATE TABLE tests (
+		key            BLOB    NOT NULL,
+		label          TEXT    NOT NULL,
+		configuration  TEXT    NOT NULL,
+		status         TEXT    NOT NULL,
+		attempts       INTEGER NOT NULL,
+		shards         INTEGER NOT NULL,
+		runs           INTEGER NOT NULL,
+		total_runs     INTEGER NOT NULL,
+		cached         INTEGER NOT NULL,
+		duration_ns    INTEGER NOT NULL,
+		did_not_report INTEGER NOT NULL,
+		start_sec      INTEGER
+	);
+	CREATE INDEX tests_key ON tests(key);
+	CREATE INDEX tests_label_start ON tests(label, start_sec);`
+
+// factsWants is what the facts need of the model.
+var factsWants = invocation.Wants{Targets: true}
+
+// factsBuilder builds the facts of a stream from its events as a writer
+// sees them.
+type factsBuilder struct {
+	b *invocation.Builder
+}
+
+func newFactsBuilder(st *bepfile.Stream) *factsBuilder {
+	return &factsBuilder{b: invocation.NewBuilderFor(st, factsWants)}
+}
+
+// add folds ev into the model; what it cannot decode the model records.
+func (f *factsBuilder) add(ev *bepfile.Event) {
+	keep, p, ok := invocation.ClassifyFor(ev, nil, factsWants)
+	switch {
+	case !keep:
+		f.b.Skip(1)
+	case ok:
+		f.b.AddPeeked(ev, &p)
+	default:
+		f.b.Add(ev)
+	}
+}
+
+// facts returns the facts, nil for a stream without Bazel events. Call it
+// once.
+func (f *factsBuilder) facts() *store.Facts {
+	inv := f.b.Invocation()
+	if inv.BazelEvents == 0 {
+		return nil
+	}
+	return store.FactsOf(inv)
+}
+
+// putFactsTx replaces the facts of key with f (none when f is nil).
+func putFactsTx(ctx context.Context, tx *sql.Tx, key string, f *store.Facts) error {
+	if err := deleteFactsTx(ctx, tx, key); err != nil || f == nil {
+		return err
+	}
+	pats, err := json.Marshal(f.Patterns)
+	if err != nil {
+		return err
+	}
+	ss, sn := unix(f.Start)
+	k := []byte(key)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO invocations(key, invocation_id, command, patterns, result,
+		exit_code, has_exit_code, verdict, start_sec, start_nsec, duration_ns, user, host, commit_id, branch)
+		VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		k, []byte(f.InvocationID), f.Command, string(pats), f.Result, f.ExitCode, f.HasExitCode, f.Verdict,
+		ss, sn, int64(f.Duration), f.User, f.Host, f.Commit, f.Branch); err != nil {
+		return err
+	}
+	if len(f.Targets) > 0 {
+		st, err := tx.PrepareContext(ctx, `INSERT INTO targets(key, label, kind, success, abort_reason, start_sec) VALUES(?,?,?,?,?,?)`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, t := range f.Targets {
+			if _, err := st.ExecContext(ctx, k, t.Label, t.Kind, t.Success, t.AbortReason, ss); err != nil {
+				return err
+			}
+		}
+	}
+	if len(f.Tests) > 0 {
+		st, err := tx.PrepareContext(ctx, `INSERT INTO tests(key, label, configuration, status, attempts, shards,
+			runs, total_runs, cached, duration_ns, did_not_report, start_sec) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, t := range f.Tests {
+			if _, err := st.ExecContext(ctx, k, t.Label, t.Configuration, t.Status, t.Attempts, t.Shards,
+				t.Runs, t.TotalRuns, t.Cached, int64(t.Duration), t.DidNotReport, ss); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// putFactsIfAbsentTx stores f as the facts of key unless the catalog has
+// facts for key already: for a stream committed again unchanged.
+func putFactsIfAbsentTx(ctx context.Context, tx *sql.Tx, key string, f *store.Facts) error {
+	if f == nil {
+		return nil
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM invocations WHERE key = ?`, []byte(key)).Scan(&n); err != nil || n > 0 {
+		return err
+	}
+	return putFactsTx(ctx, tx, key, f)
+}
+
+// deleteFactsTx removes the facts of key.
+func deleteFactsTx(ctx context.Context, tx *sql.Tx, key string) error {
+	for _, q := range []string{`DELETE FROM invocations WHERE key = ?`, `DELETE FROM targets WHERE key = ?`, `DELETE FROM tests WHERE key = ?`} {
+		if _, err := tx.ExecContext(ctx, q, []byte(key)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Facts returns the facts of the stream with key (store.FactsReader), from
+// the catalog, in one read transaction. A stream that has none there (one
+// stored by a bes before catalog version 2, one a killed server left open,
+// one indexed again by Repair) gets them from its events, read now: Facts
+// never writes the catalog. A stream without Bazel events has none: nil,
+// nil. A key not stored is an error wrapping store.ErrNotFound.
+func (s *Store) Facts(ctx context.Context, key string) (*store.Facts, error) {
+	db, err := s.catalog(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	if db == nil {
+		return nil, fmt.Errorf("store: %s: %w", ShortKey(key), store.ErrNotFound)
+	}
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, s.readErr(ctx, err)
+	}
+	defer tx.Rollback()
+	e, err := getEntryTx(ctx, tx, key)
+	if err != nil {
+		return nil, s.readErr(ctx, err)
+	}
+	if e == nil {
+		return nil, fmt.Errorf("store: %s: %w", ShortKey(key), store.ErrNotFound)
+	}
+	f, err := readFactsTx(ctx, tx, key)
+	if err != nil {
+		return nil, s.readErr(ctx, err)
+	}
+	if f != nil {
+		return f, nil
+	}
+	tx.Rollback()
+	var fb *factsBuilder
+	err = s.Events(ctx, e, func(st *bepfile.Stream, ev *bepfile.Event) error {
+		if fb == nil {
+			fb = newFactsBuilder(st)
+		}
+		fb.add(ev)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if fb == nil {
+		return nil, nil
+	}
+	return fb.facts(), nil
+}
+
+// readFactsTx reads the facts of key, nil if the catalog has none.
+func readFactsTx(ctx context.Context, tx *sql.Tx, key string) (*store.Facts, error) {
+	k := []byte(key)
+	f := &store.Facts{Key: key, Targets: []store.TargetFacts{}, Tests: []store.TestFacts{}}
+	var iid []byte
+	var pats string
+	var ss, sn sql.NullInt64
+	var dur int64
+	err := tx.QueryRowContext(ctx, `SELECT invocation_id, command, patterns, result, exit_code, has_exit_code,
+		verdict, start_sec, start_nsec, duration_ns, user, host, commit_id, branch FROM invocations WHERE key = ?`, k).
+		Scan(&iid, &f.Command, &pats, &f.Result, &f.ExitCode, &f.HasExitCode, &f.Verdict, &ss, &sn, &dur,
+			&f.User, &f.Host, &f.Commit, &f.Branch)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	f.InvocationID, f.Start, f.Duration = string(iid), fromUnix(ss, sn), time.Duration(dur)
+	if err := json.Unmarshal([]byte(pats), &f.Patterns); err != nil {
+		return nil, fmt.Errorf("invocations.patterns of %s: %w", ShortKey(key), err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT label, kind, success, abort_reason FROM targets WHERE key = ? ORDER BY label`, k)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var t store.TargetFacts
+		if err := rows.Scan(&t.Label, &t.Kind, &t.Success, &t.AbortReason); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		f.Targets = append(f.Targets, t)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	rows, err = tx.QueryContext(ctx, `SELECT label, configuration, status, attempts, shards, runs, total_runs,
+		cached, duration_ns, did_not_report FROM tests WHERE key = ? ORDER BY label, configuration`, k)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var t store.TestFacts
+		var d int64
+		if err := rows.Scan(&t.Label, &t.Configuration, &t.Status, &t.Attempts, &t.Shards, &t.Runs,
+			&t.TotalRuns, &t.Cached, &d, &t.DidNotReport); err != nil {
+			return nil, err
+		}
+		t.Duration = time.Duration(d)
+		f.Tests = append(f.Tests, t)
+	}
+	return f, rows.Err()
+}

@@ -101,6 +101,11 @@ func runDump(ctx context.Context, opts dumpOptions, args []string, w, errw io.Wr
 		}
 		return dw.outcome(res).err()
 	}
+	if len(files) > 0 && opts.Format != formatJSON && opts.Format != formatNDJSON && opts.Format != formatOBE {
+		if done, err := dumpTableFiles(ctx, opts, dw, files, refs, w, errw); done {
+			return err
+		}
+	}
 	var (
 		streams []*store.Stream
 		res     = &outcome{}
@@ -131,6 +136,45 @@ func runDump(ctx context.Context, opts dumpOptions, args []string, w, errw io.Wr
 		return err
 	}
 	return dw.outcome(res).err()
+}
+
+// dumpTableFiles prints the table of the streams of files that refs name
+// (all when none) reading the files twice, event by event, holding no
+// event nor row (issue 13): once to size the columns, once to print. done
+// is false when the files cannot be read so (standard input, streams
+// interleaved or not in key order, refs naming streams out of key
+// order); runDump then reads them into memory.
+func dumpTableFiles(ctx context.Context, opts dumpOptions, dw *dumpWriter, files, refs []string, w, errw io.Writer) (done bool, err error) {
+	if err := checkInputs(files); err != nil {
+		return true, err
+	}
+	infos, ordered, ok := fileStreams(ctx, files, opts.Read)
+	if !ok || !ordered {
+		return false, ctx.Err()
+	}
+	picked, err := selectStreamInfos(infos, refs)
+	if err != nil {
+		return true, err
+	}
+	if !ascendingKeys(picked) {
+		return false, nil
+	}
+	keep := make(map[string]bool, len(picked))
+	for _, s := range picked {
+		keep[s.Key] = true
+	}
+	var res *outcome
+	first := true
+	src := func(fn func(dumpItem) error) error {
+		// Only the second reading reports what it finds.
+		quiet := first
+		first = false
+		return dw.fileEvents(ctx, files, opts.Read, errw, quiet, false, keep, nil, &res)(fn)
+	}
+	if err := dw.dumpTableFrom(w, len(picked) > 1, true, src); err != nil {
+		return true, err
+	}
+	return true, dw.outcome(res).err()
 }
 
 // selectStreams keeps the streams of mem that refs name (all when none),
@@ -173,13 +217,13 @@ func selectStreamInfos(all []*bepfile.Stream, refs []string) ([]*bepfile.Stream,
 // inKeyOrder reports whether dumping the files event by event, as they are
 // read, gives what dumping their streams one after the other in key order
 // does (which a dump of files with several streams prints): whether every
-// file can be read twice (no standard input), and a first, quick pass finds
+// file can be read twice (rereadable: no standard input nor pipe), and a first, quick pass finds
 // each stream's events together, the streams in ascending key order. A
 // stream that an earlier file held is skipped on both passes. Bazel's own
 // files (one invocation each) pass; a BES capture's interleaved streams do
 // not.
 func inKeyOrder(ctx context.Context, files []string, opts bepfile.Options) bool {
-	if slices.Contains(files, "-") {
+	if !rereadable(files) {
 		return false
 	}
 	opts.Reuse = true

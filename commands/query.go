@@ -146,6 +146,11 @@ func runQuery(ctx context.Context, opts queryOptions, args []string, w, errw io.
 		streams []*store.Stream
 		res     = &outcome{}
 	)
+	if len(files) > 0 && opts.Format != formatJSON {
+		if done, err := queryFiles(ctx, opts, dw, files, refs, match, candidate, exprErr, filters, w, errw); done {
+			return err
+		}
+	}
 	if len(files) > 0 {
 		mem, r, err := dw.readFiles(ctx, files, opts.Read, errw)
 		if err != nil {
@@ -211,6 +216,83 @@ func runQuery(ctx context.Context, opts queryOptions, args []string, w, errw io.
 		res.add(ExitNoData)
 	}
 	return dw.outcome(res).err()
+}
+
+// queryFiles queries files event by event as they are read, holding no
+// stream (issues 12 and 13), when the files can be read twice and hold
+// their streams in key order, each stream's events together (Bazel's own
+// files do): the order a query of streams in key order prints. done is
+// false when they cannot be queried so; runQuery then reads them into
+// memory. The table keeps the rows of the matching events only.
+func queryFiles(ctx context.Context, opts queryOptions, dw *dumpWriter, files, refs []string, match *regexp.Regexp,
+	candidate string, exprErr error, filters []store.Filter, w, errw io.Writer) (done bool, err error) {
+	if err := checkInputs(files); err != nil {
+		return true, err
+	}
+	infos, ordered, ok := fileStreams(ctx, files, opts.Read)
+	if !ok || !ordered {
+		return false, ctx.Err()
+	}
+	if exprErr != nil {
+		if _, err := selectStreamInfos(infos, []string{candidate}); errors.Is(err, store.ErrNotFound) {
+			return true, neitherError(candidate, exprErr)
+		}
+	}
+	picked := infos
+	if len(refs) > 0 || opts.MatchSet {
+		named := map[string]bool{}
+		if len(refs) > 0 {
+			sel, err := selectStreamInfos(infos, refs)
+			if err != nil {
+				return true, err
+			}
+			for _, s := range sel {
+				named[s.Key] = true
+			}
+		}
+		picked = nil
+		for _, s := range infos {
+			if named[s.Key] || opts.MatchSet && match.MatchString(s.Key) {
+				picked = append(picked, s)
+			}
+		}
+	}
+	keep := make(map[string]bool, len(picked))
+	for _, s := range picked {
+		keep[s.Key] = true
+	}
+	matched := 0
+	filter := query.And(filters...)
+	counted := store.FilterFunc(func(st *store.Stream, ev *bepfile.Event) (bool, error) {
+		ok := true
+		var err error
+		if filter != nil {
+			ok, err = filter.Match(st, ev)
+		}
+		if ok {
+			matched++
+		}
+		return ok, err
+	})
+	var res *outcome
+	own := opts.Format == formatNDJSON // ndjson encodes on other goroutines
+	src := dw.fileEvents(ctx, files, opts.Read, errw, false, own, keep, counted, &res)
+	if opts.Format == formatNDJSON || opts.Format == formatOBE {
+		err = dw.writeFrom(ctx, w, src)
+	} else {
+		err = dw.dumpTableFrom(w, len(picked) > 1, false, src)
+	}
+	if err != nil {
+		var ee *query.EvalError
+		if errors.As(err, &ee) {
+			return true, fmt.Errorf("query: %w", ee)
+		}
+		return true, err
+	}
+	if matched == 0 {
+		res.add(ExitNoData)
+	}
+	return true, dw.outcome(res).err()
 }
 
 // shortcutFilters turns --kind, --label and --status into filters, the

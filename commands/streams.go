@@ -6,6 +6,7 @@ import (
 	"io"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -125,20 +126,11 @@ func runStreams(ctx context.Context, opts streamsOptions, args []string, w, errw
 	}
 	var rows []streamRow
 	if len(files) > 0 {
-		mem, sources, res, err := readFilesFrom(ctx, files, opts.Read, errw)
+		entries, res, err := scanStreamEntries(ctx, files, opts.Read, errw, re.MatchString)
 		if err != nil {
 			return err
 		}
-		streams, err := mem.MatchingStreams(opts.Match)
-		if err != nil {
-			return &usageError{msg: fmt.Sprintf("--match: %v", err), cause: err}
-		}
-		for _, s := range streams {
-			e, err := summarize(ctx, s)
-			if err != nil {
-				return err
-			}
-			e.Source = sources[e.Key]
+		for _, e := range entries {
 			rows = append(rows, rowFromEntry(e))
 		}
 		if err := render(w, opts.Format, rows, streamColumnsFor(rows)); err != nil {
@@ -177,16 +169,49 @@ func streamColumnsFor(rows []streamRow) []column[streamRow] {
 	return append(slices.Clone(streamColumns), column[streamRow]{"SOURCE", func(r streamRow) string { return r.Source }})
 }
 
-// summarize describes an in-memory stream as the store's index would.
-func summarize(ctx context.Context, s *store.Stream) (*store.Entry, error) {
-	var m store.Meta
-	for ev, err := range s.Query(ctx, nil) {
-		if err != nil {
-			return nil, err
-		}
-		m.Observe(ev)
+// scanStreamEntries reads the files once, event by event, and describes
+// each stream whose key keep accepts as the store's index would (store.Meta
+// of its events, local.NewEntry), with the file it was read from as Source;
+// sorted by key. Only the per-stream Meta is held, never the events, so
+// memory grows with the number of streams, not with the files' size (issue
+// 13). Read errors are handled as readFiles handles them.
+func scanStreamEntries(ctx context.Context, files []string, opts bepfile.Options, errw io.Writer, keep func(string) bool) ([]*store.Entry, *outcome, error) {
+	type seen struct {
+		info *bepfile.Stream
+		meta store.Meta
 	}
-	return local.NewEntry(s.Info(), &m), nil
+	var (
+		byKey = map[string]*seen{}
+		cur   *bepfile.Stream
+		at    *seen
+	)
+	opts.Reuse = true // Meta copies what it keeps
+	fr := &fileReader{opts: opts, errw: errw, from: map[string]string{}}
+	res, err := fr.scan(ctx, files, func(s *bepfile.Stream, ev *bepfile.Event) error {
+		if s != cur {
+			cur = s
+			if at = byKey[s.Key]; at == nil {
+				at = &seen{info: s}
+				byKey[s.Key] = at
+			}
+		}
+		at.meta.Observe(ev)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]*store.Entry, 0, len(byKey))
+	for key, sn := range byKey {
+		if !keep(key) {
+			continue
+		}
+		e := local.NewEntry(sn.info, &sn.meta)
+		e.Source = fr.from[key]
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b *store.Entry) int { return strings.Compare(a.Key, b.Key) })
+	return out, res, nil
 }
 
 func rowFromEntry(e *store.Entry) streamRow {

@@ -1,0 +1,266 @@
+package commands
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/olekukonko/tablewriter/pkg/twwidth"
+
+	"github.com/bes-cli/bes/bepfile"
+	"github.com/bes-cli/bes/store"
+)
+
+// fileStreams is a first, quick pass over files (issues 12 and 13): the
+// streams they hold, sorted by key, and whether reading the files again
+// meets them in that order, each stream's events together (inKeyOrder).
+// ok is false when a file cannot be read twice (standard input, a pipe
+// such as bash's <(zcat f)); then streams is nil and the caller reads the
+// files into memory as before. A file that is cut short ends its part of
+// the pass; the second pass reports it.
+func fileStreams(ctx context.Context, files []string, opts bepfile.Options) (streams []*bepfile.Stream, ordered, ok bool) {
+	if !rereadable(files) {
+		return nil, false, false
+	}
+	opts.Reuse = true
+	fr := &fileReader{opts: opts, from: map[string]string{}}
+	var (
+		cur  *bepfile.Stream
+		last string
+		met  = map[string]bool{}
+	)
+	ordered = true
+	for _, name := range files {
+		err := fr.each(ctx, name, func(s *bepfile.Stream, _ *bepfile.Event) error {
+			if s == cur {
+				return nil
+			}
+			cur = s
+			if met[s.Key] {
+				ordered = false
+				return nil
+			}
+			if s.Key <= last {
+				ordered = false
+			}
+			met[s.Key], last = true, s.Key
+			streams = append(streams, s)
+			return nil
+		}, func(string) {})
+		if ctx.Err() != nil || err != nil && errors.Is(err, context.Canceled) {
+			return nil, false, false
+		}
+	}
+	slices.SortFunc(streams, func(a, b *bepfile.Stream) int { return strings.Compare(a.Key, b.Key) })
+	return streams, ordered, true
+}
+
+// rereadable reports whether every file is a regular file, which a
+// second reading finds as the first did: not standard input, nor a pipe
+// (bash's <(zcat f), /dev/fd/63), which the first reading drains.
+func rereadable(files []string) bool {
+	for _, name := range files {
+		if fi, err := os.Stat(name); name == "-" || err != nil || !fi.Mode().IsRegular() {
+			return false
+		}
+	}
+	return true
+}
+
+// ascendingKeys reports whether the streams are in strictly ascending key
+// order, which a single pass over files in key order gives.
+func ascendingKeys(streams []*bepfile.Stream) bool {
+	for i := 1; i < len(streams); i++ {
+		if streams[i-1].Key >= streams[i].Key {
+			return false
+		}
+	}
+	return true
+}
+
+// fileEvents is the eventSource of the events of the streams keep names
+// (by key) that f matches (all when f is nil), read from files as they
+// come, one at a time, holding none: the files must hold those streams in
+// key order (fileStreams). The frames the readers skip are reported, not
+// passed on (a filter cannot match them; the table has no row for them).
+// f sees each stream as a *store.Stream without events, and an error of
+// f is worded as store.Stream.Query words it. The outcome of the reading
+// is stored in *res. A quiet reading reports nothing (errw is ignored):
+// dumpTableFiles's first.
+//
+// Each event passed to f and fn is a new *bepfile.Event (damageLog tells
+// events apart by pointer) whose bytes are the reader's, valid during the
+// call only; with own, fn gets events whose bytes are their own, which it
+// may keep (ndjson encodes them on other goroutines), and only the events
+// fn gets are copied.
+func (dw *dumpWriter) fileEvents(ctx context.Context, files []string, opts bepfile.Options, errw io.Writer, quiet, own bool,
+	keep map[string]bool, f store.Filter, res **outcome) eventSource {
+	opts.Reuse = true
+	return func(fn func(dumpItem) error) error {
+		var (
+			cur  *bepfile.Stream
+			st   *store.Stream
+			take bool
+			n    int // index of the event in its stream
+		)
+		fr := &fileReader{opts: opts, errw: errw, from: map[string]string{}, notices: dw.log.notices}
+		if quiet {
+			fr.errw, fr.notices = io.Discard, &bepfile.Notices{}
+		}
+		r, err := fr.scan(ctx, files, func(s *bepfile.Stream, ev *bepfile.Event) error {
+			if s != cur {
+				cur, take, n = s, keep[s.Key], 0
+				if take {
+					st = store.NewStreamFromInfo(s)
+					if !quiet {
+						dw.log.setSource(s.Key, fr.r.Name())
+					}
+				}
+			}
+			i := n
+			n++
+			if !take {
+				return nil
+			}
+			e := *ev
+			ev = &e
+			if f != nil {
+				ok, err := f.Match(st, ev)
+				if err != nil {
+					return fmt.Errorf("store: query %q: event %d: %w", st.Key(), i, err)
+				}
+				if !ok {
+					return nil
+				}
+			}
+			if own {
+				ev.Payload, ev.Raw = bytes.Clone(ev.Payload), bytes.Clone(ev.Raw)
+			}
+			return fn(dumpItem{s: s, ev: ev})
+		})
+		*res = r
+		return err
+	}
+}
+
+// dumpTableFrom is dumpTable over an eventSource: multi says whether the
+// STREAM column is shown. With twice, src is run twice, the first time to
+// measure the columns, the second to print each row as it comes, so that
+// no row is held (the events of files, read again); src must then give
+// the same events both times. Otherwise the rows are kept until the
+// columns are known.
+func (dw *dumpWriter) dumpTableFrom(w io.Writer, multi, twice bool, src eventSource) error {
+	hdr := []string{"STREAM", "SEQ", "TIME", "KIND", "ID"}
+	row := func(it dumpItem) []string {
+		r := describeEvent(it.s, it.ev)
+		return []string{it.s.Key, fmt.Sprint(r.Seq), r.Time, r.Kind, r.ID}
+	}
+	if !twice {
+		var rows [][]string
+		anyTime := false
+		err := src(func(it dumpItem) error {
+			rep := inspectEvent(it.ev)
+			dw.log.report(it.s, it.ev, &rep)
+			r := row(it)
+			anyTime = anyTime || r[2] != ""
+			rows = append(rows, r)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		t := newTable(w)
+		keep := tableColumns[string](anyTime, multi)
+		t.header(keep(hdr))
+		for _, r := range rows {
+			t.append(keep(r))
+		}
+		return t.flush()
+	}
+	// First pass: which columns, how wide, and whether every cell is
+	// printable ASCII (table.flush's rules).
+	var (
+		anyTime bool
+		widths  = make([]int, len(hdr))
+		ascii   = true
+	)
+	err := src(func(it dumpItem) error {
+		r := row(it)
+		anyTime = anyTime || r[2] != ""
+		if !printableASCII(r) {
+			r = terminalSafe(r)
+		}
+		ascii = ascii && printableASCII(r)
+		for i, c := range r {
+			if ascii {
+				widths[i] = max(widths[i], len(c))
+			} else {
+				widths[i] = max(widths[i], twwidth.Width(c))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	keep := tableColumns[string](anyTime, multi)
+	width := func(c string) int { return len(c) }
+	if !ascii {
+		width = twwidth.Width
+	}
+	ws := make([]int, len(hdr))
+	for i, c := range hdr {
+		ws[i] = max(widths[i], width(c))
+	}
+	ws = tableColumns[int](anyTime, multi)(ws)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	var line []byte
+	write := func(cells []string) {
+		line = line[:0]
+		for i, c := range cells {
+			line = append(line, c...)
+			for n := width(c); n < ws[i]+2; n++ {
+				line = append(line, ' ')
+			}
+		}
+		bw.Write(bytes.TrimRight(line, " "))
+		bw.WriteByte('\n')
+	}
+	write(keep(hdr))
+	err = src(func(it dumpItem) error {
+		rep := inspectEvent(it.ev)
+		dw.log.report(it.s, it.ev, &rep)
+		r := keep(row(it))
+		if !printableASCII(r) {
+			r = terminalSafe(r)
+		}
+		write(r)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// tableColumns returns the function that keeps the columns of a dump
+// table's row: without TIME when no event has one, without STREAM when
+// there is one stream.
+func tableColumns[T any](anyTime, multi bool) func([]T) []T {
+	return func(cells []T) []T {
+		out := cells
+		if !anyTime {
+			out = append(out[:2:2], out[3:]...)
+		}
+		if !multi {
+			out = out[1:]
+		}
+		return out
+	}
+}

@@ -1,0 +1,196 @@
+package commands
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bes-cli/bes/bepfile/bepgen"
+)
+
+// peakHeap runs bes with args, its output discarded, and returns the
+// highest HeapInuse seen while it ran (sampled every millisecond) above
+// what was in use before, and its exit status.
+func peakHeap(t *testing.T, args ...string) (uint64, int) {
+	t.Helper()
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	var (
+		peak uint64
+		stop = make(chan struct{})
+		wg   sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	app := NewApp("test")
+	app.Writer, app.ErrWriter = io.Discard, io.Discard
+	err := Run(context.Background(), app, append([]string{"bes"}, args...))
+	close(stop)
+	wg.Wait()
+	if peak < base.HeapInuse {
+		return 0, ExitCode(err)
+	}
+	return peak - base.HeapInuse, ExitCode(err)
+}
+
+// TestFileCommandsMemoryBounded checks that dump (table), query and
+// streams read a file event by event (issues 12 and 13): the heap they
+// use does not grow with the file. Before, they loaded every event of
+// the file: on these inputs the peak grew by about twice the 32 MB the
+// larger file adds.
+func TestFileCommandsMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("generates 38 MB of input")
+	}
+	dir := t.TempDir()
+	gen := func(name string, size int64) string {
+		path := filepath.Join(dir, name)
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := bepgen.WriteBEP(f, bepgen.Config{Seed: 1, Size: size}); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	small, large := gen("small.bep", 6<<20), gen("large.bep", 38<<20)
+	const grace = 12 << 20 // what may differ between two runs of a bounded command
+	for _, c := range []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"dump table", []string{"dump"}, 0},
+		{"query table", []string{"query", `kind == "buildFinished" || seq < 20`}, 0},
+		{"query ndjson", []string{"query", "-o", "ndjson", `kind == "testResult"`}, 0},
+		{"query obe", []string{"query", "-o", "obe", "--kind", "testResult"}, 0},
+		{"streams", []string{"streams"}, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, code := peakHeap(t, append(c.args, small)...)
+			if code != c.code {
+				t.Fatalf("%s small: exit %d, want %d", strings.Join(c.args, " "), code, c.code)
+			}
+			l, code := peakHeap(t, append(c.args, large)...)
+			if code != c.code {
+				t.Fatalf("%s large: exit %d, want %d", strings.Join(c.args, " "), code, c.code)
+			}
+			t.Logf("peak heap in use: %.1f MB on 6 MB, %.1f MB on 38 MB", float64(s)/(1<<20), float64(l)/(1<<20))
+			if l > s+grace {
+				t.Errorf("peak heap grew with the input: %d bytes on 6 MB, %d on 38 MB (more than %d apart)", s, l, grace)
+			}
+		})
+	}
+}
+
+// TestFileCommandsSameOutputStreamed checks that the streaming readings
+// of files print what reading the streams into memory prints: the same
+// input given as a file (streamed) and on standard input (which cannot be
+// read twice, so it is loaded as before).
+func TestFileCommandsSameOutputStreamed(t *testing.T) {
+	var buf bytes.Buffer
+	if _, err := bepgen.WriteBEP(&buf, bepgen.Config{Seed: 3, Targets: 40}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "gen.bep")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"dump"},
+		{"query", `kind == "testResult"`},
+		{"query", "-o", "ndjson", "--kind", "completed"},
+		{"query", "-o", "obe", `seq > 5`},
+	} {
+		streamed, serr, scode := runCLI(t, append(args, path)...)
+		loaded, lerr, lcode := runWithStdin(t, buf.Bytes(), append(args, "-")...)
+		if streamed == "" || scode != 0 {
+			t.Fatalf("%v: exit %d, stdout %d bytes, stderr %q", args, scode, len(streamed), serr)
+		}
+		if streamed != loaded || serr != lerr || scode != lcode {
+			t.Errorf("%v: streamed (exit %d, %d bytes) differs from loaded (exit %d, %d bytes)", args, scode, len(streamed), lcode, len(loaded))
+		}
+	}
+}
+
+// runWithStdin is runCLI with in as standard input.
+func runWithStdin(t *testing.T, in []byte, args ...string) (string, string, int) {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "stdin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(in); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Seek(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	old := os.Stdin
+	os.Stdin = f
+	defer func() { os.Stdin = old }()
+	return runCLI(t, args...)
+}
+
+// TestFileCommandsReportEachDamagedEvent: the streamed readings hand out a
+// new *Event per event (the damage log tells events apart by pointer), so
+// that each of several damaged events is reported once, by dump's table
+// and by a query that decodes them, as the loaded reading reports them.
+func TestFileCommandsReportEachDamagedEvent(t *testing.T) {
+	evs := [][]byte{dmgStarted("inv-many")}
+	for i := uint64(1); i <= 4; i++ {
+		evs = append(evs, dmgProgress(i, fmt.Sprintf("bad %d \xff\n", i)))
+	}
+	evs = append(evs, dmgFinished())
+	data := dmgBEP(evs...)
+	path := filepath.Join(t.TempDir(), "many.bep")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"dump"},
+		{"query", `kind == "progress" && event.progress.stderr != ""`},
+		{"query", "-o", "ndjson", `event.progress.stderr != ""`},
+	} {
+		_, stderr, code := runCLI(t, append(args, path)...)
+		_, lerr, lcode := runWithStdin(t, data, append(args, "-")...)
+		lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+		if code != ExitDamaged || len(lines) != 4 {
+			t.Fatalf("%v: exit %d, want %d; stderr:\n%s", args, code, ExitDamaged, stderr)
+		}
+		for i, l := range lines {
+			if want := fmt.Sprintf("(event %d): invalid UTF-8 in progress.stderr (replaced by U+FFFD)", i+1); !strings.HasSuffix(l, want) {
+				t.Errorf("%v: line %d = %q, want it to end in %q", args, i, l, want)
+			}
+		}
+		if strings.ReplaceAll(stderr, path, "-") != strings.ReplaceAll(lerr, "<stdin>", "-") || lcode != code {
+			t.Errorf("%v: streamed stderr %q (exit %d), loaded %q (exit %d)", args, stderr, code, lerr, lcode)
+		}
+	}
+}

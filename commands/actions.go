@@ -96,6 +96,7 @@ EXAMPLES:
 		Flags: append(viewFlags(formatTable, formatJSON, formatNDJSON, formatMarkdown),
 			&cli.StringFlag{Name: "label", Aliases: []string{"l"}, Usage: "keep the actions whose label matches `REGEX` (unanchored)"},
 			&cli.BoolFlag{Name: "failed", Usage: "keep the failed actions only"},
+			exitZeroFlag(),
 		),
 		OnUsageError: usageErrorHandler,
 		Action: func(c *cli.Context) error {
@@ -130,7 +131,7 @@ func runActions(ctx context.Context, opts actionsOptions, args []string, w, errw
 		fmt.Fprintln(errw, "bes: actions: no action in the streams given (Bazel reports the successful ones only with --build_event_publish_all_actions)")
 		res.add(ExitNoData)
 	}
-	return res.err()
+	return opts.exit(res)
 }
 
 func actionFor(inv *invocation.Invocation, a *invocation.Action) actionRow {

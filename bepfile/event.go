@@ -3,6 +3,7 @@ package bepfile
 import (
 	"bytes"
 	"fmt"
+	"strings"
 
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -328,4 +329,33 @@ func (e *Event) OrderedBuildEvent(s *Stream) (*buildpb.OrderedBuildEvent, error)
 		return nil, err
 	}
 	return obe, nil
+}
+
+// BazelPayload returns the encoded build_event_stream.BuildEvent that e, an
+// event of stream s, carries: the compact Payload when s's type URL is
+// Bazel's BuildEvent's (under any host; s nil takes it to be), or the value
+// of a whole OrderedBuildEvent's bazel_event whose type is BuildEvent; nil
+// for any other event (lifecycle events, component_stream_finished,
+// another tool's payload). It aliases e's bytes.
+func (e *Event) BazelPayload(s *Stream) []byte {
+	if e.IsBazel() {
+		if s != nil && !bazelTypeURL(s.TypeURL) {
+			return nil
+		}
+		return e.Payload
+	}
+	anyMsg := LastBytesField(LastBytesField(e.Raw, wire.OBEEvent), wire.BESBazelEvent)
+	if anyMsg == nil || !bazelTypeURL(string(LastBytesField(anyMsg, wire.AnyTypeURL))) {
+		return nil
+	}
+	if v := LastBytesField(anyMsg, wire.AnyValue); v != nil {
+		return v
+	}
+	return []byte{} // an empty BuildEvent
+}
+
+// bazelTypeURL reports whether an Any type URL is Bazel's BuildEvent's
+// (type.googleapis.com/build_event_stream.BuildEvent, or another host).
+func bazelTypeURL(url string) bool {
+	return strings.HasSuffix(url, "/build_event_stream.BuildEvent")
 }

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"unicode"
 
@@ -316,24 +315,17 @@ func tailLines(path string, n int) (lines []string, truncated bool, err error) {
 	return all, truncated, nil
 }
 
-// terminalEscape matches the colour and cursor sequences of a terminal.
-var terminalEscape = regexp.MustCompile(`\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]`)
-
 // plainText is a log line as text: terminal escapes removed, what a
 // terminal would show after a carriage return, other control characters
 // (but tabs) dropped, so that a table, a step summary or a code block
 // shows the words.
 func plainText(s string) string {
-	s = terminalEscape.ReplaceAllString(s, "")
-	if i := strings.LastIndexByte(s, '\r'); i >= 0 {
-		s = s[i+1:]
-	}
 	return strings.Map(func(r rune) rune {
 		if r == '\t' || !unicode.IsControl(r) {
 			return r
 		}
 		return -1
-	}, s)
+	}, invocation.StripTerminal(s))
 }
 
 func failureFor(inv *invocation.Invocation, f *invocation.Failure) failureRow {

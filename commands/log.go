@@ -168,7 +168,7 @@ func runLog(ctx context.Context, opts logOptions, args []string, w, errw io.Writ
 	var logs []*consoleLog
 	// event handles one event of a stream; lg is the stream's log.
 	event := func(lg *consoleLog, s *bepfile.Stream, ev *bepfile.Event, known *bepfile.Peeked) {
-		payload := logPayload(s, ev)
+		payload := ev.BazelPayload(s)
 		if payload == nil {
 			return
 		}
@@ -334,32 +334,6 @@ func describeLogs(logs []*consoleLog) string {
 	}
 	return fmt.Sprintf("%d streams (%d progress events): %s", len(keys), progress, strings.Join(keys, ", "))
 }
-
-// logPayload returns the encoded build_event_stream.BuildEvent an event
-// carries: the compact payload, or for an event kept whole, the value of
-// OrderedBuildEvent.event.bazel_event, when its type is Bazel's; nil for an
-// event without one (lifecycle events, component_stream_finished, the
-// events of another build tool).
-func logPayload(s *bepfile.Stream, ev *bepfile.Event) []byte {
-	if ev.IsBazel() {
-		if !bazelType(s.TypeURL) {
-			return nil
-		}
-		return ev.Payload
-	}
-	anyMsg := bepfile.LastBytesField(bepfile.LastBytesField(ev.Raw, wire.OBEEvent), wire.BESBazelEvent)
-	if anyMsg == nil || !bazelType(string(bepfile.LastBytesField(anyMsg, wire.AnyTypeURL))) {
-		return nil
-	}
-	if v := bepfile.LastBytesField(anyMsg, wire.AnyValue); v != nil {
-		return v
-	}
-	return []byte{} // an empty BuildEvent
-}
-
-// bazelType reports whether an Any type URL is Bazel's BuildEvent's
-// (type.googleapis.com/build_event_stream.BuildEvent, or another host).
-func bazelType(url string) bool { return strings.HasSuffix(url, "/build_event_stream.BuildEvent") }
 
 // progressOutput returns Progress.stderr and Progress.stdout from an
 // encoded Progress message, read off the wire as bytes, so that invalid

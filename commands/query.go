@@ -193,18 +193,7 @@ func runQuery(ctx context.Context, opts queryOptions, args []string, w, errw io.
 	}
 
 	matched := 0
-	filter := query.And(filters...)
-	counted := store.FilterFunc(func(st *store.Stream, ev *bepfile.Event) (bool, error) {
-		ok := true
-		var err error
-		if filter != nil {
-			ok, err = filter.Match(st, ev)
-		}
-		if ok {
-			matched++
-		}
-		return ok, err
-	})
+	counted := countingFilter(filters, &matched)
 	if err := dw.write(ctx, w, streams, counted); err != nil {
 		var ee *query.EvalError
 		if errors.As(err, &ee) {
@@ -262,18 +251,7 @@ func queryFiles(ctx context.Context, opts queryOptions, dw *dumpWriter, files, r
 		keep[s.Key] = true
 	}
 	matched := 0
-	filter := query.And(filters...)
-	counted := store.FilterFunc(func(st *store.Stream, ev *bepfile.Event) (bool, error) {
-		ok := true
-		var err error
-		if filter != nil {
-			ok, err = filter.Match(st, ev)
-		}
-		if ok {
-			matched++
-		}
-		return ok, err
-	})
+	counted := countingFilter(filters, &matched)
 	var res *outcome
 	own := opts.Format == formatNDJSON // ndjson encodes on other goroutines
 	src := dw.fileEvents(ctx, files, opts.Read, errw, false, own, keep, counted, &res)
@@ -422,4 +400,22 @@ func loadMatching(ctx context.Context, st store.Backend, match *regexp.Regexp, m
 		}
 	}
 	return nil
+}
+
+// countingFilter is the conjunction of filters (every event when there is
+// none) that counts in *matched the events it keeps: the exit status of
+// query (7 when none matched).
+func countingFilter(filters []store.Filter, matched *int) store.Filter {
+	filter := query.And(filters...)
+	return store.FilterFunc(func(st *store.Stream, ev *bepfile.Event) (bool, error) {
+		ok := true
+		var err error
+		if filter != nil {
+			ok, err = filter.Match(st, ev)
+		}
+		if ok {
+			*matched++
+		}
+		return ok, err
+	})
 }

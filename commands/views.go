@@ -7,7 +7,6 @@ import (
 	"io"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -204,20 +203,11 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 			}
 		}
 	}
-	// What the events hold that bes does not know, once per field. Values
-	// of Bazel's JSON file are noticed by name when the file is read; the
-	// numbers bepfile gives them (bepfile.UnknownEnumNumber) are not
-	// repeated here.
+	// What the events hold that bes does not know, once per field (values
+	// of Bazel's JSON file were noticed by name when it was read).
 	notices := &bepfile.Notices{}
 	for _, inv := range invs {
-		var us []bepfile.Unknown
-		for _, u := range inv.Unknown {
-			if n, err := strconv.ParseInt(u.Value, 10, 64); err == nil && n >= 1<<29 {
-				continue
-			}
-			us = append(us, u)
-		}
-		for _, line := range notices.New(invNames{}.cell(inv.InvocationID, inv.StreamKey), us) {
+		for _, line := range notices.New(invNames{}.cell(inv.InvocationID, inv.StreamKey), inv.Unknown) {
 			fmt.Fprintf(errw, "bes: %s: %s\n", cmd, line)
 		}
 	}

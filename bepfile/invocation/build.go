@@ -9,6 +9,7 @@ import (
 	"iter"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -218,7 +219,7 @@ func ClassifyFor(ev *bepfile.Event, known *bepfile.Peeked, w Wants) (keep bool, 
 	if known != nil && ev.IsBazel() {
 		p = *known
 	} else {
-		payload := bazelPayload(ev)
+		payload := ev.BazelPayload(nil)
 		if payload == nil {
 			return true, p, false
 		}
@@ -262,7 +263,7 @@ func (b *Builder) Add(ev *bepfile.Event) error { return b.AddPeeked(ev, nil) }
 // p, if not nil, is what bepfile.Peek finds in it (as Classify returns
 // it), its slices aliasing the event's bytes, and spares a second walk.
 func (b *Builder) AddPeeked(ev *bepfile.Event, known *bepfile.Peeked) error {
-	payload := bazelPayload(ev)
+	payload := ev.BazelPayload(nil)
 	if payload == nil {
 		return nil
 	}
@@ -342,6 +343,13 @@ func (b *Builder) AddPeeked(ev *bepfile.Event, known *bepfile.Peeked) error {
 // does not know.
 func (b *Builder) unknown(us []bepfile.Unknown) {
 	for _, u := range us {
+		if n, err := strconv.ParseInt(u.Value, 10, 32); err == nil {
+			if _, named := bepfile.UnknownEnumName(protoreflect.EnumNumber(n)); named {
+				// A name of Bazel's JSON file: its reader noticed it by
+				// name already; the number is bepfile's own.
+				continue
+			}
+		}
 		if !slices.ContainsFunc(b.inv.Unknown, func(x bepfile.Unknown) bool { return x.Path == u.Path && x.Field == u.Field }) {
 			b.inv.Unknown = append(b.inv.Unknown, u)
 		}
@@ -836,7 +844,7 @@ func finishTest(t *Test) {
 			start = r.Start
 		}
 		// The last attempt of each run and shard holds the test's log.
-		if last := i == len(t.Runs)-1 || t.Runs[i+1].Run != r.Run || t.Runs[i+1].Shard != r.Shard; last && r.Log != "" {
+		if lastAttempt(t.Runs, i) && r.Log != "" {
 			t.Logs = append(t.Logs, r.Log)
 		}
 	}
@@ -855,6 +863,12 @@ func finishTest(t *Test) {
 	}
 }
 
+// lastAttempt reports whether runs[i] is the last attempt of its run and
+// shard; runs must be sorted by run, shard and attempt.
+func lastAttempt(runs []*TestRun, i int) bool {
+	return i == len(runs)-1 || runs[i+1].Run != runs[i].Run || runs[i+1].Shard != runs[i].Shard
+}
+
 // statusFromRuns aggregates the statuses of a test's attempts as Bazel's
 // TestSummary does: each run and shard counts with its last attempt, FLAKY
 // when it passed after a failed attempt, and the test gets the gravest of
@@ -868,7 +882,7 @@ func statusFromRuns(runs []*TestRun) string {
 		if FailingStatus(r.Status) {
 			failedBefore = true
 		}
-		if last := i == len(runs)-1 || runs[i+1].Run != r.Run || runs[i+1].Shard != r.Shard; !last {
+		if !lastAttempt(runs, i) {
 			continue
 		}
 		name := r.Status
@@ -1074,22 +1088,4 @@ func durationOf(d *durationpb.Duration, millis int64) time.Duration {
 		return d.AsDuration()
 	}
 	return time.Duration(millis) * time.Millisecond
-}
-
-// bazelPayload returns the encoded build_event_stream.BuildEvent an event
-// carries: the compact payload, or the value of a whole OrderedBuildEvent's
-// bazel_event whose type is build_event_stream.BuildEvent; nil for any
-// other event.
-func bazelPayload(ev *bepfile.Event) []byte {
-	if ev.IsBazel() {
-		return ev.Payload
-	}
-	anyMsg := bepfile.LastBytesField(bepfile.LastBytesField(ev.Raw, wire.OBEEvent), wire.BESBazelEvent)
-	if anyMsg == nil || !bytes.HasSuffix(bepfile.LastBytesField(anyMsg, wire.AnyTypeURL), []byte("/build_event_stream.BuildEvent")) {
-		return nil
-	}
-	if v := bepfile.LastBytesField(anyMsg, wire.AnyValue); v != nil {
-		return v
-	}
-	return []byte{} // an empty BuildEvent
 }

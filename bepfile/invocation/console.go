@@ -34,6 +34,19 @@ const (
 // curses output use.
 var ansiEscape = regexp.MustCompile(`\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]`)
 
+// StripTerminal returns one line of console output as a terminal shows
+// it: colour and cursor escape sequences removed, and only what follows
+// the last carriage return. Other bytes are kept.
+func StripTerminal(line string) string {
+	if strings.IndexByte(line, 0x1b) >= 0 {
+		line = ansiEscape.ReplaceAllString(line, "")
+	}
+	if i := strings.LastIndexByte(line, '\r'); i >= 0 {
+		line = line[i+1:]
+	}
+	return line
+}
+
 // timestampPrefix is what --show_timestamps puts before Bazel's messages.
 var timestampPrefix = regexp.MustCompile(`^\(\d\d:\d\d:\d\d(?:\.\d+)?\) `)
 
@@ -92,13 +105,7 @@ func (b *Builder) consoleLine(raw []byte) {
 	if len(raw) > maxLineBytes {
 		raw = raw[:maxLineBytes]
 	}
-	line := string(raw)
-	if strings.IndexByte(line, 0x1b) >= 0 {
-		line = ansiEscape.ReplaceAllString(line, "")
-	}
-	if i := strings.LastIndexByte(line, '\r'); i >= 0 {
-		line = line[i+1:] // what a terminal shows after carriage returns
-	}
+	line := StripTerminal(string(raw))
 	line = strings.ToValidUTF8(strings.TrimRight(line, " \t"), "\uFFFD")
 	if m := timestampPrefix.FindString(line); m != "" {
 		line = line[len(m):] // --show_timestamps

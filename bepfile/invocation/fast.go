@@ -416,28 +416,8 @@ func (b *Builder) fastTestResult(id, payload []byte) bool {
 			if f.typ != protowire.BytesType {
 				return false
 			}
-			var name, uri []byte
-			for fb := f.v; len(fb) > 0; {
-				g, rest, ok := nextField(fb)
-				if !ok {
-					return false
-				}
-				fb = rest
-				switch g.num {
-				case wire.FileName, wire.FileURI:
-					if g.typ != protowire.BytesType {
-						return false
-					}
-					if g.num == wire.FileName {
-						name = g.v
-					} else {
-						uri = g.v
-					}
-				case wire.FileContents, wire.FileSymlinkTargetPath: // the other members of the oneof file
-					uri = nil
-				}
-			}
-			if !utf8.Valid(uri) {
+			name, uri, ok := fileOf(f.v)
+			if !ok {
 				return false
 			}
 			switch string(name) {
@@ -508,26 +488,31 @@ func statusName(st bes.TestStatus) string {
 	return st.String()
 }
 
-// fileURIOf reads File.uri off the wire: nil when the file has none (it
-// is given by contents or a symlink); ok is false when it is malformed.
-func fileURIOf(b []byte) (uri []byte, ok bool) {
+// fileOf reads File.name and File.uri off the wire: uri is nil when the
+// file has none (it is given by contents or a symlink); ok is false when
+// either is malformed or the URI is not UTF-8. The slices alias b.
+func fileOf(b []byte) (name, uri []byte, ok bool) {
 	for len(b) > 0 {
 		g, rest, ok := nextField(b)
 		if !ok {
-			return nil, false
+			return nil, nil, false
 		}
 		b = rest
 		switch g.num {
-		case wire.FileURI:
-			if g.typ != protowire.BytesType || !utf8.Valid(g.v) {
-				return nil, false
+		case wire.FileName, wire.FileURI:
+			if g.typ != protowire.BytesType {
+				return nil, nil, false
 			}
-			uri = g.v
+			if g.num == wire.FileName {
+				name = g.v
+			} else {
+				uri = g.v
+			}
 		case wire.FileContents, wire.FileSymlinkTargetPath: // the other members of the oneof file
 			uri = nil
 		}
 	}
-	return uri, true
+	return name, uri, utf8.Valid(uri)
 }
 
 // fastTestSummary folds a TestSummary event.
@@ -566,7 +551,7 @@ func (b *Builder) fastTestSummary(seq int64, id, payload []byte) bool {
 			if f.typ != protowire.BytesType {
 				return false
 			}
-			uri, ok := fileURIOf(f.v)
+			_, uri, ok := fileOf(f.v)
 			if !ok {
 				return false
 			}

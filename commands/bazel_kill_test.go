@@ -95,7 +95,10 @@ func TestBazelKilledMidBuild(t *testing.T) {
 	})
 
 	// Wait until the JSON file shows the server's pid and //gen:hello
-	// built, with //gen:slow configured.
+	// built, with //gen:slow configured, and both files hold the console
+	// lines checked below: Bazel writes the two files on their own, so the
+	// binary one may lag the JSON one (a CI machine killed the server
+	// when the binary file held 14 frames and no "INFO: Analyzed").
 	var seen bepProgress
 	for deadline := time.Now().Add(4 * time.Minute); ; {
 		select {
@@ -104,7 +107,8 @@ func TestBazelKilledMidBuild(t *testing.T) {
 		default:
 		}
 		seen = readBEPProgress(t, jsonFile)
-		if seen.serverPid > 0 && seen.helloBuilt && seen.slowConfigured {
+		if seen.serverPid > 0 && seen.helloBuilt && seen.slowConfigured && seen.consoleShown &&
+			binaryShowsConsole(bep) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -170,7 +174,7 @@ func TestBazelKilledMidBuild(t *testing.T) {
 		if code != c.code {
 			t.Errorf("bes log %s: exit status %d, want %d\nstderr: %s", filepath.Base(c.file), code, c.code, stderr)
 		}
-		for _, want := range []string{"Loading: 0 packages loaded\n", "INFO: Analyzed 2 targets", "INFO: Found 2 targets...\n"} {
+		for _, want := range consoleLines {
 			if !strings.Contains(stdout, want) {
 				t.Errorf("bes log %s does not print %q:\n%s", filepath.Base(c.file), want, stdout)
 			}
@@ -187,6 +191,34 @@ type bepProgress struct {
 	serverPid      int
 	helloBuilt     bool // //gen:hello completed with success
 	slowConfigured bool // //gen:slow configured
+	consoleShown   bool // Progress events hold every line of consoleLines
+}
+
+// consoleLines are the lines of Bazel's console that `bes log` must print
+// from the files a killed Bazel left; the test kills Bazel only once both
+// files hold them.
+var consoleLines = []string{"Loading: 0 packages loaded", "INFO: Analyzed 2 targets", "INFO: Found 2 targets..."}
+
+// binaryShowsConsole reports whether the whole frames of the
+// --build_event_binary_file that Bazel is writing hold every line of
+// consoleLines (Progress.stderr is a plain string field, so its bytes
+// appear as they are).
+func binaryShowsConsole(name string) bool {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return false
+	}
+	if ends := frameEnds(b); len(ends) > 0 {
+		b = b[:ends[len(ends)-1]]
+	} else {
+		return false
+	}
+	for _, line := range consoleLines {
+		if !bytes.Contains(b, []byte(line)) {
+			return false
+		}
+	}
+	return true
 }
 
 // readBEPProgress reads the whole lines of a --build_event_json_file that
@@ -202,6 +234,10 @@ func readBEPProgress(t *testing.T, name string) bepProgress {
 		b = b[:i+1]
 	} else {
 		return p
+	}
+	p.consoleShown = true
+	for _, line := range consoleLines {
+		p.consoleShown = p.consoleShown && bytes.Contains(b, []byte(line))
 	}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(nil, 64<<20)

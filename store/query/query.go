@@ -39,6 +39,8 @@
 package query
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -100,13 +102,62 @@ func (e *EvalError) Error() string {
 
 func (e *EvalError) Unwrap() error { return e.Err }
 
+// DefaultCostLimit is the CEL cost one evaluation (one event) may spend
+// unless WithCostLimit says otherwise. CEL's cost counts the operations an
+// evaluation performs, an element of a list or a byte-sized step of a
+// string operation each (cel-go's runtime cost, cel.CostLimit): a test on
+// a field costs under 10, event.named_set_of_files.files.exists(f,
+// f.name.endsWith(".so")) 7 per file (70,004 for 10,000 files). A million
+// stops an expression such as nested map()s, whose cost (and memory)
+// multiply with each level (five map()s over lists of ten cost 344,433,
+// six 3.4 million), within a fraction of a second and some tens of MB
+// (issue 13: eight took 5.6 GB and 34 s, nine ran out of memory).
+const DefaultCostLimit = 1_000_000
+
+// ErrCostLimit is what an evaluation over its cost limit wraps (see
+// CostError): the query is over budget.
+var ErrCostLimit = errors.New("over the cost limit")
+
+// CostError is an evaluation stopped by the cost limit: the expression
+// spent more than Limit on one event. It wraps ErrCostLimit, and is the Err
+// of an *EvalError.
+type CostError struct {
+	Limit uint64 // the cost limit of one evaluation (see DefaultCostLimit)
+}
+
+func (e *CostError) Error() string {
+	return fmt.Sprintf("the expression exceeds the cost limit of %d per event (CEL's count of operations; nested map()s and comprehensions multiply it): simplify it or raise --cost-limit", e.Limit)
+}
+
+func (e *CostError) Unwrap() error { return ErrCostLimit }
+
 // Option configures Compile.
 type Option func(*config)
 
 type config struct {
-	onDecode func() // called before each payload decode; for tests
-	report   DecodeReport
+	onDecode  func() // called before each payload decode; for tests
+	report    DecodeReport
+	costLimit uint64
+	ctx       context.Context
 }
+
+// WithCostLimit sets the CEL cost one evaluation may spend (see
+// DefaultCostLimit, which a limit of 0 means). An evaluation over it stops
+// with an *EvalError wrapping a *CostError.
+func WithCostLimit(limit uint64) Option {
+	return func(c *config) { c.costLimit = limit }
+}
+
+// WithContext has every evaluation watch ctx: once it is done (the user
+// pressed Ctrl-C), an evaluation stops within interruptEvery iterations of
+// a comprehension with an *EvalError wrapping context.Cause(ctx).
+func WithContext(ctx context.Context) Option {
+	return func(c *config) { c.ctx = ctx }
+}
+
+// interruptEvery is how many iterations of a comprehension CEL evaluates
+// between two looks at the context (cel.InterruptCheckFrequency).
+const interruptEvery = 100
 
 // DecodeReport is told what decoding an event's payload found, when it
 // found anything: a damaged or undecodable event, fields or enum values
@@ -136,6 +187,8 @@ type Filter struct {
 	kinds    map[string]ref.Val // each kind as a CEL value, made once
 	onDecode func()
 	report   DecodeReport
+	limit    uint64          // the cost limit of one evaluation
+	ctx      context.Context // nil: evaluations are not interrupted
 }
 
 var _ store.Filter = (*Filter)(nil)
@@ -146,7 +199,8 @@ func (f *Filter) String() string { return f.expr }
 // Compile parses and type-checks a CEL expression over the variables
 // described in the package documentation. The expression must have type
 // bool (or dyn, then checked per event). A mistake is returned as an
-// *Error with its position.
+// *Error with its position. Each evaluation may spend DefaultCostLimit, or
+// what WithCostLimit says.
 func Compile(expr string, opts ...Option) (*Filter, error) {
 	var cfg config
 	for _, o := range opts {
@@ -163,7 +217,14 @@ func Compile(expr string, opts ...Option) (*Filter, error) {
 	if t := ast.OutputType(); !t.IsExactType(types.BoolType) && !t.IsExactType(types.DynType) {
 		return nil, &Error{Line: 1, Column: 1, Msg: fmt.Sprintf("the expression is %s, want bool", t)}
 	}
-	prog, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	if cfg.costLimit == 0 {
+		cfg.costLimit = DefaultCostLimit
+	}
+	popts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize), cel.CostLimit(cfg.costLimit)}
+	if cfg.ctx != nil {
+		popts = append(popts, cel.InterruptCheckFrequency(interruptEvery))
+	}
+	prog, err := env.Program(ast, popts...)
 	if err != nil {
 		return nil, fmt.Errorf("query: %w", err)
 	}
@@ -171,7 +232,8 @@ func Compile(expr string, opts ...Option) (*Filter, error) {
 	for _, k := range Kinds() {
 		kinds[k] = types.String(k)
 	}
-	return &Filter{expr: expr, prog: prog, adapter: env.CELTypeAdapter(), kinds: kinds, onDecode: cfg.onDecode, report: cfg.report}, nil
+	return &Filter{expr: expr, prog: prog, adapter: env.CELTypeAdapter(), kinds: kinds, onDecode: cfg.onDecode, report: cfg.report,
+		limit: cfg.costLimit, ctx: cfg.ctx}, nil
 }
 
 // compileError turns CEL's issues into one *Error: the first, with the
@@ -198,7 +260,8 @@ func compileError(errs []*common.Error) error {
 }
 
 // Match evaluates the expression on ev of st. An evaluation error is an
-// *EvalError.
+// *EvalError; one over the cost limit wraps a *CostError (ErrCostLimit),
+// one interrupted by the context of WithContext wraps its cause.
 func (f *Filter) Match(st *store.Stream, ev *bepfile.Event) (bool, error) {
 	a := &activation{f: f, st: st, own: newView(ev)}
 	a.v = &a.own
@@ -211,8 +274,20 @@ func (f *Filter) matchView(st *store.Stream, v *view) (bool, error) {
 
 func (f *Filter) eval(a *activation) (bool, error) {
 	st, v := a.st, a.v
-	out, _, err := f.prog.Eval(a)
-	if a.err != nil {
+	var (
+		out ref.Val
+		err error
+	)
+	if f.ctx != nil {
+		out, _, err = f.prog.ContextEval(f.ctx, a)
+	} else {
+		out, _, err = f.prog.Eval(a)
+	}
+	var ce interpreter.EvalCancelledError
+	switch {
+	case errors.As(err, &ce) && ce.Cause == interpreter.CostLimitExceeded:
+		err = &CostError{Limit: f.limit}
+	case a.err != nil:
 		err = a.err
 	}
 	if err != nil {

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
@@ -485,4 +488,90 @@ func benchmarkFilter(b *testing.B, f store.Filter, want int) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(streams[0].Len()), "ns/event")
+}
+
+// nestedMaps is an expression of n nested map()s over lists of ten:
+// 10^(n+1) list elements, CEL cost and memory multiplying with each level
+// (issue 13: eight took 5.6 GB and 34 s without a cost limit).
+func nestedMaps(n int) string {
+	const l = "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"
+	e := l
+	for i := 0; i < n; i++ {
+		e = fmt.Sprintf("%s.map(x%d, %s)", l, i, e)
+	}
+	return "size(" + e + ") > 0"
+}
+
+// TestCostLimit: an expression over the cost limit stops on the first
+// event with an *EvalError wrapping a *CostError (ErrCostLimit), spending
+// no more than about its limit; one under it runs (issue 13).
+func TestCostLimit(t *testing.T) {
+	streams := readStreams(t, "test_mixed.bep")
+	ev := firstEvent(streams[0])
+	// Five map()s (a cost of 344,433) are within the default limit.
+	if ok, err := mustCompile(t, nestedMaps(5)).Match(streams[0], ev); !ok || err != nil {
+		t.Fatalf("5 map()s: %v, %v; want true within the default limit", ok, err)
+	}
+	// Six (10^7 list elements, a cost of about 3.4 million) are not.
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := mustCompile(t, nestedMaps(6)).Match(streams[0], ev)
+	runtime.ReadMemStats(&after)
+	t.Logf("6 map()s: %d MB allocated", (after.TotalAlloc-before.TotalAlloc)>>20)
+	var ee *EvalError
+	var ce *CostError
+	if !errors.As(err, &ee) || !errors.As(err, &ce) || !errors.Is(err, ErrCostLimit) {
+		t.Fatalf("6 map()s: got %v, want an *EvalError wrapping a *CostError", err)
+	}
+	if ce.Limit != DefaultCostLimit || ee.Seq != 1 || ee.Stream != streams[0].Key() {
+		t.Errorf("6 map()s: got %+v in %+v", ce, ee)
+	}
+	if !strings.Contains(err.Error(), "exceeds the cost limit of 1000000 per event") {
+		t.Errorf("message %q", err)
+	}
+	// Without the limit this evaluation allocates about 130 MB.
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20 {
+		t.Errorf("6 map()s allocated %d MB before they were stopped", alloc>>20)
+	}
+	// WithCostLimit moves the limit both ways.
+	if _, err := mustCompile(t, nestedMaps(4), WithCostLimit(1000)).Match(streams[0], ev); !errors.Is(err, ErrCostLimit) {
+		t.Errorf("4 map()s with a limit of 1000: %v, want ErrCostLimit", err)
+	}
+	if ok, err := mustCompile(t, nestedMaps(6), WithCostLimit(10_000_000)).Match(streams[0], ev); !ok || err != nil {
+		t.Errorf("6 map()s with a limit of 10 million: %v, %v", ok, err)
+	}
+}
+
+// TestCostLimitRealQueries: comprehensions over every event of a large
+// real build (the corpus's 4,000 test targets) stay within the default
+// limit.
+func TestCostLimitRealQueries(t *testing.T) {
+	streams := readStreams(t, "large_test.bep.gz")
+	for _, expr := range []string{
+		`event.named_set_of_files.files.exists(f, f.name.endsWith(".nothing"))`,
+		`event.named_set_of_files.files.filter(f, f.name.contains("test")).map(f, f.name + "!").size() > 1000000`,
+		`event.test_summary.passed.exists(f, f.uri.matches("x$")) || event.test_result.test_action_output.exists(f, f.name == "")`,
+		`event.children.exists(c, c.target_completed.label.matches("^//nothing")) || event.children.size() > 100000`,
+	} {
+		if got := matches(t, mustCompile(t, expr), streams...); len(got) != 0 {
+			t.Errorf("%s matched %d events, want none", expr, len(got))
+		}
+	}
+}
+
+// TestInterrupt: an evaluation stops soon after the context of WithContext
+// is cancelled (Ctrl-C), whatever its cost limit, with the context's error.
+func TestInterrupt(t *testing.T) {
+	streams := readStreams(t, "test_mixed.bep")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	_, err := mustCompile(t, nestedMaps(8), WithCostLimit(math.MaxUint64), WithContext(ctx)).Match(streams[0], firstEvent(streams[0]))
+	var ee *EvalError
+	if !errors.As(err, &ee) || !errors.Is(err, context.Canceled) || errors.Is(err, ErrCostLimit) {
+		t.Fatalf("got %v, want an *EvalError wrapping context.Canceled", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("stopped after %v", d)
+	}
 }

@@ -2,25 +2,20 @@ package commands
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/bes-cli/bes/bepfile"
-	bes "github.com/bes-cli/bes/bepfile/bep/buildeventstream"
+	"github.com/bes-cli/bes/bepfile/bepjson"
 	"github.com/bes-cli/bes/store"
 )
 
@@ -165,7 +160,7 @@ func dumpTableFiles(ctx context.Context, opts dumpOptions, dw *dumpWriter, files
 	}
 	var res *outcome
 	first := true
-	src := func(fn func(dumpItem) error) error {
+	src := func(fn func(bepjson.Item) error) error {
 		// Only the second reading reports what it finds.
 		quiet := first
 		first = false
@@ -260,19 +255,6 @@ func inKeyOrder(ctx context.Context, files []string, opts bepfile.Options) bool 
 // errNotInKeyOrder ends inKeyOrder's pass at the first stream out of order.
 var errNotInKeyOrder = errors.New("streams not in key order")
 
-// dumpItem is one thing a dump writes: an event of a stream, or (ev nil)
-// a frame a reader skipped, bad, which the JSON formats write as an error
-// object in its place.
-type dumpItem struct {
-	s   *bepfile.Stream
-	ev  *bepfile.Event
-	bad *bepfile.Error
-}
-
-// eventSource calls fn with every item to dump, in order; an error of fn
-// ends it and is returned.
-type eventSource func(fn func(dumpItem) error) error
-
 // dumpWriter writes events in one format, reading each by the rule every
 // command reads with (bepfile.DecodeBuildEvent): a damaged event is
 // written repaired, an undecodable one as an error object, and log says
@@ -317,11 +299,11 @@ func (dw *dumpWriter) readFiles(ctx context.Context, files []string, opts bepfil
 	return mem, res, nil
 }
 
-// scanFiles is the eventSource of the events of files as they are read
+// scanFiles is the bepjson.Source of the events of files as they are read
 // (see inKeyOrder), with the frames the readers skipped in their place.
 // The outcome of the reading is stored in *res.
-func (dw *dumpWriter) scanFiles(ctx context.Context, files []string, opts bepfile.Options, errw io.Writer, res **outcome) eventSource {
-	return func(fn func(dumpItem) error) error {
+func (dw *dumpWriter) scanFiles(ctx context.Context, files []string, opts bepfile.Options, errw io.Writer, res **outcome) bepjson.Source {
+	return func(fn func(bepjson.Item) error) error {
 		var (
 			cur    *bepfile.Stream
 			fnErr  error // of fn called for a skipped frame
@@ -330,7 +312,7 @@ func (dw *dumpWriter) scanFiles(ctx context.Context, files []string, opts bepfil
 		reader = &fileReader{opts: opts, errw: errw, from: map[string]string{}, notices: dw.log.notices,
 			bad: func(e *bepfile.Error) {
 				if fnErr == nil {
-					fnErr = fn(dumpItem{bad: e})
+					fnErr = fn(bepjson.Item{Bad: e})
 				}
 			}}
 		r, err := reader.scan(ctx, files, func(s *bepfile.Stream, ev *bepfile.Event) error {
@@ -341,7 +323,7 @@ func (dw *dumpWriter) scanFiles(ctx context.Context, files []string, opts bepfil
 				cur = s
 				dw.log.setSource(s.Key, reader.r.Name())
 			}
-			return fn(dumpItem{s: s, ev: ev})
+			return fn(bepjson.Item{Stream: s, Event: ev})
 		})
 		*res = r
 		if err == nil {
@@ -351,24 +333,24 @@ func (dw *dumpWriter) scanFiles(ctx context.Context, files []string, opts bepfil
 	}
 }
 
-// storedEvents is the eventSource of the events of streams that f matches
+// storedEvents is the bepjson.Source of the events of streams that f matches
 // (all when f is nil), stream after stream, then, without a filter, the
 // frames the readers skipped (which belong to no stream they could name).
-func (dw *dumpWriter) storedEvents(ctx context.Context, streams []*store.Stream, f store.Filter) eventSource {
-	return func(fn func(dumpItem) error) error {
+func (dw *dumpWriter) storedEvents(ctx context.Context, streams []*store.Stream, f store.Filter) bepjson.Source {
+	return func(fn func(bepjson.Item) error) error {
 		for _, s := range streams {
 			info := s.Info()
 			for ev, err := range s.Query(ctx, f) {
 				if err != nil {
 					return err
 				}
-				if err := fn(dumpItem{s: info, ev: ev}); err != nil {
+				if err := fn(bepjson.Item{Stream: info, Event: ev}); err != nil {
 					return err
 				}
 			}
 		}
 		for _, e := range dw.trailing(f) {
-			if err := fn(dumpItem{bad: e}); err != nil {
+			if err := fn(bepjson.Item{Bad: e}); err != nil {
 				return err
 			}
 		}
@@ -386,13 +368,13 @@ func (dw *dumpWriter) trailing(f store.Filter) []*bepfile.Error {
 }
 
 // writeFrom writes the items of src in the format ndjson or obe.
-func (dw *dumpWriter) writeFrom(ctx context.Context, w io.Writer, src eventSource) error {
+func (dw *dumpWriter) writeFrom(ctx context.Context, w io.Writer, src bepjson.Source) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var err error
 	if dw.format == formatOBE {
 		err = dumpOBE(bw, src)
 	} else {
-		err = dw.dumpNDJSON(ctx, bw, src)
+		err = bepjson.WriteNDJSON(ctx, bw, src, dw.jsonOptions())
 	}
 	if err != nil {
 		return err
@@ -436,13 +418,13 @@ func (dw *dumpWriter) outcome(res *outcome) *outcome {
 
 // dumpOBE writes the events byte for byte; it decodes nothing, so it
 // judges nothing: skipped frames are left out.
-func dumpOBE(w *bufio.Writer, src eventSource) error {
+func dumpOBE(w *bufio.Writer, src bepjson.Source) error {
 	var buf []byte
-	return src(func(it dumpItem) error {
-		if it.ev == nil {
+	return src(func(it bepjson.Item) error {
+		if it.Event == nil {
 			return nil
 		}
-		buf = it.ev.AppendEncoding(buf[:0], it.s)
+		buf = it.Event.AppendEncoding(buf[:0], it.Stream)
 		var pfx [binary.MaxVarintLen64]byte
 		w.Write(protowire.AppendVarint(pfx[:0], uint64(len(buf))))
 		_, err := w.Write(buf)
@@ -450,339 +432,28 @@ func dumpOBE(w *bufio.Writer, src eventSource) error {
 	})
 }
 
-var jsonOpts = protojson.MarshalOptions{Resolver: lenientResolver{}}
-
-// ndjsonBatch is how many events a worker of dumpNDJSON encodes at a time.
-const ndjsonBatch = 256
-
-// dumpNDJSON writes one OrderedBuildEvent (or error object) per line. The
-// events are encoded by a worker per CPU, a batch at a time, and written in
-// order, with what their decoding found reported in order too.
-func (dw *dumpWriter) dumpNDJSON(ctx context.Context, w *bufio.Writer, src eventSource) error {
-	type job struct {
-		items    []dumpItem
-		queryErr error // reading the events failed after items: set before the job is sent
-		out      []byte
-		reps     []eventReport // set by the worker, one per item
-		done     chan struct{}
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	workers := max(1, runtime.GOMAXPROCS(0))
-	work := make(chan *job, 2*workers)
-	order := make(chan *job, 4*workers)
-	go func() {
-		defer close(work)
-		defer close(order)
-		send := func(j *job) error {
-			select {
-			case order <- j:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			select {
-			case work <- j:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		var j *job
-		err := src(func(it dumpItem) error {
-			if j != nil && len(j.items) == ndjsonBatch {
-				if err := send(j); err != nil {
-					return err
-				}
-				j = nil
-			}
-			if j == nil {
-				j = &job{items: make([]dumpItem, 0, ndjsonBatch), done: make(chan struct{})}
-			}
-			j.items = append(j.items, it)
-			return nil
-		})
-		if err != nil && ctx.Err() != nil {
-			return // the writer has stopped
-		}
-		if err != nil || j != nil {
-			if j == nil {
-				j = &job{done: make(chan struct{})}
-			}
-			j.queryErr = err
-			send(j)
-		}
-	}()
-	for range workers {
-		go func() {
-			enc := newNDJSONEncoder(dw.log)
-			for j := range work {
-				j.reps = make([]eventReport, len(j.items))
-				for i, it := range j.items {
-					j.out, j.reps[i] = enc.appendItem(j.out, it)
-					j.out = append(j.out, '\n')
-				}
-				close(j.done)
-			}
-		}()
-	}
-	for j := range order {
-		<-j.done
-		for i := range j.reps {
-			if it := j.items[i]; it.ev != nil {
-				dw.log.report(it.s, it.ev, &j.reps[i])
-			}
-		}
-		if _, err := w.Write(j.out); err != nil {
-			return err
-		}
-		if j.queryErr != nil {
-			return j.queryErr
-		}
-	}
-	return ctx.Err()
-}
-
-// ndjsonEncoder renders events as protojson OrderedBuildEvents, by the
-// lenient rule (see fixAny), and the frames a reader skipped and the
-// events that cannot be decoded as error objects (see appendErrorObject).
-// A Bazel event in compact form is written without building the
-// envelope: the envelope's JSON is written directly and only the payload
-// goes through protojson, decoded into a message that is reused; anything
-// else takes the general path. Both give the same JSON values
-// (TestNDJSONFastPath).
-type ndjsonEncoder struct {
-	ids map[*bepfile.Stream][]byte // the StreamId JSON of each stream
-	msg *bes.BuildEvent
-	buf []byte
-	log *damageLog // for the file names of error objects; may be nil
-}
-
-func newNDJSONEncoder(log *damageLog) *ndjsonEncoder {
-	return &ndjsonEncoder{ids: map[*bepfile.Stream][]byte{}, msg: &bes.BuildEvent{}, log: log}
-}
-
-// appendItem appends the JSON of it, without a newline, and returns what
-// decoding its event found.
-func (e *ndjsonEncoder) appendItem(b []byte, it dumpItem) ([]byte, eventReport) {
-	if it.ev == nil {
-		off := &it.bad.Offset
-		if it.bad.Offset < 0 {
-			off = nil
-		}
-		return appendErrorObject(b, errorObject{Error: it.bad.Err.Error(), File: it.bad.Name, Offset: off, Index: &it.bad.Index}), eventReport{}
-	}
-	return e.append(b, it.s, it.ev)
-}
-
-// append appends the JSON of ev, without a newline, and returns what
-// decoding it found. An event that cannot be decoded is written as an
-// error object.
-func (e *ndjsonEncoder) append(b []byte, s *bepfile.Stream, ev *bepfile.Event) ([]byte, eventReport) {
-	if ev.IsBazel() && s.TypeURL == bepfile.BazelEventTypeURL {
-		out, rep, ok := e.appendFast(b, s, ev)
-		if ok || rep.err != nil {
-			return out, rep
-		}
-	}
-	obe, err := ev.OrderedBuildEvent(s)
-	if err != nil {
-		return e.appendError(b, s, ev, err), eventReport{err: err}
-	}
-	rep := fixAny(obe, e.msg)
-	if rep.err != nil {
-		return e.appendError(b, s, ev, rep.err), rep
-	}
-	out, err := jsonOpts.MarshalAppend(b, obe)
-	if err != nil {
-		rep.err = err
-		return e.appendError(b, s, ev, err), rep
-	}
-	return out, rep
-}
-
-// appendFast writes a compact Bazel event. ok is false when the general
-// path must write it; an event that cannot be decoded (rep.err) is written
-// as an error object.
-func (e *ndjsonEncoder) appendFast(b []byte, s *bepfile.Stream, ev *bepfile.Event) (_ []byte, rep eventReport, ok bool) {
-	rep.damage, rep.err = bepfile.DecodeBuildEvent(ev.Payload, e.msg)
-	if rep.err != nil {
-		return e.appendError(b, s, ev, rep.err), rep, false
-	}
-	var err error
-	e.buf, err = jsonOpts.MarshalAppend(e.buf[:0], e.msg)
-	if err != nil {
-		return b, rep, false
-	}
-	id, ok := e.ids[s]
-	if !ok {
-		if id, err = jsonOpts.Marshal(s.ID); err != nil {
-			return b, rep, false
-		}
-		e.ids[s] = id
-	}
-	start := len(b)
-	b = append(b, `{"streamId":`...)
-	b = append(b, id...)
-	if ev.Seq != 0 {
-		b = append(b, `,"sequenceNumber":"`...)
-		b = strconv.AppendInt(b, ev.Seq, 10)
-		b = append(b, '"')
-	}
-	b = append(b, `,"event":{`...)
-	if ev.HasTime {
-		ts, ok := appendTimestamp(b, ev.Time)
-		if !ok {
-			return b[:start], rep, false
-		}
-		b = append(ts, ',')
-	}
-	b = append(b, `"bazelEvent":{"@type":"`...)
-	b = append(b, s.TypeURL...)
-	b = append(b, '"')
-	// The payload's members: its JSON object without the braces.
-	p := bytes.TrimSpace(e.buf)
-	if len(p) < 2 || p[0] != '{' || p[len(p)-1] != '}' {
-		return b[:start], rep, false
-	}
-	if p = bytes.TrimSpace(p[1 : len(p)-1]); len(p) > 0 {
-		b = append(b, ',')
-		b = append(b, p...)
-	}
-	return append(b, "}}}"...), rep, true
-}
-
-// errorObject is what dump writes in place of an event it cannot decode,
-// and of a frame a reader skipped: the stream and sequence number when the
-// envelope was read, the cause, and where the event or frame was read.
-type errorObject struct {
-	StreamID json.RawMessage `json:"streamId,omitempty"`
-	Seq      string          `json:"sequenceNumber,omitempty"`
-	Error    string          `json:"error"`
-	File     string          `json:"file,omitempty"`
-	Offset   *int64          `json:"offset,omitempty"`
-	Index    *int            `json:"index,omitempty"`
-}
-
-// appendError appends the error object of ev of s, which cannot be
-// decoded because of err.
-func (e *ndjsonEncoder) appendError(b []byte, s *bepfile.Stream, ev *bepfile.Event, err error) []byte {
-	o := errorObject{Error: err.Error()}
-	if id, ierr := jsonOpts.Marshal(s.ID); ierr == nil {
-		o.StreamID = id
-	}
-	if ev.Seq != 0 {
-		o.Seq = strconv.FormatInt(ev.Seq, 10)
-	}
-	if e.log != nil {
-		if file := e.log.source(s.Key); file != "" {
-			o.File = file
-			if off, idx, ok := ev.Position(); ok {
-				o.Offset, o.Index = &off, &idx
-			}
-		}
-	}
-	return appendErrorObject(b, o)
-}
-
-func appendErrorObject(b []byte, o errorObject) []byte {
-	j, err := json.Marshal(o)
-	if err != nil { // a RawMessage protojson wrote is valid JSON
-		panic(fmt.Sprintf("dump: error object: %v", err))
-	}
-	return append(b, j...)
-}
-
-// appendTimestamp appends a "eventTime" member as protojson writes a
-// google.protobuf.Timestamp: RFC 3339 in UTC, with 0, 3, 6 or 9
-// fractional digits. ok is false for a time protojson refuses.
-func appendTimestamp(b []byte, ts bepfile.Timestamp) ([]byte, bool) {
-	const minSec, maxSec = -62135596800, 253402300799 // 0001-01-01 to 9999-12-31
-	if ts.Seconds < minSec || ts.Seconds > maxSec || ts.Nanos < 0 || ts.Nanos >= 1e9 {
-		return b, false
-	}
-	t := time.Unix(ts.Seconds, int64(ts.Nanos)).UTC()
-	x := t.Format("2006-01-02T15:04:05.000000000")
-	x = strings.TrimSuffix(x, "000")
-	x = strings.TrimSuffix(x, "000")
-	x = strings.TrimSuffix(x, ".000")
-	b = append(b, `"eventTime":"`...)
-	b = append(b, x...)
-	return append(b, `Z"`...), true
-}
-
-// dumpJSON writes one JSON array of BuildGrid BuildEventStream messages,
-// streaming event by event rather than building the whole message, then,
-// without a filter, the error objects of the frames the readers skipped.
-// With a filter, a stream is written only once it has a matching event.
+// dumpJSON writes one JSON array of BuildGrid BuildEventStream messages
+// (bepjson.WriteJSON), then, without a filter, the error objects of the
+// frames the readers skipped. With a filter, a stream is written only once
+// it has a matching event.
 func (dw *dumpWriter) dumpJSON(ctx context.Context, w *bufio.Writer, streams []*store.Stream, f store.Filter) error {
-	w.WriteString("[")
-	written := 0
-	enc := newNDJSONEncoder(dw.log)
-	var b []byte
-	for _, s := range streams {
-		start := func() error {
-			if written > 0 {
-				w.WriteString(",")
-			}
-			written++
-			id, err := jsonOpts.Marshal(s.ID())
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(w, "\n  {\n    \"streamId\": %s,\n    \"events\": [", id)
-			return nil
-		}
-		if f == nil {
-			if err := start(); err != nil {
-				return err
-			}
-		}
-		info := s.Info()
-		n := 0
-		for ev, err := range s.Query(ctx, f) {
-			if err != nil {
-				return err
-			}
-			var rep eventReport
-			b, rep = enc.append(b[:0], info, ev)
-			dw.log.report(info, ev, &rep)
-			if n > 0 {
-				w.WriteString(",")
-			} else if f != nil {
-				if err := start(); err != nil {
-					return err
-				}
-			}
-			w.WriteString("\n      ")
-			w.Write(b)
-			n++
-		}
-		if n > 0 {
-			w.WriteString("\n    ")
-		}
-		if f == nil || n > 0 {
-			w.WriteString("]\n  }")
-		}
+	ss := make([]bepjson.Stream, len(streams))
+	for i, s := range streams {
+		ss[i] = bepjson.Stream{Info: s.Info(), Events: s.Query(ctx, f)}
 	}
-	for _, e := range dw.trailing(f) {
-		if written > 0 {
-			w.WriteString(",")
-		}
-		written++
-		b, _ = enc.appendItem(b[:0], dumpItem{bad: e})
-		w.WriteString("\n  ")
-		w.Write(b)
-	}
-	if written > 0 {
-		w.WriteString("\n")
-	}
-	w.WriteString("]\n")
-	return nil
+	return bepjson.WriteJSON(w, ss, dw.trailing(f), f != nil, dw.jsonOptions())
+}
+
+// jsonOptions are the bepjson options of the dump: error objects name the
+// files the streams were read from, and what decoding each event found is
+// reported on standard error.
+func (dw *dumpWriter) jsonOptions() bepjson.Options {
+	return bepjson.Options{Source: dw.log.source, Report: dw.log.report}
 }
 
 // dumpTable prints one row per event. The TIME column is left out when no
 // event has a time (Bazel's own files carry none in their envelope). Each
-// event is checked as the JSON formats would decode it (inspectEvent),
+// event is checked as the JSON formats would decode it (bepjson.Inspect),
 // and what that finds reported.
 func (dw *dumpWriter) dumpTable(ctx context.Context, w io.Writer, streams []*store.Stream, f store.Filter) error {
 	var rows [][]string
@@ -794,7 +465,7 @@ func (dw *dumpWriter) dumpTable(ctx context.Context, w io.Writer, streams []*sto
 			if err != nil {
 				return err
 			}
-			rep := inspectEvent(ev)
+			rep := bepjson.Inspect(ev)
 			dw.log.report(info, ev, &rep)
 			r := describeEvent(info, ev)
 			anyTime = anyTime || r.Time != ""

@@ -14,6 +14,7 @@ import (
 	"github.com/olekukonko/tablewriter/pkg/twwidth"
 
 	"github.com/bes-cli/bes/bepfile"
+	"github.com/bes-cli/bes/bepfile/bepjson"
 	"github.com/bes-cli/bes/store"
 )
 
@@ -84,7 +85,7 @@ func ascendingKeys(streams []*bepfile.Stream) bool {
 	return true
 }
 
-// fileEvents is the eventSource of the events of the streams keep names
+// fileEvents is the bepjson.Source of the events of the streams keep names
 // (by key) that f matches (all when f is nil), read from files as they
 // come, one at a time, holding none: the files must hold those streams in
 // key order (fileStreams). The frames the readers skip are reported, not
@@ -100,9 +101,9 @@ func ascendingKeys(streams []*bepfile.Stream) bool {
 // may keep (ndjson encodes them on other goroutines), and only the events
 // fn gets are copied.
 func (dw *dumpWriter) fileEvents(ctx context.Context, files []string, opts bepfile.Options, errw io.Writer, quiet, own bool,
-	keep map[string]bool, f store.Filter, res **outcome) eventSource {
+	keep map[string]bool, f store.Filter, res **outcome) bepjson.Source {
 	opts.Reuse = true
-	return func(fn func(dumpItem) error) error {
+	return func(fn func(bepjson.Item) error) error {
 		var (
 			cur  *bepfile.Stream
 			st   *store.Stream
@@ -142,31 +143,31 @@ func (dw *dumpWriter) fileEvents(ctx context.Context, files []string, opts bepfi
 			if own {
 				ev.Payload, ev.Raw = bytes.Clone(ev.Payload), bytes.Clone(ev.Raw)
 			}
-			return fn(dumpItem{s: s, ev: ev})
+			return fn(bepjson.Item{Stream: s, Event: ev})
 		})
 		*res = r
 		return err
 	}
 }
 
-// dumpTableFrom is dumpTable over an eventSource: multi says whether the
+// dumpTableFrom is dumpTable over a bepjson.Source: multi says whether the
 // STREAM column is shown. With twice, src is run twice, the first time to
 // measure the columns, the second to print each row as it comes, so that
 // no row is held (the events of files, read again); src must then give
 // the same events both times. Otherwise the rows are kept until the
 // columns are known.
-func (dw *dumpWriter) dumpTableFrom(w io.Writer, multi, twice bool, src eventSource) error {
+func (dw *dumpWriter) dumpTableFrom(w io.Writer, multi, twice bool, src bepjson.Source) error {
 	hdr := []string{"STREAM", "SEQ", "TIME", "KIND", "ID"}
-	row := func(it dumpItem) []string {
-		r := describeEvent(it.s, it.ev)
-		return []string{it.s.Key, fmt.Sprint(r.Seq), r.Time, r.Kind, r.ID}
+	row := func(it bepjson.Item) []string {
+		r := describeEvent(it.Stream, it.Event)
+		return []string{it.Stream.Key, fmt.Sprint(r.Seq), r.Time, r.Kind, r.ID}
 	}
 	if !twice {
 		var rows [][]string
 		anyTime := false
-		err := src(func(it dumpItem) error {
-			rep := inspectEvent(it.ev)
-			dw.log.report(it.s, it.ev, &rep)
+		err := src(func(it bepjson.Item) error {
+			rep := bepjson.Inspect(it.Event)
+			dw.log.report(it.Stream, it.Event, &rep)
 			r := row(it)
 			anyTime = anyTime || r[2] != ""
 			rows = append(rows, r)
@@ -190,7 +191,7 @@ func (dw *dumpWriter) dumpTableFrom(w io.Writer, multi, twice bool, src eventSou
 		widths  = make([]int, len(hdr))
 		ascii   = true
 	)
-	err := src(func(it dumpItem) error {
+	err := src(func(it bepjson.Item) error {
 		r := row(it)
 		anyTime = anyTime || r[2] != ""
 		if !printableASCII(r) {
@@ -233,9 +234,9 @@ func (dw *dumpWriter) dumpTableFrom(w io.Writer, multi, twice bool, src eventSou
 		bw.WriteByte('\n')
 	}
 	write(keep(hdr))
-	err = src(func(it dumpItem) error {
-		rep := inspectEvent(it.ev)
-		dw.log.report(it.s, it.ev, &rep)
+	err = src(func(it bepjson.Item) error {
+		rep := bepjson.Inspect(it.Event)
+		dw.log.report(it.Stream, it.Event, &rep)
 		r := keep(row(it))
 		if !printableASCII(r) {
 			r = terminalSafe(r)

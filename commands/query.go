@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/bes-cli/bes/bepfile"
+	"github.com/bes-cli/bes/bepfile/bepjson"
 	"github.com/bes-cli/bes/store"
 	"github.com/bes-cli/bes/store/query"
 )
@@ -25,6 +26,9 @@ type queryOptions struct {
 	LabelSet bool
 	Statuses []string
 	Read     bepfile.Options
+	// CostLimit is the CEL cost EXPR may spend on one event (--cost-limit;
+	// 0: query.DefaultCostLimit).
+	CostLimit uint64
 }
 
 // shortcuts reports whether a filter flag was given, which makes EXPR
@@ -81,6 +85,12 @@ expression that fails on some event (a missing map key, an index out of
 range) stops the query with an error naming the stream and the sequence
 number (exit 1): guard it, e.g. size(l) > 0 && l[0] == ...
 
+Each evaluation of EXPR may spend --cost-limit (default 1000000) in CEL's
+count of operations: a test on a field costs under 10, a comprehension such
+as exists() about 7 per element. An expression over it on some event (nested
+map()s multiply their cost) stops the query with one error naming the stream
+and sequence number (exit 10), before it can take the machine's memory.
+
 Like grep, query exits 0 when some event matched and 7 when none did, so
 CI can gate on it: "bes query --kind testResult --status failed,timeout
 build.bep" exits 0 and lists them when a test failed or timed out, and 7
@@ -99,19 +109,24 @@ EXAMPLES:
 			&cli.StringSliceFlag{Name: "kind", Aliases: []string{"k"}, Usage: "keep events of kind `K` (Bazel's payload name, e.g. testResult); repeatable or comma-separated"},
 			&cli.StringFlag{Name: "label", Aliases: []string{"l"}, Usage: "keep events whose target label matches `REGEX` (unanchored)"},
 			&cli.StringSliceFlag{Name: "status", Aliases: []string{"s"}, Usage: "keep test results and summaries with test status `S` (passed, flaky, timeout, failed, ...) and completed targets with SUCCESS or FAILED; repeatable or comma-separated"},
+			&cli.Uint64Flag{Name: "cost-limit", Value: query.DefaultCostLimit, Usage: "stop with exit 10 when EXPR spends more than `N` (CEL's cost: operations, list elements) on one event"},
 		}, inputFlags()...),
 		OnUsageError: usageErrorHandler,
 		Action: func(c *cli.Context) error {
 			opts := queryOptions{
-				Store:    c.String("store"),
-				Format:   c.String("format"),
-				Match:    c.String("match"),
-				MatchSet: c.IsSet("match"),
-				Kinds:    c.StringSlice("kind"),
-				Label:    c.String("label"),
-				LabelSet: c.IsSet("label"),
-				Statuses: c.StringSlice("status"),
-				Read:     readOptions(c),
+				Store:     c.String("store"),
+				Format:    c.String("format"),
+				Match:     c.String("match"),
+				MatchSet:  c.IsSet("match"),
+				Kinds:     c.StringSlice("kind"),
+				Label:     c.String("label"),
+				LabelSet:  c.IsSet("label"),
+				Statuses:  c.StringSlice("status"),
+				Read:      readOptions(c),
+				CostLimit: c.Uint64("cost-limit"),
+			}
+			if opts.CostLimit == 0 {
+				return &usageError{msg: "--cost-limit: want a positive number"}
 			}
 			return runQuery(c.Context, opts, c.Args().Slice(), c.App.Writer, c.App.ErrWriter)
 		},
@@ -128,9 +143,9 @@ func runQuery(ctx context.Context, opts queryOptions, args []string, w, errw io.
 	// What the expression's decoding of an event finds is reported as
 	// the printing's is: once per event.
 	report := query.WithDecodeReport(func(st *store.Stream, ev *bepfile.Event, d bepfile.Damage, err error) {
-		dw.log.report(st.Info(), ev, &eventReport{damage: d, err: err})
+		dw.log.report(st.Info(), ev, &bepjson.Report{Damage: d, Err: err})
 	})
-	expr, rest, candidate, exprErr, err := splitExpr(opts, args, report)
+	expr, rest, candidate, exprErr, err := splitExpr(opts, args, report, query.WithContext(ctx), query.WithCostLimit(opts.CostLimit))
 	if err != nil {
 		return err
 	}

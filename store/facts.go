@@ -24,6 +24,12 @@ type Facts struct {
 	// User, Host, Commit and Branch are invocation.Invocation's: the
 	// workspace status and build metadata, "" when the stream does not say.
 	User, Host, Commit, Branch string
+	// ActionsCreated, ActionsExecuted and CriticalPath are the build's
+	// metrics (invocation.Metrics: BuildMetrics.action_summary,
+	// timing_metrics.critical_path_time), 0 when the stream has none
+	// (issue 15).
+	ActionsCreated, ActionsExecuted int64
+	CriticalPath                    time.Duration
 
 	Targets []TargetFacts // in label order
 	Tests   []TestFacts   // in label, then configuration order
@@ -48,6 +54,9 @@ type TestFacts struct {
 	Cached               int    // TestSummary.total_num_cached
 	Duration             time.Duration
 	DidNotReport         bool // the invocation stopped before the test reported
+	// FailedLog is the test.log URI of a failed attempt: the first of
+	// TestSummary.failed, "" when none failed (issue 15: bes flaky).
+	FailedLog string
 }
 
 // FactsOf returns the facts of inv, which must have been built with
@@ -58,7 +67,9 @@ func FactsOf(inv *invocation.Invocation) *Facts {
 		Patterns: inv.Patterns, Result: inv.Result, ExitCode: inv.ExitCode, HasExitCode: inv.HasExitCode,
 		Verdict: string(inv.Verdict()), Start: inv.Start, Duration: inv.Duration(),
 		User: inv.User, Host: inv.Host, Commit: inv.Commit, Branch: inv.Branch,
-		Targets: []TargetFacts{}, Tests: []TestFacts{},
+		ActionsCreated: inv.Metrics.ActionsCreated, ActionsExecuted: inv.Metrics.ActionsExecuted,
+		CriticalPath: inv.Metrics.CriticalPath,
+		Targets:      []TargetFacts{}, Tests: []TestFacts{},
 	}
 	if f.Patterns == nil {
 		f.Patterns = []string{}
@@ -71,9 +82,17 @@ func FactsOf(inv *invocation.Invocation) *Facts {
 			Label: t.Label, Configuration: t.Configuration, Status: t.Status,
 			Attempts: t.Attempts, Shards: t.Shards, Runs: t.RunCount, TotalRuns: t.TotalRuns,
 			Cached: t.Cached, Duration: t.Duration, DidNotReport: t.DidNotReport,
+			FailedLog: firstOr(t.FailedLogs),
 		})
 	}
 	return f
+}
+
+func firstOr(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
 }
 
 // FactsReader is the optional interface of a Backend that keeps the facts

@@ -27,11 +27,10 @@ type dumpOptions struct {
 
 // eventRow is one event as the dump table prints it.
 type eventRow struct {
-	Stream string
-	Seq    int64
-	Time   string
-	Kind   string
-	ID     string
+	Seq  int64
+	Time string
+	Kind string
+	ID   string
 }
 
 func newDumpCommand() *cli.Command {
@@ -467,7 +466,7 @@ func (dw *dumpWriter) dumpTable(ctx context.Context, w io.Writer, streams []*sto
 			}
 			rep := bepjson.Inspect(ev)
 			dw.log.report(info, ev, &rep)
-			r := describeEvent(info, ev)
+			r := describeEvent(ev)
 			anyTime = anyTime || r.Time != ""
 			rows = append(rows, []string{s.Key(), fmt.Sprint(r.Seq), r.Time, r.Kind, r.ID})
 		}
@@ -488,6 +487,17 @@ func (dw *dumpWriter) dumpTable(ctx context.Context, w io.Writer, streams []*sto
 		t.append(keep(r))
 	}
 	return t.flush()
+}
+
+// describeEvent renders one event as a table row (bepfile.Describe): the
+// kind of its payload and a one-line summary of its id.
+func describeEvent(ev *bepfile.Event) eventRow {
+	d := bepfile.Describe(ev)
+	r := eventRow{Seq: d.Seq, Kind: d.Kind, ID: d.ID}
+	if d.HasTime {
+		r.Time = formatTimestamp(d.Time)
+	}
+	return r
 }
 
 func formatTimestamp(ts bepfile.Timestamp) string {

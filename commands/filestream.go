@@ -159,7 +159,7 @@ func (dw *dumpWriter) fileEvents(ctx context.Context, files []string, opts bepfi
 func (dw *dumpWriter) dumpTableFrom(w io.Writer, multi, twice bool, src bepjson.Source) error {
 	hdr := []string{"STREAM", "SEQ", "TIME", "KIND", "ID"}
 	row := func(it bepjson.Item) []string {
-		r := describeEvent(it.Stream, it.Event)
+		r := describeEvent(it.Event)
 		return []string{it.Stream.Key, fmt.Sprint(r.Seq), r.Time, r.Kind, r.ID}
 	}
 	if !twice {

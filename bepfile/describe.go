@@ -1,4 +1,4 @@
-package commands
+package bepfile
 
 import (
 	"fmt"
@@ -10,21 +10,38 @@ import (
 
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 
-	"github.com/bes-cli/bes/bepfile"
 	bes "github.com/bes-cli/bes/bepfile/bep/buildeventstream"
 	"github.com/bes-cli/bes/bepfile/wire"
 )
 
-// describeEvent renders one event as a table row: the kind of its payload
-// (Bazel's JSON name, e.g. "testResult") and a one-line summary of its id.
-// Only the event id is decoded, never the payload.
-func describeEvent(s *bepfile.Stream, ev *bepfile.Event) eventRow {
-	r := eventRow{Seq: ev.Seq}
-	if ev.HasTime {
-		r.Time = formatTimestamp(ev.Time)
-	}
+// Description is a one-line account of an event, for a table of events
+// (bes dump and query print it).
+type Description struct {
+	// Seq is the event's sequence number (0 in Bazel's own files).
+	Seq int64
+	// Time is the event's time (OrderedBuildEvent.event.event_time) when
+	// HasTime; Bazel's own files carry none in their envelope.
+	Time    Timestamp
+	HasTime bool
+	// Kind is the name of the event's payload: for a Bazel event Bazel's
+	// JSON name of it ("testResult", see PayloadKind), else the JSON
+	// name of the BES BuildEvent's oneof ("buildEnqueued",
+	// "componentStreamFinished", "bazelEvent" for a payload of another
+	// type); "?" for an envelope that cannot be decoded.
+	Kind string
+	// ID summarizes the event's id: its fields as "label k=v k=v" (a
+	// configuration id cut to 12 digits, like git), the type URL of a
+	// payload of another type, or the fields of a BES event; or why it
+	// could not be decoded, in angle brackets.
+	ID string
+}
+
+// Describe describes ev. Only the event's id is decoded, never the
+// payload. It is safe for concurrent use.
+func Describe(ev *Event) Description {
+	r := Description{Seq: ev.Seq, Time: ev.Time, HasTime: ev.HasTime}
 	if ev.IsBazel() {
-		r.Kind = bepfile.PayloadKind(ev.Payload)
+		r.Kind = PayloadKind(ev.Payload)
 		id := &bes.BuildEventId{}
 		if raw := firstField(ev.Payload, wire.BuildEventID); raw != nil {
 			if err := proto.Unmarshal(raw, id); err != nil {
@@ -43,7 +60,7 @@ func describeEvent(s *bepfile.Stream, ev *bepfile.Event) eventRow {
 	}
 	r.Seq = obe.GetSequenceNumber()
 	if t := obe.GetEvent().GetEventTime(); t != nil {
-		r.Time = formatTimestamp(bepfile.Timestamp{Seconds: t.Seconds, Nanos: t.Nanos})
+		r.Time, r.HasTime = Timestamp{Seconds: t.Seconds, Nanos: t.Nanos}, true
 	}
 	m := obe.GetEvent().ProtoReflect()
 	if fd := m.WhichOneof(m.Descriptor().Oneofs().ByName("event")); fd != nil {

@@ -40,6 +40,8 @@ store:  bes dump build.bep
 			newArtifactsCommand(),
 			newActionsCommand(),
 			newLogCommand(),
+			newHistoryCommand(),
+			newFlakyCommand(),
 			newServeCommand(),
 			newReplayCommand(),
 			newStoreCommand(),

@@ -148,7 +148,7 @@ func (g *gen) preamble() []*bes.BuildEvent {
 	evs := []*bes.BuildEvent{
 		started,
 		{Id: idStructured("tool"), Payload: &bes.BuildEvent_StructuredCommandLine{StructuredCommandLine: commandLine("tool")}},
-		{Id: &bes.BuildEventId{Id: &bes.BuildEventId_BuildMetadata{BuildMetadata: &bes.BuildEventId_BuildMetadataId{}}}, Payload: &bes.BuildEvent_BuildMetadata{BuildMetadata: &bes.BuildMetadata{}}},
+		{Id: &bes.BuildEventId{Id: &bes.BuildEventId_BuildMetadata{BuildMetadata: &bes.BuildEventId_BuildMetadataId{}}}, Payload: &bes.BuildEvent_BuildMetadata{BuildMetadata: g.buildMetadata()}},
 		{Id: idStructured("canonical"), Payload: &bes.BuildEvent_StructuredCommandLine{StructuredCommandLine: commandLine("canonical")}},
 		{Id: &bes.BuildEventId{Id: &bes.BuildEventId_UnstructuredCommandLine{UnstructuredCommandLine: &bes.BuildEventId_UnstructuredCommandLineId{}}},
 			Payload: &bes.BuildEvent_UnstructuredCommandLine{UnstructuredCommandLine: &bes.UnstructuredCommandLine{Args: append([]string{"test"}, args...)}}},
@@ -168,6 +168,15 @@ func (g *gen) preamble() []*bes.BuildEvent {
 			}}},
 	}
 	return evs
+}
+
+// buildMetadata is the BuildMetadata event's payload: COMMIT_SHA when the
+// invocation has a commit (Config.Commit), else empty.
+func (g *gen) buildMetadata() *bes.BuildMetadata {
+	if g.commit == "" {
+		return &bes.BuildMetadata{}
+	}
+	return &bes.BuildMetadata{Metadata: map[string]string{"COMMIT_SHA": g.commit}}
 }
 
 func (g *gen) configured(t *target) *bes.BuildEvent {

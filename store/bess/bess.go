@@ -1,18 +1,20 @@
 // Package bess is the codec of bes's compact stream files (.bess): one build
 // event stream per file, a header naming the stream and then one record per
-// event, 1.0035× the size of the raw Bazel events they hold. It knows
-// nothing of where the files live or how they are catalogued; a backend
-// (store/local) keeps them and lists them.
+// event, each checked by a CRC-32C of 4 bytes. It knows nothing of where the files live or how they
+// are catalogued; a backend (store/local) keeps them and lists them.
 //
-// Format, version 1. All integers are unsigned LEB128 varints (protobuf
-// varints); "zigzag" marks signed values in protobuf's zigzag form.
+// Format, version 2 (written since issue 13). All integers are unsigned
+// LEB128 varints (protobuf varints) but the checksums; "zigzag" marks signed
+// values in protobuf's zigzag form.
 //
 //	file    = header record*
-//	header  = "BESS" version:byte(1) len:varint streamID:bytes len:varint typeURL:bytes
-//	record  = flags:varint [seq:varint] [secondsDelta:zigzag nanos:zigzag] len:varint data:bytes
+//	header  = "BESS" version:byte(2) len:varint streamID:bytes len:varint typeURL:bytes crc:uint32le
+//	record  = flags:varint [seq:varint] [secondsDelta:zigzag nanos:zigzag] len:varint data:bytes crc:uint32le
 //
-// streamID is the StreamId's wire encoding exactly as read
-// (bepfile.Stream.IDBytes). Record flags:
+// crc is the CRC-32C (Castagnoli) of the header's or the record's bytes
+// before it: a byte flipped on disk makes the reader fail at that record
+// (ErrChecksum), never return other data. streamID is the StreamId's wire
+// encoding exactly as read (bepfile.Stream.IDBytes). Record flags:
 //
 //	bit 0 (flagRaw)  data is a whole OrderedBuildEvent (bepfile.Event.Raw);
 //	                 otherwise it is the Bazel payload (bepfile.Event.Payload)
@@ -27,12 +29,19 @@
 // place atomically by its writer, and a file appended to live ends where its
 // last synced record ends, so the reader's caller decides whether a record
 // cut short at the end is damage or a write in progress.
+//
+// Version 1 (bes before issue 13) is version 2 without the crc fields. It
+// is still read (Reader.Version says which a file is; its caller can check
+// a whole-file digest instead), and an Encoder that continues a version 1
+// file writes version 1 records; new files are version 2.
 package bess
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 
 	"github.com/bes-cli/bes/bepfile"
@@ -44,8 +53,11 @@ import (
 const (
 	// Magic starts every stream file.
 	Magic = "BESS"
-	// Version is the format version this package reads and writes.
-	Version = 1
+	// Version is the format version this package writes; it reads it and
+	// Version1.
+	Version = 2
+	// Version1 is the format of bes before issue 13, without checksums.
+	Version1 = 1
 
 	flagRaw  = 1 << 0
 	flagTime = 1 << 1
@@ -76,6 +88,14 @@ func (e *CorruptError) Error() string {
 
 func (e *CorruptError) Unwrap() error { return e.Err }
 
+// ErrChecksum is wrapped (in a *CorruptError) by the error for a header or
+// record whose bytes do not give the CRC-32C stored after them: the file
+// was changed on disk. Test for it with errors.Is.
+var ErrChecksum = errors.New("checksum mismatch")
+
+// castagnoli is the CRC-32C table (hardware-accelerated where the CPU has it).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 // Encoder writes the stream file format to a writer: Header once, then
 // Record for each event. Its state (the previous record's sequence number
 // and seconds, which records are written relative to) can continue a file
@@ -85,6 +105,7 @@ type Encoder struct {
 	w       io.Writer
 	prevSeq int64
 	prevSec int64
+	v1      bool // continuing a version 1 file: no checksums
 	buf     []byte
 }
 
@@ -95,16 +116,20 @@ func NewEncoder(w io.Writer) *Encoder { return &Encoder{w: w} }
 func (e *Encoder) SetWriter(w io.Writer) { e.w = w }
 
 // Continue sets e's state to continue the file that rd has read so far:
-// the next record e writes follows rd's last.
-func (e *Encoder) Continue(rd *Reader) { e.prevSeq, e.prevSec = rd.prevSeq, rd.prevSec }
+// the next record e writes follows rd's last, in the file's version.
+func (e *Encoder) Continue(rd *Reader) {
+	e.prevSeq, e.prevSec, e.v1 = rd.prevSeq, rd.prevSec, rd.version == Version1
+}
 
-// Header writes the file header for st (its IDBytes and TypeURL exactly)
-// and returns the number of bytes written.
+// Header writes the file header for st (its IDBytes and TypeURL exactly),
+// in format Version, and returns the number of bytes written.
 func (e *Encoder) Header(st *bepfile.Stream) (int, error) {
+	e.v1 = false
 	b := append(e.buf[:0], Magic...)
 	b = append(b, Version)
 	b = protowire.AppendBytes(b, st.IDBytes)
 	b = protowire.AppendString(b, st.TypeURL)
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	e.buf = b
 	return e.w.Write(b)
 }
@@ -140,6 +165,12 @@ func (e *Encoder) Record(ev *bepfile.Event) (int, error) {
 		return n, err
 	}
 	m, err := e.w.Write(data)
+	n += m
+	if err != nil || e.v1 {
+		return n, err
+	}
+	crc := crc32.Update(crc32.Checksum(b, castagnoli), castagnoli, data)
+	m, err = e.w.Write(binary.LittleEndian.AppendUint32(e.buf[len(e.buf):], crc))
 	return n + m, err
 }
 
@@ -153,6 +184,8 @@ type Reader struct {
 	stream  *bepfile.Stream
 	prevSeq int64
 	prevSec int64
+	version byte
+	crc     uint32 // CRC-32C of the current header or record's bytes so far
 	err     error
 
 	// MaxRecordSize bounds one record's data; longer records are reported
@@ -180,9 +213,11 @@ func NewReader(r io.Reader, name string, size int64) (*Reader, error) {
 	if string(head[:len(Magic)]) != Magic {
 		return nil, rd.corrupt(0, errors.New("not a bes stream file (bad magic)"))
 	}
-	if v := head[len(Magic)]; v != Version {
-		return nil, rd.corrupt(int64(len(Magic)), fmt.Errorf("unsupported stream file version %d (this bes reads version %d)", v, Version))
+	rd.version = head[len(Magic)]
+	if rd.version != Version && rd.version != Version1 {
+		return nil, rd.corrupt(int64(len(Magic)), fmt.Errorf("unsupported stream file version %d (this bes reads versions %d and %d)", rd.version, Version1, Version))
 	}
+	rd.crc = crc32.Checksum(head[:], castagnoli)
 	start := rd.off
 	idBytes, err := rd.bytes(MaxHeaderField)
 	if err != nil {
@@ -190,6 +225,9 @@ func NewReader(r io.Reader, name string, size int64) (*Reader, error) {
 	}
 	url, err := rd.bytes(MaxHeaderField)
 	if err != nil {
+		return nil, err
+	}
+	if err := rd.checksum(0); err != nil {
 		return nil, err
 	}
 	id := &buildpb.StreamId{}
@@ -200,8 +238,36 @@ func NewReader(r io.Reader, name string, size int64) (*Reader, error) {
 	return rd, nil
 }
 
+// Version returns the file's format version: Version, or Version1 (no
+// checksums: the caller may check a digest of the whole file instead).
+func (rd *Reader) Version() int { return int(rd.version) }
+
+// checksum reads the CRC-32C that ends the header or record that started
+// at start (in a version 2 file) and compares it with the bytes read.
+func (rd *Reader) checksum(start int64) error {
+	if rd.version == Version1 {
+		return nil
+	}
+	want := rd.crc
+	var b [4]byte
+	if rd.size >= 0 && rd.size-rd.off < int64(len(b)) {
+		return rd.corrupt(start, fmt.Errorf("reading checksum: %w", io.ErrUnexpectedEOF))
+	}
+	if _, err := io.ReadFull(rd.r, b[:]); err != nil {
+		return rd.corrupt(start, fmt.Errorf("reading checksum: %w", eofIsUnexpected(err)))
+	}
+	rd.off += int64(len(b))
+	if got := binary.LittleEndian.Uint32(b[:]); got != want {
+		return rd.corrupt(start, fmt.Errorf("%w: stored CRC-32C %08x, the %d bytes give %08x", ErrChecksum, got, rd.off-int64(len(b))-start, want))
+	}
+	return nil
+}
+
 // Stream returns the stream the file holds, as its header describes it.
 func (rd *Reader) Stream() *bepfile.Stream { return rd.stream }
+
+// Name returns the file name the Reader reports in errors.
+func (rd *Reader) Name() string { return rd.name }
 
 // Offset returns the offset of the next record.
 func (rd *Reader) Offset() int64 { return rd.off }
@@ -230,6 +296,7 @@ func (rd *Reader) next() (*bepfile.Event, error) {
 		}
 		return nil, io.EOF
 	}
+	rd.crc = 0
 	flags, err := rd.varint()
 	if err != nil {
 		return nil, err
@@ -269,6 +336,9 @@ func (rd *Reader) next() (*bepfile.Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := rd.checksum(start); err != nil {
+		return nil, err
+	}
 	if flags&flagRaw != 0 {
 		ev.Raw = data
 	} else {
@@ -285,6 +355,7 @@ func (rd *Reader) next() (*bepfile.Event, error) {
 func (rd *Reader) varint() (uint64, error) {
 	start := rd.off
 	var x uint64
+	var raw [binary.MaxVarintLen64]byte
 	for i := 0; ; i++ {
 		c, err := rd.r.ReadByte()
 		if err != nil {
@@ -294,8 +365,10 @@ func (rd *Reader) varint() (uint64, error) {
 		if i == 9 && c > 1 {
 			return 0, rd.corrupt(start, errors.New("varint overflows 64 bits"))
 		}
+		raw[i] = c
 		x |= uint64(c&0x7f) << (7 * i)
 		if c < 0x80 {
+			rd.crc = crc32.Update(rd.crc, castagnoli, raw[:i+1])
 			return x, nil
 		}
 	}
@@ -320,6 +393,7 @@ func (rd *Reader) bytes(limit int64) ([]byte, error) {
 		return nil, rd.corrupt(start, fmt.Errorf("reading %d bytes: %w", n, eofIsUnexpected(err)))
 	}
 	rd.off += int64(n)
+	rd.crc = crc32.Update(rd.crc, castagnoli, b)
 	return b, nil
 }
 

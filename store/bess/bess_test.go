@@ -82,3 +82,145 @@ func TestRoundTripAndContinue(t *testing.T) {
 		t.Errorf("cut file: %v", last)
 	}
 }
+
+// encodeFile returns a stream file of evs, as an Encoder writes it.
+func encodeFile(t *testing.T, st *bepfile.Stream, evs []bepfile.Event) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	enc := NewEncoder(&buf)
+	if _, err := enc.Header(st); err != nil {
+		t.Fatal(err)
+	}
+	for i := range evs {
+		if _, err := enc.Record(&evs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.Bytes()
+}
+
+// readAll reads every event of a stream file; the error is the first that
+// is not io.EOF.
+func readAll(data []byte) ([]*bepfile.Event, error) {
+	rd, err := NewReader(bytes.NewReader(data), "f", int64(len(data)))
+	if err != nil {
+		return nil, err
+	}
+	var out []*bepfile.Event
+	for {
+		ev, err := rd.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, ev)
+	}
+}
+
+// TestEveryFlippedByteCaught flips each byte of a version 2 file in turn
+// (issue 13: a flipped byte in a stored stream was served as data): the
+// reader never returns all the events as if nothing happened; it fails
+// with a *CorruptError at the offset of the header or record that holds
+// the byte, wrapping ErrChecksum when the record's shape survived.
+func TestEveryFlippedByteCaught(t *testing.T) {
+	st := bepfile.NewStream(&buildpb.StreamId{BuildId: "b", InvocationId: "i", Component: buildpb.StreamId_TOOL})
+	evs := []bepfile.Event{
+		{Seq: 1, HasTime: true, Time: bepfile.Timestamp{Seconds: 1700000000, Nanos: 5}, Payload: []byte("payload one")},
+		{Seq: 2, Raw: []byte("a raw event")},
+		{Seq: 7, HasTime: true, Time: bepfile.Timestamp{Seconds: 1700000003}, Payload: []byte("three")},
+	}
+	file := encodeFile(t, st, evs)
+	// The offsets where the header and each record start.
+	var starts []int64
+	rd, err := NewReader(bytes.NewReader(file), "f", int64(len(file)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd.Version() != Version {
+		t.Fatalf("a new file has version %d", rd.Version())
+	}
+	starts = append(starts, 0)
+	for {
+		off := rd.Offset()
+		if _, err := rd.Next(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		starts = append(starts, off)
+	}
+	checksums := 0
+	for i := range file {
+		bad := bytes.Clone(file)
+		bad[i] ^= 0x10
+		got, err := readAll(bad)
+		var ce *CorruptError
+		if !errors.As(err, &ce) {
+			t.Errorf("byte %d flipped: %d events, error %v; want a *CorruptError", i, len(got), err)
+			continue
+		}
+		holder := int64(0)
+		for _, s := range starts {
+			if s <= int64(i) {
+				holder = s
+			}
+		}
+		if ce.Offset < holder || ce.Offset > int64(i) {
+			t.Errorf("byte %d flipped: error at offset %d, the byte's record starts at %d: %v", i, ce.Offset, holder, err)
+		}
+		if errors.Is(err, ErrChecksum) {
+			checksums++
+		}
+	}
+	if checksums < len(file)/2 {
+		t.Errorf("only %d of %d flips were checksum mismatches", checksums, len(file))
+	}
+}
+
+// TestReadsVersion1 reads a file in the format of bes before issue 13
+// (no checksums), built here byte by byte, and continues it: the records
+// added are version 1 records, so the file stays one format.
+func TestReadsVersion1(t *testing.T) {
+	st := bepfile.NewStream(&buildpb.StreamId{BuildId: "b", InvocationId: "i", Component: buildpb.StreamId_TOOL})
+	v1 := []byte("BESS\x01")
+	v1 = append(v1, byte(len(st.IDBytes)))
+	v1 = append(v1, st.IDBytes...)
+	v1 = append(v1, 0)                         // no type URL
+	v1 = append(v1, 0x02, 0x80, 0x01, 0x00, 3) // flagTime, seconds +64, nanos 0, 3 bytes
+	v1 = append(v1, "one"...)                  //
+	v1 = append(v1, 0x04, 5, 2, 'h', 'i')      // flagSeq 5, "hi"
+	rd, err := NewReader(bytes.NewReader(v1), "v1", int64(len(v1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd.Version() != Version1 || rd.Stream().Key != st.Key {
+		t.Fatalf("version %d, key %q", rd.Version(), rd.Stream().Key)
+	}
+	var got []*bepfile.Event
+	for {
+		ev, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ev)
+	}
+	if len(got) != 2 || string(got[0].Payload) != "one" || got[0].Time.Seconds != 64 || got[1].Seq != 5 || string(got[1].Payload) != "hi" {
+		t.Fatalf("events %+v %+v", got[0], got[1])
+	}
+	var more bytes.Buffer
+	enc := NewEncoder(&more)
+	enc.Continue(rd)
+	enc.Record(&bepfile.Event{Seq: 6, Payload: []byte("six")})
+	if want := []byte{0, 3, 's', 'i', 'x'}; !bytes.Equal(more.Bytes(), want) {
+		t.Errorf("a version 1 file continued with % x, want % x", more.Bytes(), want)
+	}
+	all, err := readAll(append(bytes.Clone(v1), more.Bytes()...))
+	if err != nil || len(all) != 3 || all[2].Seq != 6 {
+		t.Errorf("continued file: %d events, %v", len(all), err)
+	}
+}

@@ -260,7 +260,10 @@ func (s *Store) checkEntry(ctx context.Context, e *Entry, locked bool) (p *Probl
 		if ctx.Err() != nil {
 			return nil, false, ctx.Err()
 		}
-		return problem(ProblemCorrupt, "%v", err)
+		// Records the entry vouches for that cannot be read (a checksum
+		// that fails, a record cut short): the content is not what was
+		// committed, so it is quarantined, never indexed as it is.
+		return problem(ProblemMismatch, "the bytes the catalog entry vouches for are damaged: %v", err)
 	}
 	if d := hex.EncodeToString(h.Sum(nil)); d != e.Digest {
 		return problem(ProblemMismatch, "the first %d bytes have digest %s, the catalog says %s", e.Size, d, e.Digest)

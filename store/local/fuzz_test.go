@@ -209,7 +209,7 @@ func FuzzIndex(f *testing.F) {
 func TestStreamFileClaims(t *testing.T) {
 	st, evs := synthNamed("claims", 2)
 	file := streamFileBytes(t, st, evs)
-	head := file[:len(file)-len(evs[1].Payload)-2] // up to the second record
+	head := file[:len(file)-len(evs[1].Payload)-2-4] // up to the second record (flags, length, payload, CRC-32C)
 	for _, tc := range []struct {
 		name string
 		data []byte

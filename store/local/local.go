@@ -33,6 +33,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -43,6 +44,7 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
+	"github.com/bes-cli/bes/store/bess"
 )
 
 const (
@@ -228,30 +230,39 @@ func (s *Store) Lookup(ctx context.Context, ref string) ([]*Entry, error) {
 // in the caller's goroutine, with the stream (the same pointer every time)
 // and the event (fresh each time; fn may keep both). It stops at the first
 // error fn returns and returns it unchanged, and with ctx.Err() when ctx is
-// done. A damaged file gives a *CorruptError naming the file and offset,
-// after fn has seen the events before the damage. A missing file gives an
-// error wrapping store.ErrNotFound. A stream that bes serve is writing is
-// read as far as it is synced: a record being written past the size the
-// entry records ends it, without an error.
+// done. A missing file gives an error wrapping store.ErrNotFound.
+//
+// What is read is checked against the file's checksums and its catalog
+// entry (issue 13: a damaged stream was served as data): a file that is not
+// a regular file, a record whose CRC-32C does not match (bess.ErrChecksum),
+// a file shorter than the entry's Size or whose first Size bytes hold
+// another number of events than the entry's Events (a stream cut short or
+// spliced), and, for a file of format version 1 (no checksums), first Size
+// bytes whose SHA-256 is not the entry's Digest, each give a *CorruptError
+// naming the file and the offset, after fn has seen the events before the
+// damage (for a version 1 file, before the end of the Size bytes). A
+// stream that bes serve is writing is read as far as it is synced: a
+// record being written past the size the entry records ends it, without an
+// error.
 func (s *Store) Events(ctx context.Context, e *Entry, fn func(*bepfile.Stream, *bepfile.Event) error) error {
-	rd, f, err := s.open(e)
+	rd, f, h, err := s.open(e)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	return eachSynced(ctx, rd, e.Size, func(ev *bepfile.Event) error { return fn(rd.Stream(), ev) })
+	return eachSynced(ctx, rd, e, h, func(ev *bepfile.Event) error { return fn(rd.Stream(), ev) })
 }
 
 // Load reads the stream of e into memory, as a store.Stream that belongs to
 // no Storage yet (add it with store.Storage.Add). Errors are those of Events.
 func (s *Store) Load(ctx context.Context, e *Entry) (*store.Stream, error) {
-	rd, f, err := s.open(e)
+	rd, f, h, err := s.open(e)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	out := store.NewStreamFromInfo(rd.Stream())
-	err = eachSynced(ctx, rd, e.Size, func(ev *bepfile.Event) error {
+	err = eachSynced(ctx, rd, e, h, func(ev *bepfile.Event) error {
 		out.Append(*ev)
 		return nil
 	})
@@ -261,35 +272,72 @@ func (s *Store) Load(ctx context.Context, e *Entry) (*store.Stream, error) {
 	return out, nil
 }
 
-// open opens e's stream file and reads its header.
-func (s *Store) open(e *Entry) (*Reader, *os.File, error) {
+// open opens e's stream file, never through a symbolic link, checks that it
+// is a regular file at least e.Size bytes long, and reads its header. For
+// a file of format version 1 (no checksums), h is fed the first e.Size
+// bytes as they are read, for eachSynced to compare with e.Digest; nil for
+// later versions.
+func (s *Store) open(e *Entry) (rd *Reader, f *os.File, h hash.Hash, err error) {
 	path, err := s.streamPath(e)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	f, err := os.Open(path)
+	f, err = os.OpenFile(path, os.O_RDONLY|noFollow|nonBlock, 0)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil, fmt.Errorf("store: stream %q: file %s is missing (bes store check --repair): %w", e.Key, e.File, store.ErrNotFound)
+			return nil, nil, nil, fmt.Errorf("store: stream %q: file %s is missing (bes store check --repair): %w", e.Key, e.File, store.ErrNotFound)
 		}
-		return nil, nil, fmt.Errorf("store: %w", err)
+		if fi, lerr := os.Lstat(path); lerr == nil && !fi.Mode().IsRegular() {
+			return nil, nil, nil, &CorruptError{File: path, Err: fmt.Errorf("not a regular file but %s (bes store check --repair)", fileType(fi.Mode()))}
+		}
+		return nil, nil, nil, fmt.Errorf("store: %w", err)
+	}
+	fail := func(err error) (*Reader, *os.File, hash.Hash, error) {
+		f.Close()
+		return nil, nil, nil, err
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("store: %w", err)
+		return fail(fmt.Errorf("store: %w", err))
 	}
-	// The file as it is now: bes serve may be appending to it.
-	rd, err := NewReader(io.NewSectionReader(f, 0, fi.Size()), path, fi.Size())
+	if !fi.Mode().IsRegular() {
+		return fail(&CorruptError{File: path, Err: fmt.Errorf("not a regular file but %s (bes store check --repair)", fileType(fi.Mode()))})
+	}
+	// The file as it is now: bes serve may be appending to it. A file
+	// shorter than the entry says is read as far as it goes (the events
+	// before the cut are seen), and eachSynced reports the cut.
+	size := fi.Size()
+	var src io.Reader = io.NewSectionReader(f, 0, size)
+	var head [len(magic) + 1]byte
+	if n, _ := f.ReadAt(head[:], 0); n == len(head) && head[len(magic)] == bess.Version1 && size >= e.Size {
+		h = sha256.New()
+		src = io.MultiReader(io.TeeReader(io.NewSectionReader(f, 0, e.Size), h), io.NewSectionReader(f, e.Size, size-e.Size))
+	}
+	rd, err = NewReader(src, path, size)
 	if err != nil {
-		f.Close()
-		return nil, nil, err
+		return fail(err)
 	}
 	if k := rd.Stream().Key; k != e.Key {
-		f.Close()
-		return nil, nil, &CorruptError{File: path, Err: fmt.Errorf("file holds stream %q, the catalog says %q (bes store check --repair)", k, e.Key)}
+		return fail(&CorruptError{File: path, Err: fmt.Errorf("file holds stream %q, the catalog says %q (bes store check --repair)", k, e.Key)})
 	}
-	return rd, f, nil
+	return rd, f, h, nil
+}
+
+// fileType names the type of a file that is not a regular file.
+func fileType(m os.FileMode) string {
+	switch {
+	case m&os.ModeSymlink != 0:
+		return "a symbolic link"
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "a " + m.Type().String() + " file"
 }
 
 // each calls fn for each remaining event of rd, checking ctx before each.
@@ -311,12 +359,35 @@ func each(ctx context.Context, rd *Reader, fn func(*bepfile.Event) error) error 
 	}
 }
 
-// eachSynced is each for a stream file that bes serve may be appending to
-// while it is read: a record cut off by the end of the file that starts at
-// or after synced, the size the catalog entry vouches for, is a write in
-// progress rather than damage, and ends the events cleanly. The events
-// before it are every event the server had synced when the file was opened.
-func eachSynced(ctx context.Context, rd *Reader, synced int64, fn func(*bepfile.Event) error) error {
+// eachSynced is each for the stream file of e, which bes serve may be
+// appending to while it is read, checked against e: the first e.Size bytes
+// must end on a record boundary and hold e.Events events (and, when h is
+// not nil, have the SHA-256 e.Digest), else a *CorruptError. A record cut
+// off by the end of the file that starts at or after e.Size, the size the
+// catalog entry vouches for, is a write in progress rather than damage, and
+// ends the events cleanly. The events before it are every event the server
+// had synced when the file was opened.
+func eachSynced(ctx context.Context, rd *Reader, e *Entry, h hash.Hash, fn func(*bepfile.Event) error) error {
+	synced := e.Size
+	var events int64
+	vouched := false // the first e.Size bytes are read and checked
+	vouch := func() error {
+		vouched = true
+		if events != e.Events {
+			return &CorruptError{File: rd.Name(), Offset: synced, Err: fmt.Errorf("the first %d bytes hold %d events, the catalog entry says %d (bes store check --repair)", synced, events, e.Events)}
+		}
+		if h != nil {
+			if d := hex.EncodeToString(h.Sum(nil)); d != e.Digest {
+				return &CorruptError{File: rd.Name(), Err: fmt.Errorf("the first %d bytes have SHA-256 %s, the catalog entry says %s (bes store check --repair quarantines it)", synced, d, e.Digest)}
+			}
+		}
+		return nil
+	}
+	if rd.Offset() == synced {
+		if err := vouch(); err != nil {
+			return err
+		}
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -324,16 +395,30 @@ func eachSynced(ctx context.Context, rd *Reader, synced int64, fn func(*bepfile.
 		start := rd.Offset()
 		ev, err := rd.Next()
 		if err == io.EOF {
+			if !vouched {
+				return &CorruptError{File: rd.Name(), Offset: start, Err: fmt.Errorf("the file ends at %d, its catalog entry says %d bytes: %w", start, synced, io.ErrUnexpectedEOF)}
+			}
 			return nil
 		}
 		if err != nil {
-			if start >= synced && errors.Is(err, io.ErrUnexpectedEOF) {
+			if vouched && start >= synced && errors.Is(err, io.ErrUnexpectedEOF) {
 				return nil
 			}
 			return err
 		}
+		if !vouched {
+			events++
+			if end := rd.Offset(); end > synced {
+				return &CorruptError{File: rd.Name(), Offset: start, Err: fmt.Errorf("the record at %d ends at %d, past the %d bytes of its catalog entry", start, end, synced)}
+			}
+		}
 		if err := fn(ev); err != nil {
 			return err
+		}
+		if !vouched && rd.Offset() == synced {
+			if err := vouch(); err != nil {
+				return err
+			}
 		}
 	}
 }

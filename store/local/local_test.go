@@ -563,7 +563,7 @@ func TestCorruptStreamFile(t *testing.T) {
 	e := mustCommit(t, s, st, evs)
 	path := filepath.Join(s.Dir(), e.File)
 	good, _ := os.ReadFile(path)
-	headerLen := len(magic) + 1 + protowire.SizeBytes(len(st.IDBytes)) + protowire.SizeBytes(len(st.TypeURL))
+	headerLen := len(magic) + 1 + protowire.SizeBytes(len(st.IDBytes)) + protowire.SizeBytes(len(st.TypeURL)) + 4 // and its CRC-32C
 
 	for _, tc := range []struct {
 		name   string
@@ -575,7 +575,7 @@ func TestCorruptStreamFile(t *testing.T) {
 		{"empty", nil, 0, 0, io.ErrUnexpectedEOF},
 		{"magic", append([]byte("XESS"), good[4:]...), 0, 0, nil},
 		{"version", append([]byte("BESS\x09"), good[5:]...), 0, 4, nil},
-		{"cut header", good[:headerLen-3], 0, int64(len(magic) + 1 + protowire.SizeBytes(len(st.IDBytes))), io.ErrUnexpectedEOF},
+		{"cut header", good[:headerLen-7], 0, int64(len(magic) + 1 + protowire.SizeBytes(len(st.IDBytes))), io.ErrUnexpectedEOF},
 		{"cut in first record", good[:headerLen+4], 0, int64(headerLen) + 1, io.ErrUnexpectedEOF},
 		{"cut in last record", good[:len(good)-1], len(evs) - 1, -1, io.ErrUnexpectedEOF},
 		{"unknown flag", append(append(slices.Clone(good[:headerLen]), 0x08), good[headerLen+1:]...), 0, int64(headerLen), nil},

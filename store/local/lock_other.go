@@ -14,3 +14,5 @@ func unlockFile(f *os.File) {}
 func tryLockShared(f *os.File) (bool, error) { return true, nil }
 
 const noFollow = 0
+
+const nonBlock = 0

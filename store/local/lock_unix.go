@@ -50,3 +50,8 @@ func tryLockShared(f *os.File) (bool, error) {
 
 // noFollow makes an open fail on a symbolic link.
 const noFollow = syscall.O_NOFOLLOW
+
+// nonBlock makes an open of a named pipe planted at a file's name return
+// at once instead of waiting for a writer (for a regular file it changes
+// nothing).
+const nonBlock = syscall.O_NONBLOCK

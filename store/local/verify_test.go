@@ -1,0 +1,105 @@
+package local
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bes-cli/bes/bepfile"
+	"github.com/bes-cli/bes/store/bess"
+)
+
+// eventsOf reads the stream of e with Events, and returns how many events
+// fn saw and the error.
+func eventsOf(s *Store, e *Entry) (int, error) {
+	n := 0
+	err := s.Events(bg, e, func(*bepfile.Stream, *bepfile.Event) error { n++; return nil })
+	return n, err
+}
+
+// TestReadChecksStreamAgainstEntry: what Events and Load return is checked
+// against the stream file's checksums and its catalog entry (issue 13: a
+// damaged stream was served as data, exit 0): a byte flipped in a record,
+// a stream cut at a record boundary (which reads as a shorter stream
+// without the entry), and, in a stream file of the format before issue 13
+// (no checksums: testdata/v1-store), a byte flipped anywhere, each give a
+// *CorruptError naming the file and an offset; never the events as if
+// nothing happened.
+func TestReadChecksStreamAgainstEntry(t *testing.T) {
+	st, evs := synthNamed("verify", 6)
+	for _, tc := range []struct {
+		name   string
+		damage func(b []byte) []byte
+		cause  error
+		seen   int // events fn sees before the error
+	}{
+		{"flipped payload byte", func(b []byte) []byte { b[len(b)-6] ^= 1; return b }, bess.ErrChecksum, 5},
+		{"cut at a record boundary", func(b []byte) []byte { return b[:len(b)-(len("verify")*6+2+4)] }, io.ErrUnexpectedEOF, 5},
+	} {
+		s := openStore(t)
+		e := mustCommit(t, s, st, evs)
+		path := filepath.Join(s.Dir(), e.File)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, tc.damage(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n, err := eventsOf(s, e)
+		var ce *CorruptError
+		if !errors.As(err, &ce) || ce.File != path || !errors.Is(err, tc.cause) || n != tc.seen {
+			t.Errorf("%s: %d events, %v; want %d and a *CorruptError wrapping %v", tc.name, n, err, tc.seen, tc.cause)
+		}
+		if _, err := s.Load(bg, e); !errors.As(err, &ce) {
+			t.Errorf("%s: Load: %v", tc.name, err)
+		}
+	}
+
+	// A catalog entry that counts other events than its bytes hold.
+	s := openStore(t)
+	e := mustCommit(t, s, st, evs)
+	spliced := *e
+	spliced.Events++
+	if n, err := eventsOf(s, &spliced); err == nil || !strings.Contains(err.Error(), "hold 6 events, the catalog entry says 7") || n != 6 {
+		t.Errorf("an entry counting 7 events of 6: %d events, %v", n, err)
+	}
+
+	// Version 1 files: the entry's digest.
+	dir := copyDir(t, filepath.Join("testdata", "v1-store"))
+	old, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	all := list(t, old)
+	if len(all) == 0 {
+		t.Fatal("testdata/v1-store lists nothing")
+	}
+	for _, e := range all {
+		if n, err := eventsOf(old, e); err != nil || int64(n) != e.Events {
+			t.Fatalf("v1 stream %s: %d events, %v; want %d", e.Key, n, err, e.Events)
+		}
+	}
+	e = all[len(all)-1]
+	path := filepath.Join(dir, e.File)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[4] != bess.Version1 {
+		t.Fatalf("testdata/v1-store/%s has version %d", e.File, b[4])
+	}
+	b[len(b)-1] ^= 0x40 // the last payload's last byte: still decodes
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n, err := eventsOf(old, e)
+	var ce *CorruptError
+	if !errors.As(err, &ce) || ce.File != path || !strings.Contains(err.Error(), "SHA-256") || int64(n) != e.Events {
+		t.Errorf("a flipped byte in a v1 stream: %d events, %v", n, err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bes-cli/bes/bepfile"
+	"github.com/bes-cli/bes/bepfile/invocation"
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -44,9 +45,10 @@ type Memory struct {
 }
 
 var (
-	_ Backend  = (*Memory)(nil)
-	_ Writer   = (*memWriter)(nil)
-	_ Appender = (*memAppender)(nil)
+	_ Backend     = (*Memory)(nil)
+	_ FactsReader = (*Memory)(nil)
+	_ Writer      = (*memWriter)(nil)
+	_ Appender    = (*memAppender)(nil)
 )
 
 // memInfo is what Memory keeps beside a stream of the Storage.
@@ -342,6 +344,30 @@ func (m *Memory) Delete(ctx context.Context, key string) error {
 	}
 	delete(m.info, key)
 	return nil
+}
+
+// Facts implements FactsReader: the facts of the stream's events as they
+// are when Facts reads them (Memory keeps no facts beside its streams, so
+// that they are always those of the events: of the last commit or
+// replacement, of a live stream up to its last Sync, of every event once
+// an Appender has closed it). nil, nil for a stream without Bazel events;
+// an error wrapping ErrNotFound for a key not stored.
+func (m *Memory) Facts(ctx context.Context, key string) (*Facts, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	st, err := m.s.Lookup(key)
+	if err != nil {
+		return nil, fmt.Errorf("store: %q: %w", key, ErrNotFound)
+	}
+	inv, err := invocation.Build(st.Info(), st.Query(ctx, nil), invocation.Wants{Targets: true}, nil)
+	if err != nil {
+		return nil, err
+	}
+	if inv.BazelEvents == 0 {
+		return nil, nil
+	}
+	return FactsOf(inv), nil
 }
 
 // Location implements Backend.

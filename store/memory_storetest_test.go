@@ -8,7 +8,11 @@ import (
 )
 
 // TestMemoryConformance runs the storage contract's suite on BuildGrid's
-// in-memory storage through the Memory adapter.
+// in-memory storage through the Memory adapter; it keeps facts, so the
+// suite's Facts case runs.
 func TestMemoryConformance(t *testing.T) {
+	if _, ok := any(store.NewMemory(nil, nil)).(store.FactsReader); !ok {
+		t.Error("Memory is no store.FactsReader")
+	}
 	storetest.Run(t, func(t *testing.T) store.Backend { return store.NewMemory(nil, nil) })
 }

@@ -75,9 +75,6 @@ var migrations = []string{
 	// written with the stream's entry and deleted with it. start_sec is
 	// repeated in targets and tests for the history of a label.
 	factsSchema,
-	// 3: what the history queries need (issue 15; history.go): metrics
-	// and a failed attempt's log among the facts, and their indexes.
-	historySchema,
 }
 
 // IndexError reports a catalog that cannot be read (a damaged catalog.db),
@@ -279,6 +276,9 @@ func (s *Store) importLegacy(ctx context.Context, db *sql.DB) error {
 				if json.Unmarshal(bytes.TrimSuffix(b, []byte("\n")), e) == nil && e.Key != "" &&
 					checkIDs(e.Key, e.BuildID, e.InvocationID) == nil {
 					if err := putEntryTx(ctx, tx, e); err != nil {
+						return err
+					}
+					if err := s.putStreamFactsTx(ctx, tx, e); err != nil {
 						return err
 					}
 				}

@@ -55,6 +55,14 @@ const (
 	// ProblemTemp: a temporary file that no live writer holds, left by a
 	// writer that was killed (Repair removes it).
 	ProblemTemp ProblemKind = "stale temporary file"
+	// ProblemFacts: the facts the catalog holds of a stream no live
+	// writer holds (store.Facts: its invocation, targets and tests) are
+	// not store.FactsOf its events: missing, or different (Repair writes
+	// them anew from the stream file).
+	ProblemFacts ProblemKind = "facts mismatch"
+	// ProblemFactsOrphan: the catalog holds facts of a key it lists no
+	// stream of (Repair drops them).
+	ProblemFactsOrphan ProblemKind = "facts without stream"
 )
 
 // Problem is one inconsistency Check found.
@@ -85,9 +93,11 @@ func (r *CheckResult) OK() bool { return len(r.Problems) == 0 }
 // Check verifies that the catalog and the stream files agree: each entry's
 // file exists, is its stream file, has the entry's size and digest (for a
 // stream a live writer is appending to: its first Size bytes do) and the
-// entry's event count and outcome; every stream file is indexed; no
-// temporary file is left by a dead writer. It reads every stream file
-// whole. It changes nothing.
+// entry's event count and outcome; each stream no live writer holds has
+// the facts of its events (store.FactsOf of the first Size bytes), and
+// every facts row its stream; every stream file is indexed; no temporary
+// file is left by a dead writer. It reads every stream file whole. It
+// changes nothing.
 //
 // Check takes no lock at first, so that writers go on meanwhile; what looks
 // wrong is checked again inside a write transaction of the catalog, which
@@ -124,13 +134,29 @@ func (s *Store) check(ctx context.Context, tx *sql.Tx, only map[string]bool) (*C
 	want := func(name string) bool { return only == nil || only[name] }
 	named := map[string]bool{}
 	indexOK := true
+	// stored reads the facts the catalog holds of a key.
+	stored := func(key string) (*store.Facts, error) {
+		if tx != nil {
+			return readFactsTx(ctx, tx, key)
+		}
+		db, err := s.catalog(ctx, false)
+		if err != nil || db == nil {
+			return nil, err
+		}
+		rtx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			return nil, err
+		}
+		defer rtx.Rollback()
+		return readFactsTx(ctx, rtx, key)
+	}
 	visit := func(e *Entry) error {
 		res.Entries++
 		named[e.File] = true
 		if !want(e.File) {
 			return nil
 		}
-		p, open, err := s.checkEntry(ctx, e, locked)
+		p, open, err := s.checkEntry(ctx, e, locked, stored)
 		switch {
 		case err != nil:
 			return err
@@ -156,6 +182,27 @@ func (s *Store) check(ctx context.Context, tx *sql.Tx, only map[string]bool) (*C
 		res.Open = nil
 	case err != nil:
 		return nil, err
+	}
+
+	if indexOK && want(catalogName) {
+		var q queryer
+		if tx != nil {
+			q = tx
+		} else if db, err := s.catalog(ctx, false); err != nil {
+			return nil, err
+		} else if db != nil {
+			q = db
+		}
+		if q != nil {
+			keys, err := orphanFacts(ctx, q)
+			if err != nil {
+				return nil, err
+			}
+			for _, k := range keys {
+				res.Problems = append(res.Problems, Problem{Kind: ProblemFactsOrphan, File: catalogName, Key: k,
+					Detail: "the catalog holds facts of a stream it does not list"})
+			}
+		}
 	}
 
 	des, err := os.ReadDir(s.dir)
@@ -216,10 +263,11 @@ func eachEntryTx(ctx context.Context, tx *sql.Tx, fn func(*Entry) error) error {
 	return rows.Err()
 }
 
-// checkEntry checks one entry against its stream file. open reports a
+// checkEntry checks one entry against its stream file, and the facts
+// stored holds of it against the file's first Size bytes. open reports a
 // file that a live Appender holds and that is ahead of its entry. err is
-// for ctx only.
-func (s *Store) checkEntry(ctx context.Context, e *Entry, locked bool) (p *Problem, open bool, err error) {
+// for ctx and the catalog only.
+func (s *Store) checkEntry(ctx context.Context, e *Entry, locked bool, stored func(key string) (*store.Facts, error)) (p *Problem, open bool, err error) {
 	problem := func(kind ProblemKind, format string, args ...any) (*Problem, bool, error) {
 		return &Problem{Kind: kind, File: e.File, Key: e.Key, Detail: fmt.Sprintf(format, args...)}, false, nil
 	}
@@ -253,8 +301,13 @@ func (s *Store) checkEntry(ctx context.Context, e *Entry, locked bool) (p *Probl
 		return problem(ProblemMismatch, "the file holds stream %q", k)
 	}
 	var meta store.Meta
+	var fb *factsBuilder
 	if err := each(ctx, rd, func(ev *bepfile.Event) error {
 		meta.Observe(ev)
+		if fb == nil {
+			fb = newFactsBuilder(rd.Stream())
+		}
+		fb.add(ev)
 		return nil
 	}); err != nil {
 		if ctx.Err() != nil {
@@ -276,6 +329,24 @@ func (s *Store) checkEntry(ctx context.Context, e *Entry, locked bool) (p *Probl
 			return nil, true, nil
 		}
 		return problem(ProblemBehind, "the file has %d bytes, the catalog says %d: a server stopped before updating the catalog", fi.Size(), e.Size)
+	}
+	var want *store.Facts
+	if fb != nil {
+		want = fb.facts()
+	}
+	got, err := stored(e.Key)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, false, ctx.Err()
+		}
+		return nil, false, fmt.Errorf("store: facts of %s: %w", ShortKey(e.Key), err)
+	}
+	if diff := factsDiff(got, want); diff != "" {
+		// A live Appender writes the facts when it closes the stream.
+		if locked && fileHeld(path) {
+			return nil, false, nil
+		}
+		return problem(ProblemFacts, "%s", diff)
 	}
 	return nil, false, nil
 }
@@ -365,7 +436,11 @@ type RepairResult struct {
 //   - a stream file no entry names is indexed from its content (a stream
 //     over the store's limits, or unreadable, is moved aside instead);
 //   - entries behind their files are reconciled (see Reconcile), and stale
-//     temporary files removed.
+//     temporary files removed;
+//   - the facts of a stream that are missing or disagree with its events
+//     are written anew from its file (after all of the above, so that the
+//     streams it indexed get theirs), and facts of a key the catalog does
+//     not list are dropped.
 //
 // A stream file a live Appender holds (bes serve receiving it) is never
 // read, moved or changed: it is told apart by its flock, probed inside the
@@ -418,6 +493,19 @@ func (s *Store) Repair(ctx context.Context) (*RepairResult, error) {
 	}
 	for _, name := range removed {
 		res.Actions = append(res.Actions, "removed stale temporary file "+name)
+	}
+	// The streams a rebuilt catalog indexed have no facts yet.
+	if mid, err := s.Check(ctx); err != nil {
+		return nil, err
+	} else if hasFactsProblem(mid) {
+		err := s.write(ctx, func(tx *sql.Tx) error {
+			actions, err := s.fixLocked(ctx, tx, mid)
+			res.Actions = append(res.Actions, actions...)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	if res.After, err = s.Check(ctx); err != nil {
 		return nil, err
@@ -502,9 +590,36 @@ func (s *Store) fixLocked(ctx context.Context, tx *sql.Tx, before *CheckResult) 
 			if err := putEntryTx(ctx, tx, e); err != nil {
 				return actions, err
 			}
+			if err := s.putStreamFactsTx(ctx, tx, e); err != nil {
+				return actions, err
+			}
 			actions = append(actions, fmt.Sprintf("stream %s: entry written anew from its file %s (%s)", ShortKey(p.Key), p.File, p.Detail))
 		case ProblemUnindexed:
 			unindexed = append(unindexed, p)
+		case ProblemFacts:
+			e, err := getEntryTx(ctx, tx, p.Key)
+			if err != nil {
+				return actions, err
+			}
+			if e == nil || fileHeld(filepath.Join(s.dir, e.File)) {
+				continue
+			}
+			f, err := s.streamFacts(ctx, e)
+			if err != nil {
+				if ctx.Err() != nil {
+					return actions, ctx.Err()
+				}
+				continue // Check will say so again
+			}
+			if err := putFactsTx(ctx, tx, e.Key, f); err != nil {
+				return actions, err
+			}
+			actions = append(actions, fmt.Sprintf("stream %s: facts written anew from its file %s (%s)", ShortKey(p.Key), e.File, p.Detail))
+		case ProblemFactsOrphan:
+			if err := deleteFactsTx(ctx, tx, p.Key); err != nil {
+				return actions, err
+			}
+			actions = append(actions, fmt.Sprintf("stream %s: dropped the facts of a stream the catalog does not list", ShortKey(p.Key)))
 		}
 	}
 	seen := map[string]bool{}
@@ -540,9 +655,22 @@ func (s *Store) fixLocked(ctx context.Context, tx *sql.Tx, before *CheckResult) 
 		if err := putEntryTx(ctx, tx, e); err != nil {
 			return actions, err
 		}
+		if err := s.putStreamFactsTx(ctx, tx, e); err != nil {
+			return actions, err
+		}
 		actions = append(actions, fmt.Sprintf("stream %s: indexed from its file %s (%d events)", ShortKey(e.Key), p.File, e.Events))
 	}
 	return actions, nil
+}
+
+// hasFactsProblem reports whether r holds a problem of facts.
+func hasFactsProblem(r *CheckResult) bool {
+	for _, p := range r.Problems {
+		if p.Kind == ProblemFacts || p.Kind == ProblemFactsOrphan {
+			return true
+		}
+	}
+	return false
 }
 
 // moveAside renames the stream file name to name+suffix (or, if that is

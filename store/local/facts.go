@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/bes-cli/bes/bepfile"
@@ -143,7 +146,7 @@ func putFactsTx(ctx context.Context, tx *sql.Tx, key string, f *store.Facts) err
 			}
 		}
 	}
-	return putHistoryFactsTx(ctx, tx, key, f)
+	return nil
 }
 
 // putFactsIfAbsentTx stores f as the facts of key unless the catalog has
@@ -203,8 +206,15 @@ func (s *Store) Facts(ctx context.Context, key string) (*store.Facts, error) {
 		return f, nil
 	}
 	tx.Rollback()
+	return s.streamFacts(ctx, e)
+}
+
+// streamFacts builds the facts of e's stream from its events, read now
+// (every event the file holds, as Events reads them): nil for a stream
+// without Bazel events.
+func (s *Store) streamFacts(ctx context.Context, e *Entry) (*store.Facts, error) {
 	var fb *factsBuilder
-	err = s.Events(ctx, e, func(st *bepfile.Stream, ev *bepfile.Event) error {
+	err := s.Events(ctx, e, func(st *bepfile.Stream, ev *bepfile.Event) error {
 		if fb == nil {
 			fb = newFactsBuilder(st)
 		}
@@ -218,6 +228,127 @@ func (s *Store) Facts(ctx context.Context, key string) (*store.Facts, error) {
 		return nil, nil
 	}
 	return fb.facts(), nil
+}
+
+// putStreamFactsTx stores the facts of e's stream, built from its file,
+// in tx: for the writers of entries that saw no events (the import of an
+// index.ndjson store, Rebuild). A file that cannot be read leaves the
+// stream without facts, which bes store check reports.
+func (s *Store) putStreamFactsTx(ctx context.Context, tx *sql.Tx, e *Entry) error {
+	f, err := s.streamFacts(ctx, e)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return nil
+	}
+	return putFactsTx(ctx, tx, e.Key, f)
+}
+
+// factsDiff describes how got, the facts the catalog holds, differ from
+// want, those of the stream's events; "" if they do not.
+func factsDiff(got, want *store.Facts) string {
+	switch {
+	case got == nil && want == nil:
+		return ""
+	case got == nil:
+		return "the catalog has no facts of the stream"
+	case want == nil:
+		return "the catalog has facts of a stream without Bazel events"
+	}
+	if equalFacts(got, want) {
+		return ""
+	}
+	var d []string
+	field := func(name string, g, w any) {
+		if g != w {
+			d = append(d, fmt.Sprintf("%s %v, the stream's %v", name, g, w))
+		}
+	}
+	field("invocation id", got.InvocationID, want.InvocationID)
+	field("command", got.Command, want.Command)
+	if !slices.Equal(got.Patterns, want.Patterns) {
+		d = append(d, fmt.Sprintf("patterns %q, the stream's %q", got.Patterns, want.Patterns))
+	}
+	field("result", got.Result, want.Result)
+	field("exit code", [2]any{got.ExitCode, got.HasExitCode}, [2]any{want.ExitCode, want.HasExitCode})
+	field("verdict", got.Verdict, want.Verdict)
+	if !got.Start.Equal(want.Start) {
+		d = append(d, fmt.Sprintf("start %v, the stream's %v", got.Start, want.Start))
+	}
+	field("duration", got.Duration, want.Duration)
+	field("user, host, commit, branch", [4]string{got.User, got.Host, got.Commit, got.Branch}, [4]string{want.User, want.Host, want.Commit, want.Branch})
+	if !slices.Equal(got.Targets, want.Targets) {
+		d = append(d, fmt.Sprintf("targets %s, the stream's %s", firstOf(got.Targets, want.Targets, func(t store.TargetFacts) string { return t.Label }),
+			firstOf(want.Targets, got.Targets, func(t store.TargetFacts) string { return t.Label })))
+	}
+	if !slices.Equal(got.Tests, want.Tests) {
+		d = append(d, fmt.Sprintf("tests %s, the stream's %s", firstOf(got.Tests, want.Tests, func(t store.TestFacts) string { return t.Label }),
+			firstOf(want.Tests, got.Tests, func(t store.TestFacts) string { return t.Label })))
+	}
+	if len(d) == 0 {
+		return fmt.Sprintf("the catalog's facts are %+v, the stream's %+v", *got, *want)
+	}
+	return "the catalog's facts say " + strings.Join(d, "; ")
+}
+
+// equalFacts reports whether a and b are equal, times by Equal and a nil
+// list as an empty one.
+func equalFacts(a, b *store.Facts) bool {
+	x, y := *a, *b
+	if !x.Start.Equal(y.Start) {
+		return false
+	}
+	x.Start, y.Start = time.Time{}, time.Time{}
+	for _, f := range []*store.Facts{&x, &y} {
+		if f.Patterns == nil {
+			f.Patterns = []string{}
+		}
+		if f.Targets == nil {
+			f.Targets = []store.TargetFacts{}
+		}
+		if f.Tests == nil {
+			f.Tests = []store.TestFacts{}
+		}
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+// firstOf describes a, which differs from b: its length and the label of
+// its first element unlike b's.
+func firstOf[T comparable](a, b []T, label func(T) string) string {
+	for i := range a {
+		if i >= len(b) || a[i] != b[i] {
+			return fmt.Sprintf("%d (first unlike: %d, %s)", len(a), i, label(a[i]))
+		}
+	}
+	return fmt.Sprintf("%d", len(a))
+}
+
+// queryer is what *sql.DB and *sql.Tx share.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// orphanFacts returns the keys, in order, of the facts rows whose stream
+// the catalog does not list.
+func orphanFacts(ctx context.Context, q queryer) ([]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT key FROM invocations WHERE key NOT IN (SELECT key FROM streams)
+		UNION SELECT key FROM targets WHERE key NOT IN (SELECT key FROM streams)
+		UNION SELECT key FROM tests WHERE key NOT IN (SELECT key FROM streams) ORDER BY key`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var keys []string
+	for rows.Next() {
+		var k []byte
+		if err := rows.Scan(&k); err != nil {
+			return nil, err
+		}
+		keys = append(keys, string(k))
+	}
+	return keys, rows.Err()
 }
 
 // readFactsTx reads the facts of key, nil if the catalog has none.
@@ -273,8 +404,5 @@ func readFactsTx(ctx context.Context, tx *sql.Tx, key string) (*store.Facts, err
 		t.Duration = time.Duration(d)
 		f.Tests = append(f.Tests, t)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return f, readHistoryFactsTx(ctx, tx, f)
+	return f, rows.Err()
 }

@@ -102,6 +102,9 @@ func (s *Store) Rebuild(ctx context.Context) error {
 			if err := putEntryTx(ctx, tx, e); err != nil {
 				return err
 			}
+			if err := s.putStreamFactsTx(ctx, tx, e); err != nil {
+				return err
+			}
 			keep[e.Key] = true
 		}
 		for k := range old {

@@ -22,6 +22,8 @@
 //     commits through two handles, a busy stream seen from another handle,
 //     a writer abandoned by a process that died, seen by another) are
 //     skipped; the in-memory storage has no such thing.
+//   - store.FactsReader: the facts of each stream's invocation. Without it
+//     the Facts case is skipped.
 package storetest
 
 import (
@@ -109,6 +111,7 @@ var cases = []struct {
 	{"ConcurrentAppenders", testConcurrentAppenders},
 	{"Delete", testDelete},
 	{"DeleteBusy", testDeleteBusy},
+	{"Facts", testFacts},
 }
 
 var bg = context.Background()

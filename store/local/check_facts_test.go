@@ -1,0 +1,120 @@
+package local
+
+import (
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bes-cli/bes/store"
+)
+
+// bes store check verifies the facts against the streams' events: a fact
+// changed, facts missing, and facts of a key the catalog does not list are
+// each one problem, and --repair writes them anew from the stream files.
+func TestCheckFacts(t *testing.T) {
+	s := openStore(t)
+	names := []string{"test_mixed.bep", "test_cached.bep", "build_keep_going_fail.bep"}
+	want := map[string]*store.Facts{}
+	var keys []string
+	for _, name := range names {
+		st, evs := readFile(t, name)
+		if _, _, err := write(t, s, st, evs).Commit(bg, "src", "bep", false); err != nil {
+			t.Fatal(err)
+		}
+		want[st.Key] = wantFacts(t, st, evs)
+		keys = append(keys, st.Key)
+	}
+	if r := mustCheck(t, s); !r.OK() {
+		t.Fatalf("check of a fresh store: %+v", r.Problems)
+	}
+
+	// One test's status changed, one stream's facts gone, and a deleted
+	// stream's facts left behind (as a catalog edited by hand, or a bes
+	// that deleted only the entry, would have it).
+	err := s.write(bg, func(tx *sql.Tx) error {
+		if _, err := tx.Exec(`UPDATE tests SET status = 'PASSED' WHERE key = ? AND label = '//tests:fail'`, []byte(keys[0])); err != nil {
+			return err
+		}
+		if err := deleteFactsTx(bg, tx, keys[1]); err != nil {
+			return err
+		}
+		_, err := tx.Exec(`DELETE FROM streams WHERE key = ?`, []byte(keys[2]))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(s.Dir(), FileName(keys[2]))); err != nil {
+		t.Fatal(err)
+	}
+	r := mustCheck(t, s)
+	got := map[string]Problem{}
+	for _, p := range r.Problems {
+		got[p.Key] = p
+	}
+	if len(r.Problems) != 3 ||
+		got[keys[0]].Kind != ProblemFacts || !strings.Contains(got[keys[0]].Detail, "//tests:fail") ||
+		got[keys[1]].Kind != ProblemFacts || !strings.Contains(got[keys[1]].Detail, "no facts") ||
+		got[keys[2]].Kind != ProblemFactsOrphan || got[keys[2]].File != catalogName {
+		t.Fatalf("problems: %+v", r.Problems)
+	}
+
+	rep, err := s.Repair(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.After.OK() || len(rep.Actions) != 3 {
+		t.Fatalf("repair: actions %q, after %+v", rep.Actions, rep.After.Problems)
+	}
+	for _, key := range keys[:2] {
+		f, err := s.Facts(bg, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameFacts(t, ShortKey(key), f, want[key])
+		if n := factRows(t, s, key); n[0] != 1 || n[1] != len(f.Targets) || n[2] != len(f.Tests) {
+			t.Errorf("%s: rows %v after the repair", ShortKey(key), n)
+		}
+	}
+	if n := factRows(t, s, keys[2]); n != [3]int{} {
+		t.Errorf("facts of the deleted stream: rows %v after the repair", n)
+	}
+}
+
+// A catalog rebuilt from the stream files, and streams a repair indexes,
+// get their facts: check finds nothing afterwards.
+func TestRebuildWritesFacts(t *testing.T) {
+	s := openStore(t)
+	st, evs := readFile(t, "test_mixed.bep")
+	if _, _, err := write(t, s, st, evs).Commit(bg, "src", "bep", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.write(bg, func(tx *sql.Tx) error { return deleteFactsTx(bg, tx, st.Key) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Rebuild(bg); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustCheck(t, s); !r.OK() {
+		t.Errorf("check after Rebuild: %+v", r.Problems)
+	}
+	// Unindexed: the entry gone, the file left.
+	rewriteEntry(t, s, st.Key, func(*Entry) bool { return false })
+	rep, err := s.Repair(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.After.OK() {
+		t.Errorf("after repair: %+v (actions %q)", rep.After.Problems, rep.Actions)
+	}
+	f, err := s.Facts(bg, st.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameFacts(t, "indexed by repair", f, wantFacts(t, st, evs))
+	if n := factRows(t, s, st.Key); n[0] != 1 {
+		t.Errorf("rows %v after repair", n)
+	}
+}

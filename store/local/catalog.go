@@ -75,6 +75,9 @@ var migrations = []string{
 	// written with the stream's entry and deleted with it. start_sec is
 	// repeated in targets and tests for the history of a label.
 	factsSchema,
+	// 3: what the history queries need (issue 15; history.go): metrics
+	// and a failed attempt's log among the facts, and their indexes.
+	historySchema,
 }
 
 // IndexError reports a catalog that cannot be read (a damaged catalog.db),

@@ -146,7 +146,7 @@ func putFactsTx(ctx context.Context, tx *sql.Tx, key string, f *store.Facts) err
 			}
 		}
 	}
-	return nil
+	return putHistoryFactsTx(ctx, tx, key, f)
 }
 
 // putFactsIfAbsentTx stores f as the facts of key unless the catalog has
@@ -404,5 +404,8 @@ func readFactsTx(ctx context.Context, tx *sql.Tx, key string) (*store.Facts, err
 		t.Duration = time.Duration(d)
 		f.Tests = append(f.Tests, t)
 	}
-	return f, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return f, readHistoryFactsTx(ctx, tx, f)
 }

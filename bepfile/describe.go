@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -43,7 +42,7 @@ func Describe(ev *Event) Description {
 	if ev.IsBazel() {
 		r.Kind = PayloadKind(ev.Payload)
 		id := &bes.BuildEventId{}
-		if raw := firstField(ev.Payload, wire.BuildEventID); raw != nil {
+		if raw := FirstBytesField(ev.Payload, wire.BuildEventID); raw != nil {
 			if err := proto.Unmarshal(raw, id); err != nil {
 				r.ID = fmt.Sprintf("<undecodable id: %v>", err)
 				return r
@@ -72,31 +71,6 @@ func Describe(ev *Event) Description {
 		}
 	}
 	return r
-}
-
-// firstField returns the bytes of the first length-delimited field num of
-// an encoded message, or nil.
-func firstField(b []byte, num protowire.Number) []byte {
-	for len(b) > 0 {
-		n, typ, l := protowire.ConsumeTag(b)
-		if l < 0 {
-			return nil
-		}
-		b = b[l:]
-		if n == num && typ == protowire.BytesType {
-			v, l := protowire.ConsumeBytes(b)
-			if l < 0 {
-				return nil
-			}
-			return v
-		}
-		l = protowire.ConsumeFieldValue(n, typ, b)
-		if l < 0 {
-			return nil
-		}
-		b = b[l:]
-	}
-	return nil
 }
 
 // describeMessage summarizes a BuildEventId: the id kind is already the

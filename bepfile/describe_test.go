@@ -3,6 +3,8 @@ package bepfile
 import (
 	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // TestDescribe describes the events of a real Bazel 4.2.3 binary file and
@@ -70,5 +72,34 @@ func TestDescribeUndecodable(t *testing.T) {
 	d := Describe(ev)
 	if d.Kind != "?" || !strings.HasPrefix(d.ID, "<undecodable event: ") || d.Seq != 4 {
 		t.Errorf("Describe = %+v", d)
+	}
+}
+
+// TestFirstAndLastBytesField: a field that occurs twice (proto merging
+// keeps the last) gives its first content to FirstBytesField, its last to
+// LastBytesField; a malformed field before it ends the walk.
+func TestFirstAndLastBytesField(t *testing.T) {
+	var b []byte
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendBytes(b, []byte("first"))
+	b = protowire.AppendTag(b, 2, protowire.VarintType)
+	b = protowire.AppendVarint(b, 7)
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendBytes(b, []byte("last"))
+	if got := string(FirstBytesField(b, 1)); got != "first" {
+		t.Errorf("FirstBytesField = %q", got)
+	}
+	if got := string(LastBytesField(b, 1)); got != "last" {
+		t.Errorf("LastBytesField = %q", got)
+	}
+	if got := FirstBytesField(b, 3); got != nil {
+		t.Errorf("FirstBytesField of an absent field = %q", got)
+	}
+	bad := protowire.AppendTag(nil, 2, protowire.VarintType)
+	for range 11 {
+		bad = append(bad, 0xff) // a varint longer than 10 bytes
+	}
+	if got := FirstBytesField(append(bad, b...), 1); got != nil {
+		t.Errorf("FirstBytesField after a malformed field = %q", got)
 	}
 }

@@ -51,3 +51,30 @@ func LastBytesField(b []byte, num protowire.Number) []byte {
 	})
 	return out
 }
+
+// FirstBytesField returns the content of the first occurrence of the
+// length-delimited field num in message b, or nil; unlike LastBytesField
+// it stops there, reading no further (an event's id comes first, its
+// payload after). A malformed field before it gives nil.
+func FirstBytesField(b []byte, num protowire.Number) []byte {
+	for len(b) > 0 {
+		n, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return nil
+		}
+		b = b[l:]
+		if n == num && typ == protowire.BytesType {
+			v, l := protowire.ConsumeBytes(b)
+			if l < 0 {
+				return nil
+			}
+			return v
+		}
+		l = protowire.ConsumeFieldValue(n, typ, b)
+		if l < 0 {
+			return nil
+		}
+		b = b[l:]
+	}
+	return nil
+}

@@ -42,6 +42,8 @@ store:  bes dump build.bep
 			newLogCommand(),
 			newHistoryCommand(),
 			newFlakyCommand(),
+			newTrendsCommand(),
+			newDiffCommand(),
 			newServeCommand(),
 			newReplayCommand(),
 			newStoreCommand(),

@@ -252,7 +252,7 @@ func (s *Store) migrate(ctx context.Context, db *sql.DB) error {
 // are then not indexed, which `bes store check` reports and --repair fixes.
 func (s *Store) importLegacy(ctx context.Context, db *sql.DB) error {
 	path := filepath.Join(s.dir, legacyIndexName)
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|noFollow|nonBlock, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}

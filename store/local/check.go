@@ -55,6 +55,12 @@ const (
 	// ProblemTemp: a temporary file that no live writer holds, left by a
 	// writer that was killed (Repair removes it).
 	ProblemTemp ProblemKind = "stale temporary file"
+	// ProblemNotRegular: a file of the store directory that is not a
+	// regular file: a symbolic link (which bes never follows: issue 13, a
+	// planted link made bes write through it), a directory, a named pipe.
+	// Repair removes it (a link itself, never its target; a directory only
+	// if empty) and drops the entry of a stream whose file it stands for.
+	ProblemNotRegular ProblemKind = "not a regular file"
 	// ProblemFacts: the facts the catalog holds of a stream no live
 	// writer holds (store.Facts: its invocation, targets and tests) are
 	// not store.FactsOf its events: missing, or different (Repair writes
@@ -213,7 +219,11 @@ func (s *Store) check(ctx context.Context, tx *sql.Tx, only map[string]bool) (*C
 	for _, de := range des {
 		name := de.Name()
 		switch {
-		case streamFileRE.MatchString(name) && de.Type().IsRegular():
+		case !de.Type().IsRegular():
+			if want(name) && !slices.ContainsFunc(res.Problems, func(p Problem) bool { return p.File == name }) {
+				res.Problems = append(res.Problems, Problem{Kind: ProblemNotRegular, File: name, Detail: s.notRegular(name)})
+			}
+		case streamFileRE.MatchString(name):
 			files = append(files, name)
 		case isTemp(name):
 			temps = append(temps, name)
@@ -275,7 +285,10 @@ func (s *Store) checkEntry(ctx context.Context, e *Entry, locked bool, stored fu
 		return problem(ProblemBadName, "the entry names file %q, the stream's file is %s", e.File, FileName(e.Key))
 	}
 	path := filepath.Join(s.dir, e.File)
-	f, err := os.OpenFile(path, os.O_RDONLY|noFollow, 0)
+	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
+		return problem(ProblemNotRegular, "%s; the stream's file should be here", s.notRegular(e.File))
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|noFollow|nonBlock, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return problem(ProblemMissing, "the stream file does not exist")
 	}
@@ -393,9 +406,41 @@ func (s *Store) headerKey(name string) string {
 	return rd.Stream().Key
 }
 
+// notRegular describes the file name of the store directory, which is not
+// a regular file.
+func (s *Store) notRegular(name string) string {
+	path := filepath.Join(s.dir, name)
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err.Error()
+	}
+	d := "not a regular file but " + fileType(fi.Mode())
+	if fi.Mode()&os.ModeSymlink != 0 {
+		if to, err := os.Readlink(path); err == nil {
+			d += fmt.Sprintf(" to %q (never followed)", to)
+		}
+	}
+	return d
+}
+
+// removeNotRegular removes name, which is not a regular file, from the
+// store directory: a symbolic link itself (never what it points to), a
+// named pipe or socket, a directory only if it is empty.
+func (s *Store) removeNotRegular(name string) error {
+	path := filepath.Join(s.dir, name)
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode().IsRegular() {
+		return err
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return s.syncDir()
+}
+
 // fileHeld reports whether another open file holds a flock on path.
 func fileHeld(path string) bool {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|noFollow|nonBlock, 0)
 	if err != nil {
 		return false
 	}
@@ -596,6 +641,19 @@ func (s *Store) fixLocked(ctx context.Context, tx *sql.Tx, before *CheckResult) 
 			actions = append(actions, fmt.Sprintf("stream %s: entry written anew from its file %s (%s)", ShortKey(p.Key), p.File, p.Detail))
 		case ProblemUnindexed:
 			unindexed = append(unindexed, p)
+		case ProblemNotRegular:
+			if err := s.removeNotRegular(p.File); err != nil {
+				actions = append(actions, fmt.Sprintf("left %s: %v", p.File, err))
+				continue
+			}
+			what := "removed " + p.File + ": " + p.Detail
+			if p.Key != "" {
+				if err := drop(p.Key); err != nil {
+					return actions, err
+				}
+				what += fmt.Sprintf("; dropped the entry of stream %s, whose file it stood for", ShortKey(p.Key))
+			}
+			actions = append(actions, what)
 		case ProblemFacts:
 			e, err := getEntryTx(ctx, tx, p.Key)
 			if err != nil {

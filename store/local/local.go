@@ -117,8 +117,16 @@ func defaultDir(getenv func(string) string, goos string, home func() (string, er
 	return filepath.Join(h, ".local", "share", "bes"), nil
 }
 
+// ErrUnsafeDir is wrapped by the error of Open and OpenExisting for a store
+// directory that another user owns, or that its group or anyone may write
+// (on Unix): bes refuses it, as ssh refuses such files, since whoever can
+// write the directory can plant files and symbolic links in it (issue 13).
+// Test for it with errors.Is.
+var ErrUnsafeDir = errors.New("unsafe store directory")
+
 // Open opens the store in dir, creating the directory (mode 0700, parents
-// included) if it does not exist. An existing directory keeps its mode.
+// included) if it does not exist. An existing directory keeps its mode; one
+// another user owns or others may write is refused (ErrUnsafeDir).
 func Open(dir string, opts ...Option) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("store: empty directory name")
@@ -132,6 +140,9 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	}
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("store: %s is not a directory", dir)
+	}
+	if err := checkDirSafe(dir, fi); err != nil {
+		return nil, err
 	}
 	s := &Store{dir: dir, now: time.Now}
 	for _, o := range opts {

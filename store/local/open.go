@@ -13,7 +13,9 @@ import (
 // nothing in it: List lists nothing, Lookup finds nothing (an error
 // wrapping store.ErrNotFound), Events of any entry is not found. exists
 // says whether the directory exists; a path that is not a directory is an
-// error. Writing through a store whose directory does not exist fails.
+// error, and so is a directory another user owns or others may write
+// (ErrUnsafeDir, as for Open). Writing through a store whose directory does
+// not exist fails.
 func OpenExisting(dir string, opts ...Option) (s *Store, exists bool, err error) {
 	if dir == "" {
 		return nil, false, errors.New("store: empty directory name")
@@ -26,6 +28,9 @@ func OpenExisting(dir string, opts ...Option) (s *Store, exists bool, err error)
 	case !fi.IsDir():
 		return nil, false, fmt.Errorf("store: %s is not a directory", dir)
 	default:
+		if err := checkDirSafe(dir, fi); err != nil {
+			return nil, false, err
+		}
 		exists = true
 	}
 	s = &Store{dir: dir, now: time.Now}

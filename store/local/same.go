@@ -52,7 +52,7 @@ func sameStream(a, b string) (bool, error) {
 // eventDigests returns the SHA-256 of the canonical form of every event of
 // the stream file at path, in file order.
 func eventDigests(path string) ([][sha256.Size]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|noFollow|nonBlock, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/bepfile/wire"
-	"github.com/bes-cli/bes/store"
 )
 
 // Values of `bes log --color` and `--only`.
@@ -165,7 +164,6 @@ func runLog(ctx context.Context, opts logOptions, args []string, w, errw io.Writ
 	strip := !(opts.Color == colorAlways || opts.Color == colorAuto && isTerminal(w) && os.Getenv("NO_COLOR") == "")
 	newLog := func(key string) *consoleLog { return &consoleLog{key: key, strip: strip} }
 	res := &outcome{}
-	var logs []*consoleLog
 	// event handles one event of a stream; lg is the stream's log.
 	event := func(lg *consoleLog, s *bepfile.Stream, ev *bepfile.Event, known *bepfile.Peeked) {
 		payload := ev.BazelPayload(s)
@@ -191,93 +189,22 @@ func runLog(ctx context.Context, opts logOptions, args []string, w, errw io.Writ
 		stderr, stdout := progressOutput(p.Payload)
 		lg.add(stderr, stdout, opts.Only)
 	}
-	switch {
-	case len(files) > 0:
-		byStream := map[*bepfile.Stream]*consoleLog{}
-		var streams []*bepfile.Stream
-		logOf := func(s *bepfile.Stream) *consoleLog {
-			lg := byStream[s]
-			if lg == nil {
-				lg = newLog(s.Key)
-				byStream[s] = lg
-				streams = append(streams, s)
+	logs, r, err := readSelected(ctx, selection{Store: opts.Store, Match: re, Files: files, Refs: refs, Read: opts.Read}, errw,
+		func(ev *bepfile.Event, known *bepfile.Peeked) (bool, bepfile.Peeked, bool) {
+			// Keep the Progress events, and the events that must be
+			// looked at again: those the reader did not peek at.
+			if known != nil && ev.IsBazel() {
+				return known.PayloadField == wire.BuildEventProgress, *known, true
 			}
-			return lg
-		}
-		r, err := scanFilesPipelined(ctx, files, opts.Read, errw,
-			func(ev *bepfile.Event, known *bepfile.Peeked) (bool, bepfile.Peeked, bool) {
-				// Keep the Progress events, and the events that must
-				// be looked at again: those the reader did not peek at.
-				if known != nil && ev.IsBazel() {
-					return known.PayloadField == wire.BuildEventProgress, *known, true
-				}
-				return true, bepfile.Peeked{}, false
-			},
-			func(s *bepfile.Stream, ev *bepfile.Event, p *bepfile.Peeked) error {
-				event(logOf(s), s, ev, p)
-				return nil
-			},
-			func(s *bepfile.Stream, _ int) { logOf(s).bazel = true })
-		if err != nil {
-			return err
-		}
-		res.add(r.code)
-		selected, err := selectStreamInfos(streams, refs)
-		if err != nil {
-			return err
-		}
-		for _, s := range selected {
-			if re.MatchString(s.Key) {
-				logs = append(logs, byStream[s])
-			}
-		}
-	case len(refs) > 0:
-		st, err := openStore(opts.Store)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		mem, err := resolveRefs(ctx, st, refs)
-		if err != nil {
-			return err
-		}
-		for _, s := range mem.Streams() {
-			if !re.MatchString(s.Key()) {
-				continue
-			}
-			lg := newLog(s.Key())
-			for ev, err := range s.Query(ctx, nil) {
-				if err != nil {
-					return err
-				}
-				event(lg, s.Info(), ev, nil)
-			}
-			logs = append(logs, lg)
-		}
-	default: // --match alone: every matching stored stream, read as a stream
-		st, err := openStore(opts.Store)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		var entries []*store.Entry
-		if err := st.ListMatching(ctx, re.MatchString, func(e *store.Entry) error {
-			entries = append(entries, e)
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, e := range entries {
-			lg := newLog(e.Key)
-			if err := st.Events(ctx, e, func(s *bepfile.Stream, ev *bepfile.Event) error {
-				event(lg, s, ev, nil)
-				return nil
-			}); err != nil {
-				return err
-			}
-			logs = append(logs, lg)
-		}
+			return true, bepfile.Peeked{}, false
+		},
+		func(s *bepfile.Stream) *consoleLog { return newLog(s.Key) },
+		event,
+		func(lg *consoleLog, _ int) { lg.bazel = true })
+	if err != nil {
+		return err
 	}
+	res.add(r.code)
 
 	var shown []*consoleLog
 	for _, lg := range logs {

@@ -6,6 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"slices"
+	"strings"
+
+	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
@@ -209,6 +214,134 @@ func (fr *fileReader) found(name string, ev *bepfile.Event, f bepfile.Damage, no
 	}
 	note("bes: " + safeCell(where+": "+f.String()) + "\n")
 	return true
+}
+
+// selection is what a reading command was asked to read: the FILEs and
+// STREAM references of its arguments (splitArgs) and --match.
+type selection struct {
+	Store       string // --store
+	Match       *regexp.Regexp
+	Files, Refs []string
+	Read        bepfile.Options
+}
+
+// readSelected reads the streams sel names, by the one rule of every
+// reading command (viewSelectionHelp):
+//
+//   - with FILEs, every stream of the files, event by event
+//     (scanFilesPipelined, keep deciding which events fn gets: skip counts
+//     the others), and then the streams Refs name among them
+//     (selectStreamInfos: in key order, or in the order of the refs), of
+//     those whose key Match matches; no store is opened;
+//   - with STREAMs alone, the stored streams that Lookup resolves each ref
+//     to, each once, in key order, whose key Match matches;
+//   - with --match alone, every stored stream whose key Match matches, in
+//     key order.
+//
+// A stored stream is read with Backend.Events, event by event, every event
+// handed to fn with no peek (keep is for files only). open makes the
+// state of a stream, once, before its first event (for a stored stream
+// without events, after reading it); readSelected returns the states of
+// the streams selected, in order, and what reading the files gave. fn
+// must keep none of an event's bytes after it returns.
+func readSelected[T any](ctx context.Context, sel selection, errw io.Writer, keep scanKeep, open func(*bepfile.Stream) T,
+	fn func(T, *bepfile.Stream, *bepfile.Event, *bepfile.Peeked), skip func(T, int)) ([]T, *outcome, error) {
+	if len(sel.Files) > 0 {
+		states := map[*bepfile.Stream]T{}
+		var streams []*bepfile.Stream
+		stateOf := func(s *bepfile.Stream) T {
+			x, ok := states[s]
+			if !ok {
+				x = open(s)
+				states[s] = x
+				streams = append(streams, s)
+			}
+			return x
+		}
+		res, err := scanFilesPipelined(ctx, sel.Files, sel.Read, errw, keep,
+			func(s *bepfile.Stream, ev *bepfile.Event, p *bepfile.Peeked) error {
+				fn(stateOf(s), s, ev, p)
+				return nil
+			},
+			func(s *bepfile.Stream, n int) { skip(stateOf(s), n) })
+		if err != nil {
+			return nil, nil, err
+		}
+		selected, err := selectStreamInfos(streams, sel.Refs)
+		if err != nil {
+			return nil, nil, err
+		}
+		var out []T
+		for _, s := range selected {
+			if sel.Match.MatchString(s.Key) {
+				out = append(out, states[s])
+			}
+		}
+		return out, res, nil
+	}
+	st, err := openStore(sel.Store)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer st.Close()
+	entries, err := selectStored(ctx, st, sel)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]T, 0, len(entries))
+	for _, e := range entries {
+		var x T
+		opened := false
+		err := st.Events(ctx, e, func(s *bepfile.Stream, ev *bepfile.Event) error {
+			if !opened {
+				x, opened = open(s), true
+			}
+			fn(x, s, ev, nil)
+			return nil
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		if !opened {
+			x = open(entryStream(e))
+		}
+		out = append(out, x)
+	}
+	return out, &outcome{}, nil
+}
+
+// selectStored returns the entries of the streams of st that sel names
+// (its Refs, else every stream --match selects), in key order, each once,
+// whose key sel.Match matches.
+func selectStored(ctx context.Context, st store.Backend, sel selection) ([]*store.Entry, error) {
+	var entries []*store.Entry
+	if len(sel.Refs) == 0 {
+		err := st.ListMatching(ctx, sel.Match.MatchString, func(e *store.Entry) error {
+			entries = append(entries, e)
+			return nil
+		})
+		return entries, err
+	}
+	seen := map[string]bool{}
+	for _, ref := range sel.Refs {
+		es, err := st.Lookup(ctx, ref)
+		if err != nil {
+			return nil, refError(ref, err, "store "+st.Location())
+		}
+		for _, e := range es {
+			if !seen[e.Key] && sel.Match.MatchString(e.Key) {
+				seen[e.Key] = true
+				entries = append(entries, e)
+			}
+		}
+	}
+	slices.SortFunc(entries, func(a, b *store.Entry) int { return strings.Compare(a.Key, b.Key) })
+	return entries, nil
+}
+
+// entryStream is the identity of e's stream, from its entry.
+func entryStream(e *store.Entry) *bepfile.Stream {
+	return bepfile.NewStream(&buildpb.StreamId{BuildId: e.BuildID, InvocationId: e.InvocationID, Component: buildpb.StreamId_BuildComponent(e.Component)})
 }
 
 // resolveRefs finds the stored streams that refs name, by the rule of

@@ -15,7 +15,6 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/bepfile/invocation"
-	"github.com/bes-cli/bes/store"
 )
 
 // The CI views (summary, tests, failures, artifacts) share how they find
@@ -89,118 +88,34 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 		fmt.Fprintf(errw, "bes: %s: %v (used as far as it decodes; every other event is used)\n", cmd, err)
 		res.add(ExitDamaged)
 	}
+	// Every event of the files is seen once and never kept, each stream
+	// through a builder of its own, so that memory does not grow with
+	// the inputs.
+	builders, r, err := readSelected(ctx, selection{Store: opts.Store, Match: re, Files: files, Refs: refs, Read: opts.Read}, errw,
+		func(ev *bepfile.Event, known *bepfile.Peeked) (bool, bepfile.Peeked, bool) {
+			return invocation.ClassifyFor(ev, known, wants)
+		},
+		func(s *bepfile.Stream) *invocation.Builder { return invocation.NewBuilderFor(s, wants) },
+		func(b *invocation.Builder, s *bepfile.Stream, ev *bepfile.Event, p *bepfile.Peeked) {
+			if err := b.AddPeeked(ev, p); err != nil {
+				damaged(fmt.Errorf("stream %s: %w", s.Key, err))
+			}
+		},
+		(*invocation.Builder).Skip)
+	if err != nil {
+		return nil, nil, err
+	}
+	res.add(r.code)
 	var invs []*invocation.Invocation
-	keep := func(inv *invocation.Invocation) {
+	built := map[*invocation.Builder]*invocation.Invocation{} // a stream named twice is built once
+	for _, b := range builders {
+		inv := built[b]
+		if inv == nil {
+			inv = b.Invocation()
+			built[b] = inv
+		}
 		if inv.BazelEvents > 0 {
 			invs = append(invs, inv)
-		}
-	}
-	build := func(streams []*store.Stream) error {
-		for _, s := range streams {
-			if !re.MatchString(s.Key()) {
-				continue
-			}
-			inv, err := invocation.Build(s.Info(), s.Query(ctx, nil), wants, damaged)
-			if err != nil {
-				return err
-			}
-			keep(inv)
-		}
-		return nil
-	}
-	switch {
-	case len(files) > 0:
-		// Stream the files through one builder per stream, each event
-		// seen once and never kept, so that memory does not grow with
-		// the files.
-		builders := map[*bepfile.Stream]*invocation.Builder{}
-		var streams []*bepfile.Stream
-		builder := func(s *bepfile.Stream) *invocation.Builder {
-			b := builders[s]
-			if b == nil {
-				b = invocation.NewBuilderFor(s, wants)
-				builders[s] = b
-				streams = append(streams, s)
-			}
-			return b
-		}
-		r, err := scanFilesPipelined(ctx, files, opts.Read, errw,
-			func(ev *bepfile.Event, known *bepfile.Peeked) (bool, bepfile.Peeked, bool) {
-				return invocation.ClassifyFor(ev, known, wants)
-			},
-			func(s *bepfile.Stream, ev *bepfile.Event, p *bepfile.Peeked) error {
-				if err := builder(s).AddPeeked(ev, p); err != nil {
-					damaged(fmt.Errorf("stream %s: %w", s.Key, err))
-				}
-				return nil
-			},
-			func(s *bepfile.Stream, n int) { builder(s).Skip(n) })
-		if err != nil {
-			return nil, nil, err
-		}
-		res.add(r.code)
-		selected, err := selectStreamInfos(streams, refs)
-		if err != nil {
-			return nil, nil, err
-		}
-		built := map[*bepfile.Stream]*invocation.Invocation{}
-		for _, s := range selected {
-			if !re.MatchString(s.Key) {
-				continue
-			}
-			inv := built[s]
-			if inv == nil {
-				inv = builders[s].Invocation()
-				built[s] = inv
-			}
-			keep(inv)
-		}
-	case len(refs) > 0:
-		st, err := openStore(opts.Store)
-		if err != nil {
-			return nil, nil, err
-		}
-		defer st.Close()
-		mem, err := resolveRefs(ctx, st, refs)
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := build(mem.Streams()); err != nil {
-			return nil, nil, err
-		}
-	default:
-		// --match alone: stream each matching stored stream through a
-		// builder, without loading it whole.
-		st, err := openStore(opts.Store)
-		if err != nil {
-			return nil, nil, err
-		}
-		defer st.Close()
-		var entries []*store.Entry
-		err = st.ListMatching(ctx, re.MatchString, func(e *store.Entry) error {
-			entries = append(entries, e)
-			return nil
-		})
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, e := range entries {
-			var b *invocation.Builder
-			err := st.Events(ctx, e, func(s *bepfile.Stream, ev *bepfile.Event) error {
-				if b == nil {
-					b = invocation.NewBuilderFor(s, wants)
-				}
-				if err := b.Add(ev); err != nil {
-					damaged(fmt.Errorf("stream %s: %w", e.Key, err))
-				}
-				return nil
-			})
-			if err != nil {
-				return nil, nil, err
-			}
-			if b != nil {
-				keep(b.Invocation())
-			}
 		}
 	}
 	// What the events hold that bes does not know, once per field (values

@@ -7,6 +7,7 @@ import (
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
 	"github.com/bes-cli/bes/store/local"
+	"github.com/bes-cli/bes/store/query"
 )
 
 // Exit statuses. They are part of bes's interface: CI scripts gate on them,
@@ -28,6 +29,10 @@ const (
 	// stderr with file, byte offset and event index); every other event
 	// was read and used (issue 10).
 	ExitDamaged = 9
+	// ExitOverBudget: query: the expression spent more than its cost limit
+	// on an event (query.ErrCostLimit; --cost-limit, default
+	// query.DefaultCostLimit), so the query stopped there (issue 13).
+	ExitOverBudget = 10
 )
 
 const exitStatusHelp = `EXIT STATUS:
@@ -44,7 +49,9 @@ const exitStatusHelp = `EXIT STATUS:
    7  no data: no stream, no event or no test to report on; query: no event matched
    8  did not finish (summary, tests, failures): an invocation has no BuildFinished event and
       no last message (Bazel killed, file cut): its verdict is unknown, so it never passes
-   9  damaged input: some events could not be decoded (one stderr line each); all others were used`
+   9  damaged input: some events could not be decoded (one stderr line each); all others were used
+  10  over budget (query): the expression exceeded its cost limit (--cost-limit) on an event;
+      the query stopped there`
 
 // usageError is a mistake in the command line: msg says it to the user,
 // and cause, if not nil, is the error that found it (a regular
@@ -73,7 +80,8 @@ func (e *reportedError) Error() string { return e.msg }
 // input, ExitPartial; a damaged file of the store (a *local.CorruptError, a
 // *local.IndexError) is an error, ExitError, even when it wraps
 // io.ErrUnexpectedEOF: the store lost data it had acknowledged, which is
-// not the input's doing.
+// not the input's doing. A query over its cost limit (query.ErrCostLimit)
+// is ExitOverBudget.
 func ExitCode(err error) int {
 	if err == nil {
 		return ExitOK
@@ -85,6 +93,9 @@ func ExitCode(err error) int {
 	var ue *usageError
 	if errors.As(err, &ue) {
 		return ExitUsage
+	}
+	if errors.Is(err, query.ErrCostLimit) {
+		return ExitOverBudget
 	}
 	var de *store.DuplicateStreamError
 	if errors.As(err, &de) {

@@ -40,6 +40,7 @@ store:  bes dump build.bep
 			newArtifactsCommand(),
 			newActionsCommand(),
 			newLogCommand(),
+			newReportCommand(),
 			newHistoryCommand(),
 			newFlakyCommand(),
 			newTrendsCommand(),

@@ -26,8 +26,9 @@ var _ store.HistoryReader = (*Store)(nil)
 //     stored again.
 //   - tests_key (key) becomes (key, label), to find a test in a stream;
 //     tests_label_start (label, start_sec) becomes (label, start_sec,
-//     status, cached), so that a label's summary is read from the index
-//     alone; tests_failing holds only the runs that did not pass (a small
+//     status, cached), and targets_label_start (label, start_sec)
+//     (label, start_sec, success), so that a label's summary is read from
+//     the index alone; tests_failing holds only the runs that did not pass (a small
 //     fraction), so that bes flaky never reads the passing ones.
 const historySchema = `ALTER TABLE invocations ADD COLUMN actions_created INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE invocations ADD COLUMN actions_executed INTEGER NOT NULL DEFAULT 0;
@@ -38,7 +39,9 @@ const historySchema = `ALTER TABLE invocations ADD COLUMN actions_created INTEGE
 	CREATE INDEX tests_label_start ON tests(label, start_sec, status, cached);
 	CREATE INDEX tests_failing ON tests(status, start_sec) WHERE status <> 'PASSED';
 	DROP INDEX tests_key;
-	CREATE INDEX tests_key ON tests(key, label);`
+	CREATE INDEX tests_key ON tests(key, label);
+	DROP INDEX targets_label_start;
+	CREATE INDEX targets_label_start ON targets(label, start_sec, success);`
 
 // putHistoryFactsTx writes what migration 3 added of f, the facts of key
 // that putFactsTx has just inserted.

@@ -125,6 +125,10 @@ func (s *Store) readDB(ctx context.Context) (*sql.DB, error) {
 	return s.catalog(ctx, false)
 }
 
+// The queries are standard SQL that PostgreSQL takes as well (with its
+// placeholders): success is tested as a truth value (SQLite's integer,
+// PostgreSQL's BOOLEAN), never compared with a number.
+
 // LabelHistory returns the runs of label (store.HistoryReader). The runs
 // come newest first from the index on (label, start_sec), which SQLite
 // walks backwards and stops after q.Limit; the summary is an aggregate
@@ -296,10 +300,10 @@ func (s *Store) labelSummary(ctx context.Context, tx *sql.Tx, h *store.LabelHist
 			FROM tests WHERE label = ?` + cond
 	} else {
 		query = `SELECT count(*),
-			COALESCE(sum(CASE WHEN success <> 0 THEN 1 ELSE 0 END), 0), 0,
-			COALESCE(sum(CASE WHEN success = 0 THEN 1 ELSE 0 END), 0), 0,
-			min(CASE WHEN success = 0 THEN start_sec END),
-			max(CASE WHEN success = 0 THEN start_sec END)
+			COALESCE(sum(CASE WHEN success THEN 1 ELSE 0 END), 0), 0,
+			COALESCE(sum(CASE WHEN success THEN 0 ELSE 1 END), 0), 0,
+			min(CASE WHEN success THEN NULL ELSE start_sec END),
+			max(CASE WHEN success THEN NULL ELSE start_sec END)
 			FROM targets WHERE label = ?` + cond
 	}
 	var first, last sql.NullInt64
@@ -325,7 +329,7 @@ func (s *Store) failureStart(ctx context.Context, tx *sql.Tx, h *store.LabelHist
 	failed := `t.status IN (` + failingIn + `)`
 	table := "tests"
 	if !h.Test {
-		failed, table = "t.success = 0", "targets"
+		failed, table = "NOT t.success", "targets"
 	}
 	var nsec sql.NullInt64
 	err := tx.QueryRowContext(ctx, `SELECT `+agg+`(i.start_nsec) FROM `+table+` t JOIN invocations i ON i.key = t.key

@@ -1,0 +1,217 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/bes-cli/bes/bepfile"
+	"github.com/bes-cli/bes/bepfile/invocation"
+	"github.com/bes-cli/bes/store"
+	"github.com/bes-cli/bes/store/local"
+)
+
+// factsWants is what the facts need of the model (as store/local).
+var factsWants = invocation.Wants{Targets: true}
+
+// factsBuilder builds the facts of a stream from its events as a writer
+// sees them (store/local's, for this store's writers).
+type factsBuilder struct {
+	b *invocation.Builder
+}
+
+func newFactsBuilder(st *bepfile.Stream) *factsBuilder {
+	return &factsBuilder{b: invocation.NewBuilderFor(st, factsWants)}
+}
+
+// add folds ev into the model; what it cannot decode the model records.
+func (f *factsBuilder) add(ev *bepfile.Event) {
+	keep, p, ok := invocation.ClassifyFor(ev, nil, factsWants)
+	switch {
+	case !keep:
+		f.b.Skip(1)
+	case ok:
+		f.b.AddPeeked(ev, &p)
+	default:
+		f.b.Add(ev)
+	}
+}
+
+// facts returns the facts, nil for a stream without Bazel events.
+func (f *factsBuilder) facts() *store.Facts {
+	inv := f.b.Invocation()
+	if inv.BazelEvents == 0 {
+		return nil
+	}
+	return store.FactsOf(inv)
+}
+
+// pgText is s as PostgreSQL's TEXT holds it: bytes that are not UTF-8,
+// and NUL, become U+FFFD.
+func pgText(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	return strings.ReplaceAll(s, "\x00", "\uFFFD")
+}
+
+// putFacts replaces the facts of key with f (none when f is nil).
+func putFacts(ctx context.Context, tx pgx.Tx, key string, f *store.Facts) error {
+	k := kidOf(key)
+	for _, q := range []string{`DELETE FROM invocations WHERE kid = $1`, `DELETE FROM targets WHERE kid = $1`, `DELETE FROM tests WHERE kid = $1`} {
+		if _, err := tx.Exec(ctx, q, k); err != nil {
+			return err
+		}
+	}
+	if f == nil {
+		return nil
+	}
+	pats := make([]string, len(f.Patterns))
+	for i, p := range f.Patterns {
+		pats[i] = pgText(p)
+	}
+	pj, err := json.Marshal(pats)
+	if err != nil {
+		return err
+	}
+	ss, sn := unix(f.Start)
+	if _, err := tx.Exec(ctx, `INSERT INTO invocations(kid, key, invocation_id, command, patterns, result,
+		exit_code, has_exit_code, verdict, start_sec, start_nsec, duration_ns, "user", host, commit_id, branch,
+		actions_created, actions_executed, critical_path_ns)
+		VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)`,
+		k, []byte(key), []byte(f.InvocationID), pgText(f.Command), string(pj), pgText(f.Result), f.ExitCode, f.HasExitCode,
+		pgText(f.Verdict), ss, sn, int64(f.Duration), pgText(f.User), pgText(f.Host), pgText(f.Commit), pgText(f.Branch),
+		f.ActionsCreated, f.ActionsExecuted, int64(f.CriticalPath)); err != nil {
+		return err
+	}
+	if len(f.Targets) > 0 {
+		rows := make([][]any, len(f.Targets))
+		for i, t := range f.Targets {
+			rows[i] = []any{k, pgText(t.Label), pgText(t.Kind), t.Success, pgText(t.AbortReason), ss}
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"targets"}, []string{"kid", "label", "kind", "success", "abort_reason", "start_sec"}, pgx.CopyFromRows(rows)); err != nil {
+			return err
+		}
+	}
+	if len(f.Tests) > 0 {
+		rows := make([][]any, len(f.Tests))
+		for i, t := range f.Tests {
+			rows[i] = []any{k, pgText(t.Label), pgText(t.Configuration), pgText(t.Status), int32(t.Attempts), int32(t.Shards),
+				int32(t.Runs), int32(t.TotalRuns), int32(t.Cached), int64(t.Duration), t.DidNotReport, ss, pgText(t.FailedLog)}
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"tests"}, []string{"kid", "label", "configuration", "status", "attempts", "shards",
+			"runs", "total_runs", "cached", "duration_ns", "did_not_report", "start_sec", "failed_log"}, pgx.CopyFromRows(rows)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// putFactsIfAbsent stores f as the facts of key unless the catalog has
+// facts for key already: for a stream committed again unchanged.
+func putFactsIfAbsent(ctx context.Context, tx pgx.Tx, key string, f *store.Facts) error {
+	if f == nil {
+		return nil
+	}
+	var n int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM invocations WHERE kid = $1`, kidOf(key)).Scan(&n); err != nil || n > 0 {
+		return err
+	}
+	return putFacts(ctx, tx, key, f)
+}
+
+// Facts returns the facts of the stream with key (store.FactsReader), from
+// the catalog, in one read-only transaction; a stream that has none there
+// (one an Appender has not closed yet) gets them from its events, read
+// now. A stream without Bazel events has none: nil, nil. A key not stored
+// is an error wrapping store.ErrNotFound. Strings are as pgText stored
+// them.
+func (s *Store) Facts(ctx context.Context, key string) (*store.Facts, error) {
+	var f *store.Facts
+	var exists bool
+	err := catalogErr(ctx, pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM streams WHERE kid = $1)`, kidOf(key)).Scan(&exists); err != nil || !exists {
+			return err
+		}
+		var err error
+		f, err = readFacts(ctx, tx, key)
+		return err
+	}))
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		return nil, fmt.Errorf("store: %s: %w", local.ShortKey(key), store.ErrNotFound)
+	}
+	if f != nil {
+		return f, nil
+	}
+	var fb *factsBuilder
+	err = s.read(ctx, key, func(st *bepfile.Stream, ev *bepfile.Event) error {
+		if fb == nil {
+			fb = newFactsBuilder(st)
+		}
+		fb.add(ev)
+		return nil
+	})
+	if err != nil || fb == nil {
+		return nil, err
+	}
+	return fb.facts(), nil
+}
+
+// readFacts reads the facts of key, nil if the catalog has none.
+func readFacts(ctx context.Context, tx pgx.Tx, key string) (*store.Facts, error) {
+	k := kidOf(key)
+	f := &store.Facts{Key: key, Targets: []store.TargetFacts{}, Tests: []store.TestFacts{}}
+	var iid []byte
+	var pats string
+	var ss, sn *int64
+	var dur, cp int64
+	err := tx.QueryRow(ctx, `SELECT invocation_id, command, patterns, result, exit_code, has_exit_code,
+		verdict, start_sec, start_nsec, duration_ns, "user", host, commit_id, branch,
+		actions_created, actions_executed, critical_path_ns FROM invocations WHERE kid = $1`, k).
+		Scan(&iid, &f.Command, &pats, &f.Result, &f.ExitCode, &f.HasExitCode, &f.Verdict, &ss, &sn, &dur,
+			&f.User, &f.Host, &f.Commit, &f.Branch, &f.ActionsCreated, &f.ActionsExecuted, &cp)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	f.InvocationID, f.Start, f.Duration, f.CriticalPath = string(iid), fromUnix(ss, sn), time.Duration(dur), time.Duration(cp)
+	if err := json.Unmarshal([]byte(pats), &f.Patterns); err != nil {
+		return nil, fmt.Errorf("invocations.patterns of %s: %w", local.ShortKey(key), err)
+	}
+	rows, err := tx.Query(ctx, `SELECT label, kind, success, abort_reason FROM targets WHERE kid = $1 ORDER BY label COLLATE "C"`, k)
+	if err != nil {
+		return nil, err
+	}
+	var t store.TargetFacts
+	if _, err := pgx.ForEachRow(rows, []any{&t.Label, &t.Kind, &t.Success, &t.AbortReason}, func() error {
+		f.Targets = append(f.Targets, t)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	rows, err = tx.Query(ctx, `SELECT label, configuration, status, attempts, shards, runs, total_runs,
+		cached, duration_ns, did_not_report, failed_log FROM tests WHERE kid = $1 ORDER BY label COLLATE "C", configuration COLLATE "C"`, k)
+	if err != nil {
+		return nil, err
+	}
+	var tt store.TestFacts
+	var d int64
+	var a, sh, r, tr, c int32
+	if _, err := pgx.ForEachRow(rows, []any{&tt.Label, &tt.Configuration, &tt.Status, &a, &sh, &r, &tr, &c, &d, &tt.DidNotReport, &tt.FailedLog}, func() error {
+		tt.Attempts, tt.Shards, tt.Runs, tt.TotalRuns, tt.Cached = int(a), int(sh), int(r), int(tr), int(c)
+		tt.Duration = time.Duration(d)
+		f.Tests = append(f.Tests, tt)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return f, nil
+}

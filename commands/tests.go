@@ -12,6 +12,7 @@ import (
 
 	bes "github.com/bes-cli/bes/bepfile/bep/buildeventstream"
 	"github.com/bes-cli/bes/bepfile/invocation"
+	"github.com/bes-cli/bes/store"
 )
 
 // formatJUnit is `bes tests --format junit`: one JUnit XML document.
@@ -221,6 +222,13 @@ func testStatusNames() []string {
 }
 
 func runTests(ctx context.Context, opts testsOptions, args []string, w, errw io.Writer) error {
+	// The table of stored invocations: from their facts, when they hold
+	// it all (loadFacts).
+	if opts.Format == formatTable && !opts.Runs {
+		if fs, res, ok := loadFacts(ctx, "tests", opts.viewOptions, args, errw); ok {
+			return writeTestsFromFacts(opts, fs, res, w, errw)
+		}
+	}
 	invs, res, err := loadInvocations(ctx, "tests", opts.viewOptions, args, errw)
 	if err != nil {
 		return err
@@ -324,4 +332,42 @@ func runFor(inv *invocation.Invocation, t *invocation.Test, r *invocation.TestRu
 		Log:            r.Log,
 		XML:            r.XML,
 	}
+}
+
+// writeTestsFromFacts writes the table of runTests from the facts of the
+// invocations, as runTests writes it from their events: what the table
+// shows of a test is in store.TestFacts (the JSON and --runs need each
+// run, which only the events hold).
+func writeTestsFromFacts(opts testsOptions, fs []*store.Facts, res *outcome, w, errw io.Writer) error {
+	var rows []testRow
+	anyTest := false
+	ids := make([]string, len(fs))
+	for i, f := range fs {
+		ids[i] = f.InvocationID
+		res.add(verdictStatus(invocation.Verdict(f.Verdict)))
+		for _, t := range f.Tests {
+			anyTest = true
+			if len(opts.Statuses) > 0 && !slices.Contains(opts.Statuses, t.Status) {
+				continue
+			}
+			row := testRow{
+				Stream: f.Key, InvocationID: f.InvocationID, Label: t.Label, Configuration: t.Configuration,
+				Kind: t.Kind, Size: t.Size, DidNotReport: t.DidNotReport, Status: t.Status,
+				TotalRuns: t.TotalRuns, RunCount: t.Runs, Shards: t.Shards, Attempts: t.Attempts, Cached: t.Cached,
+				Duration: seconds(t.Duration), Logs: orEmpty(t.Logs),
+			}
+			if t.AbortReason != "" {
+				row.Aborted = &abortRow{Reason: t.AbortReason}
+			}
+			rows = append(rows, row)
+		}
+	}
+	if len(fs) > 0 && !anyTest {
+		fmt.Fprintln(errw, "bes: tests: no test in the streams given")
+		res.add(ExitNoData)
+	}
+	if err := renderView(w, newViewDoc("tests", opts.viewOptions, nil, noTests(opts.Statuses), "test"), rows, testColumns(namesOfIDs(ids))); err != nil {
+		return err
+	}
+	return opts.exit(res)
 }

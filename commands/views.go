@@ -15,6 +15,7 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/bepfile/invocation"
+	"github.com/bes-cli/bes/store"
 )
 
 // The CI views (summary, tests, failures, artifacts) share how they find
@@ -138,16 +139,88 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 			res.add(ExitIncomplete)
 			return invs, res, nil
 		}
-		fmt.Fprintf(errw, "bes: %s: no stream with Bazel build events to report on\n", cmd)
-		res.add(ExitNoData)
+		noInvocation(cmd, res, errw)
 	}
 	return invs, res, nil
+}
+
+// noInvocation says that no stream has Bazel events, and exits 7.
+func noInvocation(cmd string, res *outcome, errw io.Writer) {
+	fmt.Fprintf(errw, "bes: %s: no stream with Bazel build events to report on\n", cmd)
+	res.add(ExitNoData)
+}
+
+// viewsReadFacts is false in the tests that compare the views from the
+// facts with the views from the events.
+var viewsReadFacts = true
+
+// loadFacts is loadInvocations for the views that can be answered from
+// the facts a backend keeps of its streams (store.FactsReader): for
+// STREAMs and --match alone, it returns the facts of the streams selected
+// that have Bazel events, ordered as loadInvocations orders them (start
+// time, then key), and reads no stream whose facts the catalog holds.
+// ok is false, and the view must call loadInvocations, when the facts
+// cannot answer as the events would: FILEs are given, the backend keeps
+// no facts, a stream's facts say it holds what bes could not decode or
+// does not know (those are reported from the events), or the arguments
+// are wrong (loadInvocations says how).
+func loadFacts(ctx context.Context, cmd string, opts viewOptions, args []string, errw io.Writer) (fs []*store.Facts, res *outcome, ok bool) {
+	if !viewsReadFacts {
+		return nil, nil, false
+	}
+	re, err := regexp.Compile(opts.Match)
+	if err != nil {
+		return nil, nil, false
+	}
+	files, refs := splitArgs(args)
+	if len(files) > 0 || len(refs) == 0 && opts.Match == "" {
+		return nil, nil, false
+	}
+	st, err := openStore(opts.Store)
+	if err != nil {
+		return nil, nil, false
+	}
+	defer st.Close()
+	fr, isFR := st.(store.FactsReader)
+	if !isFR {
+		return nil, nil, false
+	}
+	entries, err := selectStored(ctx, st, selection{Store: opts.Store, Match: re, Refs: refs})
+	if err != nil {
+		return nil, nil, false
+	}
+	for _, e := range entries {
+		f, err := fr.Facts(ctx, e.Key)
+		if err != nil {
+			return nil, nil, false // reading the stream says what
+		}
+		if f == nil {
+			continue // no Bazel events
+		}
+		if f.Damaged {
+			return nil, nil, false
+		}
+		fs = append(fs, f)
+	}
+	slices.SortStableFunc(fs, func(x, y *store.Facts) int {
+		return cmp.Or(x.Start.Compare(y.Start), cmp.Compare(x.Key, y.Key))
+	})
+	res = &outcome{}
+	if len(fs) == 0 {
+		noInvocation(cmd, res, errw)
+	}
+	return fs, res, true
 }
 
 // invocationStatus is the exit status one invocation calls for, from its
 // verdict (invocation.Invocation.Verdict).
 func invocationStatus(inv *invocation.Invocation) int {
-	switch inv.Verdict() {
+	return verdictStatus(inv.Verdict())
+}
+
+// verdictStatus is the exit status a verdict calls for.
+func verdictStatus(v invocation.Verdict) int {
+	switch v {
 	case invocation.VerdictDidNotFinish:
 		return ExitIncomplete
 	case invocation.VerdictTestsFailed:
@@ -187,14 +260,21 @@ type invNames struct {
 // namesOf returns how to name the invocations invs in a table.
 func namesOf(invs []*invocation.Invocation) invNames {
 	ids := make([]string, len(invs))
-	made := 0
 	for i, inv := range invs {
 		ids[i] = inv.InvocationID
-		if bepfile.IsSynthesizedID(inv.InvocationID) {
+	}
+	return namesOfIDs(ids)
+}
+
+// namesOfIDs is namesOf for the invocations whose ids are ids.
+func namesOfIDs(ids []string) invNames {
+	made := 0
+	for _, id := range ids {
+		if bepfile.IsSynthesizedID(id) {
 			made++
 		}
 	}
-	return invNames{multi: len(invs) > 1, shared: sharedInvocations(ids), madeUp: made > 1}
+	return invNames{multi: len(ids) > 1, shared: sharedInvocations(ids), madeUp: made > 1}
 }
 
 // cell names an invocation in a table: its id, or "(no invocation id)"

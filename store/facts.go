@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/bes-cli/bes/bepfile/invocation"
@@ -30,6 +31,13 @@ type Facts struct {
 	// (issue 15).
 	ActionsCreated, ActionsExecuted int64
 	CriticalPath                    time.Duration
+	// Failures is the number of failures bes failures lists
+	// (invocation.Invocation.Failures).
+	Failures int
+	// Damaged is set when the events the facts were made of held what
+	// bes could not decode or did not know (invocation.Invocation.Damaged,
+	// .Unknown): a view that reports such things reads the stream instead.
+	Damaged bool
 
 	Targets []TargetFacts // in label order
 	Tests   []TestFacts   // in label, then configuration order
@@ -54,6 +62,15 @@ type TestFacts struct {
 	Cached               int    // TestSummary.total_num_cached
 	Duration             time.Duration
 	DidNotReport         bool // the invocation stopped before the test reported
+	// Kind and Size are TargetConfigured's target_kind ("sh_test rule")
+	// and test_size ("SMALL"…), "" when the stream does not say.
+	Kind, Size string
+	// AbortReason is the Aborted.AbortReason name of an event about the
+	// test that was aborted, "" when none was.
+	AbortReason string
+	// Logs are the test.log URIs of the last attempt of each run and
+	// shard, in run and shard order (invocation.Test.Logs).
+	Logs []string
 	// FailedLog is the test.log URI of a failed attempt: the first of
 	// TestSummary.failed, "" when none failed (issue 15: bes flaky).
 	FailedLog string
@@ -69,7 +86,8 @@ func FactsOf(inv *invocation.Invocation) *Facts {
 		User: inv.User, Host: inv.Host, Commit: inv.Commit, Branch: inv.Branch,
 		ActionsCreated: inv.Metrics.ActionsCreated, ActionsExecuted: inv.Metrics.ActionsExecuted,
 		CriticalPath: inv.Metrics.CriticalPath,
-		Targets:      []TargetFacts{}, Tests: []TestFacts{},
+		Failures:     len(inv.Failures), Damaged: len(inv.Damaged) > 0 || len(inv.Unknown) > 0,
+		Targets: []TargetFacts{}, Tests: []TestFacts{},
 	}
 	if f.Patterns == nil {
 		f.Patterns = []string{}
@@ -83,7 +101,14 @@ func FactsOf(inv *invocation.Invocation) *Facts {
 			Attempts: t.Attempts, Shards: t.Shards, Runs: t.RunCount, TotalRuns: t.TotalRuns,
 			Cached: t.Cached, Duration: t.Duration, DidNotReport: t.DidNotReport,
 			FailedLog: firstOr(t.FailedLogs),
+			Kind:      t.Kind, Size: t.Size, Logs: slices.Clone(t.Logs),
 		})
+		if t.Aborted != nil {
+			f.Tests[len(f.Tests)-1].AbortReason = t.Aborted.Reason
+		}
+		if f.Tests[len(f.Tests)-1].Logs == nil {
+			f.Tests[len(f.Tests)-1].Logs = []string{}
+		}
 	}
 	return f
 }

@@ -78,6 +78,9 @@ var migrations = []string{
 	// 3: what the history queries need (issue 15; history.go): metrics
 	// and a failed attempt's log among the facts, and their indexes.
 	historySchema,
+	// 4: what bes tests and bes failures show without reading the stream
+	// (facts.go).
+	viewFactsSchema,
 }
 
 // IndexError reports a catalog that cannot be read (a damaged catalog.db),

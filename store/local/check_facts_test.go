@@ -118,3 +118,43 @@ func TestRebuildWritesFacts(t *testing.T) {
 		t.Errorf("rows %v after repair", n)
 	}
 }
+
+// Facts written before catalog version 4 (NULL in its columns) read as
+// none: Facts gives those of the events, check reports them, and --repair
+// writes them anew with what version 4 added.
+func TestFactsBeforeVersion4(t *testing.T) {
+	s := openStore(t)
+	st, evs := readFile(t, "test_mixed.bep")
+	if _, _, err := write(t, s, st, evs).Commit(bg, "src", "bep", false); err != nil {
+		t.Fatal(err)
+	}
+	err := s.write(bg, func(tx *sql.Tx) error {
+		if _, err := tx.Exec(`UPDATE invocations SET failures = NULL, damaged = NULL WHERE key = ?`, []byte(st.Key)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(`UPDATE tests SET kind = NULL, size = NULL, abort_reason = NULL, logs = NULL WHERE key = ?`, []byte(st.Key))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := wantFacts(t, st, evs)
+	f, err := s.Facts(bg, st.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameFacts(t, "before version 4", f, want)
+	if r := mustCheck(t, s); len(r.Problems) != 1 || r.Problems[0].Kind != ProblemFacts {
+		t.Fatalf("check: %+v", r.Problems)
+	}
+	if rep, err := s.Repair(bg); err != nil || !rep.After.OK() {
+		t.Fatalf("repair: %+v, %v", rep, err)
+	}
+	var kinds int
+	if err := s.db.QueryRow(`SELECT count(*) FROM tests WHERE key = ? AND kind = 'sh_test rule' AND logs LIKE '["file://%'`, []byte(st.Key)).Scan(&kinds); err != nil {
+		t.Fatal(err)
+	}
+	if kinds != 8 || want.Failures != 2 || want.Damaged {
+		t.Errorf("after the repair: %d sh_test rows with logs; facts %d failures, damaged %v", kinds, want.Failures, want.Damaged)
+	}
+}

@@ -66,6 +66,19 @@ const factsSchema = `CREATE TABLE invocations (
 	CREATE INDEX tests_key ON tests(key);
 	CREATE INDEX tests_label_start ON tests(label, start_sec);`
 
+// viewFactsSchema is migration 4: what bes tests and bes failures show of
+// a stored invocation without reading its stream (store.Facts.Failures,
+// Damaged; store.TestFacts.Kind, Size, AbortReason, Logs: a JSON array).
+// The facts of streams stored before version 4 have NULL there: they read
+// as no facts (the views then read the stream, bes store check says so
+// and --repair writes them anew).
+const viewFactsSchema = `ALTER TABLE invocations ADD COLUMN failures INTEGER;
+	ALTER TABLE invocations ADD COLUMN damaged INTEGER;
+	ALTER TABLE tests ADD COLUMN kind TEXT;
+	ALTER TABLE tests ADD COLUMN size TEXT;
+	ALTER TABLE tests ADD COLUMN abort_reason TEXT;
+	ALTER TABLE tests ADD COLUMN logs TEXT;`
+
 // factsWants is what the facts need of the model.
 var factsWants = invocation.Wants{Targets: true}
 
@@ -114,10 +127,11 @@ func putFactsTx(ctx context.Context, tx *sql.Tx, key string, f *store.Facts) err
 	ss, sn := unix(f.Start)
 	k := []byte(key)
 	if _, err := tx.ExecContext(ctx, `INSERT INTO invocations(key, invocation_id, command, patterns, result,
-		exit_code, has_exit_code, verdict, start_sec, start_nsec, duration_ns, user, host, commit_id, branch)
-		VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		exit_code, has_exit_code, verdict, start_sec, start_nsec, duration_ns, user, host, commit_id, branch,
+		failures, damaged)
+		VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		k, []byte(f.InvocationID), f.Command, string(pats), f.Result, f.ExitCode, f.HasExitCode, f.Verdict,
-		ss, sn, int64(f.Duration), f.User, f.Host, f.Commit, f.Branch); err != nil {
+		ss, sn, int64(f.Duration), f.User, f.Host, f.Commit, f.Branch, f.Failures, f.Damaged); err != nil {
 		return err
 	}
 	if len(f.Targets) > 0 {
@@ -134,14 +148,23 @@ func putFactsTx(ctx context.Context, tx *sql.Tx, key string, f *store.Facts) err
 	}
 	if len(f.Tests) > 0 {
 		st, err := tx.PrepareContext(ctx, `INSERT INTO tests(key, label, configuration, status, attempts, shards,
-			runs, total_runs, cached, duration_ns, did_not_report, start_sec) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)`)
+			runs, total_runs, cached, duration_ns, did_not_report, start_sec, kind, size, abort_reason, logs)
+			VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`)
 		if err != nil {
 			return err
 		}
 		defer st.Close()
 		for _, t := range f.Tests {
+			logs := t.Logs
+			if logs == nil {
+				logs = []string{}
+			}
+			lj, err := json.Marshal(logs)
+			if err != nil {
+				return err
+			}
 			if _, err := st.ExecContext(ctx, k, t.Label, t.Configuration, t.Status, t.Attempts, t.Shards,
-				t.Runs, t.TotalRuns, t.Cached, int64(t.Duration), t.DidNotReport, ss); err != nil {
+				t.Runs, t.TotalRuns, t.Cached, int64(t.Duration), t.DidNotReport, ss, t.Kind, t.Size, t.AbortReason, string(lj)); err != nil {
 				return err
 			}
 		}
@@ -156,7 +179,7 @@ func putFactsIfAbsentTx(ctx context.Context, tx *sql.Tx, key string, f *store.Fa
 		return nil
 	}
 	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM invocations WHERE key = ?`, []byte(key)).Scan(&n); err != nil || n > 0 {
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM invocations WHERE key = ? AND damaged IS NOT NULL`, []byte(key)).Scan(&n); err != nil || n > 0 {
 		return err
 	}
 	return putFactsTx(ctx, tx, key, f)
@@ -277,12 +300,14 @@ func factsDiff(got, want *store.Facts) string {
 		d = append(d, fmt.Sprintf("start %v, the stream's %v", got.Start, want.Start))
 	}
 	field("duration", got.Duration, want.Duration)
+	field("failures", got.Failures, want.Failures)
+	field("damaged", got.Damaged, want.Damaged)
 	field("user, host, commit, branch", [4]string{got.User, got.Host, got.Commit, got.Branch}, [4]string{want.User, want.Host, want.Commit, want.Branch})
 	if !slices.Equal(got.Targets, want.Targets) {
 		d = append(d, fmt.Sprintf("targets %s, the stream's %s", firstOf(got.Targets, want.Targets, func(t store.TargetFacts) string { return t.Label }),
 			firstOf(want.Targets, got.Targets, func(t store.TargetFacts) string { return t.Label })))
 	}
-	if !slices.Equal(got.Tests, want.Tests) {
+	if !reflect.DeepEqual(got.Tests, want.Tests) {
 		d = append(d, fmt.Sprintf("tests %s, the stream's %s", firstOf(got.Tests, want.Tests, func(t store.TestFacts) string { return t.Label }),
 			firstOf(want.Tests, got.Tests, func(t store.TestFacts) string { return t.Label })))
 	}
@@ -316,9 +341,9 @@ func equalFacts(a, b *store.Facts) bool {
 
 // firstOf describes a, which differs from b: its length and the label of
 // its first element unlike b's.
-func firstOf[T comparable](a, b []T, label func(T) string) string {
+func firstOf[T any](a, b []T, label func(T) string) string {
 	for i := range a {
-		if i >= len(b) || a[i] != b[i] {
+		if i >= len(b) || !reflect.DeepEqual(a[i], b[i]) {
 			return fmt.Sprintf("%d (first unlike: %d, %s)", len(a), i, label(a[i]))
 		}
 	}
@@ -357,18 +382,24 @@ func readFactsTx(ctx context.Context, tx *sql.Tx, key string) (*store.Facts, err
 	f := &store.Facts{Key: key, Targets: []store.TargetFacts{}, Tests: []store.TestFacts{}}
 	var iid []byte
 	var pats string
-	var ss, sn sql.NullInt64
+	var ss, sn, failures sql.NullInt64
+	var damaged sql.NullBool
 	var dur int64
 	err := tx.QueryRowContext(ctx, `SELECT invocation_id, command, patterns, result, exit_code, has_exit_code,
-		verdict, start_sec, start_nsec, duration_ns, user, host, commit_id, branch FROM invocations WHERE key = ?`, k).
+		verdict, start_sec, start_nsec, duration_ns, user, host, commit_id, branch, failures, damaged
+		FROM invocations WHERE key = ?`, k).
 		Scan(&iid, &f.Command, &pats, &f.Result, &f.ExitCode, &f.HasExitCode, &f.Verdict, &ss, &sn, &dur,
-			&f.User, &f.Host, &f.Commit, &f.Branch)
+			&f.User, &f.Host, &f.Commit, &f.Branch, &failures, &damaged)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
+	if !failures.Valid || !damaged.Valid {
+		return nil, nil // written before migration 4: incomplete
+	}
+	f.Failures, f.Damaged = int(failures.Int64), damaged.Bool
 	f.InvocationID, f.Start, f.Duration = string(iid), fromUnix(ss, sn), time.Duration(dur)
 	if err := json.Unmarshal([]byte(pats), &f.Patterns); err != nil {
 		return nil, fmt.Errorf("invocations.patterns of %s: %w", ShortKey(key), err)
@@ -389,7 +420,7 @@ func readFactsTx(ctx context.Context, tx *sql.Tx, key string) (*store.Facts, err
 		return nil, err
 	}
 	rows, err = tx.QueryContext(ctx, `SELECT label, configuration, status, attempts, shards, runs, total_runs,
-		cached, duration_ns, did_not_report FROM tests WHERE key = ? ORDER BY label, configuration`, k)
+		cached, duration_ns, did_not_report, kind, size, abort_reason, logs FROM tests WHERE key = ? ORDER BY label, configuration`, k)
 	if err != nil {
 		return nil, err
 	}
@@ -397,11 +428,19 @@ func readFactsTx(ctx context.Context, tx *sql.Tx, key string) (*store.Facts, err
 	for rows.Next() {
 		var t store.TestFacts
 		var d int64
+		var kind, size, reason, logs sql.NullString
 		if err := rows.Scan(&t.Label, &t.Configuration, &t.Status, &t.Attempts, &t.Shards, &t.Runs,
-			&t.TotalRuns, &t.Cached, &d, &t.DidNotReport); err != nil {
+			&t.TotalRuns, &t.Cached, &d, &t.DidNotReport, &kind, &size, &reason, &logs); err != nil {
 			return nil, err
 		}
+		if !logs.Valid {
+			return nil, nil // written before migration 4
+		}
 		t.Duration = time.Duration(d)
+		t.Kind, t.Size, t.AbortReason = kind.String, size.String, reason.String
+		if err := json.Unmarshal([]byte(logs.String), &t.Logs); err != nil {
+			return nil, fmt.Errorf("tests.logs of %s: %w", ShortKey(key), err)
+		}
 		f.Tests = append(f.Tests, t)
 	}
 	if err := rows.Err(); err != nil {

@@ -1,0 +1,104 @@
+package commands
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bes-cli/bes/store/local"
+)
+
+// factsCorpus are the files of testdata/ whose streams can share a store
+// (truncated-test_mixed.bep is test_mixed.bep's stream cut short: a store
+// of its own).
+var factsCorpus = [][]string{
+	{"test_mixed.bep", "test_cached.bep", "build_keep_going_fail.bep", "build_ok.bep", "build_genrules.bep",
+		"build_genrules_noop.bep", "build_unknown_option.bep", "query.bep", "bes_test_mixed.obe",
+		"bes_test_mixed.lifecycle.obe", "large_test.bep.gz"},
+	{"truncated-test_mixed.bep"},
+	{"build_unknown_option.bep", "query.bep", "bes_test_mixed.lifecycle.obe"}, // no test at all
+	{"bes_test_mixed.lifecycle.obe"},                                          // no Bazel event
+}
+
+// viewRun is what one bes command printed and its exit status.
+type viewRun struct {
+	stdout, stderr string
+	code           int
+}
+
+// The views that read the facts of stored invocations (bes tests' table)
+// print byte for byte what they print from the streams' events, on every
+// file of testdata/, for each stored stream, several, all (--match .) and
+// with --status; and they read no stream file: the same output once the
+// stream files are gone.
+func TestViewsFromFacts(t *testing.T) {
+	for i, files := range factsCorpus {
+		dir := filepath.Join(t.TempDir(), "store")
+		args := []string{"ingest", "--store", dir}
+		for _, f := range files {
+			args = append(args, tdPath(f))
+		}
+		if _, stderr, code := runCLI(t, args...); code != 0 && code != ExitPartial {
+			t.Fatalf("corpus %d: ingest: exit %d: %s", i, code, stderr)
+		}
+		out, _, _ := runCLI(t, "streams", "--store", dir, "--format", "json")
+		var streams []struct{ Key, Component string }
+		if err := json.Unmarshal([]byte(out), &streams); err != nil {
+			t.Fatal(err)
+		}
+		var calls [][]string
+		for _, view := range [][]string{{"tests"}, {"tests", "--status", "failed,timeout"}, {"tests", "--status", "passed", "--limit", "2"}} {
+			calls = append(calls, append(append([]string{}, view...), "--match", "."))
+			calls = append(calls, append(append([]string{}, view...), "--match", "test_|mixed"))
+			for _, s := range streams {
+				calls = append(calls, append(append([]string{}, view...), s.Key))
+			}
+			if len(streams) > 1 {
+				calls = append(calls, append(append([]string{}, view...), streams[0].Key, streams[len(streams)-1].Key))
+			}
+		}
+		run := func(facts bool) []viewRun {
+			viewsReadFacts = facts
+			defer func() { viewsReadFacts = true }()
+			var runs []viewRun
+			for _, c := range calls {
+				o, e, code := runCLI(t, append(c, "--store", dir)...)
+				runs = append(runs, viewRun{o, e, code})
+			}
+			return runs
+		}
+		fromEvents := run(false)
+		// The stream files of the invocations moved away: only the
+		// catalog is left. (A BES lifecycle stream has no facts: its few
+		// events say it has no Bazel event.)
+		aside := t.TempDir()
+		for _, s := range streams {
+			if s.Component == "CONTROLLER" {
+				continue
+			}
+			name := local.FileName(s.Key)
+			if err := os.Rename(filepath.Join(dir, name), filepath.Join(aside, name)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fromFacts := run(true)
+		rows := 0
+		for j, c := range calls {
+			if fromFacts[j] != fromEvents[j] {
+				t.Errorf("corpus %d: bes %s:\nfrom the facts (exit %d):\n%s%s\nfrom the events (exit %d):\n%s%s", i, strings.Join(c, " "),
+					fromFacts[j].code, fromFacts[j].stdout, fromFacts[j].stderr, fromEvents[j].code, fromEvents[j].stdout, fromEvents[j].stderr)
+			}
+			rows += strings.Count(fromFacts[j].stdout, "\n")
+		}
+		// What the corpus says, lest both sides print nothing.
+		if i == 0 && (rows < 100 || fromFacts[0].code != ExitIncomplete && fromFacts[0].code != ExitTestFail) {
+			t.Errorf("corpus %d: %d lines in all; bes tests --match . exits %d", i, rows, fromFacts[0].code)
+		}
+		// The events are needed for the JSON (every run): they fail now.
+		if _, _, code := runCLI(t, "tests", "--store", dir, "--match", ".", "--format", "json"); i != 3 && code == 0 {
+			t.Errorf("corpus %d: tests --format json without the stream files: exit 0", i)
+		}
+	}
+}

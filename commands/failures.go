@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"unicode"
 
@@ -163,12 +164,13 @@ EXAMPLES:
 }
 
 func runFailures(ctx context.Context, opts viewOptions, logLines int, args []string, w, errw io.Writer) error {
-	invs, res, err := loadInvocations(ctx, "failures", opts, args, errw)
-	if err != nil {
-		return err
-	}
-	var rows []failureRow
-	for _, inv := range invs {
+	var (
+		rows  []failureRow
+		names invNames
+		invs  []*invocation.Invocation
+		res   *outcome
+	)
+	addRows := func(inv *invocation.Invocation) {
 		for _, f := range inv.Failures {
 			r := failureFor(inv, f)
 			if logLines > 0 {
@@ -176,9 +178,52 @@ func runFailures(ctx context.Context, opts viewOptions, logLines int, args []str
 			}
 			rows = append(rows, r)
 		}
-		res.add(invocationStatus(inv))
 	}
-	names := namesOf(invs)
+	// Stored invocations: the facts say which have failures, and only
+	// their streams are read (the messages, Bazel's console lines and the
+	// log files are in the events alone). Markdown needs every
+	// invocation's workspace (pathBases): it reads them all.
+	fs, fres, ok := loadFacts(ctx, "failures", opts, args, errw)
+	if ok && opts.Format != formatMarkdown {
+		res = fres
+		var failing []string
+		ids := make([]string, len(fs))
+		for i, f := range fs {
+			ids[i] = f.InvocationID
+			if f.Failures > 0 {
+				failing = append(failing, f.Key)
+			}
+		}
+		byKey := map[string]*invocation.Invocation{}
+		if len(failing) > 0 {
+			sel := selection{Store: opts.Store, Match: regexp.MustCompile(""), Refs: failing, Read: opts.Read}
+			failed, r, err := buildInvocations(ctx, "failures", sel, invocation.Wants{}, errw)
+			if err != nil {
+				return err
+			}
+			res.add(r.code)
+			for _, inv := range failed {
+				byKey[inv.StreamKey] = inv
+			}
+		}
+		for _, f := range fs {
+			if inv := byKey[f.Key]; inv != nil {
+				addRows(inv)
+			}
+			res.add(verdictStatus(invocation.Verdict(f.Verdict)))
+		}
+		names = namesOfIDs(ids)
+	} else {
+		var err error
+		if invs, res, err = loadInvocations(ctx, "failures", opts, args, errw); err != nil {
+			return err
+		}
+		for _, inv := range invs {
+			addRows(inv)
+			res.add(invocationStatus(inv))
+		}
+		names = namesOf(invs)
+	}
 	doc := newViewDoc("failures", opts, invs, "No failures.", "failure")
 	doc.after = func(w io.Writer, shown, room int) error {
 		return writeFailureWords(w, doc, rows[:shown], names, room)

@@ -83,6 +83,11 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 	if len(files) == 0 && len(refs) == 0 && opts.Match == "" {
 		return nil, nil, &usageError{msg: cmd + ": name a STREAM (key, key prefix or invocation id), a FILE, or --match REGEX"}
 	}
+	return buildInvocations(ctx, cmd, selection{Store: opts.Store, Match: re, Files: files, Refs: refs, Read: opts.Read}, wants, errw)
+}
+
+// buildInvocations is loadInvocations for the streams sel names.
+func buildInvocations(ctx context.Context, cmd string, sel selection, wants invocation.Wants, errw io.Writer) ([]*invocation.Invocation, *outcome, error) {
 	res := &outcome{}
 	// damaged reports an event the model could not decode: one line, and
 	// the others are used (issue 10).
@@ -93,7 +98,7 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 	// Every event of the files is seen once and never kept, each stream
 	// through a builder of its own, so that memory does not grow with
 	// the inputs.
-	builders, r, err := readSelected(ctx, selection{Store: opts.Store, Match: re, Files: files, Refs: refs, Read: opts.Read}, errw,
+	builders, r, err := readSelected(ctx, sel, errw,
 		func(ev *bepfile.Event, known *bepfile.Peeked) (bool, bepfile.Peeked, bool) {
 			return invocation.ClassifyFor(ev, known, wants)
 		},

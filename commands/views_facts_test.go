@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -48,8 +49,8 @@ func TestViewsFromFacts(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &streams); err != nil {
 			t.Fatal(err)
 		}
-		var calls [][]string
-		for _, view := range [][]string{{"tests"}, {"tests", "--status", "failed,timeout"}, {"tests", "--status", "passed", "--limit", "2"}} {
+		var testCalls, failureCalls [][]string
+		add := func(calls [][]string, view ...string) [][]string {
 			calls = append(calls, append(append([]string{}, view...), "--match", "."))
 			calls = append(calls, append(append([]string{}, view...), "--match", "test_|mixed"))
 			for _, s := range streams {
@@ -58,8 +59,15 @@ func TestViewsFromFacts(t *testing.T) {
 			if len(streams) > 1 {
 				calls = append(calls, append(append([]string{}, view...), streams[0].Key, streams[len(streams)-1].Key))
 			}
+			return calls
 		}
-		run := func(facts bool) []viewRun {
+		for _, view := range [][]string{{"tests"}, {"tests", "--status", "failed,timeout"}, {"tests", "--status", "passed", "--limit", "2"}} {
+			testCalls = add(testCalls, view...)
+		}
+		for _, view := range [][]string{{"failures"}, {"failures", "--format", "json"}, {"failures", "--format", "ndjson", "--log-lines", "0"}} {
+			failureCalls = add(failureCalls, view...)
+		}
+		run := func(calls [][]string, facts bool) []viewRun {
 			viewsReadFacts = facts
 			defer func() { viewsReadFacts = true }()
 			var runs []viewRun
@@ -69,29 +77,63 @@ func TestViewsFromFacts(t *testing.T) {
 			}
 			return runs
 		}
-		fromEvents := run(false)
-		// The stream files of the invocations moved away: only the
-		// catalog is left. (A BES lifecycle stream has no facts: its few
-		// events say it has no Bazel event.)
-		aside := t.TempDir()
-		for _, s := range streams {
-			if s.Component == "CONTROLLER" {
-				continue
+		compare := func(calls [][]string, fromEvents, fromFacts []viewRun) (lines int) {
+			for j, c := range calls {
+				if fromFacts[j] != fromEvents[j] {
+					t.Errorf("corpus %d: bes %s:\nfrom the facts (exit %d):\n%s%s\nfrom the events (exit %d):\n%s%s", i, strings.Join(c, " "),
+						fromFacts[j].code, fromFacts[j].stdout, fromFacts[j].stderr, fromEvents[j].code, fromEvents[j].stdout, fromEvents[j].stderr)
+				}
+				lines += strings.Count(fromFacts[j].stdout, "\n")
 			}
-			name := local.FileName(s.Key)
-			if err := os.Rename(filepath.Join(dir, name), filepath.Join(aside, name)); err != nil {
+			return lines
+		}
+		// How many failures each stream has, as its facts say.
+		st, err := local.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		failures := map[string]int{}
+		for _, s := range streams {
+			f, err := st.Facts(context.Background(), s.Key)
+			if err != nil {
 				t.Fatal(err)
 			}
-		}
-		fromFacts := run(true)
-		rows := 0
-		for j, c := range calls {
-			if fromFacts[j] != fromEvents[j] {
-				t.Errorf("corpus %d: bes %s:\nfrom the facts (exit %d):\n%s%s\nfrom the events (exit %d):\n%s%s", i, strings.Join(c, " "),
-					fromFacts[j].code, fromFacts[j].stdout, fromFacts[j].stderr, fromEvents[j].code, fromEvents[j].stdout, fromEvents[j].stderr)
+			if f != nil {
+				failures[s.Key] = f.Failures
 			}
-			rows += strings.Count(fromFacts[j].stdout, "\n")
 		}
+		st.Close()
+		// moveAway moves the stream files of the invocations that which
+		// accepts out of the store, and returns how to put them back. (A
+		// BES lifecycle stream has no facts: its few events say it has
+		// no Bazel event.)
+		moveAway := func(which func(key string) bool) (moved int, back func()) {
+			aside := t.TempDir()
+			var names []string
+			for _, s := range streams {
+				if s.Component == "CONTROLLER" || !which(s.Key) {
+					continue
+				}
+				name := local.FileName(s.Key)
+				if err := os.Rename(filepath.Join(dir, name), filepath.Join(aside, name)); err != nil {
+					t.Fatal(err)
+				}
+				names = append(names, name)
+			}
+			return len(names), func() {
+				for _, name := range names {
+					if err := os.Rename(filepath.Join(aside, name), filepath.Join(dir, name)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
+
+		// bes tests: from the catalog alone.
+		fromEvents := run(testCalls, false)
+		_, back := moveAway(func(string) bool { return true })
+		fromFacts := run(testCalls, true)
+		rows := compare(testCalls, fromEvents, fromFacts)
 		// What the corpus says, lest both sides print nothing.
 		if i == 0 && (rows < 100 || fromFacts[0].code != ExitIncomplete && fromFacts[0].code != ExitTestFail) {
 			t.Errorf("corpus %d: %d lines in all; bes tests --match . exits %d", i, rows, fromFacts[0].code)
@@ -99,6 +141,18 @@ func TestViewsFromFacts(t *testing.T) {
 		// The events are needed for the JSON (every run): they fail now.
 		if _, _, code := runCLI(t, "tests", "--store", dir, "--match", ".", "--format", "json"); i != 3 && code == 0 {
 			t.Errorf("corpus %d: tests --format json without the stream files: exit 0", i)
+		}
+		back()
+
+		// bes failures: the streams of the invocations without failures
+		// are not read.
+		fromEvents = run(failureCalls, false)
+		moved, back := moveAway(func(key string) bool { return failures[key] == 0 })
+		fromFacts = run(failureCalls, true)
+		rows = compare(failureCalls, fromEvents, fromFacts)
+		back()
+		if i == 0 && (moved < 3 || moved == len(failures) || rows < 50) {
+			t.Errorf("corpus %d: %d streams without failures of %d; %d lines of failures", i, moved, len(failures), rows)
 		}
 	}
 }

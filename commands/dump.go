@@ -16,6 +16,7 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/bepfile/bepjson"
+	rendering "github.com/bes-cli/bes/commands/render"
 	"github.com/bes-cli/bes/store"
 )
 
@@ -471,22 +472,13 @@ func (dw *dumpWriter) dumpTable(ctx context.Context, w io.Writer, streams []*sto
 			rows = append(rows, []string{s.Key(), fmt.Sprint(r.Seq), r.Time, r.Kind, r.ID})
 		}
 	}
-	keep := func(cells []string) []string {
-		out := cells
-		if !anyTime {
-			out = append(out[:2:2], out[3:]...)
-		}
-		if !multi {
-			out = out[1:]
-		}
-		return out
-	}
-	t := newTable(w)
-	t.header(keep([]string{"STREAM", "SEQ", "TIME", "KIND", "ID"}))
+	keep := tableColumns[string](anyTime, multi)
+	t := rendering.NewTable(w)
+	t.Header(keep([]string{"STREAM", "SEQ", "TIME", "KIND", "ID"}))
 	for _, r := range rows {
-		t.append(keep(r))
+		t.Append(keep(r))
 	}
-	return t.flush()
+	return t.Flush()
 }
 
 // describeEvent renders one event as a table row (bepfile.Describe): the

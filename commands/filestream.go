@@ -1,7 +1,6 @@
 package commands
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -11,10 +10,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/olekukonko/tablewriter/pkg/twwidth"
-
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/bepfile/bepjson"
+	rendering "github.com/bes-cli/bes/commands/render"
 	"github.com/bes-cli/bes/store"
 )
 
@@ -176,78 +174,43 @@ func (dw *dumpWriter) dumpTableFrom(w io.Writer, multi, twice bool, src bepjson.
 		if err != nil {
 			return err
 		}
-		t := newTable(w)
+		t := rendering.NewTable(w)
 		keep := tableColumns[string](anyTime, multi)
-		t.header(keep(hdr))
+		t.Header(keep(hdr))
 		for _, r := range rows {
-			t.append(keep(r))
+			t.Append(keep(r))
 		}
-		return t.flush()
+		return t.Flush()
 	}
-	// First pass: which columns, how wide, and whether every cell is
-	// printable ASCII (table.flush's rules).
+	// First pass: which columns and how wide.
 	var (
 		anyTime bool
-		widths  = make([]int, len(hdr))
-		ascii   = true
+		layout  rendering.Layout
 	)
+	layout.Measure(hdr)
 	err := src(func(it bepjson.Item) error {
 		r := row(it)
 		anyTime = anyTime || r[2] != ""
-		if !printableASCII(r) {
-			r = terminalSafe(r)
-		}
-		ascii = ascii && printableASCII(r)
-		for i, c := range r {
-			if ascii {
-				widths[i] = max(widths[i], len(c))
-			} else {
-				widths[i] = max(widths[i], twwidth.Width(c))
-			}
-		}
+		layout.Measure(r)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	keep := tableColumns[string](anyTime, multi)
-	width := func(c string) int { return len(c) }
-	if !ascii {
-		width = twwidth.Width
-	}
-	ws := make([]int, len(hdr))
-	for i, c := range hdr {
-		ws[i] = max(widths[i], width(c))
-	}
-	ws = tableColumns[int](anyTime, multi)(ws)
-	bw := bufio.NewWriterSize(w, 64<<10)
-	var line []byte
-	write := func(cells []string) {
-		line = line[:0]
-		for i, c := range cells {
-			line = append(line, c...)
-			for n := width(c); n < ws[i]+2; n++ {
-				line = append(line, ' ')
-			}
-		}
-		bw.Write(bytes.TrimRight(line, " "))
-		bw.WriteByte('\n')
-	}
-	write(keep(hdr))
+	layout.Select(tableColumns[int](anyTime, multi))
+	lw := layout.Writer(w)
+	lw.Row(keep(hdr))
 	err = src(func(it bepjson.Item) error {
 		rep := bepjson.Inspect(it.Event)
 		dw.log.report(it.Stream, it.Event, &rep)
-		r := keep(row(it))
-		if !printableASCII(r) {
-			r = terminalSafe(r)
-		}
-		write(r)
+		lw.Row(keep(row(it)))
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	return bw.Flush()
+	return lw.Flush()
 }
 
 // tableColumns returns the function that keeps the columns of a dump

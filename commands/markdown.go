@@ -12,6 +12,7 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/bepfile/invocation"
+	rendering "github.com/bes-cli/bes/commands/render"
 )
 
 // The views' Markdown documents (issue 11): what `--format markdown` of
@@ -252,8 +253,8 @@ func writeMarkdownDoc[T any](w io.Writer, d *viewDoc, rows []T, cols []column[T]
 	for i, c := range cols {
 		hdr[i] = c.header
 	}
-	put(markdownRow(hdr))
-	put("|" + strings.Repeat(" --- |", len(cols)) + "\n")
+	put(rendering.MarkdownRow(hdr))
+	put(rendering.MarkdownDelimiter(len(cols)))
 	// What follows the rows: the line saying how many more, and room for
 	// a word or two.
 	const reserve = 1 << 10
@@ -266,7 +267,7 @@ func writeMarkdownDoc[T any](w io.Writer, d *viewDoc, rows []T, cols []column[T]
 		for i, c := range cols {
 			cells[i] = d.relative(c.cell(r))
 		}
-		line := markdownRow(cells)
+		line := rendering.MarkdownRow(cells)
 		if d.budget > 0 && shown > 0 && n+len(line) > d.budget-reserve {
 			break
 		}
@@ -289,45 +290,6 @@ func writeMarkdownDoc[T any](w io.Writer, d *viewDoc, rows []T, cols []column[T]
 		room = max(d.budget-n-256, 1)
 	}
 	return d.after(w, shown, room)
-}
-
-// markdownRow is one row of a Markdown table, its cells escaped
-// (markdownCell) and unpadded, so that long URIs do not widen every row.
-func markdownRow(cells []string) string {
-	var b strings.Builder
-	b.WriteString("|")
-	for _, c := range cells {
-		b.WriteString(" ")
-		b.WriteString(markdownCell(c))
-		b.WriteString(" |")
-	}
-	b.WriteString("\n")
-	return b.String()
-}
-
-// markdownText makes s safe as Markdown inline text (a heading, a bold
-// title): control characters escaped as in tables (safeCell), line breaks
-// a space, and a backslash before each ASCII punctuation character that
-// Markdown could read as markup (emphasis, links, code, HTML, a heading's
-// closing #, a table's pipe); an underscore inside a word (TIMEOUT_FAILURE)
-// is no emphasis and is kept as it is.
-func markdownText(s string) string {
-	s = safeCell(strings.Join(strings.Fields(s), " "))
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '_' && i > 0 && i+1 < len(s) && isWordByte(s[i-1]) && isWordByte(s[i+1]):
-		case strings.IndexByte("\\`*_[]<>#|~!&", c) >= 0:
-			b.WriteByte('\\')
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
-}
-
-func isWordByte(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 }
 
 // noTests is the tests view's sentence for no row.

@@ -221,19 +221,6 @@ func TestMarkdownWordsBudget(t *testing.T) {
 	}
 }
 
-func TestMarkdownText(t *testing.T) {
-	for in, want := range map[string]string{
-		"bes tests: 657fb236-551f":        "bes tests: 657fb236-551f",
-		"target //a:b (ANALYSIS_FAILURE)": "target //a:b (ANALYSIS_FAILURE)",
-		"_x_ *y* `z` [l](u) <b> & #":      `\_x\_ \*y\* \` + "`" + `z\` + "`" + ` \[l\](u) \<b\> \& \#`,
-		"a|b\nc\x1bd":                     `a\|b c\\x1bd`,
-	} {
-		if got := markdownText(in); got != want {
-			t.Errorf("markdownText(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // renderMarkdown renders md as HTML with marked, a GitHub-flavoured
 // Markdown renderer (testdata/markdown, installed by .ci/run with npm ci).
 // Without node or marked the test is skipped, unless CI is set.

@@ -262,17 +262,3 @@ func TestMarkdown(t *testing.T) {
 		t.Errorf("%d rows, header %q", len(rows), rows[0])
 	}
 }
-
-func TestMarkdownCell(t *testing.T) {
-	for in, want := range map[string]string{
-		"a|b":          `a\|b`,
-		"line1\nline2": "line1<br>line2",
-		"<b>&":         "&lt;b&gt;&amp;",
-		`back\slash`:   `back\\slash`,
-		"  padded  ":   "padded",
-	} {
-		if got := markdownCell(in); got != want {
-			t.Errorf("markdownCell(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

@@ -1,4 +1,4 @@
-package commands
+package render
 
 import (
 	"bufio"
@@ -12,16 +12,17 @@ import (
 	"github.com/olekukonko/tablewriter/tw"
 )
 
-// TestTableMatchesTablewriter checks that the table's own layout gives
-// tablewriter's bytes: for ASCII tables (the first 300) and for tables
-// with accented letters, the ellipsis bes truncates with, East Asian wide
-// characters, combining marks, emoji and the escapes of control
-// characters.
+// TestTableMatchesTablewriter checks that the table's own layout, and a
+// Layout's in two passes, give tablewriter's bytes: for ASCII tables (the
+// first 300) and for tables with accented letters, the ellipsis bes
+// truncates with, East Asian wide characters, combining marks, emoji and
+// the escapes of control characters in rows.
 func TestTableMatchesTablewriter(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	ascii := []rune("ab cd:/.-_=[]{}\\")
 	wide := append(ascii, []rune("é…—ü测试ｶ\u0301😀\u200b")...)
 	chars := ascii
+	controls := []rune("\x1b\t\n\u202e\x7f")
 	cell := func() string {
 		var b strings.Builder
 		for range r.IntN(12) {
@@ -46,15 +47,19 @@ func TestTableMatchesTablewriter(t *testing.T) {
 			row := make([]string, cols)
 			for i := range row {
 				row[i] = cell()
+				if n >= 300 && r.IntN(5) == 0 {
+					// What SafeCell escapes: a table row is made safe.
+					row[i] += string(controls[r.IntN(len(controls))])
+				}
 			}
 			rows = append(rows, row)
 		}
 		var fast, slow bytes.Buffer
 		for _, out := range []*bytes.Buffer{&fast, &slow} {
-			tb := newTable(out)
-			tb.header(hdr)
+			tb := NewTable(out)
+			tb.Header(hdr)
 			for _, row := range rows {
-				tb.append(row)
+				tb.Append(row)
 			}
 			var err error
 			if out == &slow {
@@ -63,7 +68,7 @@ func TestTableMatchesTablewriter(t *testing.T) {
 				if n < 300 && !tb.ascii {
 					t.Fatal("an ASCII table is not taken for one")
 				}
-				err = tb.flush()
+				err = tb.Flush()
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -72,12 +77,30 @@ func TestTableMatchesTablewriter(t *testing.T) {
 		if fast.String() != slow.String() {
 			t.Fatalf("table %d: got\n%q\nwant (tablewriter)\n%q", n, fast.String(), slow.String())
 		}
+		// The same rows in two passes, holding none.
+		var l Layout
+		l.Measure(hdr)
+		for _, row := range rows {
+			l.Measure(row)
+		}
+		var twice bytes.Buffer
+		lw := l.Writer(&twice)
+		lw.Row(hdr)
+		for _, row := range rows {
+			lw.Row(row)
+		}
+		if err := lw.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if twice.String() != slow.String() {
+			t.Fatalf("table %d in two passes: got\n%q\nwant (tablewriter)\n%q", n, twice.String(), slow.String())
+		}
 	}
 }
 
 // flushTablewriter renders the table with tablewriter itself, the
-// reference for table.flush, and writes it without trailing blanks.
-func (tb *table) flushTablewriter() error {
+// reference for Table.Flush, and writes it without trailing blanks.
+func (tb *Table) flushTablewriter() error {
 	var buf bytes.Buffer
 	pad := tw.CellPadding{Global: tw.Padding{Left: "", Right: "  "}}
 	t := tablewriter.NewTable(&buf,

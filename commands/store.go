@@ -57,6 +57,23 @@ func createStore(dir string) (store.Backend, error) {
 	return st, nil
 }
 
+// warnUnlisted prints one warning line on errw when the catalog of st
+// lists no stream although its directory holds stream files (a catalog
+// lost or emptied; issue 13: such a store listed nothing, exit 0, without a
+// word), so that an empty listing is not taken for an empty store. A
+// backend that cannot tell (not a store/local directory) prints nothing.
+func warnUnlisted(ctx context.Context, st store.Backend, errw io.Writer) {
+	u, ok := st.(interface {
+		Unlisted(context.Context) (int, error)
+	})
+	if !ok {
+		return
+	}
+	if n, err := u.Unlisted(ctx); err == nil && n > 0 {
+		fmt.Fprintf(errw, "bes: warning: store %s: its catalog lists no stream, but the directory holds %d stream files (bes store check --repair indexes them)\n", safeCell(st.Location()), n)
+	}
+}
+
 type storeCheckOptions struct {
 	Store  string
 	Repair bool

@@ -56,6 +56,11 @@ func TestStoreCheckCLI(t *testing.T) {
 	if keys, _ := streamKeys(t, "--store", dir); len(keys) != 0 {
 		t.Errorf("streams without an index: %q", keys)
 	}
+	// An empty listing says why (issue 13).
+	if stdout, stderr, code := runCLI(t, "streams", "--store", dir); code != 0 || strings.Count(stdout, "\n") != 1 ||
+		stderr != "bes: warning: store "+dir+": its catalog lists no stream, but the directory holds 3 stream files (bes store check --repair indexes them)\n" {
+		t.Errorf("streams of a store without a catalog: exit %d\n%s%s", code, stdout, stderr)
+	}
 
 	stdout, stderr, code = runCLI(t, "store", "check", "--repair", "--store", dir)
 	if code != 0 || strings.Count(stdout, " repaired ") != 3 || strings.Count(stderr, "bes: repair: stream ") != 3 || strings.Count(stderr, ": indexed from its file ") != 3 || !strings.HasSuffix(stderr, ": 3 streams, 3 stream files: consistent\n") {
@@ -144,12 +149,12 @@ func TestStoreGCCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	rows, stderr, code = gc("--keep", "3")
-	if want := []string{ok + " removed", failed + " removed"}; code != 0 || !slices.Equal(ids(rows), want) || !strings.HasSuffix(stderr, ": removed 2 streams (55680 bytes)\n") {
+	if want := []string{ok + " removed", failed + " removed"}; code != 0 || !slices.Equal(ids(rows), want) || !strings.HasSuffix(stderr, fmt.Sprintf(": removed 2 streams (%d bytes)\n", rows[0].Size+rows[1].Size)) {
 		t.Errorf("--keep 3: exit %d, %q\n%s", code, ids(rows), stderr)
 	}
 	rows, stderr, code = gc("--keep", "0")
 	if want := []string{mixed + " removed", cached + " removed", "live-inv kept: being written"}; code != 0 || !slices.Equal(ids(rows), want) ||
-		!strings.HasSuffix(stderr, ": removed 2 streams (80982 bytes), kept 1 being written or changed\n") {
+		!strings.HasSuffix(stderr, fmt.Sprintf(": removed 2 streams (%d bytes), kept 1 being written or changed\n", rows[0].Size+rows[1].Size)) {
 		t.Errorf("--keep 0: exit %d, %q\n%s", code, ids(rows), stderr)
 	}
 	if keys, _ := streamKeys(t, "--store", dir); !slices.Equal(keys, []string{live.Key}) {
@@ -179,5 +184,62 @@ func TestStoreGCCLI(t *testing.T) {
 	}
 	if stdout, _, code := runCLI(t, "store", "gc", "--help"); code != 0 || !strings.Contains(stdout, "EXIT STATUS:") || !strings.Contains(stdout, "--dry-run") {
 		t.Errorf("help: exit %d:\n%s", code, stdout)
+	}
+}
+
+// TestStoreDamageNotServed: a byte flipped in a stored stream (issue 13:
+// dump and summary printed it, exit 0; repair re-indexed it as it was) is
+// found by the stream file's checksums: dump and summary fail, exit 1 (a
+// damaged store file, as one cut short), on one line naming the file and
+// the offset of the damaged record; store check calls it a content
+// mismatch, and --repair quarantines it, saying so, rather than indexing
+// it; the stream is then gone, not served damaged. A stream cut short is
+// quarantined too, never made a partial stream.
+func TestStoreDamageNotServed(t *testing.T) {
+	const key = "657fb236-551f-4f88-ab84-e114caf29e48.3.657fb236-551f-4f88-ab84-e114caf29e48"
+	for _, damage := range []string{"flipped byte", "cut short"} {
+		dir := filepath.Join(t.TempDir(), "store")
+		if _, stderr, code := runCLI(t, "ingest", "--store", dir, td("test_mixed.bep")); code != 0 {
+			t.Fatalf("ingest: exit %d: %s", code, stderr)
+		}
+		file := filepath.Join(dir, local.FileName(key))
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if damage == "flipped byte" {
+			b[len(b)/2] ^= 0x20
+		} else {
+			b = b[:len(b)/2]
+		}
+		if err := os.WriteFile(file, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{{"dump", key}, {"summary", key}, {"dump", "--format", "ndjson", key}} {
+			_, stderr, code := runCLI(t, append(args, "--store", dir)...)
+			if code != ExitError || !strings.Contains(stderr, file+": corrupt stream file at offset ") {
+				t.Errorf("%s: %s: exit %d, want %d naming the file and offset: %s", damage, args, code, ExitError, stderr)
+			}
+			if damage == "flipped byte" && !strings.Contains(stderr, "checksum mismatch") {
+				t.Errorf("%s: %s: %s", damage, args, stderr)
+			}
+		}
+		stdout, _, code := runCLI(t, "store", "check", "--store", dir)
+		if code != ExitError || !strings.Contains(stdout, "content mismatch") {
+			t.Errorf("%s: store check: exit %d:\n%s", damage, code, stdout)
+		}
+		stdout, stderr, code := runCLI(t, "store", "check", "--repair", "--store", dir)
+		if code != 0 || !strings.Contains(stderr, "bes: repair: quarantined "+local.FileName(key)+" aside as "+local.FileName(key)+".quarantine: its content disagrees with the catalog entry") {
+			t.Errorf("%s: repair: exit %d\n%s%s", damage, code, stdout, stderr)
+		}
+		if strings.Contains(stderr, "indexed from its file") {
+			t.Errorf("%s: repair indexed the damaged stream: %s", damage, stderr)
+		}
+		if _, err := os.Stat(file + ".quarantine"); err != nil {
+			t.Errorf("%s: not kept aside: %v", damage, err)
+		}
+		if keys, _ := streamKeys(t, "--store", dir); len(keys) != 0 {
+			t.Errorf("%s: streams after the repair: %q", damage, keys)
+		}
 	}
 }

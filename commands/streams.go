@@ -150,6 +150,9 @@ func runStreams(ctx context.Context, opts streamsOptions, args []string, w, errw
 	if err != nil {
 		return err
 	}
+	if len(rows) == 0 {
+		warnUnlisted(ctx, st, errw)
+	}
 	return render(w, opts.Format, rows, streamColumnsFor(rows))
 }
 

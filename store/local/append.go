@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -102,6 +103,11 @@ func (s *Store) openAppend(ctx context.Context, st *bepfile.Stream, opts AppendO
 	}
 	a.enc.SetWriter(&a.pending)
 	var loaded *store.Stream
+	// made: the stream file is one this call created (or found empty, left
+	// by a crash before its header was synced). If the call fails (a disk
+	// full while the header or the catalog is written: issue 13 found empty
+	// stream files left behind), it is removed, still under its flock.
+	made := false
 	// All of it in one write transaction of the catalog: no other writer
 	// (a commit, Repair, another OpenAppend) sees the stream file between
 	// its flock and its entry, and a new stream is listed, with its synced
@@ -111,7 +117,11 @@ func (s *Store) openAppend(ctx context.Context, st *bepfile.Stream, opts AppendO
 		if err != nil {
 			return err
 		}
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|noFollow, 0o600)
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|noFollow, 0o600)
+		made = err == nil
+		if errors.Is(err, fs.ErrExist) {
+			f, err = os.OpenFile(path, os.O_RDWR|noFollow|nonBlock, 0)
+		}
 		if err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
@@ -129,7 +139,11 @@ func (s *Store) openAppend(ctx context.Context, st *bepfile.Stream, opts AppendO
 		if err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("store: %s is not a regular file but %s (bes store check --repair)", path, fileType(fi.Mode()))
+		}
 		fresh := fi.Size() == 0
+		made = made || fresh
 		if !fresh {
 			loaded, err = a.resume(ctx, path, fi.Size())
 			if errors.Is(err, errTornHeader) {
@@ -139,7 +153,7 @@ func (s *Store) openAppend(ctx context.Context, st *bepfile.Stream, opts AppendO
 				if err := f.Truncate(0); err != nil {
 					return fmt.Errorf("store: truncate %s: %w", path, err)
 				}
-				fresh, err = true, nil
+				fresh, made, err = true, true, nil
 			}
 			if err != nil {
 				return err
@@ -168,6 +182,10 @@ func (s *Store) openAppend(ctx context.Context, st *bepfile.Stream, opts AppendO
 	})
 	if err != nil {
 		if a.f != nil {
+			if made {
+				os.Remove(path) // best effort: else Check reports it
+				s.syncDir()
+			}
 			unlockFile(a.f)
 			a.f.Close()
 		}

@@ -239,6 +239,9 @@ func TestIDLimits(t *testing.T) {
 			t.Errorf("%s left in the store", de.Name())
 		}
 	}
+	if temps, err := s.tempNames(false); err != nil || len(temps) != 0 {
+		t.Errorf("temporary files left: %q, %v", temps, err)
+	}
 	if got := list(t, s); len(got) != 0 {
 		t.Errorf("listed %q", entryKeys(got))
 	}

@@ -219,6 +219,8 @@ func (s *Store) check(ctx context.Context, tx *sql.Tx, only map[string]bool) (*C
 	for _, de := range des {
 		name := de.Name()
 		switch {
+		case name == tempDirName && de.IsDir():
+			// The temporary files' directory: its files are below.
 		case !de.Type().IsRegular():
 			if want(name) && !slices.ContainsFunc(res.Problems, func(p Problem) bool { return p.File == name }) {
 				res.Problems = append(res.Problems, Problem{Kind: ProblemNotRegular, File: name, Detail: s.notRegular(name)})
@@ -230,6 +232,11 @@ func (s *Store) check(ctx context.Context, tx *sql.Tx, only map[string]bool) (*C
 		}
 	}
 	res.Files = len(files)
+	inTemp, err := s.tempNames(false)
+	if err != nil {
+		return nil, err
+	}
+	temps = append(temps, inTemp...)
 
 	if indexOK {
 		for _, name := range files {
@@ -532,7 +539,7 @@ func (s *Store) Repair(ctx context.Context) (*RepairResult, error) {
 	for _, k := range fixed {
 		res.Actions = append(res.Actions, fmt.Sprintf("stream %s: index entry updated from its file", k))
 	}
-	removed, err := s.removeStaleTemps(ctx)
+	removed, err := s.removeStaleTemps(ctx, true)
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,9 @@
 //	                    Repair of a damaged catalog takes it exclusively
 //	<32 hex>.bess       one stream file per stream (format: package store/bess), named by
 //	                    the first 128 bits of the SHA-256 of the stream key, never by the ids
-//	.*.tmp              files being written; renamed into place when complete
+//	tmp/.*.tmp          files being written, renamed into place when complete; what a
+//	                    killed writer left is removed by the next Open (a bes before
+//	                    issue 13 wrote them in the directory itself: Repair removes those)
 //	index.ndjson.migrated  the index of a bes before the catalog, once imported
 //
 // A stream file written whole is put in place atomically (write a temporary
@@ -125,7 +127,8 @@ func defaultDir(getenv func(string) string, goos string, home func() (string, er
 var ErrUnsafeDir = errors.New("unsafe store directory")
 
 // Open opens the store in dir, creating the directory (mode 0700, parents
-// included) if it does not exist. An existing directory keeps its mode; one
+// included) if it does not exist, and removes the temporary files that
+// writers killed earlier left in its tmp/ (no live writer's). An existing directory keeps its mode; one
 // another user owns or others may write is refused (ErrUnsafeDir).
 func Open(dir string, opts ...Option) (*Store, error) {
 	if dir == "" {
@@ -157,6 +160,10 @@ func Open(dir string, opts ...Option) (*Store, error) {
 			return nil, err
 		}
 	}
+	// What writers killed earlier left in tmp/ (issue 13: it stayed until
+	// a repair). Best effort: a file that cannot be removed is one Check
+	// reports.
+	s.removeStaleTemps(context.Background(), false)
 	return s, nil
 }
 

@@ -365,11 +365,12 @@ func TestDuplicateUnchangedReplace(t *testing.T) {
 
 func assertNoTemp(t testing.TB, s *Store) {
 	t.Helper()
-	des, _ := os.ReadDir(s.Dir())
-	for _, de := range des {
-		if strings.HasSuffix(de.Name(), tmpSuffix) {
-			t.Errorf("temporary file %s left behind", de.Name())
-		}
+	names, err := s.tempNames(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		t.Errorf("temporary file %s left behind", n)
 	}
 }
 
@@ -448,11 +449,14 @@ func TestHostileIDs(t *testing.T) {
 	var names []string
 	for _, de := range des {
 		names = append(names, de.Name())
-		if de.IsDir() {
+		if de.IsDir() && de.Name() != tempDirName {
 			t.Errorf("directory %s in the store", de.Name())
 		}
 	}
-	if len(names) != len(ids)+4 { // + catalog.db, its -wal and -shm, and lock
+	if temps, err := os.ReadDir(filepath.Join(s.Dir(), tempDirName)); err != nil || len(temps) != 0 {
+		t.Errorf("the temporary files' directory holds %v (%v)", temps, err)
+	}
+	if len(names) != len(ids)+5 { // + catalog.db, its -wal and -shm, lock, and tmp/
 		t.Errorf("store holds %q", names)
 	}
 	if _, err := os.Stat(filepath.Join(s.Dir(), "..", "..", "..", "etc")); err == nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -32,6 +33,12 @@ import (
 // any of its StreamWriters lives, and its temporary stream files are named
 // .stream-<id>-<random>.tmp: such a file is stale only when its owner file
 // is not held (the process that wrote it is gone).
+//
+// Both live in the subdirectory tmp/ of the store (since issue 13; a bes
+// before made them in the store directory itself, where Check and Repair
+// still look for them), which holds only the files being written, so that
+// Open can remove what killed writers left there without reading the
+// store directory, which holds a file per stream.
 
 // MaxOpenTempFiles is the most temporary stream files the StreamWriters of
 // a process keep open at once.
@@ -42,6 +49,27 @@ const MaxOpenTempFiles = 64
 const spillSize = 32 << 10
 
 var tempPool = newFilePool(MaxOpenTempFiles)
+
+// tempDirName is the store's subdirectory of temporary files.
+const tempDirName = "tmp"
+
+// tempDir returns the store's directory of temporary files, making it
+// (mode 0700) if it does not exist. Anything else at its name (a symbolic
+// link) is an error.
+func (s *Store) tempDir() (string, error) {
+	d := filepath.Join(s.dir, tempDirName)
+	if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("store: %w", err)
+	}
+	fi, err := os.Lstat(d)
+	if err != nil {
+		return "", fmt.Errorf("store: %w", err)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("store: %s is not a directory but %s", d, fileType(fi.Mode()))
+	}
+	return d, nil
+}
 
 // filePool bounds the number of open temporary files of StreamWriters.
 type filePool struct {
@@ -154,10 +182,14 @@ func (s *Store) ownTemp() (string, error) {
 	o := &s.temps
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	dir, err := s.tempDir()
+	if err != nil {
+		return "", err
+	}
 	if o.f == nil {
 		for range 100 {
 			id := randomHex()
-			f, err := createLockedFile(filepath.Join(s.dir, fmt.Sprintf(ownerPattern, id)))
+			f, err := createLockedFile(filepath.Join(dir, fmt.Sprintf(ownerPattern, id)))
 			if errors.Is(err, os.ErrExist) {
 				continue
 			}
@@ -172,7 +204,7 @@ func (s *Store) ownTemp() (string, error) {
 		}
 	}
 	o.users++
-	return filepath.Join(s.dir, ".stream-"+o.id+"-"+randomHex()+tmpSuffix), nil
+	return filepath.Join(dir, ".stream-"+o.id+"-"+randomHex()+tmpSuffix), nil
 }
 
 // disownTemp ends a use of the owner file; the last one removes it.
@@ -217,44 +249,77 @@ func createLockedFile(path string) (*os.File, error) {
 	return nil, os.ErrExist
 }
 
-// staleTemp reports whether the temporary file name looks left by a dead
-// writer: an owner file no one holds; a stream file whose owner file is
-// not held; a temporary file of an older bes (.stream-*.tmp with a flock of
-// its own, .index-*.tmp made under the old index's lock) that no one holds.
+// staleTemp reports whether the temporary file name (relative to the store
+// directory: in tmp/, or in the directory itself for an older bes) looks
+// left by a dead writer: an owner file no one holds; a stream file whose
+// owner file is not held; a temporary file of an older bes (.stream-*.tmp
+// with a flock of its own, .index-*.tmp made under the old index's lock)
+// that no one holds.
 func (s *Store) staleTemp(name string) bool {
-	if strings.HasPrefix(name, ".index-") {
-		return !fileHeld(filepath.Join(s.dir, name))
+	path := filepath.Join(s.dir, name)
+	base := filepath.Base(name)
+	if strings.HasPrefix(base, ".index-") {
+		return !fileHeld(path)
 	}
-	if m := ownedTempRE.FindStringSubmatch(name); m != nil {
-		return !fileHeld(filepath.Join(s.dir, fmt.Sprintf(ownerPattern, m[1])))
+	if m := ownedTempRE.FindStringSubmatch(base); m != nil {
+		return !fileHeld(filepath.Join(filepath.Dir(path), fmt.Sprintf(ownerPattern, m[1])))
 	}
-	return !fileHeld(filepath.Join(s.dir, name))
+	return !fileHeld(path)
 }
 
-// isTemp reports whether name is a temporary file's name.
+// isTemp reports whether name (or its last element) is a temporary file's
+// name.
 func isTemp(name string) bool {
+	name = filepath.Base(name)
 	return strings.HasPrefix(name, ".") && strings.HasSuffix(name, tmpSuffix)
 }
 
-// removeStaleTemps removes the temporary files no live writer holds, and
-// returns their names. Owner files are removed holding their flock (so that
-// one being made at that moment is given up by its maker), after the
-// stream files they owned.
-func (s *Store) removeStaleTemps(ctx context.Context) ([]string, error) {
-	des, err := os.ReadDir(s.dir)
+// tempNames returns the names, relative to the store directory, of the
+// temporary files in tmp/ and, with legacy, in the store directory itself
+// (where a bes before issue 13 made them; reading it costs a look at every
+// stream file's name).
+func (s *Store) tempNames(legacy bool) ([]string, error) {
+	var out []string
+	des, err := os.ReadDir(filepath.Join(s.dir, tempDirName))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	for _, de := range des {
+		if isTemp(de.Name()) {
+			out = append(out, filepath.Join(tempDirName, de.Name()))
+		}
+	}
+	if !legacy {
+		return out, nil
+	}
+	des, err = os.ReadDir(s.dir)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	var removed, owners []string
 	for _, de := range des {
+		if isTemp(de.Name()) {
+			out = append(out, de.Name())
+		}
+	}
+	return out, nil
+}
+
+// removeStaleTemps removes the temporary files no live writer holds, in
+// tmp/ and, with legacy, in the store directory itself (see tempNames), and
+// returns their names relative to the store directory. Owner files are
+// removed holding their flock (so that one being made at that moment is
+// given up by its maker), after the stream files they owned.
+func (s *Store) removeStaleTemps(ctx context.Context, legacy bool) ([]string, error) {
+	names, err := s.tempNames(legacy)
+	if err != nil {
+		return nil, err
+	}
+	var removed, owners []string
+	for _, name := range names {
 		if err := ctx.Err(); err != nil {
 			return removed, err
 		}
-		name := de.Name()
-		if !isTemp(name) {
-			continue
-		}
-		if ownerFileRE.MatchString(name) {
+		if ownerFileRE.MatchString(filepath.Base(name)) {
 			owners = append(owners, name)
 			continue
 		}

@@ -48,6 +48,11 @@ func interspersed(app *cli.App, args []string) []string {
 		for _, n := range f.Names() {
 			takesValue[n] = !isBool
 		}
+		if sf, ok := f.(storeFlags); ok { // --blobs rides with --store
+			for _, n := range sf.blobs.Names() {
+				takesValue[n] = true
+			}
+		}
 	}
 	flags := []string{}
 	var positional []string

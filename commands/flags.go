@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"flag"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,13 +13,49 @@ import (
 
 // Flags shared by several commands. Each command lists the ones it takes.
 
+// storeFlag is --store, with --blobs beside it: every command that takes
+// a store takes both (one cli.Flag, so that the commands list one).
 func storeFlag() cli.Flag {
-	return &cli.StringFlag{
-		Name:    "store",
-		Usage:   "directory of the local stream store (default: $XDG_DATA_HOME/bes, or ~/.local/share/bes)",
-		EnvVars: []string{"BES_STORE"},
+	return storeFlags{
+		StringFlag: &cli.StringFlag{
+			Name:    "store",
+			Usage:   "directory of the local stream store (default: $XDG_DATA_HOME/bes, or ~/.local/share/bes), or postgres://… for a team store (issue 14)",
+			EnvVars: []string{"BES_STORE"},
+		},
+		blobs: &cli.GenericFlag{
+			Name:  "blobs",
+			Usage: "where a postgres:// store keeps its stream bodies: file:///path or s3://bucket/prefix?endpoint=…&region=… (credentials from the environment); default $BES_BLOBS",
+			Value: blobsValue{},
+		},
 	}
 }
+
+// storeFlags registers --store and --blobs.
+type storeFlags struct {
+	*cli.StringFlag
+	blobs *cli.GenericFlag
+}
+
+func (f storeFlags) Apply(set *flag.FlagSet) error {
+	blobsFlagValue.Store(nil) // a command's parse starts without --blobs
+	if err := f.StringFlag.Apply(set); err != nil {
+		return err
+	}
+	return f.blobs.Apply(set)
+}
+
+func (f storeFlags) String() string { return f.StringFlag.String() + "\n" + f.blobs.String() }
+
+// blobsValue is --blobs: the value given is kept for teamBlobs (the
+// command's run functions open the store from its --store value alone).
+type blobsValue struct{}
+
+func (blobsValue) Set(v string) error {
+	blobsFlagValue.Store(&v)
+	return nil
+}
+
+func (blobsValue) String() string { return "" }
 
 func formatFlag(formats ...string) cli.Flag {
 	return &cli.StringFlag{

@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/bes-cli/bes/store"
 	"github.com/bes-cli/bes/store/local"
+	"github.com/bes-cli/bes/store/postgres"
 )
 
 // storeDir returns dir, or the default store directory when dir is ""
@@ -31,6 +34,12 @@ func storeDir(dir string) (string, error) {
 // where commands choose the backend (store/local); everything else uses
 // the storage contract, store.Backend. The caller closes it.
 func openStore(dir string) (store.Backend, error) {
+	if postgres.IsURL(dir) {
+		return openTeamStore(dir)
+	}
+	if err := noBlobs(); err != nil {
+		return nil, err
+	}
 	dir, err := storeDir(dir)
 	if err != nil {
 		return nil, err
@@ -46,6 +55,12 @@ func openStore(dir string) (store.Backend, error) {
 // a command that writes it, ingest and serve, creating the directory
 // (mode 0700, parents included) if needed. The caller closes it.
 func createStore(dir string) (store.Backend, error) {
+	if postgres.IsURL(dir) {
+		return openTeamStore(dir)
+	}
+	if err := noBlobs(); err != nil {
+		return nil, err
+	}
 	dir, err := storeDir(dir)
 	if err != nil {
 		return nil, err
@@ -55,6 +70,39 @@ func createStore(dir string) (store.Backend, error) {
 		return nil, err
 	}
 	return st, nil
+}
+
+// blobsFlagValue is the last --blobs given (see blobsValue).
+var blobsFlagValue atomic.Pointer[string]
+
+// teamBlobs returns the blob URL of a team store: --blobs, else $BES_BLOBS.
+func teamBlobs() string {
+	if p := blobsFlagValue.Load(); p != nil {
+		return *p
+	}
+	return os.Getenv("BES_BLOBS")
+}
+
+// noBlobs refuses --blobs for a directory store, which keeps its stream
+// files in its directory (BES_BLOBS, set for a team store, is ignored).
+func noBlobs() error {
+	if p := blobsFlagValue.Load(); p != nil && *p != "" {
+		return &usageError{msg: "--blobs goes with a postgres:// --store; a directory store keeps its stream files in its directory"}
+	}
+	return nil
+}
+
+// openTeamStore opens the team store (store/postgres) whose catalog is
+// the PostgreSQL database at url and whose stream bodies are at --blobs,
+// creating its tables in an empty database.
+func openTeamStore(url string) (store.Backend, error) {
+	blobs := teamBlobs()
+	if blobs == "" {
+		return nil, &usageError{msg: "--store postgres://… needs --blobs (or BES_BLOBS): where the stream bodies are kept (file:///path, s3://bucket/prefix?endpoint=…&region=…)"}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return postgres.Open(ctx, url, blobs)
 }
 
 // warnUnlisted prints one warning line on errw when the catalog of st
@@ -177,6 +225,9 @@ EXIT STATUS:
 }
 
 func runStoreCheck(ctx context.Context, opts storeCheckOptions, w, errw io.Writer) error {
+	if postgres.IsURL(opts.Store) {
+		return &usageError{msg: "this command works on a directory store; a postgres:// store's catalog is PostgreSQL's to check"}
+	}
 	dir, err := storeDir(opts.Store)
 	if err != nil {
 		return err
@@ -385,6 +436,9 @@ EXIT STATUS:
 }
 
 func runStoreGC(ctx context.Context, opts storeGCOptions, w, errw io.Writer) error {
+	if postgres.IsURL(opts.Store) {
+		return &usageError{msg: "this command works on a directory store; a postgres:// store's catalog is PostgreSQL's to check"}
+	}
 	dir, err := storeDir(opts.Store)
 	if err != nil {
 		return err

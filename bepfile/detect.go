@@ -1,8 +1,10 @@
 package bepfile
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
+	"strings"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -35,6 +37,13 @@ import (
 //     varint field 2 where a BuildEvent has length-delimited children, a
 //     BuildEventId holds only length-delimited fields where a StreamId has a
 //     varint component, and publish requests start with fields 4 or 1/2.
+//   - An input that ends inside its first event, a JSON value or a binary
+//     frame, is cut short whatever its form (issue 13): if what it holds is
+//     the beginning of one (a '{' and the start of a BuildEvent member's
+//     name; a length prefix, complete or not, and a frame whose fields fit
+//     a form as far as they go), the form is taken as it, and the reader
+//     reports the cut as for any other event (io.ErrUnexpectedEOF, exit 3).
+//     A binary frame cut before it shows a field is taken as FormatBEP.
 
 // maxDetectFrames is how many frames of the prefix the detection checks.
 const maxDetectFrames = 8
@@ -71,6 +80,9 @@ func detect(p []byte, eof bool) Format {
 	if looksLikeJSON(p, eof) {
 		return FormatNDJSON
 	}
+	if eof && cutJSONStart(p) {
+		return FormatNDJSON
+	}
 	best, bestScore := FormatAuto, 0
 	for _, c := range []struct {
 		f     Format
@@ -84,7 +96,52 @@ func detect(p []byte, eof bool) Format {
 			best, bestScore = c.f, n
 		}
 	}
+	if best == FormatAuto && eof && cutFrameStart(p) {
+		return FormatBEP
+	}
 	return best
+}
+
+// cutJSONStart reports whether p, the whole input, is the beginning of a
+// JSON BuildEvent cut before the name of its first member ends: '{', and
+// then nothing, or the start of a name that a BuildEvent field's name (JSON
+// or proto) begins with.
+func cutJSONStart(p []byte) bool {
+	i := firstNonSpace(p)
+	if i < 0 || p[i] != '{' {
+		return false
+	}
+	p = p[i+1:]
+	if i = firstNonSpace(p); i < 0 {
+		return true
+	}
+	if p[i] != '"' {
+		return false
+	}
+	name := p[i+1:]
+	if bytes.IndexByte(name, '\\') >= 0 || bytes.IndexByte(name, '"') >= 0 {
+		return false // an escape, or a name that ends: looksLikeJSON judged it
+	}
+	fields := (*buildeventstream.BuildEvent)(nil).ProtoReflect().Descriptor().Fields()
+	for j := 0; j < fields.Len(); j++ {
+		fd := fields.Get(j)
+		if strings.HasPrefix(fd.JSONName(), string(name)) || strings.HasPrefix(string(fd.Name()), string(name)) {
+			return true
+		}
+	}
+	return false
+}
+
+// cutFrameStart reports whether p, the whole input, is the beginning of a
+// binary frame cut before any of its fields shows: a length prefix cut
+// short, or a whole one and nothing after it (framesFit checks a frame cut
+// later).
+func cutFrameStart(p []byte) bool {
+	size, n := protowire.ConsumeVarint(p)
+	if n < 0 {
+		return protowire.ParseError(n) == io.ErrUnexpectedEOF
+	}
+	return n == len(p) && size > 0
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
@@ -191,7 +248,8 @@ func walkFields(b []byte, partial bool, f func(num protowire.Number, typ protowi
 		case protowire.BytesType:
 			size, n := protowire.ConsumeVarint(b)
 			if n < 0 {
-				return partial && protowire.ParseError(n) == io.ErrUnexpectedEOF
+				// Cut in its length: its number and type still count.
+				return partial && protowire.ParseError(n) == io.ErrUnexpectedEOF && f(num, typ, nil, true)
 			}
 			b = b[n:]
 			if uint64(len(b)) < size {
@@ -204,7 +262,7 @@ func walkFields(b []byte, partial bool, f func(num protowire.Number, typ protowi
 		case protowire.VarintType, protowire.Fixed32Type, protowire.Fixed64Type:
 			n := protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
-				return partial && protowire.ParseError(n) == io.ErrUnexpectedEOF
+				return partial && protowire.ParseError(n) == io.ErrUnexpectedEOF && f(num, typ, nil, false)
 			}
 			if !f(num, typ, nil, false) {
 				return false

@@ -3,6 +3,7 @@ package bepfile
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 )
@@ -98,3 +99,29 @@ type SizeTooLargeError struct {
 func (e *SizeTooLargeError) Error() string {
 	return fmt.Sprintf("message size %d exceeds the limit of %d bytes", e.Size, e.Max)
 }
+
+// CompressedCutError is the cause of the error for a compressed input
+// (gzip, zstd) that ends before its compressed data does: a file cut short,
+// or one missing its gzip trailer. The events decompressed whole before the
+// cut have been read. It wraps io.ErrUnexpectedEOF, so that the input counts
+// as cut short (partial input) like any other (issue 13). Its message
+// names the compression and where the compressed bytes end, for example
+//
+//	build.bep.zst: byte 0: zstd data cut short at compressed byte 3000: unexpected EOF
+//
+// where byte 0 is, as in every *Error, the decompressed offset of the event
+// (or length prefix) the cut fell in.
+type CompressedCutError struct {
+	// Compression is "gzip" or "zstd".
+	Compression string
+	// Offset is the number of compressed bytes the decompressor had read
+	// when it found the cut: the length of the input.
+	Offset int64
+}
+
+func (e *CompressedCutError) Error() string {
+	return fmt.Sprintf("%s data cut short at compressed byte %d: %v", e.Compression, e.Offset, io.ErrUnexpectedEOF)
+}
+
+// Unwrap returns io.ErrUnexpectedEOF.
+func (e *CompressedCutError) Unwrap() error { return io.ErrUnexpectedEOF }

@@ -166,21 +166,25 @@ func NewReader(r io.Reader, name string, opts Options) (*Reader, error) {
 	if err != nil && len(magic) == 0 && err != io.EOF {
 		return nil, rd.errorAt(0, -1, err, false)
 	}
+	in := &countingReader{br: raw}
 	switch {
-	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
-		zr, err := gzip.NewReader(raw)
+	case bytes.HasPrefix(magic, gzipMagic):
+		zr, err := gzip.NewReader(in)
 		if err != nil {
-			return nil, rd.errorAt(0, -1, fmt.Errorf("gzip: %w", err), false)
+			return nil, rd.errorAt(0, -1, decompressError("gzip", in, err), false)
 		}
 		rd.dec, rd.compression = zr, "gzip"
-		rd.br = bufio.NewReaderSize(zr, bufSize)
-	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		zd, err := zstd.NewReader(raw, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdMaxWindow))
+		rd.br = bufio.NewReaderSize(&decompressed{r: zr, in: in, kind: "gzip"}, bufSize)
+	case bytes.HasPrefix(magic, zstdMagic):
+		zd, err := zstd.NewReader(in, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdMaxWindow))
 		if err != nil {
-			return nil, rd.errorAt(0, -1, fmt.Errorf("zstd: %w", err), false)
+			return nil, rd.errorAt(0, -1, decompressError("zstd", in, err), false)
 		}
 		rd.dec, rd.compression = zd.IOReadCloser(), "zstd"
-		rd.br = bufio.NewReaderSize(zd, bufSize)
+		rd.br = bufio.NewReaderSize(&decompressed{r: zd, in: in, kind: "zstd"}, bufSize)
+	case len(magic) >= 2 && len(magic) < len(zstdMagic) && bytes.HasPrefix(zstdMagic, magic):
+		// The whole input is the start of zstd's magic number.
+		return nil, rd.errorAt(0, -1, &CompressedCutError{Compression: "zstd", Offset: int64(len(magic))}, false)
 	default:
 		rd.br = raw
 	}
@@ -191,9 +195,19 @@ func NewReader(r io.Reader, name string, opts Options) (*Reader, error) {
 	return rd, nil
 }
 
+// utf8BOM is the byte order mark some Windows tools write at the start of
+// a UTF-8 text file (PowerShell's Out-File, Notepad).
+var utf8BOM = []byte{0xef, 0xbb, 0xbf}
+
 // start checks that the input is not empty and, for FormatAuto, detects
-// the form.
+// the form. A UTF-8 byte order mark before JSON is skipped (offsets still
+// count it).
 func (r *Reader) start() error {
+	if r.format == FormatAuto || r.format == FormatNDJSON {
+		if err := r.skipBOM(); err != nil {
+			return err
+		}
+	}
 	var p []byte
 	var eof bool
 	var err error
@@ -222,6 +236,38 @@ func (r *Reader) start() error {
 		return r.errorAt(0, -1, ErrNotBEP, false)
 	}
 	r.format = f
+	return nil
+}
+
+// skipBOM skips a UTF-8 byte order mark at the start of the input when
+// JSON follows it (with FormatAuto, when the input after it is detected as
+// NDJSON): Bazel never writes one, but a file passed through Windows tools
+// may have one.
+func (r *Reader) skipBOM() error {
+	if p, _ := r.br.Peek(len(utf8BOM)); !bytes.Equal(p, utf8BOM) {
+		return nil
+	}
+	if r.format == FormatAuto {
+		r.br.Discard(len(utf8BOM))
+		p, eof, err := r.peekDetect()
+		if len(p) > peekSize {
+			p, eof = p[:peekSize], false
+		}
+		if len(p) == 0 && eof && err == nil {
+			r.off = int64(len(utf8BOM)) // nothing but the mark: an empty input
+			return nil
+		}
+		if detect(p, eof || err != nil) != FormatNDJSON {
+			// No JSON after it: not a byte order mark. The bytes are
+			// gone from br, so give them back in front of it.
+			r.br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(utf8BOM), r.br), bufSize)
+			return nil
+		}
+		r.format = FormatNDJSON
+	} else {
+		r.br.Discard(len(utf8BOM))
+	}
+	r.off = int64(len(utf8BOM))
 	return nil
 }
 
@@ -340,7 +386,8 @@ func (r *Reader) errorAt(off int64, index int, err error, resumable bool) *Error
 
 // readError describes an error of the underlying reader or decompressor.
 func (r *Reader) readError(err error) error {
-	if r.compression != "" {
+	var ce *CompressedCutError
+	if r.compression != "" && !errors.As(err, &ce) {
 		return fmt.Errorf("%s: %w", r.compression, err)
 	}
 	return err
@@ -398,6 +445,69 @@ func (r *Reader) event(e Event) *Event {
 	return ev
 }
 
+// The magic numbers of the compressions NewReader detects.
+var (
+	gzipMagic = []byte{0x1f, 0x8b}
+	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+)
+
+// countingReader is the compressed input as its decompressor reads it,
+// counting the bytes read. It is an io.ByteReader, so that compress/flate
+// reads through it without a buffer of its own, no further than it needs.
+type countingReader struct {
+	br *bufio.Reader
+	n  int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.br.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingReader) ReadByte() (byte, error) {
+	b, err := c.br.ReadByte()
+	if err == nil {
+		c.n++
+	}
+	return b, err
+}
+
+// decompressed is the output of a decompressor: its io.ErrUnexpectedEOF,
+// the compressed input ending before the compressed data does, becomes a
+// *CompressedCutError.
+type decompressed struct {
+	r    io.Reader
+	in   *countingReader
+	kind string
+}
+
+func (d *decompressed) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if err != nil && err != io.EOF && errors.Is(err, io.ErrUnexpectedEOF) {
+		err = &CompressedCutError{Compression: d.kind, Offset: d.in.n}
+	}
+	return n, err
+}
+
+// decompressError describes an error of the decompressor kind reading in:
+// a *CompressedCutError for a cut, else the error prefixed with kind.
+func decompressError(kind string, in *countingReader, err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
+		return &CompressedCutError{Compression: kind, Offset: in.n}
+	}
+	var ce *CompressedCutError
+	if errors.As(err, &ce) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", kind, err)
+}
+
+func isCompressedCut(err error) bool {
+	var ce *CompressedCutError
+	return errors.As(err, &ce)
+}
+
 // readFrame reads one varint-delimited frame into a new buffer of exactly
 // its size. It returns io.EOF at a clean end, and otherwise a fatal *Error
 // for a bad length prefix, an oversize frame (before allocating it) or a
@@ -412,6 +522,10 @@ func (r *Reader) readFrame() (start int64, frame []byte, index int, err error) {
 			case err == io.EOF && i == 0:
 				r.err = io.EOF
 				return start, nil, index, io.EOF
+			case isCompressedCut(err) && i == 0:
+				// Between two frames: the compressed data is cut.
+			case isCompressedCut(err):
+				err = fmt.Errorf("truncated length prefix after %d bytes: %w", i, err)
 			case err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF):
 				err = fmt.Errorf("truncated length prefix after %d bytes: %w", i, io.ErrUnexpectedEOF)
 			default:
@@ -449,7 +563,9 @@ func (r *Reader) readFrame() (start int64, frame []byte, index int, err error) {
 	}
 	r.off += int64(got)
 	if err != nil {
-		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+		if isCompressedCut(err) {
+			err = fmt.Errorf("truncated message: want %d bytes, got %d: %w", size, got, err)
+		} else if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
 			err = fmt.Errorf("truncated message: want %d bytes, got %d: %w", size, got, io.ErrUnexpectedEOF)
 		} else {
 			err = r.readError(err)

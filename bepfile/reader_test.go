@@ -624,7 +624,28 @@ func TestBadInput(t *testing.T) {
 		{name: "random", input: pseudoRandom(4096), openErr: "in" + notBEP},
 		{name: "json array", input: []byte(`[{"id":{}}]` + "\n"), openErr: "in" + notBEP},
 		{name: "json without id", input: []byte(`{"foo":1}` + "\n"), openErr: "in" + notBEP},
-		{name: "lone varint", input: []byte{0x80}, openErr: "in" + notBEP},
+		// An input cut inside its first frame is cut short like one cut
+		// later, in either form (issue 13): a length prefix cut short, or
+		// whole with nothing after it; a JSON value cut before the name
+		// of its first member ends.
+		{
+			name: "lone varint", input: []byte{0x80},
+			offset: 0, index: 0, msg: "truncated length prefix after 1 bytes: unexpected EOF", is: io.ErrUnexpectedEOF,
+		},
+		{
+			name: "lone length prefix", input: []byte{0xcb, 0x04},
+			offset: 0, index: 0, msg: "truncated message: want 587 bytes, got 0: unexpected EOF", is: io.ErrUnexpectedEOF,
+		},
+		{
+			name: "json cut in its first name", input: []byte(`{"i`),
+			offset: 0, index: 0, msg: "line 1: truncated JSON: unexpected EOF", is: io.ErrUnexpectedEOF,
+		},
+		{
+			name: "json cut after its brace", input: []byte("\n{ "),
+			offset: 1, index: 0, msg: "line 2: truncated JSON: unexpected EOF", is: io.ErrUnexpectedEOF,
+		},
+		{name: "json cut in a name that is no field", input: []byte(`{"ix`), openErr: "in" + notBEP},
+		{name: "json with another first value", input: []byte(`{1`), openErr: "in" + notBEP},
 		{
 			name: "truncated varint", input: cat(two, []byte{0x80}),
 			events: 2, offset: int64(len(two)), index: 2,

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -190,17 +191,9 @@ func TestTruncatedAtEveryByte(t *testing.T) {
 					checkCut(t, c, full, data, n, k, -1) // a frame boundary
 					continue
 				}
-				if tc.opts.Format == FormatAuto && k == 0 {
-					// Cut inside the first frame: detection may find too
-					// little to decide; then it says so at byte 0.
-					if _, err := c.read(data[:n], nil); errors.Is(err, ErrNotBEP) {
-						var e *Error
-						if !errors.As(err, &e) || e.Offset != 0 {
-							t.Fatalf("cut at %d: %v", n, err)
-						}
-						continue
-					}
-				}
+				// Cut inside the first frame too: cut short, at byte 0
+				// (issue 13: detection said "not a BEP file" when it
+				// found too little to decide).
 				checkCut(t, c, full, data, n, k, starts[k])
 			}
 			// The whole input: every event, the finishing one included.
@@ -301,9 +294,6 @@ func TestTruncatedCompressed(t *testing.T) {
 				if got > 0 {
 					sawEvents = true
 				}
-				if n < 4 && errors.Is(err, ErrNotBEP) {
-					continue // too short to see the magic number
-				}
 				var e *Error
 				if !errors.As(err, &e) || !errors.Is(err, io.ErrUnexpectedEOF) {
 					t.Fatalf("cut at %d of %d: %d events, error %v; want an *Error wrapping io.ErrUnexpectedEOF", n, len(tc.data), got, err)
@@ -334,4 +324,124 @@ func zstdSmallBlocks(t *testing.T, b []byte) []byte {
 	}
 	defer w.Close()
 	return w.EncodeAll(b, nil)
+}
+
+// TestCutInFirstEvent: one rule for an input cut inside its first event,
+// whatever its form (issue 13: a JSON file cut inside its first line was
+// "not a BEP file", exit 1, where a binary one cut inside its first frame
+// was cut short, exit 3): at every byte of the first line of Bazel's JSON
+// file and of the first frame of its binary file and of a BES capture,
+// plain and gzip-compressed, the input is cut short at byte 0, event 0.
+func TestCutInFirstEvent(t *testing.T) {
+	for _, name := range []string{"test_mixed.json", "test_mixed.bep", "bes_test_mixed.obe"} {
+		data := testdata(t, name)
+		var first int // the length of the first event
+		if strings.HasSuffix(name, ".json") {
+			first = bytes.IndexByte(data, '\n')
+		} else {
+			size, n := protowire.ConsumeVarint(data)
+			first = n + int(size)
+		}
+		c := newCutReader(Options{})
+		for n := 1; n < first; n++ {
+			for _, in := range []struct {
+				form string
+				data []byte
+			}{{"plain", data[:n]}, {"gzip", nil}} {
+				if in.form == "gzip" {
+					if n%13 != 1 && n < first-4 && !longTests() {
+						continue // gzip's writer is slow to make
+					}
+					in.data = gzipped(t, data[:n])
+				}
+				got, err := c.read(in.data, func(int, *Stream, *Event) {})
+				var e *Error
+				if got != 0 || !errors.As(err, &e) || !errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, ErrNotBEP) || e.Offset != 0 || e.Index != 0 {
+					t.Fatalf("%s cut at %d of %d, %s: %d events, %v; want cut short at byte 0 (event 0)", name, n, first, in.form, got, err)
+				}
+			}
+		}
+	}
+}
+
+// TestCompressedCut: a compressed input that ends before its compressed
+// data does (cut short, or missing gzip's trailer) is an error naming the
+// compression and the compressed byte where the data ends, and wrapping
+// io.ErrUnexpectedEOF (issue 13: "zstd: unexpected EOF" at byte 0, and
+// "truncated length prefix" for a gzip file without its trailer).
+func TestCompressedCut(t *testing.T) {
+	plain := testdata(t, "test_mixed.bep")
+	starts := frameStarts(t, plain)
+	gz := gzipped(t, plain)
+	zst := testdata(t, "test_mixed.json.zst")
+	for _, tc := range []struct {
+		name   string
+		data   []byte
+		events int    // the events read before the error
+		msg    string // the error's message
+	}{
+		// gzip without its 8-byte trailer: every event, then the cut at
+		// the end of the last frame.
+		{name: "gzip without trailer", data: gz[:len(gz)-8], events: len(starts) - 1,
+			msg: fmt.Sprintf("cut: byte %d (event %d): gzip data cut short at compressed byte %d: unexpected EOF", starts[len(starts)-1], len(starts)-1, len(gz)-8)},
+		// A small zstd file cut in half: one block, nothing decompressed.
+		{name: "zstd cut in half", data: zst[:len(zst)/2],
+			msg: fmt.Sprintf("cut: byte 0: zstd data cut short at compressed byte %d: unexpected EOF", len(zst)/2)},
+		{name: "zstd magic cut", data: zst[:3], msg: "cut: byte 0: zstd data cut short at compressed byte 3: unexpected EOF"},
+		{name: "gzip header cut", data: gz[:5], msg: "cut: byte 0: gzip data cut short at compressed byte 5: unexpected EOF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := newCutReader(Options{}).read(tc.data, func(int, *Stream, *Event) {})
+			var ce *CompressedCutError
+			if !errors.As(err, &ce) || !errors.Is(err, io.ErrUnexpectedEOF) || ce.Offset != int64(len(tc.data)) {
+				t.Fatalf("%d events, error %v; want a *CompressedCutError at %d", got, err, len(tc.data))
+			}
+			if got < tc.events || err.Error() != tc.msg {
+				t.Errorf("%d events, error %q; want %d, %q", got, err, tc.events, tc.msg)
+			}
+		})
+	}
+	// A gzip file cut in the middle: the frame cut says so too.
+	cut := len(gz) * 3 / 4
+	got, err := newCutReader(Options{}).read(gz[:cut], func(int, *Stream, *Event) {})
+	var ce *CompressedCutError
+	if !errors.As(err, &ce) || ce.Compression != "gzip" || ce.Offset != int64(cut) || got == 0 ||
+		!strings.Contains(err.Error(), fmt.Sprintf("(event %d): truncated message: want ", got)) ||
+		!strings.HasSuffix(err.Error(), fmt.Sprintf(": gzip data cut short at compressed byte %d: unexpected EOF", cut)) {
+		t.Errorf("gzip cut at %d: %d events, %v", cut, got, err)
+	}
+}
+
+// TestBOM: a UTF-8 byte order mark before Bazel's JSON file (Windows tools
+// write one) is skipped: the same events, offsets counting it (issue 13:
+// it was refused as "not a BEP file"). Before a binary file it is no mark,
+// and the file is no BEP.
+func TestBOM(t *testing.T) {
+	data := testdata(t, "test_mixed.json")
+	full := readFull(t, data, Options{})
+	bom := append([]byte{0xef, 0xbb, 0xbf}, data...)
+	for _, opts := range []Options{{}, {Format: FormatNDJSON}} {
+		withBOM := readFull(t, bom, opts)
+		if len(withBOM.encs) != len(full.encs) {
+			t.Fatalf("%v: %d events, want %d", opts.Format, len(withBOM.encs), len(full.encs))
+		}
+		for i := range full.encs {
+			if !bytes.Equal(withBOM.encs[i], full.encs[i]) || withBOM.starts[i] != full.starts[i]+3 && i > 0 {
+				t.Fatalf("%v: event %d differs, or starts at %d, want %d", opts.Format, i, withBOM.starts[i], full.starts[i]+3)
+			}
+		}
+	}
+	// Cut: offsets count the mark.
+	_, err := newCutReader(Options{}).read(bom[:100], func(int, *Stream, *Event) {})
+	if err == nil || err.Error() != "cut: byte 3 (event 0): line 1: truncated JSON: unexpected EOF" {
+		t.Errorf("cut after the mark: %v", err)
+	}
+	// The mark alone is an empty input.
+	if _, err := newCutReader(Options{}).read(bom[:3], nil); err == nil || err.Error() != "cut: empty input" {
+		t.Errorf("the mark alone: %v", err)
+	}
+	bin := append([]byte{0xef, 0xbb, 0xbf}, testdata(t, "test_mixed.bep")...)
+	if _, err := newCutReader(Options{}).read(bin, nil); !errors.Is(err, ErrNotBEP) {
+		t.Errorf("a mark before a binary file: %v, want ErrNotBEP", err)
+	}
 }

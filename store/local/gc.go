@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"path/filepath"
 	"slices"
@@ -96,13 +97,26 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) ([]GCItem, error) {
 		}
 	}
 	items := make([]GCItem, 0, cut)
+	if opts.DryRun && cut > 0 {
+		// The flocks are probed inside a write transaction of the
+		// catalog, where no Appender can be taking one: a probe outside
+		// would make an OpenAppend at that instant fail as busy.
+		err := s.write(ctx, func(*sql.Tx) error {
+			for _, e := range all[:cut] {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				items = append(items, GCItem{Entry: e, Time: GCTime(e), Busy: fileHeld(filepath.Join(s.dir, FileName(e.Key)))})
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		return items, nil
+	}
 	for _, e := range all[:cut] {
 		it := GCItem{Entry: e, Time: GCTime(e)}
-		if opts.DryRun {
-			it.Busy = fileHeld(filepath.Join(s.dir, FileName(e.Key)))
-			items = append(items, it)
-			continue
-		}
 		err := s.deleteIf(ctx, e)
 		switch {
 		case err == nil:

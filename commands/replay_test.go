@@ -87,7 +87,7 @@ func TestReplayTLS(t *testing.T) {
 		}),
 	)
 	mem := store.New()
-	buildpb.RegisterPublishBuildEventServer(gs, server.NewPublishBuildEventServer(mem, server.Options{}))
+	buildpb.RegisterPublishBuildEventServer(gs, server.NewPublishBuildEventServer(store.NewMemory(mem, nil), server.Options{}))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,12 +1,15 @@
 package commands
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +27,12 @@ import (
 
 const defaultListen = "127.0.0.1:8980"
 
+// serveMemoryLimit is the Go runtime's soft memory limit in bes serve
+// (runtime/debug.SetMemoryLimit) unless GOMEMLIMIT sets another: the heap
+// is collected harder as it nears it. What the server holds live is
+// bounded by its limits (server.Options, server.QueryOptions), far below.
+const serveMemoryLimit = 200 << 20
+
 type serveOptions struct {
 	Store        string
 	Listen       string
@@ -33,6 +42,10 @@ type serveOptions struct {
 	TokenFile    string // file of the bearer token every call must carry
 	MaxEventSize int
 	Grace        time.Duration
+	// Limits on the streams held open (server.Options).
+	IdleTimeout          time.Duration
+	MaxOpenStreams       int
+	MaxOpenStreamsClient int
 	// OnListen, if set, is called with the address served once the
 	// server listens (tests use it instead of parsing the log).
 	OnListen func(addr string)
@@ -83,6 +96,9 @@ EXAMPLES:
 			&cli.StringFlag{Name: "auth-token-file", Usage: "`FILE` holding a token every call must carry as \"authorization: Bearer TOKEN\""},
 			&cli.IntFlag{Name: "max-event-size", Value: bepfile.DefaultMaxEventSize, Usage: "largest event accepted, in bytes; a larger one is refused (ResourceExhausted)"},
 			&cli.DurationFlag{Name: "grace", Value: 10 * time.Second, Usage: "on SIGINT/SIGTERM, how long to wait for open calls before ending them"},
+			&cli.DurationFlag{Name: "idle-timeout", Value: server.DefaultIdleTimeout, Usage: "close a stream that received no event for this long, releasing its file and lock (its client may continue it later); 0: never"},
+			&cli.IntFlag{Name: "max-open-streams", Value: server.DefaultMaxOpenStreams, Usage: "most streams open at once; a new stream over it is refused (ResourceExhausted) until one finishes or goes idle"},
+			&cli.IntFlag{Name: "max-open-streams-per-client", Value: server.DefaultMaxOpenStreamsPerClient, Usage: "most streams one client (IP address) may hold open at once"},
 		},
 		OnUsageError: usageErrorHandler,
 		Action: func(c *cli.Context) error {
@@ -98,6 +114,10 @@ EXAMPLES:
 				TokenFile:    c.String("auth-token-file"),
 				MaxEventSize: c.Int("max-event-size"),
 				Grace:        c.Duration("grace"),
+
+				IdleTimeout:          c.Duration("idle-timeout"),
+				MaxOpenStreams:       c.Int("max-open-streams"),
+				MaxOpenStreamsClient: c.Int("max-open-streams-per-client"),
 			}
 			return runServe(c.Context, opts, c.App.ErrWriter)
 		},
@@ -147,8 +167,10 @@ func checkExposure(opts serveOptions) (loopback bool, err error) {
 }
 
 // serverSecurity returns the gRPC options for TLS and the bearer token, and
-// a description of them for the log.
-func serverSecurity(opts serveOptions) ([]grpc.ServerOption, string, error) {
+// a description of them for the log; refused calls are logged to log
+// (rate-limited, server.TokenAuth), and a token file other users may read
+// gets a warning there (issue 13), as ssh warns of a private key.
+func serverSecurity(opts serveOptions, log io.Writer) ([]grpc.ServerOption, string, error) {
 	var gopts []grpc.ServerOption
 	var what []string
 	if opts.TLSCert != "" {
@@ -168,6 +190,10 @@ func serverSecurity(opts serveOptions) ([]grpc.ServerOption, string, error) {
 		if err != nil {
 			return nil, "", fmt.Errorf("--auth-token-file: %w", err)
 		}
+		auth.Log = log
+		if fi, err := os.Stat(opts.TokenFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			fmt.Fprintf(log, "bes: warning: --auth-token-file %s is accessible by other users (mode %04o): anyone who reads it can write to the store; chmod 600 %s\n", opts.TokenFile, fi.Mode().Perm(), opts.TokenFile)
+		}
 		gopts = append(gopts, auth.ServerOptions()...)
 		what = append(what, "bearer token")
 	}
@@ -182,11 +208,19 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 	if opts.MaxEventSize <= 0 {
 		return &usageError{msg: "--max-event-size must be positive"}
 	}
-	security, desc, err := serverSecurity(opts)
+	if opts.IdleTimeout < 0 || opts.MaxOpenStreams < 0 || opts.MaxOpenStreamsClient < 0 {
+		return &usageError{msg: "--idle-timeout, --max-open-streams and --max-open-streams-per-client must not be negative"}
+	}
+	log := &syncWriter{w: errw}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// Collect garbage before the heap passes the documented bound
+		// (issue 13; BENCHMARKS.md), rather than at twice the live heap.
+		debug.SetMemoryLimit(serveMemoryLimit)
+	}
+	security, desc, err := serverSecurity(opts, log)
 	if err != nil {
 		return err
 	}
-	log := &syncWriter{w: errw}
 	st, err := createStore(opts.Store)
 	if err != nil {
 		return err
@@ -208,15 +242,18 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	mem := store.New()
-	pub := server.NewPublishBuildEventServer(mem, server.Options{
-		MaxEventSize: opts.MaxEventSize,
-		Persister:    server.NewBackendPersister(st, "grpc", 0),
-		Log:          log,
+	// The store is the one truth: the server holds in memory only what
+	// its open streams need, and queries read the store (issue 13).
+	pub := server.NewPublishBuildEventServer(st, server.Options{
+		MaxEventSize:            opts.MaxEventSize,
+		Log:                     log,
+		IdleTimeout:             cmp.Or(opts.IdleTimeout, -1), // 0: never
+		MaxOpenStreams:          opts.MaxOpenStreams,
+		MaxOpenStreamsPerClient: opts.MaxOpenStreamsClient,
 	})
 	gs := grpc.NewServer(append(security, server.GRPCOptions(opts.MaxEventSize)...)...)
 	buildpb.RegisterPublishBuildEventServer(gs, pub)
-	buildgridpb.RegisterQueryBuildEventsServer(gs, server.NewQueryBuildEventsServer(server.StoreSource(mem, st)))
+	buildgridpb.RegisterQueryBuildEventsServer(gs, server.NewQueryBuildEventsServer(st, server.QueryOptions{}))
 
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(lis) }()

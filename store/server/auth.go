@@ -5,7 +5,11 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
+	"io"
 	"strings"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -18,8 +22,63 @@ import (
 // --bes_header=authorization=... or bes replay --auth-token-file send it).
 // A call without it, or with another token, fails with Unauthenticated
 // before it reaches a service.
+//
+// Refusals are logged to Log, when set: the first at once, then at most one
+// line per LogEvery (default DefaultAuthLogEvery), which counts the
+// refusals since the line before, so that a client hammering the server
+// with bad tokens cannot flood the log (issue 13). The line names the
+// peer and the reason, never a token.
 type TokenAuth struct {
 	sum [sha256.Size]byte // of the token: comparing digests takes the same time whatever the length
+
+	// Log gets the lines of refused calls; nil logs nothing. Set it
+	// before the server starts.
+	Log io.Writer
+	// LogEvery is the least time between two lines; 0 means
+	// DefaultAuthLogEvery.
+	LogEvery time.Duration
+
+	now       func() time.Time
+	mu        sync.Mutex
+	logged    time.Time // when the last line was written
+	unlogged  int       // refusals since
+	lastPeer  string
+	lastCause string
+}
+
+// DefaultAuthLogEvery is the least time between two log lines of refused
+// authentications.
+const DefaultAuthLogEvery = 10 * time.Second
+
+// refused notes a refused call, and logs it when the rate allows.
+func (a *TokenAuth) refused(ctx context.Context, err error) {
+	if a.Log == nil {
+		return
+	}
+	now := time.Now
+	if a.now != nil {
+		now = a.now
+	}
+	every := a.LogEvery
+	if every <= 0 {
+		every = DefaultAuthLogEvery
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.unlogged++
+	a.lastPeer, a.lastCause = peerAddr(ctx), status.Convert(err).Message()
+	t := now()
+	if !a.logged.IsZero() && t.Sub(a.logged) < every {
+		return
+	}
+	var line string
+	if a.unlogged == 1 {
+		line = fmt.Sprintf("refused (Unauthenticated): a call from %s: %s", a.lastPeer, a.lastCause)
+	} else {
+		line = fmt.Sprintf("refused (Unauthenticated): %d calls since %s, the last from %s: %s", a.unlogged, a.logged.UTC().Format(time.RFC3339), a.lastPeer, a.lastCause)
+	}
+	fmt.Fprintf(a.Log, "bes: %s\n", logSafe(line))
+	a.logged, a.unlogged = t, 0
 }
 
 // NewTokenAuth returns the check for token, which must not be empty.
@@ -58,12 +117,14 @@ func (a *TokenAuth) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			if err := a.check(ctx); err != nil {
+				a.refused(ctx, err)
 				return nil, err
 			}
 			return h(ctx, req)
 		}),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			if err := a.check(ss.Context()); err != nil {
+				a.refused(ss.Context(), err)
 				return err
 			}
 			return h(srv, ss)

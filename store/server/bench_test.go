@@ -384,7 +384,7 @@ func BenchmarkServe16(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		pub := NewPublishBuildEventServer(store.New(), Options{
+		pub := NewPublishBuildEventServer(disk, Options{
 			MaxEventSize: bepfile.DefaultMaxEventSize,
 			Persister:    NewBackendPersister(disk, "grpc", 0),
 			Log:          io.Discard,

@@ -195,7 +195,7 @@ func BenchmarkEndOfStream(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer disk.Close()
-			pub := NewPublishBuildEventServer(store.New(), Options{
+			pub := NewPublishBuildEventServer(disk, Options{
 				MaxEventSize: bepfile.DefaultMaxEventSize,
 				Persister:    NewBackendPersister(disk, "grpc", 0),
 				Log:          io.Discard,

@@ -392,7 +392,9 @@ func TestAuthInterceptors(t *testing.T) {
 		})
 	}
 	// Only the authenticated calls stored anything.
-	if n := e.mem.Len(); n != 2 {
+	var n int
+	e.disk.List(ctx, func(*store.Entry) error { n++; return nil })
+	if n != 2 {
 		t.Errorf("%d streams stored, want the 2 of the authenticated calls", n)
 	}
 	if strings.Contains(e.log.String(), "s3cret") {
@@ -414,14 +416,14 @@ func newFaultEnv(t *testing.T, opts Options, sopts ...grpc.ServerOption) *faultE
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &faultEnv{env: &env{mem: store.New(), disk: disk, log: &lockedBuffer{}}}
+	e := &faultEnv{env: &env{disk: disk, log: &lockedBuffer{}}}
 	opts.Persister = NewBackendPersister(disk, "grpc", 0)
 	opts.Log = e.log
-	e.pub = NewPublishBuildEventServer(e.mem, opts)
+	e.pub = NewPublishBuildEventServer(disk, opts)
 	e.lis = bufconn.Listen(1 << 20)
 	gs := grpc.NewServer(append(sopts, grpc.WaitForHandlers(true))...)
 	buildpb.RegisterPublishBuildEventServer(gs, e.pub)
-	buildgridpb.RegisterQueryBuildEventsServer(gs, NewQueryBuildEventsServer(StoreSource(e.mem, disk)))
+	buildgridpb.RegisterQueryBuildEventsServer(gs, NewQueryBuildEventsServer(disk, QueryOptions{}))
 	go gs.Serve(e.lis)
 	e.conn, err = grpc.NewClient("passthrough:///bufnet",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return e.lis.DialContext(ctx) }),

@@ -2,8 +2,14 @@
 // Event Service (google.devtools.build.v1.PublishBuildEvent), as Bazel uses
 // it, and BuildGrid's query API (buildgrid.v2.QueryBuildEvents).
 //
-// Streams received are kept in a store.Storage, as BuildGrid keeps them,
-// and made durable by a Persister before they are acknowledged.
+// Streams received are written to a store.Backend, and an event is
+// acknowledged only once it is stored there (the Persister synced it). The
+// store is the one truth: the server keeps in memory only what the streams
+// it holds open need (their last sequence number and a 64-bit digest of
+// each event, to recognise events a client sends again), drops a stream's
+// state when it lets the stream go (finished, idle, failed), and reads it
+// back from the store when the stream's client returns. Queries read the
+// store (see NewQueryBuildEventsServer).
 package server
 
 import (
@@ -11,8 +17,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
+	"net"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 	"google.golang.org/grpc/codes"
@@ -31,6 +42,37 @@ import (
 // together when a client sends faster than the disk syncs.
 const DefaultMaxBatch = 1024
 
+// Defaults of the limits on streams held open (issue 13: abandoned streams
+// kept their file and lock until shutdown, and after ~18,000 of them the
+// server could open no file).
+const (
+	// DefaultIdleTimeout is how long a stream may go without an event
+	// before the server lets it go: closes its file, releases its lock,
+	// and forgets it. A client that returns later continues it, read
+	// back from the store. Bazel sends events as its build makes
+	// progress; a stream quiet for this long is nearly always one whose
+	// client vanished.
+	DefaultIdleTimeout = 5 * time.Minute
+	// DefaultMaxOpenStreams is how many streams may be open at once
+	// (each holds a file and a lock; a Bazel invocation holds three:
+	// its tool stream and two lifecycle streams).
+	DefaultMaxOpenStreams = 4096
+	// DefaultMaxOpenStreamsPerClient is how many of them one client
+	// (one IP address) may hold.
+	DefaultMaxOpenStreamsPerClient = 1024
+	// DefaultMaxCallBuffer is how many bytes of requests one call may
+	// have received and not yet stored: the server stops reading the
+	// call (so that gRPC flow control holds the client back) until they
+	// are stored. A single larger event is read alone.
+	DefaultMaxCallBuffer = 4 << 20
+	// LargeBatch is the size, in bytes of requests, from which a batch
+	// of events (or a lifecycle event) is stored by one call at a time:
+	// storing an event takes a few copies of it (encoded, checked,
+	// buffered for the disk), so that 8 calls storing 60 MiB events at
+	// once took gigabytes (issue 13).
+	LargeBatch = 1 << 20
+)
+
 // Options configure the publish service.
 type Options struct {
 	// MaxEventSize is the largest OrderedBuildEvent accepted, in encoded
@@ -38,61 +80,97 @@ type Options struct {
 	// refused with ResourceExhausted. (The gRPC server's own message limit
 	// should be a little larger, for the request around it.)
 	MaxEventSize int
-	// Persister makes streams durable; nil keeps them in memory only.
+	// Persister makes streams durable; nil means NewBackendPersister of
+	// the server's Backend (format "grpc"). Tests put faults in it.
 	Persister Persister
-	// Log gets one line per stream opened, continued and finished, and
-	// per request refused; nil logs nothing. Writes are serialised.
+	// Log gets one line per stream opened, continued, finished and let
+	// go, and per request refused; nil logs nothing. Writes are
+	// serialised.
 	Log io.Writer
 	// MaxBatch bounds the events synced and acknowledged together; 0
 	// means DefaultMaxBatch.
 	MaxBatch int
+	// IdleTimeout: a stream that received no event for this long is let
+	// go by Flush (see DefaultIdleTimeout); 0 means the default, a
+	// negative value never.
+	IdleTimeout time.Duration
+	// MaxOpenStreams and MaxOpenStreamsPerClient bound the streams open
+	// at once, in all and per client IP address; 0 means the defaults.
+	// A new stream over either is refused with ResourceExhausted (a
+	// client retries it later).
+	MaxOpenStreams, MaxOpenStreamsPerClient int
+	// MaxCallBuffer bounds the bytes of requests read ahead on one call
+	// (see DefaultMaxCallBuffer); 0 means the default.
+	MaxCallBuffer int
+	// Now is the clock of idle timeouts; nil means time.Now.
+	Now func() time.Time
 }
 
 // PublishServer is the Build Event Service. Besides the gRPC methods it
-// has Flush, which brings the persisted index up to date for streams still
-// open, and Close, which ends persistence at shutdown, after the gRPC server
-// stopped.
+// has Flush, which brings the store's entries of open streams up to date
+// and lets idle streams go, and Close, which ends persistence at shutdown,
+// after the gRPC server stopped.
 type PublishServer interface {
 	buildpb.PublishBuildEventServer
-	// Flush calls Sink.Flush for every open stream.
+	// Flush calls Sink.Flush for every open stream, and closes the
+	// streams idle for longer than Options.IdleTimeout. `bes serve`
+	// calls it every second.
 	Flush(ctx context.Context) error
 	// Close closes the sink of every open stream; calls that arrive later
 	// are refused with Unavailable.
 	Close(ctx context.Context) error
+	// OpenStreams returns the number of streams open (holding a file).
+	OpenStreams() int
 }
 
 type publishServer struct {
 	buildpb.UnimplementedPublishBuildEventServer
-	mem  *store.Storage
-	opts Options
+	st    store.Backend
+	opts  Options
+	seed  maphash.Seed  // of the digests of events; random, so clients cannot make collisions
+	large chan struct{} // held while a batch of LargeBatch bytes or more is stored
 
 	logMu sync.Mutex
 
-	mu      sync.Mutex
-	streams map[string]*liveStream
-	closed  bool
+	mu        sync.Mutex
+	streams   map[string]*liveStream // the streams held: open, or being opened
+	perClient map[string]int         // len of streams by liveStream.client
+	closed    bool
 }
 
-// liveStream is the server's state of one stream. Its mutex serialises
-// every call that touches the stream, including a call that a client
-// abandoned and the call it reconnected with.
+// liveStream is the server's state of one stream it holds. Its mutex
+// serialises every call that touches the stream, including a call that a
+// client abandoned and the call it reconnected with.
+//
+// The state is valid only while the stream's sink is open: the sink (the
+// store's Appender) holds the stream exclusively, so nothing else (an
+// `ingest --replace`, a gc) changes it meanwhile. When the sink is closed
+// the liveStream is dropped (gone), and the next call reads the stream
+// back from the store.
 type liveStream struct {
-	mu       sync.Mutex
-	key      string
-	open     bool            // info, mem, events, last and finished are set
+	mu     sync.Mutex
+	key    string
+	client string // the IP address it is counted against
+	gone   bool   // dropped from the server's map: get a fresh one
+
+	open     bool            // info, sums, last and finished are set
 	info     *bepfile.Stream // the stream's identity, as stored
-	mem      *store.Stream
-	events   []bepfile.Event // the events of mem, for comparing re-sent events
-	last     int64           // the last sequence number stored
-	finished bool            // a finishing event is stored: nothing may follow
-	sink     Sink            // nil without a Persister, after finishing, or after a failure
+	sums     []uint64        // digest of the event with sequence number i+1, while they are 1..n
+	sparse   map[int64]uint64
+	n        int64 // events stored
+	last     int64 // the last sequence number stored
+	finished bool  // a finishing event is stored: nothing may follow
+	sink     Sink  // nil after finishing or after a failure
 	scratch  []byte
+
+	stored atomic.Int64 // n, for readers without mu (checkPreceding)
+	active atomic.Int64 // UnixNano of the last event or call that used it
 }
 
 var _ PublishServer = (*publishServer)(nil)
 
 // NewPublishBuildEventServer returns the Build Event Service storing into
-// mem. It follows the protocol as Bazel uses it:
+// st. It follows the protocol as Bazel uses it:
 //
 //   - PublishBuildToolEventStream: every request of one call belongs to
 //     one stream; each event is acknowledged, in order, with its stream id
@@ -110,43 +188,141 @@ var _ PublishServer = (*publishServer)(nil)
 //     one.
 //
 // A request without an event or stream id, with a bazel_event whose type URL
-// is not Bazel's, or with an empty event is refused with InvalidArgument; an
-// event larger than MaxEventSize with ResourceExhausted; a sequence number
+// is not Bazel's, with an empty event, or with a Bazel payload that is not
+// well-formed protobuf (bepfile.CheckBuildEvent finds it corrupt; a string
+// that is not UTF-8, as Bazel sends them, bazelbuild/bazel#11125, is
+// accepted and stored byte for byte) is refused with InvalidArgument; an
+// event larger than MaxEventSize with ResourceExhausted, and so is a new
+// stream over MaxOpenStreams or MaxOpenStreamsPerClient; a sequence number
 // already stored with other content with AlreadyExists. A refusal ends one
 // call only.
-func NewPublishBuildEventServer(mem *store.Storage, opts Options) PublishServer {
+func NewPublishBuildEventServer(st store.Backend, opts Options) PublishServer {
 	if opts.MaxEventSize <= 0 {
 		opts.MaxEventSize = bepfile.DefaultMaxEventSize
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = DefaultMaxBatch
 	}
-	return &publishServer{mem: mem, opts: opts, streams: map[string]*liveStream{}}
+	if opts.Persister == nil {
+		opts.Persister = NewBackendPersister(st, "grpc", 0)
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.MaxOpenStreams <= 0 {
+		opts.MaxOpenStreams = DefaultMaxOpenStreams
+	}
+	if opts.MaxOpenStreamsPerClient <= 0 {
+		opts.MaxOpenStreamsPerClient = DefaultMaxOpenStreamsPerClient
+	}
+	if opts.MaxCallBuffer <= 0 {
+		opts.MaxCallBuffer = DefaultMaxCallBuffer
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &publishServer{st: st, opts: opts, seed: maphash.MakeSeed(), large: make(chan struct{}, 1), streams: map[string]*liveStream{}, perClient: map[string]int{}}
 }
+
+// maxLogLine is the longest log line, in bytes, before its middle is cut.
+const maxLogLine = 4 << 10
 
 func (s *publishServer) logf(format string, args ...any) {
 	if s.opts.Log == nil {
 		return
 	}
 	msg := logSafe(fmt.Sprintf(format, args...))
+	if len(msg) > maxLogLine {
+		// A client's id of megabytes (issue 13) is not copied whole
+		// into every line about it.
+		msg = strings.ToValidUTF8(fmt.Sprintf("%s…(%d bytes left out)…%s", msg[:maxLogLine/2], len(msg)-maxLogLine*3/4, msg[len(msg)-maxLogLine/4:]), "")
+	}
 	s.logMu.Lock()
 	defer s.logMu.Unlock()
 	fmt.Fprintf(s.opts.Log, "bes: %s\n", msg)
 }
 
-// live returns the state of the stream with key, creating it on first use.
-func (s *publishServer) live(key string) (*liveStream, error) {
+// clientOf returns the IP address of a peer address "HOST:PORT" (the
+// whole address when it has no port).
+func clientOf(source string) string {
+	if h, _, err := net.SplitHostPort(source); err == nil {
+		return h
+	}
+	return source
+}
+
+// lock returns the state of the stream with key, locked, creating it on
+// first use (counted against client's cap). ls, when not nil, is the
+// state the call used last: taken again unless it was dropped meanwhile.
+func (s *publishServer) lock(key, client string, ls *liveStream) (*liveStream, error) {
+	for {
+		if ls == nil {
+			var err error
+			if ls, err = s.live(key, client); err != nil {
+				return nil, err
+			}
+		}
+		ls.mu.Lock()
+		if !ls.gone {
+			ls.active.Store(s.opts.Now().UnixNano())
+			return ls, nil
+		}
+		ls.mu.Unlock()
+		ls = nil
+	}
+}
+
+// live returns the state of the stream with key, creating it when the
+// server does not hold the stream.
+func (s *publishServer) live(key, client string) (*liveStream, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, status.Error(codes.Unavailable, "the server is shutting down")
 	}
-	ls := s.streams[key]
-	if ls == nil {
-		ls = &liveStream{key: key}
-		s.streams[key] = ls
+	if ls := s.streams[key]; ls != nil {
+		return ls, nil
 	}
+	if len(s.streams) >= s.opts.MaxOpenStreams {
+		return nil, status.Errorf(codes.ResourceExhausted, "stream %s: %d streams are open, the most the server holds at once (bes serve --max-open-streams); retry later", key, len(s.streams))
+	}
+	if n := s.perClient[client]; n >= s.opts.MaxOpenStreamsPerClient {
+		return nil, status.Errorf(codes.ResourceExhausted, "stream %s: client %s holds %d open streams, the most one client may (bes serve --max-open-streams-per-client); retry later", key, client, n)
+	}
+	ls := &liveStream{key: key, client: client}
+	ls.active.Store(s.opts.Now().UnixNano())
+	s.streams[key] = ls
+	s.perClient[client]++
 	return ls, nil
+}
+
+// drop forgets ls (ls.mu held), whose sink is closed or was never opened.
+func (s *publishServer) drop(ls *liveStream) {
+	if ls.gone {
+		return
+	}
+	ls.gone = true
+	ls.open, ls.sums, ls.sparse, ls.info, ls.scratch = false, nil, nil, nil, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.streams[ls.key] == ls {
+		delete(s.streams, ls.key)
+		if s.perClient[ls.client]--; s.perClient[ls.client] <= 0 {
+			delete(s.perClient, ls.client)
+		}
+	}
+}
+
+// release ends a use of ls (ls.mu held): a stream whose sink is closed is
+// dropped; then ls is unlocked.
+func (s *publishServer) release(ls *liveStream) {
+	if ls.sink == nil {
+		s.drop(ls)
+	}
+	if cap(ls.scratch) > LargeBatch {
+		ls.scratch = nil // kept for small events only
+	}
+	ls.mu.Unlock()
 }
 
 // received is one checked event.
@@ -174,8 +350,23 @@ func (s *publishServer) check(obe *buildpb.OrderedBuildEvent, field string) (*re
 	if ev.GetEvent() == nil {
 		return nil, status.Errorf(codes.InvalidArgument, "stream %s: sequence number %d: the event is empty", key, seq)
 	}
-	if a := ev.GetBazelEvent(); a != nil && a.GetTypeUrl() != bepfile.BazelEventTypeURL {
-		return nil, status.Errorf(codes.InvalidArgument, "stream %s: sequence number %d: bazel_event has type URL %q, want %q", key, seq, a.GetTypeUrl(), bepfile.BazelEventTypeURL)
+	if a := ev.GetBazelEvent(); a != nil {
+		if a.GetTypeUrl() != bepfile.BazelEventTypeURL {
+			return nil, status.Errorf(codes.InvalidArgument, "stream %s: sequence number %d: bazel_event has type URL %q, want %q", key, seq, a.GetTypeUrl(), bepfile.BazelEventTypeURL)
+		}
+		if len(a.GetValue()) > s.opts.MaxEventSize {
+			return nil, status.Errorf(codes.ResourceExhausted, "stream %s: sequence number %d: event of over %d bytes exceeds the limit of %d bytes", key, seq, len(a.GetValue()), s.opts.MaxEventSize)
+		}
+		// Issue 13: a payload that is not well-formed protobuf broke
+		// every view of the store. Invalid UTF-8 in a string is what
+		// Bazel sends (bazelbuild/bazel#11125): kept, byte for byte.
+		d, err := bepfile.CheckBuildEvent(a.GetValue())
+		if err == nil && len(d.Corrupt) > 0 {
+			err = errors.New(d.String())
+		}
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "stream %s: sequence number %d: bazel_event is not a well-formed build_event_stream.BuildEvent: %v", key, seq, err)
+		}
 	}
 	raw, err := proto.Marshal(obe)
 	if err != nil {
@@ -193,105 +384,117 @@ func finishes(obe *buildpb.OrderedBuildEvent) bool {
 	return ev.GetComponentStreamFinished() != nil || ev.GetBuildFinished() != nil || ev.GetInvocationAttemptFinished() != nil
 }
 
+// finishesRaw is finishes for an encoded OrderedBuildEvent: it looks for
+// the finishing fields of its BuildEvent without decoding the payload.
+func finishesRaw(raw []byte) bool {
+	ev := bepfile.FirstBytesField(raw, wire.OBEEvent)
+	if ev == nil {
+		return false
+	}
+	for b := ev; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		switch num {
+		case wire.BESComponentStreamFinished, wire.BESBuildFinished, wire.BESInvocationAttemptFinished:
+			return typ == protowire.BytesType
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return false
+		}
+		b = b[n:]
+	}
+	return false
+}
+
 // streamInfo returns the identity of a new stream from its first event,
 // keeping the stream id's bytes as they were encoded.
 func streamInfo(r *received) *bepfile.Stream {
 	info := bepfile.NewStream(proto.CloneOf(r.obe.GetStreamId()))
-	for b := r.raw; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			break
-		}
-		b = b[n:]
-		if num == wire.OBEStreamID && typ == protowire.BytesType {
-			v, m := protowire.ConsumeBytes(b)
-			if m >= 0 {
-				info.IDBytes = bytes.Clone(v)
-			}
-			break
-		}
-		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-			break
-		}
-		b = b[n:]
+	if v := bepfile.FirstBytesField(r.raw, wire.OBEStreamID); v != nil {
+		info.IDBytes = bytes.Clone(v)
 	}
 	return info
 }
 
-// open makes ls ready for events (ls.mu held): on first use it loads the
-// stream from memory or from the Persister and opens its sink; after a
-// persistence failure it reopens the sink.
+// digest is the 64-bit digest the server keeps of an event's encoding.
+func (s *publishServer) digest(raw []byte) uint64 { return maphash.Bytes(s.seed, raw) }
+
+// record notes an event stored in ls.
+func (ls *liveStream) record(seq int64, sum uint64) {
+	ls.n++
+	ls.stored.Store(ls.n)
+	ls.last = max(ls.last, seq)
+	if ls.sparse == nil && seq == int64(len(ls.sums))+1 {
+		ls.sums = append(ls.sums, sum)
+		return
+	}
+	if ls.sparse == nil {
+		// Sequence numbers other than 1..n (a stream ingested from a
+		// file with a gap): keep them by number.
+		ls.sparse = make(map[int64]uint64, len(ls.sums)+1)
+		for i, d := range ls.sums {
+			ls.sparse[int64(i)+1] = d
+		}
+		ls.sums = nil
+	}
+	if _, ok := ls.sparse[seq]; !ok {
+		ls.sparse[seq] = sum
+	}
+}
+
+// sumOf returns the digest of the event stored under seq.
+func (ls *liveStream) sumOf(seq int64) (uint64, bool) {
+	if ls.sparse != nil {
+		d, ok := ls.sparse[seq]
+		return d, ok
+	}
+	if seq >= 1 && seq <= int64(len(ls.sums)) {
+		return ls.sums[seq-1], true
+	}
+	return 0, false
+}
+
+// open makes ls ready for events (ls.mu held): it opens the stream's sink
+// with the Persister, which reads back what the store holds of it.
 func (s *publishServer) open(ctx context.Context, ls *liveStream, first *received, source, kind string) error {
 	if ls.open {
-		if ls.sink == nil && !ls.finished && s.opts.Persister != nil {
-			// Reopen after a persistence failure. Events that reached
-			// the disk although their sync failed were never
-			// acknowledged; keep them, so that their re-sending is
-			// recognised.
-			sink, stored, err := s.opts.Persister.Open(ctx, ls.info, source)
-			if err != nil {
-				return persistError(ls.key, err)
-			}
-			ls.sink = sink
-			if stored != nil {
-				i := 0
-				for ev, err := range stored.Query(ctx, nil) {
-					if err != nil {
-						return status.FromContextError(err).Err()
-					}
-					if i++; i > len(ls.events) {
-						ls.mem.Append(*ev)
-						ls.events = append(ls.events, *ev)
-						ls.last = max(ls.last, ev.Seq)
-					}
-				}
-			}
-		}
 		return nil
 	}
 	info := streamInfo(first)
-	var stored *store.Stream
-	if p := s.opts.Persister; p != nil {
-		sink, st, err := p.Open(ctx, info, source)
-		if err != nil {
-			return persistError(ls.key, err)
-		}
-		ls.sink, stored = sink, st
-	}
-	mst, err := s.mem.Lookup(ls.key)
+	sink, stored, err := s.opts.Persister.Open(ctx, info, source)
 	if err != nil {
-		if stored != nil {
-			if err := s.mem.Add(stored); err == nil {
-				mst = stored
-			}
-		}
-		if mst == nil {
-			mst = s.mem.GetStreamFor(info)
-		}
+		return persistError(ls.key, err)
 	}
-	ls.info, ls.mem = mst.Info(), mst
-	for ev, err := range mst.Query(ctx, nil) {
-		if err != nil {
-			return status.FromContextError(err).Err()
-		}
-		ls.events = append(ls.events, *ev)
-		ls.last = max(ls.last, ev.Seq)
-		if ev.Raw != nil {
-			obe := &buildpb.OrderedBuildEvent{}
-			if proto.Unmarshal(ev.Raw, obe) == nil && finishes(obe) {
+	ls.sink, ls.info = sink, info
+	if stored != nil {
+		ls.info = stored.Info()
+		for ev, err := range stored.Query(ctx, nil) {
+			if err != nil {
+				sink.Close(ctx)
+				ls.sink = nil
+				return status.FromContextError(err).Err()
+			}
+			ls.scratch = ev.AppendEncoding(ls.scratch[:0], ls.info)
+			ls.record(ev.Seq, s.digest(ls.scratch))
+			if finishesRaw(ls.scratch) {
 				ls.finished = true
 			}
 		}
 	}
 	ls.open = true
-	if ls.finished && ls.sink != nil {
-		ls.sink.Close(ctx)
+	if ls.finished {
+		if err := sink.Close(ctx); err != nil {
+			s.logf("stream %s: closing its file: %v", ls.key, err)
+		}
 		ls.sink = nil
 	}
-	if len(ls.events) == 0 {
+	if ls.n == 0 {
 		s.logf("stream %s opened: %s events from %s", ls.key, kind, source)
 	} else {
-		s.logf("stream %s continued by %s after sequence number %d (%d events stored)", ls.key, source, ls.last, len(ls.events))
+		s.logf("stream %s continued by %s after sequence number %d (%d events stored)", ls.key, source, ls.last, ls.n)
 	}
 	return nil
 }
@@ -311,6 +514,7 @@ func persistError(key string, err error) error {
 type accepted struct {
 	ack   bool          // acknowledge it (stored now or before)
 	event bepfile.Event // to store, when store is set
+	sum   uint64        // the digest of its encoding
 	store bool
 	ends  bool // it finishes the stream
 }
@@ -318,13 +522,13 @@ type accepted struct {
 // offer decides what to do with r on ls (ls.mu held, ls open), given the
 // previous sequence number of the call (0 at its start) and the stream's
 // state as of the events already accepted in the batch (last, finished).
-func (s *publishServer) offer(ls *liveStream, r *received, prev, last int64, finished bool) (accepted, error) {
+func (s *publishServer) offer(ctx context.Context, ls *liveStream, r *received, prev, last int64, finished bool) (accepted, error) {
 	seq := r.obe.GetSequenceNumber()
 	switch {
 	case prev != 0 && seq != prev+1:
 		return accepted{}, status.Errorf(codes.FailedPrecondition, "stream %s: got sequence number %d, want %d", ls.key, seq, prev+1)
 	case seq <= last:
-		same, err := s.sameAsStored(ls, seq, r)
+		same, err := s.sameAsStored(ctx, ls, seq, r)
 		if err != nil {
 			return accepted{}, err
 		}
@@ -342,41 +546,66 @@ func (s *publishServer) offer(ls *liveStream, r *received, prev, last int64, fin
 		ev.HasTime = true
 		ev.Time = bepfile.Timestamp{Seconds: t.GetSeconds(), Nanos: t.GetNanos()}
 	}
+	sum := s.digest(r.raw)
 	ls.scratch, _ = ev.Compact(ls.info, ls.scratch)
-	return accepted{ack: true, event: ev, store: true, ends: finishes(r.obe)}, nil
+	return accepted{ack: true, event: ev, sum: sum, store: true, ends: finishes(r.obe)}, nil
 }
 
-// sameAsStored reports whether r is the event stored under seq.
-func (s *publishServer) sameAsStored(ls *liveStream, seq int64, r *received) (bool, error) {
-	var stored *bepfile.Event
-	if i := seq - 1; i < int64(len(ls.events)) && ls.events[i].Seq == seq {
-		stored = &ls.events[i]
-	} else {
-		for i := range ls.events {
-			if ls.events[i].Seq == seq {
-				stored = &ls.events[i]
-				break
-			}
-		}
-	}
-	if stored == nil {
+// sameAsStored reports whether r is the event stored under seq: its
+// encoding has the digest kept of the stored one, or, failing that (an
+// event stored in other bytes, e.g. ingested from Bazel's own file), the
+// stored event read back from the store decodes to the same message.
+func (s *publishServer) sameAsStored(ctx context.Context, ls *liveStream, seq int64, r *received) (bool, error) {
+	sum, ok := ls.sumOf(seq)
+	if !ok {
 		return false, status.Errorf(codes.FailedPrecondition, "stream %s: sequence number %d is not stored (the stream has a gap there)", ls.key, seq)
 	}
-	ls.scratch = stored.AppendEncoding(ls.scratch[:0], ls.info)
-	if bytes.Equal(ls.scratch, r.raw) {
+	if sum == s.digest(r.raw) {
 		return true, nil
 	}
+	raw, err := s.storedEncoding(ctx, ls.key, seq)
+	if err != nil || raw == nil {
+		return false, nil
+	}
 	old := &buildpb.OrderedBuildEvent{}
-	if err := proto.Unmarshal(ls.scratch, old); err != nil {
+	if err := proto.Unmarshal(raw, old); err != nil {
 		return false, nil
 	}
 	return proto.Equal(old, r.obe), nil
 }
 
+// storedEncoding reads the encoding of the first event with seq of the
+// stream key from the store (nil when there is none).
+func (s *publishServer) storedEncoding(ctx context.Context, key string, seq int64) ([]byte, error) {
+	ents, err := s.st.Lookup(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	var found []byte
+	stop := errors.New("found")
+	for _, e := range ents {
+		if e.Key != key {
+			continue
+		}
+		err := s.st.Events(ctx, e, func(st *bepfile.Stream, ev *bepfile.Event) error {
+			if ev.Seq == seq {
+				found = ev.AppendEncoding(nil, st)
+				return stop
+			}
+			return nil
+		})
+		if err != nil && err != stop {
+			return nil, err
+		}
+	}
+	return found, nil
+}
+
 // commit stores the accepted events of a batch (ls.mu held): it syncs them
-// through the sink, then adds them to memory. If the sink fails nothing is
-// added, the sink is closed (the next call reopens it), and the error is
-// Unavailable, which clients retry.
+// through the sink and notes them in ls. If the sink fails the sink is
+// closed and ls forgotten (the next call reads the stream back from the
+// store, where a torn tail is cut off), and the error is Unavailable, which
+// clients retry.
 func (s *publishServer) commit(ctx context.Context, ls *liveStream, evs []accepted) error {
 	var toStore []accepted
 	for _, a := range evs {
@@ -387,38 +616,37 @@ func (s *publishServer) commit(ctx context.Context, ls *liveStream, evs []accept
 	if len(toStore) == 0 {
 		return nil
 	}
-	if ls.sink != nil {
-		err := func() error {
-			for i := range toStore {
-				if err := ls.sink.Append(&toStore[i].event); err != nil {
-					return err
-				}
+	if ls.sink == nil {
+		// Only a finished stream has no sink, and offer refuses events
+		// after its end.
+		return status.Errorf(codes.Internal, "stream %s: no open file to store events in", ls.key)
+	}
+	err := func() error {
+		for i := range toStore {
+			if err := ls.sink.Append(&toStore[i].event); err != nil {
+				return err
 			}
-			return ls.sink.Sync(ctx)
-		}()
-		if err != nil {
-			ls.sink.Close(ctx)
-			ls.sink = nil // reopened, and the torn tail cut off, by the next call
-			s.logf("stream %s: cannot store events: %v", ls.key, err)
-			return persistError(ls.key, err)
 		}
+		return ls.sink.Sync(ctx)
+	}()
+	if err != nil {
+		ls.sink.Close(ctx)
+		ls.sink = nil // the caller drops ls; the next call reopens the stream
+		s.logf("stream %s: cannot store events: %v", ls.key, err)
+		return persistError(ls.key, err)
 	}
 	for _, a := range toStore {
-		ls.mem.Append(a.event)
-		ls.events = append(ls.events, a.event)
-		ls.last = a.event.Seq
+		ls.record(a.event.Seq, a.sum)
 		if a.ends {
 			ls.finished = true
 		}
 	}
 	if ls.finished {
-		if ls.sink != nil {
-			if err := ls.sink.Close(ctx); err != nil {
-				s.logf("stream %s: closing its file: %v", ls.key, err)
-			}
-			ls.sink = nil
+		if err := ls.sink.Close(ctx); err != nil {
+			s.logf("stream %s: closing its file: %v", ls.key, err)
 		}
-		s.logf("stream %s finished: %d events", ls.key, len(ls.events))
+		ls.sink = nil
+		s.logf("stream %s finished: %d events", ls.key, ls.n)
 	}
 	return nil
 }
@@ -432,8 +660,9 @@ func peerAddr(ctx context.Context) string {
 
 // checkPreceding implements check_preceding_lifecycle_events_present: the
 // lifecycle stream one level up (B.1.I for a tool stream B.3.I, B.1. for
-// B.1.I) must have received an event.
-func (s *publishServer) checkPreceding(id *buildpb.StreamId) error {
+// B.1.I) must have received an event: one the server holds, or one the
+// store lists.
+func (s *publishServer) checkPreceding(ctx context.Context, id *buildpb.StreamId) error {
 	var parent *buildpb.StreamId
 	switch {
 	case id.GetComponent() == buildpb.StreamId_CONTROLLER && id.GetInvocationId() != "":
@@ -443,37 +672,56 @@ func (s *publishServer) checkPreceding(id *buildpb.StreamId) error {
 	default:
 		return nil
 	}
-	if st, err := s.mem.Lookup(store.Key(parent)); err == nil && st.Len() > 0 {
+	pk := store.Key(parent)
+	s.mu.Lock()
+	ls := s.streams[pk]
+	s.mu.Unlock()
+	if ls != nil && ls.stored.Load() > 0 {
 		return nil
 	}
-	return status.Errorf(codes.FailedPrecondition, "stream %s: check_preceding_lifecycle_events_present: no lifecycle event was received on stream %s", store.Key(id), store.Key(parent))
+	if ents, err := s.st.Lookup(ctx, pk); err == nil {
+		for _, e := range ents {
+			if e.Key == pk && e.Events > 0 {
+				return nil
+			}
+		}
+	}
+	return status.Errorf(codes.FailedPrecondition, "stream %s: check_preceding_lifecycle_events_present: no lifecycle event was received on stream %s", store.Key(id), pk)
 }
 
 // PublishLifecycleEvent stores one lifecycle event; it returns once the
 // event is durable.
 func (s *publishServer) PublishLifecycleEvent(ctx context.Context, req *buildpb.PublishLifecycleEventRequest) (*emptypb.Empty, error) {
+	if proto.Size(req) >= LargeBatch {
+		if err := s.acquireLarge(ctx); err != nil {
+			return nil, err
+		}
+		defer s.releaseLarge()
+	}
 	r, err := s.check(req.GetBuildEvent(), "build_event")
 	if err != nil {
 		s.refused(err)
 		return nil, err
 	}
+	pctx := context.WithoutCancel(ctx)
 	if req.GetCheckPrecedingLifecycleEventsPresent() {
-		if err := s.checkPreceding(r.obe.GetStreamId()); err != nil {
+		if err := s.checkPreceding(pctx, r.obe.GetStreamId()); err != nil {
 			s.refused(err)
 			return nil, err
 		}
 	}
-	ls, err := s.live(r.key)
+	source := peerAddr(ctx)
+	ls, err := s.lock(r.key, clientOf(source), nil)
 	if err != nil {
+		s.refused(err)
 		return nil, err
 	}
-	pctx := context.WithoutCancel(ctx)
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	if err := s.open(pctx, ls, r, peerAddr(ctx), "lifecycle"); err != nil {
+	defer s.release(ls)
+	if err := s.open(pctx, ls, r, source, "lifecycle"); err != nil {
+		s.refused(err)
 		return nil, err
 	}
-	a, err := s.offer(ls, r, 0, ls.last, ls.finished)
+	a, err := s.offer(pctx, ls, r, 0, ls.last, ls.finished)
 	if err == nil {
 		err = s.commit(pctx, ls, []accepted{a})
 	}
@@ -486,11 +734,53 @@ func (s *publishServer) PublishLifecycleEvent(ctx context.Context, req *buildpb.
 
 // toolCall is the state of one PublishBuildToolEventStream call.
 type toolCall struct {
-	ls     *liveStream
+	ls     *liveStream // the state used last; may have been dropped since
 	key    string
 	id     *buildpb.StreamId
 	prev   int64 // the last sequence number of the call; 0 before the first
 	source string
+}
+
+// callBuffer bounds the bytes of requests a call has read and not yet
+// stored: the reader waits while they exceed max (a single larger request
+// passes alone).
+type callBuffer struct {
+	mu     sync.Mutex
+	cond   sync.Cond
+	used   int
+	max    int
+	closed bool
+}
+
+func newCallBuffer(max int) *callBuffer {
+	b := &callBuffer{max: max}
+	b.cond.L = &b.mu
+	return b
+}
+
+// acquire waits for room for n bytes; false once the buffer is closed.
+func (b *callBuffer) acquire(n int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for !b.closed && b.used > 0 && b.used+n > b.max {
+		b.cond.Wait()
+	}
+	b.used += n
+	return !b.closed
+}
+
+func (b *callBuffer) release(n int) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
+func (b *callBuffer) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.cond.Broadcast()
 }
 
 // PublishBuildToolEventStream receives one stream's events and acknowledges
@@ -499,15 +789,25 @@ type toolCall struct {
 func (s *publishServer) PublishBuildToolEventStream(call buildpb.PublishBuildEvent_PublishBuildToolEventStreamServer) error {
 	ctx := call.Context()
 	type item struct {
-		req *buildpb.PublishBuildToolEventStreamRequest
-		err error
+		req  *buildpb.PublishBuildToolEventStreamRequest
+		err  error
+		size int
 	}
 	in := make(chan item, s.opts.MaxBatch)
+	buf := newCallBuffer(s.opts.MaxCallBuffer)
+	defer buf.close()
 	go func() {
 		for {
 			req, err := call.Recv()
+			size := 0
+			if err == nil {
+				size = proto.Size(req)
+				if !buf.acquire(size) {
+					return
+				}
+			}
 			select {
-			case in <- item{req, err}:
+			case in <- item{req, err, size}:
 			case <-ctx.Done():
 				return
 			}
@@ -526,6 +826,7 @@ func (s *publishServer) PublishBuildToolEventStream(call buildpb.PublishBuildEve
 		}
 		var batch []*buildpb.PublishBuildToolEventStreamRequest
 		var recvErr error
+		size := 0
 	collect:
 		for {
 			if it.err != nil {
@@ -533,6 +834,7 @@ func (s *publishServer) PublishBuildToolEventStream(call buildpb.PublishBuildEve
 				break
 			}
 			batch = append(batch, it.req)
+			size += it.size
 			if len(batch) >= s.opts.MaxBatch {
 				break
 			}
@@ -542,7 +844,19 @@ func (s *publishServer) PublishBuildToolEventStream(call buildpb.PublishBuildEve
 				break collect
 			}
 		}
-		acks, err := s.toolBatch(ctx, tc, batch)
+		var acks []*buildpb.PublishBuildToolEventStreamResponse
+		var err error
+		if size >= LargeBatch {
+			if err = s.acquireLarge(ctx); err != nil {
+				return s.callEnded(tc, err)
+			}
+			acks, err = s.toolBatch(ctx, tc, batch)
+			s.releaseLarge()
+		} else {
+			acks, err = s.toolBatch(ctx, tc, batch)
+		}
+		batch = nil
+		buf.release(size)
 		for _, a := range acks {
 			if serr := call.Send(a); serr != nil {
 				return s.callEnded(tc, serr)
@@ -560,6 +874,18 @@ func (s *publishServer) PublishBuildToolEventStream(call buildpb.PublishBuildEve
 		}
 	}
 }
+
+// acquireLarge waits for the right to store a large batch.
+func (s *publishServer) acquireLarge(ctx context.Context) error {
+	select {
+	case s.large <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+func (s *publishServer) releaseLarge() { <-s.large }
 
 // refused logs a refusal; its message names the stream.
 func (s *publishServer) refused(err error) {
@@ -594,7 +920,7 @@ func (s *publishServer) toolBatch(ctx context.Context, tc *toolCall, batch []*bu
 	)
 	defer func() {
 		if ls != nil {
-			ls.mu.Unlock()
+			s.release(ls)
 		}
 	}()
 	var last int64
@@ -607,14 +933,10 @@ func (s *publishServer) toolBatch(ctx context.Context, tc *toolCall, batch []*bu
 		}
 		if tc.key == "" {
 			if req.GetCheckPrecedingLifecycleEventsPresent() {
-				if err := s.checkPreceding(r.obe.GetStreamId()); err != nil {
+				if err := s.checkPreceding(pctx, r.obe.GetStreamId()); err != nil {
 					bad = err
 					break
 				}
-			}
-			if tc.ls, err = s.live(r.key); err != nil {
-				bad = err
-				break
 			}
 			tc.key, tc.id = r.key, proto.CloneOf(r.obe.GetStreamId())
 		}
@@ -623,15 +945,18 @@ func (s *publishServer) toolBatch(ctx context.Context, tc *toolCall, batch []*bu
 			break
 		}
 		if ls == nil {
-			ls = tc.ls
-			ls.mu.Lock()
+			if ls, err = s.lock(tc.key, clientOf(tc.source), tc.ls); err != nil {
+				bad = err
+				break
+			}
+			tc.ls = ls
 			if err := s.open(pctx, ls, r, tc.source, "tool"); err != nil {
 				bad = err
 				break
 			}
 			last, finished = ls.last, ls.finished
 		}
-		a, err := s.offer(ls, r, tc.prev, last, finished)
+		a, err := s.offer(pctx, ls, r, tc.prev, last, finished)
 		if err != nil {
 			bad = err
 			break
@@ -657,7 +982,27 @@ func (s *publishServer) toolBatch(ctx context.Context, tc *toolCall, batch []*bu
 // Flush implements PublishServer.
 func (s *publishServer) Flush(ctx context.Context) error {
 	var errs []error
+	now := s.opts.Now()
 	for _, ls := range s.snapshot() {
+		idle := now.Sub(time.Unix(0, ls.active.Load()))
+		if s.opts.IdleTimeout > 0 && idle >= s.opts.IdleTimeout {
+			// A call in the middle of a batch holds the lock: it is
+			// not idle.
+			if ls.mu.TryLock() {
+				if !ls.gone && now.Sub(time.Unix(0, ls.active.Load())) >= s.opts.IdleTimeout {
+					if ls.sink != nil {
+						if err := ls.sink.Close(ctx); err != nil {
+							errs = append(errs, fmt.Errorf("stream %s: %w", ls.key, err))
+						}
+						ls.sink = nil
+						s.logf("stream %s let go after %v without an event: %d events stored; its client may continue it", ls.key, idle.Round(time.Second), ls.n)
+					}
+					s.drop(ls)
+				}
+				ls.mu.Unlock()
+				continue
+			}
+		}
 		ls.mu.Lock()
 		if ls.sink != nil {
 			if err := ls.sink.Flush(ctx); err != nil {
@@ -667,6 +1012,13 @@ func (s *publishServer) Flush(ctx context.Context) error {
 		ls.mu.Unlock()
 	}
 	return errors.Join(errs...)
+}
+
+// OpenStreams implements PublishServer.
+func (s *publishServer) OpenStreams() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.streams)
 }
 
 // Close implements PublishServer.
@@ -683,9 +1035,10 @@ func (s *publishServer) Close(ctx context.Context) error {
 			}
 			ls.sink = nil
 			if !ls.finished {
-				s.logf("stream %s closed unfinished: %d events", ls.key, len(ls.events))
+				s.logf("stream %s closed unfinished: %d events", ls.key, ls.n)
 			}
 		}
+		s.drop(ls)
 		ls.mu.Unlock()
 	}
 	return errors.Join(errs...)

@@ -5,115 +5,185 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"regexp/syntax"
-	"slices"
-	"strings"
 
+	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
 	"github.com/bes-cli/bes/store/buildgridpb"
 )
 
-// Source finds the streams a query asks for.
-type Source interface {
-	// MatchingStreams returns the streams whose key the regular expression
-	// pattern matches anywhere, sorted by key. An invalid pattern gives an
-	// error wrapping a *syntax.Error.
-	MatchingStreams(ctx context.Context, pattern string) ([]*store.Stream, error)
-}
+// Limits of QueryEventStreams (issue 13: one QueryEventStreams(".*") on a
+// 350 MB store took 2.6 GB, as one message no client could receive).
+// BuildGrid's QueryEventStreamsResponse has no paging, so an answer over a
+// limit is refused, not cut.
+const (
+	// DefaultMaxQueryResponse is the largest answer, in encoded bytes:
+	// 4 MiB, the most a gRPC client receives unless told otherwise
+	// (grpc.MaxCallRecvMsgSize's default).
+	DefaultMaxQueryResponse = 4 << 20
+	// DefaultMaxQueryStreams is the most streams in one answer.
+	DefaultMaxQueryStreams = 10000
+	// DefaultMaxConcurrentQueries is how many queries are answered at
+	// once; more wait for one to end.
+	DefaultMaxConcurrentQueries = 4
+	// MaxQueryPattern is the longest build_id_pattern, in bytes.
+	MaxQueryPattern = 4 << 10
+)
 
-// MemorySource answers from an in-memory storage only, as BuildGrid does.
-func MemorySource(mem *store.Storage) Source { return memorySource{mem} }
-
-type memorySource struct{ mem *store.Storage }
-
-func (m memorySource) MatchingStreams(_ context.Context, pattern string) ([]*store.Stream, error) {
-	return m.mem.MatchingStreams(pattern)
-}
-
-// StoreSource answers from mem and the persistent store together: a
-// stream in mem (one a server is receiving or received) is taken from
-// there, any other from the store, so a query sees the same streams as
-// `bes streams --match` on the store, and the live ones up to their last
-// event.
-func StoreSource(mem *store.Storage, disk store.Backend) Source { return storeSource{mem, disk} }
-
-type storeSource struct {
-	mem  *store.Storage
-	disk store.Backend
-}
-
-func (s storeSource) MatchingStreams(ctx context.Context, pattern string) ([]*store.Stream, error) {
-	re, err := regexp.Compile(pattern)
-	if err != nil {
-		return nil, fmt.Errorf("invalid stream key pattern %q: %w", pattern, err)
-	}
-	out, err := s.mem.MatchingStreams(pattern)
-	if err != nil {
-		return nil, err
-	}
-	inMem := map[string]bool{}
-	for _, st := range out {
-		inMem[st.Key()] = true
-	}
-	var entries []*store.Entry
-	err = s.disk.ListMatching(ctx, re.MatchString, func(e *store.Entry) error {
-		if !inMem[e.Key] {
-			entries = append(entries, e)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range entries {
-		st, err := s.disk.Load(ctx, e)
-		if errors.Is(err, store.ErrNotFound) {
-			continue // removed since the index was read
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, st)
-	}
-	slices.SortFunc(out, func(a, b *store.Stream) int { return strings.Compare(a.Key(), b.Key()) })
-	return out, nil
+// QueryOptions configure the query service; zero values mean the defaults.
+type QueryOptions struct {
+	MaxResponse   int // bytes; DefaultMaxQueryResponse
+	MaxStreams    int // DefaultMaxQueryStreams
+	MaxConcurrent int // DefaultMaxConcurrentQueries
 }
 
 type queryServer struct {
 	buildgridpb.UnimplementedQueryBuildEventsServer
-	src Source
+	st   store.Backend
+	opts QueryOptions
+	sem  chan struct{}
 }
 
-// NewQueryBuildEventsServer returns BuildGrid's query service over src:
+// NewQueryBuildEventsServer returns BuildGrid's query service over the
+// store st, the one truth the publish service writes to (a stream being
+// received is read up to its last acknowledged event):
 // QueryEventStreams returns every stream whose key build_id_pattern
-// matches anywhere (the pattern is a regular expression searched in the
-// whole key "<build_id>.<component>.<invocation_id>", not only in the build
-// id), with all its events, sorted by key. An invalid pattern is
-// InvalidArgument.
-func NewQueryBuildEventsServer(src Source) buildgridpb.QueryBuildEventsServer {
-	return &queryServer{src: src}
+// matches anywhere (the pattern is a Go regular expression searched in the
+// whole key "<build_id>.<component>.<invocation_id>", as BuildGrid's
+// get_matching_streams does, not only in the build id), with all its
+// events, sorted by key.
+//
+// An invalid pattern, or one over MaxQueryPattern bytes, is
+// InvalidArgument. An answer of more than opts.MaxResponse bytes or
+// opts.MaxStreams streams is refused with ResourceExhausted naming the
+// limit and how to narrow the pattern; the server reads no more of the
+// store than the limit (the catalog's counts tell it early when the answer
+// cannot fit). At most opts.MaxConcurrent queries run at once, so that the
+// memory of queries is bounded by about MaxConcurrent × 2 × MaxResponse.
+// It is safe for concurrent use.
+func NewQueryBuildEventsServer(st store.Backend, opts QueryOptions) buildgridpb.QueryBuildEventsServer {
+	if opts.MaxResponse <= 0 {
+		opts.MaxResponse = DefaultMaxQueryResponse
+	}
+	if opts.MaxStreams <= 0 {
+		opts.MaxStreams = DefaultMaxQueryStreams
+	}
+	if opts.MaxConcurrent <= 0 {
+		opts.MaxConcurrent = DefaultMaxConcurrentQueries
+	}
+	return &queryServer{st: st, opts: opts, sem: make(chan struct{}, opts.MaxConcurrent)}
+}
+
+// errOverLimit stops reading when the answer cannot fit.
+var errOverLimit = errors.New("over the limit")
+
+func (q *queryServer) tooBig(pattern, what string) error {
+	return status.Errorf(codes.ResourceExhausted,
+		"build_id_pattern %q: the answer would exceed %s (QueryEventStreams answers in one message, at most %d bytes and %d streams, so that a gRPC client with its default 4 MiB limit receives it); narrow the pattern, e.g. to one invocation (\"INVOCATION_ID$\") or one build (\"^BUILD_ID\\\\.\"), or read the store with bes dump",
+		pattern, what, q.opts.MaxResponse, q.opts.MaxStreams)
+}
+
+// entryLowerBound is fewer bytes than the stream e describes takes in an
+// answer: the stream's framing and its id (at least len(key)-3 bytes
+// encoded), and each event's framing and copy of the id.
+func entryLowerBound(e *store.Entry) int64 {
+	return int64(max(len(e.Key)-2, 1)) * (1 + max(e.Events, 0))
+}
+
+// entryID is the stream id an entry describes.
+func entryID(e *store.Entry) *buildpb.StreamId {
+	return &buildpb.StreamId{BuildId: e.BuildID, InvocationId: e.InvocationID, Component: buildpb.StreamId_BuildComponent(e.Component)}
 }
 
 func (q *queryServer) QueryEventStreams(ctx context.Context, req *buildgridpb.QueryEventStreamsRequest) (*buildgridpb.QueryEventStreamsResponse, error) {
-	streams, err := q.src.MatchingStreams(ctx, req.GetBuildIdPattern())
-	if err != nil {
-		var se *syntax.Error
-		if errors.As(err, &se) {
-			return nil, status.Errorf(codes.InvalidArgument, "build_id_pattern: %v", err)
-		}
-		if ctx.Err() != nil {
-			return nil, status.FromContextError(ctx.Err()).Err()
-		}
-		return nil, status.Errorf(codes.Internal, "query %q: %v", req.GetBuildIdPattern(), err)
+	pattern := req.GetBuildIdPattern()
+	if len(pattern) > MaxQueryPattern {
+		return nil, status.Errorf(codes.InvalidArgument, "build_id_pattern: %d bytes, over the limit of %d", len(pattern), MaxQueryPattern)
 	}
-	resp := &buildgridpb.QueryEventStreamsResponse{Streams: make([]*buildgridpb.QueryEventStreamsResponse_BuildEventStream, 0, len(streams))}
-	for _, st := range streams {
-		m, err := st.ToProto()
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "build_id_pattern: invalid stream key pattern %q: %v", pattern, err)
+	}
+	select {
+	case q.sem <- struct{}{}:
+		defer func() { <-q.sem }()
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	fail := func(err error) error {
+		if ctx.Err() != nil {
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		return status.Errorf(codes.Internal, "query %q: %v", pattern, err)
+	}
+
+	var ents []*store.Entry
+	var lower int64
+	err = q.st.ListMatching(ctx, re.MatchString, func(e *store.Entry) error {
+		if len(ents) >= q.opts.MaxStreams {
+			return errOverLimit
+		}
+		if lower += entryLowerBound(e); lower > int64(q.opts.MaxResponse) {
+			return errOverLimit
+		}
+		ents = append(ents, e)
+		return nil
+	})
+	if errors.Is(err, errOverLimit) {
+		if len(ents) >= q.opts.MaxStreams {
+			return nil, q.tooBig(pattern, fmt.Sprintf("%d streams", q.opts.MaxStreams))
+		}
+		return nil, q.tooBig(pattern, fmt.Sprintf("%d bytes", q.opts.MaxResponse))
+	}
+	if err != nil {
+		return nil, fail(err)
+	}
+
+	resp := &buildgridpb.QueryEventStreamsResponse{Streams: make([]*buildgridpb.QueryEventStreamsResponse_BuildEventStream, 0, len(ents))}
+	size := 0 // of resp, encoded
+	var buf []byte
+	for _, e := range ents {
+		m := &buildgridpb.QueryEventStreamsResponse_BuildEventStream{StreamId: entryID(e)}
+		idSet := false
+		inner := 0 // of m, encoded
+		err := q.st.Events(ctx, e, func(st *bepfile.Stream, ev *bepfile.Event) error {
+			if !idSet {
+				m.StreamId, idSet = proto.CloneOf(st.ID), true
+			}
+			buf = ev.AppendEncoding(buf[:0], st)
+			if size+len(buf) > q.opts.MaxResponse {
+				return errOverLimit
+			}
+			obe := &buildpb.OrderedBuildEvent{}
+			if err := proto.Unmarshal(buf, obe); err != nil {
+				return fmt.Errorf("stream %s: event %d: %w", e.Key, ev.Seq, err)
+			}
+			n := proto.Size(obe)
+			inner += protowire.SizeTag(2) + protowire.SizeBytes(n)
+			if size+inner > q.opts.MaxResponse {
+				return errOverLimit
+			}
+			m.Events = append(m.Events, obe)
+			return nil
+		})
+		if errors.Is(err, store.ErrNotFound) {
+			continue // removed since the catalog was read
+		}
+		if errors.Is(err, errOverLimit) {
+			return nil, q.tooBig(pattern, fmt.Sprintf("%d bytes", q.opts.MaxResponse))
+		}
 		if err != nil {
-			return nil, status.Errorf(codes.Internal, "query %q: %v", req.GetBuildIdPattern(), err)
+			return nil, fail(err)
+		}
+		inner += protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(m.StreamId))
+		size += protowire.SizeTag(1) + protowire.SizeBytes(inner)
+		if size > q.opts.MaxResponse {
+			return nil, q.tooBig(pattern, fmt.Sprintf("%d bytes", q.opts.MaxResponse))
 		}
 		resp.Streams = append(resp.Streams, m)
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -65,7 +66,6 @@ const toolKey = "0fff9624-6330-4348-b7e6-0d35256338b9.3.8b58a6b7-1857-43e5-b701-
 
 // env is a server on an in-process connection.
 type env struct {
-	mem    *store.Storage
 	disk   *local.Store
 	pub    PublishServer
 	client buildpb.PublishBuildEventClient
@@ -101,18 +101,18 @@ func newEnv(t *testing.T, dir string, opts Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{mem: store.New(), disk: disk, log: &lockedBuffer{}}
+	e := &env{disk: disk, log: &lockedBuffer{}}
 	if opts.Persister == nil {
 		opts.Persister = NewBackendPersister(disk, "grpc", 0)
 	}
 	if opts.Log == nil {
 		opts.Log = e.log
 	}
-	e.pub = NewPublishBuildEventServer(e.mem, opts)
+	e.pub = NewPublishBuildEventServer(disk, opts)
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer(grpc.WaitForHandlers(true))
 	buildpb.RegisterPublishBuildEventServer(gs, e.pub)
-	buildgridpb.RegisterQueryBuildEventsServer(gs, NewQueryBuildEventsServer(StoreSource(e.mem, disk)))
+	buildgridpb.RegisterQueryBuildEventsServer(gs, NewQueryBuildEventsServer(disk, QueryOptions{}))
 	go gs.Serve(lis)
 	cc, err := grpc.NewClient("passthrough:///bufnet",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
@@ -179,19 +179,16 @@ func seqs(from, to int64) []int64 {
 	return out
 }
 
-// storedBytes returns the encodings of a stream's events as the storage
-// and, separately, the local store hold them.
-func storedBytes(t *testing.T, e *env, key string) (mem, disk [][]byte) {
+// storedBytes returns the encodings of a stream's events as the store
+// holds them, and as QueryEventStreams answers them.
+func storedBytes(t *testing.T, e *env, key string) (query, disk [][]byte) {
 	t.Helper()
-	st, err := e.mem.Lookup(key)
-	if err != nil {
-		t.Fatal(err)
+	resp, qerr := e.query.QueryEventStreams(context.Background(), &buildgridpb.QueryEventStreamsRequest{BuildIdPattern: "^" + regexp.QuoteMeta(key) + "$"})
+	if qerr != nil && status.Code(qerr) != codes.ResourceExhausted {
+		t.Fatal(qerr)
 	}
-	for ev, err := range st.Query(context.Background(), nil) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		mem = append(mem, ev.AppendEncoding(nil, st.Info()))
+	for _, s := range resp.GetStreams() {
+		query = append(query, encodings(t, s.GetEvents())...)
 	}
 	ents, err := e.disk.Lookup(context.Background(), key)
 	if err != nil {
@@ -204,7 +201,18 @@ func storedBytes(t *testing.T, e *env, key string) (mem, disk [][]byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return mem, disk
+	if qerr != nil {
+		// Over the query's limit: then the stream must be that large.
+		size := 0
+		for _, b := range disk {
+			size += len(b)
+		}
+		if size <= DefaultMaxQueryResponse {
+			t.Fatalf("stream %s of %d bytes: %v", key, size, qerr)
+		}
+		query = disk
+	}
+	return query, disk
 }
 
 func encodings(t *testing.T, evs []*buildpb.OrderedBuildEvent) [][]byte {
@@ -221,8 +229,8 @@ func encodings(t *testing.T, evs []*buildpb.OrderedBuildEvent) [][]byte {
 
 func checkStored(t *testing.T, e *env, key string, want [][]byte) {
 	t.Helper()
-	mem, disk := storedBytes(t, e, key)
-	for name, got := range map[string][][]byte{"memory": mem, "disk": disk} {
+	query, disk := storedBytes(t, e, key)
+	for name, got := range map[string][][]byte{"query": query, "disk": disk} {
 		if len(got) != len(want) {
 			t.Errorf("%s holds %d events, want %d", name, len(got), len(want))
 			continue

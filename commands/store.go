@@ -170,9 +170,11 @@ func newStoreCheckCommand() *cli.Command {
 		Usage: "verify that the store's catalog and stream files agree; --repair fixes what does not",
 		Description: `Checks the store: every catalog entry's stream file exists, is the
 stream's own file, and has the size, digest, event count and outcome the
-entry records; every stream file is indexed; no temporary file is left by
-a writer that was killed. It reads every stream file whole and changes
-nothing. One row per problem; a summary line on standard error.
+entry records, and every record its checksum; every stream file is
+indexed; no temporary file is left by a writer that was killed; nothing in
+the directory is anything but a regular file (a symbolic link is never
+followed). It reads every stream file whole and changes nothing. One row
+per problem; a summary line on standard error.
 
 A store directory that does not exist is an empty store, consistent:
 check (and --repair) creates nothing. A store of an older bes (with an
@@ -190,14 +192,15 @@ whose content disagrees with its committed entry (moved aside as
 NAME.bess.quarantine, never indexed as it is) and moves a file that
 cannot be read at all aside (NAME.bess.corrupt); brings up to date the
 entries of streams a killed server left open (cutting off a record it was
-writing); removes stale temporary files; and rebuilds a damaged catalog
+writing); removes stale temporary files; removes what is not a regular
+file (a symbolic link itself, never its target); and rebuilds a damaged catalog
 from the stream files (keeping it as catalog.db.corrupt-TIME; only while
 no other bes has the store open). It never reads, moves or changes a
 stream a live writer holds. It then checks again.
 
 Problems: bad catalog, bad file name, missing file, content mismatch,
 metadata mismatch, corrupt file, entry behind file, not indexed, stale
-temporary file.
+temporary file, not a regular file.
 
 EXAMPLES:
    bes store check

@@ -310,10 +310,10 @@ func TestReportOpenTime(t *testing.T) {
 		start := time.Now()
 		open(t, ctx, html, true)
 		opened := time.Since(start)
-		m, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]float64](`(() => { const n = performance.getEntriesByType('navigation')[0]; return {dcl: n.domContentLoadedEventEnd, load: n.loadEventEnd}; })()`))
+		m, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]float64](`(() => { const n = performance.getEntriesByType('navigation')[0]; return Object.assign({dcl: n.domContentLoadedEventEnd, load: n.loadEventEnd}, window.besTimings); })()`))
 		if err != nil {
 			t.Fatal(err)
 		}
-		fmt.Printf("open %d: %d bytes, ready (script done) after %v; DOMContentLoaded %.0f ms, load %.0f ms\n", i, len(html), opened.Round(time.Millisecond), m["dcl"], m["load"])
+		fmt.Printf("open %d: %d bytes, ready (script done) after %v; DOMContentLoaded %.0f ms, load %.0f ms; %v\n", i, len(html), opened.Round(time.Millisecond), m["dcl"], m["load"], m)
 	}
 }

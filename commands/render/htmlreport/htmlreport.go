@@ -80,8 +80,10 @@ type Block struct {
 
 // MaxConsole bounds the console bytes a page renders: the end of a longer
 // console is shown, with a line saying how much was left out (bes log
-// prints it whole).
-const MaxConsole = 8 << 20
+// prints it whole). Each line is an element of the page: 1 MiB is some
+// 15,000 of Bazel's lines, which a browser lays out in a fraction of a
+// second.
+const MaxConsole = 1 << 20
 
 var (
 	//go:embed page.html.tmpl

@@ -218,7 +218,8 @@ func (s *Store) labelRuns(ctx context.Context, tx *sql.Tx, h *store.LabelHistory
 		}
 		return nil
 	}
-	// Newest first by the second (the index's order, read backwards);
+	// Newest first by the second (the index's order, read backwards;
+	// NULLS LAST is SQLite's order, and PostgreSQL's when said);
 	// the rows of the last second are then read whole, so that the order
 	// within a second (by nanosecond, then key) is exact.
 	lim := ""
@@ -240,7 +241,7 @@ func (s *Store) labelRuns(ctx context.Context, tx *sql.Tx, h *store.LabelHistory
 		}
 		return rows.Err()
 	}
-	if err := read(base+` ORDER BY t.start_sec DESC`+lim, args...); err != nil {
+	if err := read(base+` ORDER BY t.start_sec DESC NULLS LAST`+lim, args...); err != nil {
 		return err
 	}
 	if q.Limit > 0 && len(h.Runs) == q.Limit && !h.Runs[q.Limit-1].Start.IsZero() {

@@ -366,8 +366,9 @@ func (a *Appender) Flush(context.Context) error {
 	return a.err
 }
 
-// Close syncs what is pending, stores the stream's facts and releases the
-// stream. It returns the entry; later calls return the entry of the first.
+// Close syncs what is pending, stores the stream's facts, compacts the
+// stream's chunks into one blob (compact) and releases the stream. It
+// returns the entry; later calls return the entry of the first.
 func (a *Appender) Close(ctx context.Context) (*store.Entry, error) {
 	if a.closed {
 		e := *a.final
@@ -396,6 +397,9 @@ func (a *Appender) Close(ctx context.Context) (*store.Entry, error) {
 	} else {
 		err = a.err
 	}
+	if err == nil && a.n > 1 {
+		a.compact(ctx)
+	}
 	m := a.meta
 	m.Events = a.events
 	e := local.NewEntry(a.stream, &m)
@@ -406,4 +410,57 @@ func (a *Appender) Close(ctx context.Context) (*store.Entry, error) {
 	a.final = e
 	c := *e
 	return &c, err
+}
+
+// compact replaces the chunks of a's stream, one per Sync, with one blob
+// holding them all, so that reading the stream later is one request: the
+// new blob is uploaded from the old ones, then one transaction, on
+// condition that the stream is still as a left it, lists it in their
+// place and moves them to the garbage (readers that had started reading
+// them finish within GraceAfterDelete). The body's bytes, and so the
+// entry, do not change. It is best effort: after a failure the chunks
+// stay as they were, as readable.
+func (a *Appender) compact(ctx context.Context) {
+	key := a.stream.Key
+	chunks, gen, err := a.s.body(ctx, key)
+	if err != nil || gen != a.gen || len(chunks) != a.n {
+		return
+	}
+	var total int64
+	for _, c := range chunks {
+		total += c.size
+	}
+	if total != a.size {
+		return
+	}
+	cr := &chunkReader{ctx: ctx, b: a.s.blobs, chunks: chunks}
+	name := chunkName(bodyDir(key, a.gen), 0)
+	err = a.s.blobs.put(ctx, name, cr)
+	cr.Close()
+	if err != nil {
+		a.s.blobs.remove(context.WithoutCancel(ctx), name)
+		return
+	}
+	kid := kidOf(key)
+	err = a.s.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE streams SET chunks = 1 WHERE kid = $1 AND gen = $2 AND chunks = $3 AND size = $4`,
+			kid, a.gen, a.n, a.size)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() != 1 {
+			return ErrFenced
+		}
+		if err := discard(ctx, tx, key); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO chunks(kid, n, blob, size, events) VALUES($1, 0, $2, $3, $4)`, kid, name, a.size, a.events)
+		return err
+	})
+	if err != nil {
+		a.s.blobs.remove(context.WithoutCancel(ctx), name)
+		return
+	}
+	a.n = 1
+	a.s.sweep(ctx)
 }

@@ -80,11 +80,11 @@ func putFacts(ctx context.Context, tx pgx.Tx, key string, f *store.Facts) error 
 	ss, sn := unix(f.Start)
 	if _, err := tx.Exec(ctx, `INSERT INTO invocations(kid, key, invocation_id, command, patterns, result,
 		exit_code, has_exit_code, verdict, start_sec, start_nsec, duration_ns, "user", host, commit_id, branch,
-		actions_created, actions_executed, critical_path_ns)
-		VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)`,
+		actions_created, actions_executed, critical_path_ns, failures, damaged)
+		VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)`,
 		k, []byte(key), []byte(f.InvocationID), pgText(f.Command), string(pj), pgText(f.Result), f.ExitCode, f.HasExitCode,
 		pgText(f.Verdict), ss, sn, int64(f.Duration), pgText(f.User), pgText(f.Host), pgText(f.Commit), pgText(f.Branch),
-		f.ActionsCreated, f.ActionsExecuted, int64(f.CriticalPath)); err != nil {
+		f.ActionsCreated, f.ActionsExecuted, int64(f.CriticalPath), int32(f.Failures), f.Damaged); err != nil {
 		return err
 	}
 	if len(f.Targets) > 0 {
@@ -99,11 +99,20 @@ func putFacts(ctx context.Context, tx pgx.Tx, key string, f *store.Facts) error 
 	if len(f.Tests) > 0 {
 		rows := make([][]any, len(f.Tests))
 		for i, t := range f.Tests {
+			logs := make([]string, len(t.Logs))
+			for j, l := range t.Logs {
+				logs[j] = pgText(l)
+			}
+			lj, err := json.Marshal(logs)
+			if err != nil {
+				return err
+			}
 			rows[i] = []any{k, pgText(t.Label), pgText(t.Configuration), pgText(t.Status), int32(t.Attempts), int32(t.Shards),
-				int32(t.Runs), int32(t.TotalRuns), int32(t.Cached), int64(t.Duration), t.DidNotReport, ss, pgText(t.FailedLog)}
+				int32(t.Runs), int32(t.TotalRuns), int32(t.Cached), int64(t.Duration), t.DidNotReport, ss, pgText(t.FailedLog),
+				pgText(t.Kind), pgText(t.Size), pgText(t.AbortReason), string(lj)}
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"tests"}, []string{"kid", "label", "configuration", "status", "attempts", "shards",
-			"runs", "total_runs", "cached", "duration_ns", "did_not_report", "start_sec", "failed_log"}, pgx.CopyFromRows(rows)); err != nil {
+			"runs", "total_runs", "cached", "duration_ns", "did_not_report", "start_sec", "failed_log", "kind", "size", "abort_reason", "logs"}, pgx.CopyFromRows(rows)); err != nil {
 			return err
 		}
 	}
@@ -117,7 +126,7 @@ func putFactsIfAbsent(ctx context.Context, tx pgx.Tx, key string, f *store.Facts
 		return nil
 	}
 	var n int
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM invocations WHERE kid = $1`, kidOf(key)).Scan(&n); err != nil || n > 0 {
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM invocations WHERE kid = $1 AND damaged IS NOT NULL`, kidOf(key)).Scan(&n); err != nil || n > 0 {
 		return err
 	}
 	return putFacts(ctx, tx, key, f)
@@ -171,17 +180,23 @@ func readFacts(ctx context.Context, tx pgx.Tx, key string) (*store.Facts, error)
 	var pats string
 	var ss, sn *int64
 	var dur, cp int64
+	var failures *int32
+	var damaged *bool
 	err := tx.QueryRow(ctx, `SELECT invocation_id, command, patterns, result, exit_code, has_exit_code,
 		verdict, start_sec, start_nsec, duration_ns, "user", host, commit_id, branch,
-		actions_created, actions_executed, critical_path_ns FROM invocations WHERE kid = $1`, k).
+		actions_created, actions_executed, critical_path_ns, failures, damaged FROM invocations WHERE kid = $1`, k).
 		Scan(&iid, &f.Command, &pats, &f.Result, &f.ExitCode, &f.HasExitCode, &f.Verdict, &ss, &sn, &dur,
-			&f.User, &f.Host, &f.Commit, &f.Branch, &f.ActionsCreated, &f.ActionsExecuted, &cp)
+			&f.User, &f.Host, &f.Commit, &f.Branch, &f.ActionsCreated, &f.ActionsExecuted, &cp, &failures, &damaged)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
+	if failures == nil || damaged == nil {
+		return nil, nil // written before version 4: as none
+	}
+	f.Failures, f.Damaged = int(*failures), *damaged
 	f.InvocationID, f.Start, f.Duration, f.CriticalPath = string(iid), fromUnix(ss, sn), time.Duration(dur), time.Duration(cp)
 	if err := json.Unmarshal([]byte(pats), &f.Patterns); err != nil {
 		return nil, fmt.Errorf("invocations.patterns of %s: %w", local.ShortKey(key), err)
@@ -198,20 +213,43 @@ func readFacts(ctx context.Context, tx pgx.Tx, key string) (*store.Facts, error)
 		return nil, err
 	}
 	rows, err = tx.Query(ctx, `SELECT label, configuration, status, attempts, shards, runs, total_runs,
-		cached, duration_ns, did_not_report, failed_log FROM tests WHERE kid = $1 ORDER BY label COLLATE "C", configuration COLLATE "C"`, k)
+		cached, duration_ns, did_not_report, failed_log, kind, size, abort_reason, logs
+		FROM tests WHERE kid = $1 ORDER BY label COLLATE "C", configuration COLLATE "C"`, k)
 	if err != nil {
 		return nil, err
 	}
 	var tt store.TestFacts
 	var d int64
 	var a, sh, r, tr, c int32
-	if _, err := pgx.ForEachRow(rows, []any{&tt.Label, &tt.Configuration, &tt.Status, &a, &sh, &r, &tr, &c, &d, &tt.DidNotReport, &tt.FailedLog}, func() error {
-		tt.Attempts, tt.Shards, tt.Runs, tt.TotalRuns, tt.Cached = int(a), int(sh), int(r), int(tr), int(c)
-		tt.Duration = time.Duration(d)
-		f.Tests = append(f.Tests, tt)
+	var kind, size, reason, logs *string
+	old := false
+	if _, err := pgx.ForEachRow(rows, []any{&tt.Label, &tt.Configuration, &tt.Status, &a, &sh, &r, &tr, &c, &d, &tt.DidNotReport,
+		&tt.FailedLog, &kind, &size, &reason, &logs}, func() error {
+		if logs == nil {
+			old = true
+			return nil
+		}
+		t := tt
+		t.Attempts, t.Shards, t.Runs, t.TotalRuns, t.Cached = int(a), int(sh), int(r), int(tr), int(c)
+		t.Duration = time.Duration(d)
+		t.Kind, t.Size, t.AbortReason = deref(kind), deref(size), deref(reason)
+		if err := json.Unmarshal([]byte(*logs), &t.Logs); err != nil {
+			return fmt.Errorf("tests.logs of %s: %w", local.ShortKey(key), err)
+		}
+		f.Tests = append(f.Tests, t)
 		return nil
 	}); err != nil {
 		return nil, err
 	}
+	if old {
+		return nil, nil // written before version 4: as none
+	}
 	return f, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

@@ -104,4 +104,13 @@ var migrations = []string{
 	DROP INDEX tests_label_start;
 	CREATE INDEX tests_label_start ON tests((substring(label from 1 for 512)), start_sec, status, cached);
 	CREATE INDEX tests_failing ON tests(status, start_sec) WHERE status <> 'PASSED';`,
+	// 4: store/local's version 4 (store/local/facts.go): what bes tests
+	// and bes failures show of a stored invocation without reading its
+	// stream. NULL for facts written before it: they read as none.
+	`ALTER TABLE invocations ADD COLUMN failures INTEGER;
+	ALTER TABLE invocations ADD COLUMN damaged BOOLEAN;
+	ALTER TABLE tests ADD COLUMN kind TEXT;
+	ALTER TABLE tests ADD COLUMN size TEXT;
+	ALTER TABLE tests ADD COLUMN abort_reason TEXT;
+	ALTER TABLE tests ADD COLUMN logs TEXT; -- a JSON array of strings`,
 }

@@ -74,7 +74,7 @@ lifecycle streams) are left out.`
 func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []string, errw io.Writer) ([]*invocation.Invocation, *outcome, error) {
 	// Only artifacts needs output files, only actions every action (and
 	// report, the page of all).
-	wants := invocation.Wants{Artifacts: cmd == "artifacts" || cmd == "report", Actions: cmd == "actions" || cmd == "report"}
+	wants := invocation.Wants{Artifacts: cmd == "artifacts" || cmd == "report", Actions: cmd == "actions", TimedActions: cmd == "report"}
 	re, err := regexp.Compile(opts.Match)
 	if err != nil {
 		return nil, nil, &usageError{msg: fmt.Sprintf("--match: %v", err), cause: err}
@@ -194,11 +194,23 @@ func loadFacts(ctx context.Context, cmd string, opts viewOptions, args []string,
 	if err != nil {
 		return nil, nil, false
 	}
-	for _, e := range entries {
-		f, err := fr.Facts(ctx, e.Key)
-		if err != nil {
-			return nil, nil, false // reading the stream says what
+	all := make([]*store.Facts, len(entries))
+	if fl, many := st.(store.FactsLister); many {
+		keys := make([]string, len(entries))
+		for i, e := range entries {
+			keys[i] = e.Key
 		}
+		if all, err = fl.ManyFacts(ctx, keys); err != nil {
+			return nil, nil, false // reading the streams says what
+		}
+	} else {
+		for i, e := range entries {
+			if all[i], err = fr.Facts(ctx, e.Key); err != nil {
+				return nil, nil, false
+			}
+		}
+	}
+	for _, f := range all {
 		if f == nil {
 			continue // no Bazel events
 		}

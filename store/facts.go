@@ -128,3 +128,13 @@ type FactsReader interface {
 	// ErrNotFound for a key that is not stored.
 	Facts(ctx context.Context, key string) (*Facts, error)
 }
+
+// FactsLister is the optional interface of a FactsReader that reads the
+// facts of many streams at once (store/local: three queries of the
+// catalog for any number of streams, instead of a few for each).
+type FactsLister interface {
+	// ManyFacts returns what Facts returns for each of keys, in the order
+	// of keys (nil for a stream without Bazel events), or the first error
+	// Facts would give (one wrapping ErrNotFound for a key not stored).
+	ManyFacts(ctx context.Context, keys []string) ([]*Facts, error)
+}

@@ -47,6 +47,7 @@ type Memory struct {
 var (
 	_ Backend     = (*Memory)(nil)
 	_ FactsReader = (*Memory)(nil)
+	_ FactsLister = (*Memory)(nil)
 	_ Writer      = (*memWriter)(nil)
 	_ Appender    = (*memAppender)(nil)
 )
@@ -368,6 +369,19 @@ func (m *Memory) Facts(ctx context.Context, key string) (*Facts, error) {
 		return nil, nil
 	}
 	return FactsOf(inv), nil
+}
+
+// ManyFacts implements FactsLister, with Facts for each key.
+func (m *Memory) ManyFacts(ctx context.Context, keys []string) ([]*Facts, error) {
+	out := make([]*Facts, len(keys))
+	for i, k := range keys {
+		f, err := m.Facts(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = f
+	}
+	return out, nil
 }
 
 // Location implements Backend.

@@ -2,6 +2,7 @@ package local
 
 import (
 	"database/sql"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,5 +157,53 @@ func TestFactsBeforeVersion4(t *testing.T) {
 	}
 	if kinds != 8 || want.Failures != 2 || want.Damaged {
 		t.Errorf("after the repair: %d sh_test rows with logs; facts %d failures, damaged %v", kinds, want.Failures, want.Damaged)
+	}
+}
+
+// ManyFacts reading the facts tables whole gives what Facts gives for
+// each key: facts of the catalog, of a synthetic stream, of a
+// stream whose facts predate catalog version 4 (from its events); and
+// ErrNotFound for a key not stored.
+func TestManyFactsScan(t *testing.T) {
+	defer func(n int) { manyFactsPerKey = n }(manyFactsPerKey)
+	manyFactsPerKey = 0
+	s := openStore(t)
+	var keys []string
+	for _, name := range []string{"test_mixed.bep", "test_cached.bep", "build_keep_going_fail.bep", "build_ok.bep", "bes_test_mixed.obe", ""} {
+		st, evs := synthNamed("synthetic", 3)
+		if name != "" {
+			st, evs = readFile(t, name)
+		}
+		if _, _, err := write(t, s, st, evs).Commit(bg, "src", "bep", false); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, st.Key)
+	}
+	if err := s.write(bg, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE tests SET logs = NULL WHERE key = ?`, []byte(keys[1]))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	many, err := s.ManyFacts(bg, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for i, k := range keys {
+		f, err := s.Facts(bg, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameFacts(t, ShortKey(k), many[i], f)
+		if f != nil {
+			n += len(f.Tests)
+		}
+	}
+	if n < 20 {
+		t.Errorf("%d tests in all", n)
+	}
+	if _, err := s.ManyFacts(bg, []string{keys[0], "nope.3.nope"}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a key not stored: %v", err)
 	}
 }

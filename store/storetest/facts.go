@@ -163,6 +163,21 @@ func testFacts(t *testing.T, b store.Backend) {
 		t.Errorf("facts of the live stream: %+v", f)
 	}
 
+	// Many at once (store.FactsLister): what Facts gives for each.
+	if fl, ok := b.(store.FactsLister); ok {
+		keys := []string{life[0].st.Key, ins[2].st.Key, live.st.Key, ins[0].st.Key, ins[1].st.Key}
+		many, err := fl.ManyFacts(bg, keys)
+		if err != nil || len(many) != len(keys) {
+			t.Fatalf("ManyFacts: %d, %v", len(many), err)
+		}
+		for i, k := range keys {
+			sameFacts(t, "ManyFacts of "+k, many[i], factsOf(t, fr, k))
+		}
+		if _, err := fl.ManyFacts(bg, []string{ins[0].st.Key, "no-such-build.3.no-such-invocation"}); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("ManyFacts of a key not stored: %v; want ErrNotFound", err)
+		}
+	}
+
 	// Deleted with the stream; a key never stored has none.
 	for _, key := range []string{ins[1].st.Key, live.st.Key} {
 		if err := b.Delete(bg, key); err != nil {

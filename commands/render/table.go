@@ -155,13 +155,40 @@ func (lw *Writer) write(cells []string) {
 // Flush writes what is buffered and returns the first error of writing.
 func (lw *Writer) Flush() error { return lw.bw.Flush() }
 
-// SafeCells returns the cells made safe (SafeCell), in a new slice.
+// SafeCells returns the cells made safe (SafeCell) and short (ShortCell),
+// in a new slice.
 func SafeCells(cells []string) []string {
 	out := make([]string, len(cells))
 	for i, c := range cells {
-		out[i] = SafeCell(c)
+		out[i] = SafeCell(ShortCell(c, MaxCell))
 	}
 	return out
+}
+
+// MaxCell is the most bytes of a cell a table shows: a longer one (a
+// stream key of megabytes, from a hostile or broken client; issue 13) is
+// shortened by ShortCell, so that one row cannot take megabytes of every
+// line's padding or of the terminal.
+const MaxCell = 1024
+
+// ShortCell returns c if it holds at most max bytes, else its start and its
+// end (3/4 and 1/4 of what max leaves, cut on rune boundaries) around
+// "...(N bytes)...", N being len(c), in at most max bytes: a key's build
+// id and invocation id both show. The result is printable ASCII if c is.
+func ShortCell(c string, max int) string {
+	if len(c) <= max {
+		return c
+	}
+	budget := max - len("...( bytes)...") - 20 // 20: the digits of any length
+	head, tail := budget*3/4, budget/4
+	for head > 0 && !utf8.RuneStart(c[head]) {
+		head--
+	}
+	t := len(c) - tail
+	for t < len(c) && !utf8.RuneStart(c[t]) {
+		t++
+	}
+	return c[:head] + "...(" + strconv.Itoa(len(c)) + " bytes)..." + c[t:]
 }
 
 // SafeCell escapes, Go style (\n, \x1b, \u202e), what in a cell could
@@ -186,9 +213,13 @@ func SafeCell(c string) string {
 }
 
 // printableASCII reports whether every cell is printable ASCII (no
-// control characters, no tabs).
+// control characters, no tabs) and no longer than MaxCell: a table can
+// show it as it is.
 func printableASCII(cells []string) bool {
 	for _, c := range cells {
+		if len(c) > MaxCell {
+			return false
+		}
 		for i := 0; i < len(c); i++ {
 			if c[i] < 0x20 || c[i] > 0x7e {
 				return false

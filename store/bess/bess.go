@@ -185,7 +185,8 @@ type Reader struct {
 	prevSeq int64
 	prevSec int64
 	version byte
-	crc     uint32 // CRC-32C of the current header or record's bytes so far
+	crc     uint32 // CRC-32C of the current header or record's bytes before pend
+	pend    []byte // bytes of varints read since crc was last updated
 	err     error
 
 	// MaxRecordSize bounds one record's data; longer records are reported
@@ -217,7 +218,9 @@ func NewReader(r io.Reader, name string, size int64) (*Reader, error) {
 	if rd.version != Version && rd.version != Version1 {
 		return nil, rd.corrupt(int64(len(Magic)), fmt.Errorf("unsupported stream file version %d (this bes reads versions %d and %d)", rd.version, Version1, Version))
 	}
-	rd.crc = crc32.Checksum(head[:], castagnoli)
+	if rd.version != Version1 {
+		rd.crc = crc32.Checksum(head[:], castagnoli)
+	}
 	start := rd.off
 	idBytes, err := rd.bytes(MaxHeaderField)
 	if err != nil {
@@ -248,19 +251,31 @@ func (rd *Reader) checksum(start int64) error {
 	if rd.version == Version1 {
 		return nil
 	}
+	rd.flushCRC()
 	want := rd.crc
-	var b [4]byte
-	if rd.size >= 0 && rd.size-rd.off < int64(len(b)) {
+	const n = 4
+	if rd.size >= 0 && rd.size-rd.off < n {
 		return rd.corrupt(start, fmt.Errorf("reading checksum: %w", io.ErrUnexpectedEOF))
 	}
-	if _, err := io.ReadFull(rd.r, b[:]); err != nil {
+	b, err := rd.r.Peek(n)
+	if err != nil {
 		return rd.corrupt(start, fmt.Errorf("reading checksum: %w", eofIsUnexpected(err)))
 	}
-	rd.off += int64(len(b))
-	if got := binary.LittleEndian.Uint32(b[:]); got != want {
-		return rd.corrupt(start, fmt.Errorf("%w: stored CRC-32C %08x, the %d bytes give %08x", ErrChecksum, got, rd.off-int64(len(b))-start, want))
+	got := binary.LittleEndian.Uint32(b)
+	rd.r.Discard(n)
+	rd.off += n
+	if got != want {
+		return rd.corrupt(start, fmt.Errorf("%w: stored CRC-32C %08x, the %d bytes give %08x", ErrChecksum, got, rd.off-n-start, want))
 	}
 	return nil
+}
+
+// flushCRC folds the varint bytes read since the last update into crc.
+func (rd *Reader) flushCRC() {
+	if len(rd.pend) > 0 {
+		rd.crc = crc32.Update(rd.crc, castagnoli, rd.pend)
+		rd.pend = rd.pend[:0]
+	}
 }
 
 // Stream returns the stream the file holds, as its header describes it.
@@ -296,7 +311,7 @@ func (rd *Reader) next() (*bepfile.Event, error) {
 		}
 		return nil, io.EOF
 	}
-	rd.crc = 0
+	rd.crc, rd.pend = 0, rd.pend[:0]
 	flags, err := rd.varint()
 	if err != nil {
 		return nil, err
@@ -355,7 +370,6 @@ func (rd *Reader) next() (*bepfile.Event, error) {
 func (rd *Reader) varint() (uint64, error) {
 	start := rd.off
 	var x uint64
-	var raw [binary.MaxVarintLen64]byte
 	for i := 0; ; i++ {
 		c, err := rd.r.ReadByte()
 		if err != nil {
@@ -365,10 +379,11 @@ func (rd *Reader) varint() (uint64, error) {
 		if i == 9 && c > 1 {
 			return 0, rd.corrupt(start, errors.New("varint overflows 64 bits"))
 		}
-		raw[i] = c
+		if rd.version != Version1 {
+			rd.pend = append(rd.pend, c)
+		}
 		x |= uint64(c&0x7f) << (7 * i)
 		if c < 0x80 {
-			rd.crc = crc32.Update(rd.crc, castagnoli, raw[:i+1])
 			return x, nil
 		}
 	}
@@ -393,7 +408,10 @@ func (rd *Reader) bytes(limit int64) ([]byte, error) {
 		return nil, rd.corrupt(start, fmt.Errorf("reading %d bytes: %w", n, eofIsUnexpected(err)))
 	}
 	rd.off += int64(n)
-	rd.crc = crc32.Update(rd.crc, castagnoli, b)
+	if rd.version != Version1 {
+		rd.flushCRC()
+		rd.crc = crc32.Update(rd.crc, castagnoli, b)
+	}
 	return b, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/bes-cli/bes/bepfile"
 )
@@ -222,5 +223,65 @@ func TestReadsVersion1(t *testing.T) {
 	all, err := readAll(append(bytes.Clone(v1), more.Bytes()...))
 	if err != nil || len(all) != 3 || all[2].Seq != 6 {
 		t.Errorf("continued file: %d events, %v", len(all), err)
+	}
+}
+
+// benchFile returns a stream file of n events of size bytes each (Bazel's
+// events in testdata's large corpus average 259 bytes), in format version
+// 2, or version 1 (no checksums) with v1.
+func benchFile(b *testing.B, n, size int, v1 bool) []byte {
+	st := bepfile.NewStream(&buildpb.StreamId{BuildId: "b", InvocationId: "i", Component: buildpb.StreamId_TOOL})
+	var buf bytes.Buffer
+	enc := NewEncoder(&buf)
+	if v1 {
+		buf.WriteString(Magic)
+		buf.WriteByte(Version1)
+		buf.Write(protowire.AppendBytes(nil, st.IDBytes))
+		buf.Write(protowire.AppendString(nil, st.TypeURL))
+		enc.v1 = true
+	} else if _, err := enc.Header(st); err != nil {
+		b.Fatal(err)
+	}
+	payload := bytes.Repeat([]byte("0123456789abcdef"), size/16+1)[:size]
+	for i := range n {
+		ev := bepfile.Event{Seq: int64(i + 1), HasTime: true, Time: bepfile.Timestamp{Seconds: 1700000000 + int64(i/100), Nanos: int32(i)}, Payload: payload}
+		if _, err := enc.Record(&ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return buf.Bytes()
+}
+
+// BenchmarkRead reads a stream file of 32,000 events of 259 bytes whole, in
+// format version 1 and version 2 (a CRC-32C checked per record): what the
+// checksums cost a reader (issue 13).
+func BenchmarkRead(b *testing.B) {
+	for _, v1 := range []bool{true, false} {
+		name := "format=v2"
+		if v1 {
+			name = "format=v1"
+		}
+		b.Run(name, func(b *testing.B) {
+			file := benchFile(b, 32000, 259, v1)
+			b.SetBytes(int64(len(file)))
+			for b.Loop() {
+				rd, err := NewReader(bytes.NewReader(file), "bench", int64(len(file)))
+				if err != nil {
+					b.Fatal(err)
+				}
+				n := 0
+				for {
+					if _, err := rd.Next(); err == io.EOF {
+						break
+					} else if err != nil {
+						b.Fatal(err)
+					}
+					n++
+				}
+				if n != 32000 {
+					b.Fatalf("%d events", n)
+				}
+			}
+		})
 	}
 }

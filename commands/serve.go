@@ -69,7 +69,24 @@ server runs (the event count in bes streams may lag by a second while a
 stream is open). An event re-sent after a reconnect is acknowledged again
 and stored once; a gap or out-of-order sequence number is refused.
 
-One line per stream opened and finished, and per request refused, goes to
+The store is the one truth: the server keeps in memory only what the
+streams it holds open need, drops a stream once it finishes, and answers a
+client that returns from the store (a stream replaced meanwhile with
+bes ingest --replace is continued from what the store holds). A stream that
+receives no event for --idle-timeout is let go (its file closed, its lock
+released) until its client returns. At most --max-open-streams streams are
+open at once, --max-open-streams-per-client from one IP address; a new
+stream over either is refused with ResourceExhausted. A Bazel payload that
+is not well-formed protobuf is refused with InvalidArgument (a string that
+is not UTF-8, as Bazel sends them, is stored byte for byte).
+
+QueryEventStreams reads the store. Its answer is one message, at most
+4 MiB and 10,000 streams (what a gRPC client receives by default); a larger
+one is refused with ResourceExhausted: narrow the pattern, e.g. to one
+invocation ("INVOCATION_ID$"), or read the store with bes dump.
+
+One line per stream opened, finished and let go, and per request refused
+(refused authentications: at most one line per 10 seconds), goes to
 standard error. The first line is "bes: serving on HOST:PORT (store DIR)",
 with "; TLS, bearer token" when they are on; with port 0 it names the port
 chosen. SIGINT or SIGTERM stops accepting
@@ -80,7 +97,8 @@ needs TLS (--tls-cert and --tls-key, PEM files) or, to serve in plain text
 anyway, --insecure. --auth-token-file makes every call, publishing or
 querying, carry the file's token as "authorization: Bearer TOKEN" gRPC
 metadata (Bazel: --bes_header=authorization="Bearer TOKEN"; bes replay:
---auth-token-file); others are refused with Unauthenticated.
+--auth-token-file); others are refused with Unauthenticated. A token file
+other users may read gets a warning.
 
 EXAMPLES:
    bes serve

@@ -40,12 +40,13 @@
 // that the row still has the gen and chunk count the Appender last wrote
 // (compare-and-set). So what Sync acknowledged is durable in both the
 // bucket and the catalog, the entry never lags its events, and two writers
-// can never interleave chunks: the second one's condition fails. A process
-// killed mid-stream leaves every acknowledged chunk; the next Appender of
-// the stream, in any process, reads them, continues the bess encoder after
-// the last one, and appends chunk n+1. bes serve (store/server) then
-// acknowledges the events a client re-sends without storing them again,
-// by their sequence numbers.
+// can never interleave chunks: the second one's condition fails. Close
+// compacts the chunks into one blob (Appender.compact), so that a finished
+// stream is read with one request. A process killed mid-stream leaves
+// every acknowledged chunk; the next Appender of the stream, in any
+// process, reads them, continues the bess encoder after the last one, and
+// appends chunk n+1. bes serve (store/server) then acknowledges the events
+// a client re-sends without storing them again, by their sequence numbers.
 //
 // Replacing or deleting a stream records its old blobs in the garbage
 // table, in the same transaction; they are deleted GraceAfterDelete later

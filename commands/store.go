@@ -200,7 +200,8 @@ stream a live writer holds. It then checks again.
 
 Problems: bad catalog, bad file name, missing file, content mismatch,
 metadata mismatch, corrupt file, entry behind file, not indexed, stale
-temporary file, not a regular file.
+temporary file, not a regular file, facts mismatch (a stream's facts in the
+catalog are missing or not those of its events), facts without stream.
 
 EXAMPLES:
    bes store check

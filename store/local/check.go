@@ -348,6 +348,16 @@ func (s *Store) checkEntry(ctx context.Context, e *Entry, locked bool, stored fu
 		if locked && fileHeld(path) {
 			return nil, true, nil
 		}
+		// The records past the entry were synced (acknowledged) by a
+		// server that stopped before it updated the entry: a last one cut
+		// short is a write it never finished (Repair cuts it off), any
+		// other fault is damage, which Repair must not index.
+		if err := checkTail(ctx, f, path, e.Size, fi.Size()); err != nil {
+			if ctx.Err() != nil {
+				return nil, false, ctx.Err()
+			}
+			return problem(ProblemMismatch, "the records after the %d bytes the catalog entry vouches for are damaged: %v", e.Size, err)
+		}
 		return problem(ProblemBehind, "the file has %d bytes, the catalog says %d: a server stopped before updating the catalog", fi.Size(), e.Size)
 	}
 	var want *store.Facts
@@ -369,6 +379,31 @@ func (s *Store) checkEntry(ctx context.Context, e *Entry, locked bool, stored fu
 		return problem(ProblemFacts, "%s", diff)
 	}
 	return nil, false, nil
+}
+
+// checkTail reads the records of the stream file f (of size bytes) that
+// start at or after vouched, the size its catalog entry vouches for, and
+// returns the first fault among them but a last record cut short.
+func checkTail(ctx context.Context, f *os.File, path string, vouched, size int64) error {
+	rd, err := bess.NewReader(io.NewSectionReader(f, 0, size), path, size)
+	if err != nil {
+		return err
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		start := rd.Offset()
+		_, err := rd.Next()
+		switch {
+		case err == io.EOF:
+			return nil
+		case err != nil && start >= vouched && errors.Is(err, io.ErrUnexpectedEOF):
+			return nil
+		case err != nil:
+			return err
+		}
+	}
 }
 
 // metaDiff describes how an entry differs from the one made from its file,

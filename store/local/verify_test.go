@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store/bess"
@@ -101,5 +102,50 @@ func TestReadChecksStreamAgainstEntry(t *testing.T) {
 	var ce *CorruptError
 	if !errors.As(err, &ce) || ce.File != path || !strings.Contains(err.Error(), "SHA-256") || int64(n) != e.Events {
 		t.Errorf("a flipped byte in a v1 stream: %d events, %v", n, err)
+	}
+}
+
+// TestRepairQuarantinesDamagedTail: the records a killed server synced
+// after the size its entry vouches for are checked too: a last record cut
+// short is a write it never finished, which Repair cuts off, but a record
+// whose checksum fails is damage, which Repair quarantines, saying so,
+// rather than failing (issue 13: Repair stopped on the error) or indexing
+// the stream as it is.
+func TestRepairQuarantinesDamagedTail(t *testing.T) {
+	st, evs := synthNamed("tail", 6)
+	s := openStore(t)
+	a, _, err := s.openAppend(bg, st, AppendOptions{IndexInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, a, evs[:3], 3)
+	if err := a.Flush(bg); err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, a, evs[3:], 3)
+	vouched := entryOf(t, s, st.Key)
+	// A byte flipped in the last event's payload, and the server killed.
+	b := make([]byte, 1)
+	a.f.ReadAt(b, a.size-6)
+	b[0] ^= 1
+	a.f.WriteAt(b, a.size-6)
+	unlockFile(a.f)
+	a.f.Close()
+
+	if k := problemKinds(mustCheck(t, s))[vouched.File]; k != ProblemMismatch {
+		t.Errorf("check: %q, want %q", k, ProblemMismatch)
+	}
+	rep, err := s.Repair(bg)
+	if err != nil {
+		t.Fatalf("Repair: %v", err)
+	}
+	if !rep.After.OK() || !strings.Contains(strings.Join(rep.Actions, "\n"), "quarantined "+vouched.File) {
+		t.Errorf("Repair: %+v, actions %q", rep.After.Problems, rep.Actions)
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir(), vouched.File+".quarantine")); err != nil {
+		t.Errorf("not quarantined: %v", err)
+	}
+	if n := len(list(t, s)); n != 0 {
+		t.Errorf("%d streams listed", n)
 	}
 }

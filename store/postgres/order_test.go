@@ -31,7 +31,7 @@ func TestListPagesLongKeys(t *testing.T) {
 		// Some keys end early, some go on: "…p7" sorts before "…p7\x00…".
 		bid := fmt.Sprintf("%s%d", common, i%700)
 		if i >= 600 {
-			bid += "\xff"
+			bid += "\u00ff" // sorts after every ASCII byte
 		}
 		id := &buildpb.StreamId{BuildId: bid, InvocationId: "i", Component: buildpb.StreamId_TOOL}
 		w, err := s.Create(ctx, bepfile.NewStream(id))

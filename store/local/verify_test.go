@@ -149,3 +149,48 @@ func TestRepairQuarantinesDamagedTail(t *testing.T) {
 		t.Errorf("%d streams listed", n)
 	}
 }
+
+// TestAppendToVersion1File: a stream file of the format before issue 13
+// (testdata/v1-store) continued by an Appender stays one format (version 1
+// records after version 1 records), reads back whole, event for event, and
+// checks consistent: a store written before checksums keeps working.
+func TestAppendToVersion1File(t *testing.T) {
+	dir := copyDir(t, filepath.Join("testdata", "v1-store"))
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var e *Entry
+	for _, c := range list(t, s) {
+		if e == nil || c.Events > e.Events {
+			e = c
+		}
+	}
+	st, before := readBack(t, s, e)
+	a, loaded, err := s.openAppend(bg, st, AppendOptions{IndexInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(loaded.Len()) != e.Events {
+		t.Fatalf("OpenAppend loaded %d events, the entry says %d", loaded.Len(), e.Events)
+	}
+	last := before[len(before)-1]
+	more := []bepfile.Event{{Seq: last.Seq + 1, Payload: []byte("added")}, {Seq: last.Seq + 2, Payload: []byte("after checksums")}}
+	appendAll(t, a, more, 1)
+	after, err := a.Close(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, e.File))
+	if err != nil || b[4] != bess.Version1 {
+		t.Fatalf("the continued file: version %d, %v", b[4], err)
+	}
+	_, got := readBack(t, s, after)
+	if len(got) != len(before)+2 || string(got[len(got)-1].Payload) != "after checksums" {
+		t.Errorf("read back %d events, want %d", len(got), len(before)+2)
+	}
+	if r := mustCheck(t, s); !r.OK() {
+		t.Errorf("check: %+v", r.Problems)
+	}
+}

@@ -128,8 +128,9 @@ var ErrUnsafeDir = errors.New("unsafe store directory")
 
 // Open opens the store in dir, creating the directory (mode 0700, parents
 // included) if it does not exist, and removes the temporary files that
-// writers killed earlier left in its tmp/ (no live writer's). An existing directory keeps its mode; one
-// another user owns or others may write is refused (ErrUnsafeDir).
+// writers killed earlier left in its tmp/ (no live writer's). An existing
+// directory keeps its mode; one another user owns or others may write is
+// refused (ErrUnsafeDir).
 func Open(dir string, opts ...Option) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("store: empty directory name")
@@ -253,7 +254,7 @@ func (s *Store) Lookup(ctx context.Context, ref string) ([]*Entry, error) {
 // What is read is checked against the file's checksums and its catalog
 // entry (issue 13: a damaged stream was served as data): a file that is not
 // a regular file, a record whose CRC-32C does not match (bess.ErrChecksum),
-// a file shorter than the entry's Size or whose first Size bytes hold
+// a file that ends before the entry's Size, or whose first Size bytes hold
 // another number of events than the entry's Events (a stream cut short or
 // spliced), and, for a file of format version 1 (no checksums), first Size
 // bytes whose SHA-256 is not the entry's Digest, each give a *CorruptError
@@ -290,8 +291,9 @@ func (s *Store) Load(ctx context.Context, e *Entry) (*store.Stream, error) {
 	return out, nil
 }
 
-// open opens e's stream file, never through a symbolic link, checks that it
-// is a regular file at least e.Size bytes long, and reads its header. For
+// open opens e's stream file, never through a symbolic link (nor a named
+// pipe's open waiting), checks that it is a regular file, and reads its
+// header; a file shorter than e.Size is left for eachSynced to report. For
 // a file of format version 1 (no checksums), h is fed the first e.Size
 // bytes as they are read, for eachSynced to compare with e.Digest; nil for
 // later versions.

@@ -27,10 +27,10 @@ type column[T any] struct {
 	cell   func(T) string
 }
 
-// render writes rows in the chosen format (with package render, imported
-// as rendering). An empty list is "[]" in JSON and
-// a table with just its header. The views write through renderView, which
-// frames Markdown as a document and applies --limit.
+// render writes rows in the chosen format, laid out by package render
+// (imported as rendering: this function has its name). An empty list is
+// "[]" in JSON and a table with just its header. The views write through
+// renderView, which frames Markdown as a document and applies --limit.
 func render[T any](w io.Writer, format string, rows []T, cols []column[T]) error {
 	switch format {
 	case formatJSON:

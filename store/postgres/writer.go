@@ -144,8 +144,9 @@ func (w *Writer) entry(source, format, gen string) *store.Entry {
 
 // Commit makes the stream durable and lists it (store.Writer): the body
 // is uploaded as one chunk, then one transaction writes its rows. The
-// result is Created, Unchanged (the key stored with the same digest:
-// nothing is written), Replaced (with replace), or, without replace, a
+// result is Created, Unchanged (the key stored with the same digest, or,
+// without replace, the same events in other bytes, as store/local counts
+// them: nothing is written), Replaced (with replace), or, without replace, a
 // *store.DuplicateStreamError for other content; an error wrapping
 // store.ErrStreamBusy while an Appender holds the stream.
 func (w *Writer) Commit(ctx context.Context, source, format string, replace bool) (*store.Entry, store.CommitResult, error) {
@@ -359,6 +360,14 @@ func (s *Store) commitAll(ctx context.Context, ws []*Writer, source, format stri
 				}
 				switch {
 				case old != nil && old.Digest == p.entry.Digest:
+					out[p.i] = store.CommitOutcome{Entry: old, Result: store.Unchanged}
+					if err := putFactsIfAbsent(ctx, tx, p.entry.Key, p.facts); err != nil {
+						return err
+					}
+					continue
+				case old != nil && !replace && s.sameEvents(ctx, p.entry.Key, p.w):
+					// The same events in other bytes: the .bep and the
+					// .json of one run (store/local's rule).
 					out[p.i] = store.CommitOutcome{Entry: old, Result: store.Unchanged}
 					if err := putFactsIfAbsent(ctx, tx, p.entry.Key, p.facts); err != nil {
 						return err

@@ -74,7 +74,7 @@ lifecycle streams) are left out.`
 func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []string, errw io.Writer) ([]*invocation.Invocation, *outcome, error) {
 	// Only artifacts needs output files, only actions every action (and
 	// report, the page of all).
-	wants := invocation.Wants{Artifacts: cmd == "artifacts" || cmd == "report", Actions: cmd == "actions" || cmd == "report"}
+	wants := invocation.Wants{Artifacts: cmd == "artifacts" || cmd == "report", Actions: cmd == "actions", TimedActions: cmd == "report"}
 	re, err := regexp.Compile(opts.Match)
 	if err != nil {
 		return nil, nil, &usageError{msg: fmt.Sprintf("--match: %v", err), cause: err}

@@ -78,6 +78,9 @@ type Builder struct {
 	// actionsWanted keeps every action (Invocation.Actions); see
 	// WithActions.
 	actionsWanted bool
+	// timedActionsWanted keeps the timed and the failed actions; see
+	// Wants.TimedActions.
+	timedActionsWanted bool
 	// kinds holds the target kind and test size of test rules, by label.
 	kinds     map[string][2]string
 	kindNames map[string]string // the kinds, interned
@@ -165,6 +168,7 @@ func NewBuilder(s *bepfile.Stream) *Builder {
 func NewBuilderFor(s *bepfile.Stream, w Wants) *Builder {
 	b := NewBuilder(s)
 	b.artifactsWanted, b.actionsWanted, b.targetsWanted = w.Artifacts, w.Actions, w.Targets
+	b.timedActionsWanted = w.TimedActions
 	return b
 }
 
@@ -192,6 +196,11 @@ type Wants struct {
 	Artifacts bool // Invocation.Artifacts: completed targets and named sets
 	Actions   bool // Invocation.Actions: every action, not only the failed
 	Targets   bool // Invocation.TargetList: every target with its outcome
+	// TimedActions fills Invocation.Actions with the failed actions and
+	// those the BEP times (ActionExecuted.start_time, which Bazel 5 and
+	// later set; with --build_event_publish_all_actions, every action),
+	// and skips the others on the wire (bes report's timeline).
+	TimedActions bool
 }
 
 // Relevant reports whether Add would do more with ev than count it. A
@@ -243,7 +252,7 @@ func ClassifyFor(ev *bepfile.Event, known *bepfile.Peeked, w Wants) (keep bool, 
 		return bytes.Contains(p.Payload, errorMark), p, true
 	case wire.BuildEventAction:
 		succeeded, wellFormed := success(p.Payload)
-		return w.Actions || !succeeded || !wellFormed, p, true
+		return w.Actions || !succeeded || !wellFormed || w.TimedActions && timedAction(p.Payload), p, true
 	}
 	return false, p, true
 }
@@ -299,7 +308,7 @@ func (b *Builder) AddPeeked(ev *bepfile.Event, known *bepfile.Peeked) error {
 			return nil
 		}
 	case "action":
-		if ok, wellFormed := success(p.Payload); ok && wellFormed && !b.full && !b.actionsWanted {
+		if ok, wellFormed := success(p.Payload); ok && wellFormed && !b.full && !b.actionsWanted && !(b.timedActionsWanted && timedAction(p.Payload)) {
 			return nil // only failed actions matter
 		}
 	case "completed":
@@ -517,7 +526,7 @@ func (b *Builder) aborted(seq int64, id *bes.BuildEventId, a *bes.Aborted) {
 
 func (b *Builder) action(seq int64, id *bes.BuildEventId, a *bes.ActionExecuted) {
 	act := actionOf(seq, id, a)
-	if b.actionsWanted {
+	if b.actionsWanted || b.timedActionsWanted && (!act.Success || !act.Start.IsZero()) {
 		b.inv.Actions = append(b.inv.Actions, act)
 	}
 	if act.Success {

@@ -164,6 +164,22 @@ func success(payload []byte) (ok, wellFormed bool) {
 	return x != 0, true
 }
 
+// timedAction reports whether an ActionExecuted payload has a start_time
+// (wire.ActionExecutedStartTime), which Bazel 5 and later set.
+func timedAction(payload []byte) bool {
+	for b := payload; len(b) > 0; {
+		f, rest, ok := nextField(b)
+		if !ok {
+			return false
+		}
+		if f.num == wire.ActionExecutedStartTime && f.typ == protowire.BytesType {
+			return true
+		}
+		b = rest
+	}
+	return false
+}
+
 // fastConfigured folds a TargetConfigured event.
 func (b *Builder) fastConfigured(id, payload []byte) bool {
 	num, v, ok := idOf(id)

@@ -107,7 +107,8 @@ type Invocation struct {
 	Configurations map[string]string
 
 	// Actions holds the ActionExecuted events, slowest first (see
-	// Builder.WithActions); nil unless asked for.
+	// Builder.WithActions; Wants.TimedActions keeps the timed and the
+	// failed ones); nil unless asked for.
 	Actions []*Action
 
 	// Errors holds the ERROR messages Bazel printed on its console (the

@@ -107,6 +107,9 @@ const (
 	ActionExecutedSuccess protowire.Number = 1 // build_event_stream.ActionExecuted.success
 	TargetCompleteSuccess protowire.Number = 1 // build_event_stream.TargetComplete.success
 
+	// ActionExecutedStartTime is set by Bazel 5 and later.
+	ActionExecutedStartTime protowire.Number = 12 // build_event_stream.ActionExecuted.start_time
+
 	// The members of File's oneof file are uri, contents and
 	// symlink_target_path.
 	FileName              protowire.Number = 1 // build_event_stream.File.name

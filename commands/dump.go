@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/bepfile/bepjson"
-	rendering "github.com/bes-cli/bes/commands/render"
 	"github.com/bes-cli/bes/store"
 )
 
@@ -451,34 +449,20 @@ func (dw *dumpWriter) jsonOptions() bepjson.Options {
 	return bepjson.Options{Source: dw.log.source, Report: dw.log.report}
 }
 
-// dumpTable prints one row per event. The TIME column is left out when no
-// event has a time (Bazel's own files carry none in their envelope). Each
-// event is checked as the JSON formats would decode it (bepjson.Inspect),
-// and what that finds reported.
+// dumpTable prints one row per event of streams that f matches (all when
+// f is nil), as dumpTableFrom does; the frames the readers skipped are
+// said on standard error only.
 func (dw *dumpWriter) dumpTable(ctx context.Context, w io.Writer, streams []*store.Stream, f store.Filter) error {
-	var rows [][]string
-	anyTime := false
-	multi := len(streams) > 1
-	for _, s := range streams {
-		info := s.Info()
-		for ev, err := range s.Query(ctx, f) {
-			if err != nil {
-				return err
+	events := dw.storedEvents(ctx, streams, f)
+	src := func(fn func(bepjson.Item) error) error {
+		return events(func(it bepjson.Item) error {
+			if it.Event == nil {
+				return nil
 			}
-			rep := bepjson.Inspect(ev)
-			dw.log.report(info, ev, &rep)
-			r := describeEvent(ev)
-			anyTime = anyTime || r.Time != ""
-			rows = append(rows, []string{s.Key(), fmt.Sprint(r.Seq), r.Time, r.Kind, r.ID})
-		}
+			return fn(it)
+		})
 	}
-	keep := tableColumns[string](anyTime, multi)
-	t := rendering.NewTable(w)
-	t.Header(keep([]string{"STREAM", "SEQ", "TIME", "KIND", "ID"}))
-	for _, r := range rows {
-		t.Append(keep(r))
-	}
-	return t.Flush()
+	return dw.dumpTableFrom(w, len(streams) > 1, false, src)
 }
 
 // describeEvent renders one event as a table row (bepfile.Describe): the

@@ -148,8 +148,12 @@ func (dw *dumpWriter) fileEvents(ctx context.Context, files []string, opts bepfi
 	}
 }
 
-// dumpTableFrom is dumpTable over a bepjson.Source: multi says whether the
-// STREAM column is shown. With twice, src is run twice, the first time to
+// dumpTableFrom prints one row per event of src: sequence number, time,
+// kind and a summary of its id (bepfile.Describe); the TIME column is left
+// out when no event has a time (Bazel's own files carry none in their
+// envelope), and multi says whether the STREAM column is shown. Each event
+// is checked as the JSON formats would decode it (bepjson.Inspect), and
+// what that finds reported. With twice, src is run twice, the first time to
 // measure the columns, the second to print each row as it comes, so that
 // no row is held (the events of files, read again); src must then give
 // the same events both times. Otherwise the rows are kept until the

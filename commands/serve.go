@@ -46,6 +46,7 @@ type serveOptions struct {
 	IdleTimeout          time.Duration
 	MaxOpenStreams       int
 	MaxOpenStreamsClient int
+	MaxConnsPerClient    int
 	// OnListen, if set, is called with the address served once the
 	// server listens (tests use it instead of parsing the log).
 	OnListen func(addr string)
@@ -76,7 +77,8 @@ bes ingest --replace is continued from what the store holds). A stream that
 receives no event for --idle-timeout is let go (its file closed, its lock
 released) until its client returns. At most --max-open-streams streams are
 open at once, --max-open-streams-per-client from one IP address; a new
-stream over either is refused with ResourceExhausted. A Bazel payload that
+stream over either is refused with ResourceExhausted. A client may hold
+--max-connections-per-client connections at once; one more is closed. A Bazel payload that
 is not well-formed protobuf is refused with InvalidArgument (a string that
 is not UTF-8, as Bazel sends them, is stored byte for byte).
 
@@ -117,6 +119,7 @@ EXAMPLES:
 			&cli.DurationFlag{Name: "idle-timeout", Value: server.DefaultIdleTimeout, Usage: "close a stream that received no event for this long, releasing its file and lock (its client may continue it later); 0: never"},
 			&cli.IntFlag{Name: "max-open-streams", Value: server.DefaultMaxOpenStreams, Usage: "most streams open at once; a new stream over it is refused (ResourceExhausted) until one finishes or goes idle"},
 			&cli.IntFlag{Name: "max-open-streams-per-client", Value: server.DefaultMaxOpenStreamsPerClient, Usage: "most streams one client (IP address) may hold open at once"},
+			&cli.IntFlag{Name: "max-connections-per-client", Value: server.DefaultMaxConnsPerClient, Usage: "most connections one client (IP address) may hold open at once; one more is closed at once"},
 		},
 		OnUsageError: usageErrorHandler,
 		Action: func(c *cli.Context) error {
@@ -136,6 +139,7 @@ EXAMPLES:
 				IdleTimeout:          c.Duration("idle-timeout"),
 				MaxOpenStreams:       c.Int("max-open-streams"),
 				MaxOpenStreamsClient: c.Int("max-open-streams-per-client"),
+				MaxConnsPerClient:    c.Int("max-connections-per-client"),
 			}
 			return runServe(c.Context, opts, c.App.ErrWriter)
 		},
@@ -226,8 +230,8 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 	if opts.MaxEventSize <= 0 {
 		return &usageError{msg: "--max-event-size must be positive"}
 	}
-	if opts.IdleTimeout < 0 || opts.MaxOpenStreams < 0 || opts.MaxOpenStreamsClient < 0 {
-		return &usageError{msg: "--idle-timeout, --max-open-streams and --max-open-streams-per-client must not be negative"}
+	if opts.IdleTimeout < 0 || opts.MaxOpenStreams < 0 || opts.MaxOpenStreamsClient < 0 || opts.MaxConnsPerClient < 0 {
+		return &usageError{msg: "--idle-timeout, --max-open-streams, --max-open-streams-per-client and --max-connections-per-client must not be negative"}
 	}
 	log := &syncWriter{w: errw}
 	if os.Getenv("GOMEMLIMIT") == "" {
@@ -260,6 +264,7 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	lis = server.LimitConnsPerClient(lis, opts.MaxConnsPerClient, log)
 	// The store is the one truth: the server holds in memory only what
 	// its open streams need, and queries read the store (issue 13).
 	pub := server.NewPublishBuildEventServer(st, server.Options{

@@ -3,7 +3,9 @@ package server
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 	"strings"
@@ -409,5 +411,77 @@ func TestRefusedAuthLogged(t *testing.T) {
 	}
 	if strings.Contains(log.String(), "guess") {
 		t.Error("a token appears in the log")
+	}
+}
+
+// TestConnsPerClient: a client over LimitConnsPerClient's cap has its
+// connection closed at once, and logged; a connection closed gives its
+// place back.
+func TestConnsPerClient(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &lockedBuffer{}
+	lis := LimitConnsPerClient(inner, 3, log)
+	defer lis.Close()
+	accepted := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	// closed reports whether the server closed c (a read sees EOF or a
+	// reset rather than a timeout).
+	closed := func(c net.Conn) bool {
+		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		_, err := c.Read(make([]byte, 1))
+		var ne net.Error
+		return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+	}
+	var mine, theirs []net.Conn
+	for range 3 {
+		mine = append(mine, dial())
+		theirs = append(theirs, <-accepted)
+	}
+	over := dial()
+	if !closed(over) {
+		t.Error("the fourth connection of a client with a cap of 3 was kept open")
+	}
+	if !strings.Contains(log.String(), "refused 1 connection(s), the last from 127.0.0.1: 3 connections open from it") {
+		t.Errorf("log: %q", log.String())
+	}
+	for _, c := range mine {
+		if closed(c) {
+			t.Error("a connection under the cap was closed")
+		}
+	}
+	// The server ends one of the three (as gRPC does when its client
+	// goes): room for another.
+	theirs[0].Close()
+	theirs[0].Close() // a second Close gives back nothing more
+	again := dial()
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("no room after a connection closed")
+	}
+	if closed(again) {
+		t.Error("the connection after one closed was closed")
+	}
+	if over2 := dial(); !closed(over2) {
+		t.Error("a fourth connection again was kept open")
 	}
 }

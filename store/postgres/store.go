@@ -549,13 +549,23 @@ func (s *Store) read(ctx context.Context, key string, fn func(*bepfile.Stream, *
 	if err != nil {
 		return err
 	}
-	var total int64
+	var total, events, seen int64
 	for _, c := range chunks {
 		total += c.size
+		events += c.events
 	}
 	cr := &chunkReader{ctx: ctx, b: s.blobs, chunks: chunks}
 	defer cr.Close()
-	err = s.decode(ctx, cr, bodyDir(key, gen), total, key, fn)
+	err = s.decode(ctx, cr, bodyDir(key, gen), total, key, func(st *bepfile.Stream, ev *bepfile.Event) error {
+		seen++
+		return fn(st, ev)
+	})
+	if err == nil && seen != events {
+		// Whole blobs of the right sizes, but not the events the catalog
+		// counted: a body that is not the one listed.
+		return &bess.CorruptError{File: bodyDir(key, gen), Offset: total,
+			Err: fmt.Errorf("the body holds %d events, the catalog's chunks %d", seen, events)}
+	}
 	if errors.Is(err, errBlobMissing) {
 		// Deleted or replaced since the chunks were read, and its blobs
 		// collected: the stream read is gone.

@@ -140,11 +140,14 @@ func TestHostileStreamIDs(t *testing.T) {
 	for key := range want {
 		wantFiles = append(wantFiles, local.FileName(key))
 	}
-	wantFiles = append(wantFiles, "catalog.db", "lock")
+	wantFiles = append(wantFiles, "catalog.db", "lock", "tmp") // tmp/: the temporary files, none left
 	slices.Sort(wantFiles)
 	got := slices.DeleteFunc(dirNames(t, storeDir), func(n string) bool { return n == "catalog.db-wal" || n == "catalog.db-shm" })
 	if !slices.Equal(got, wantFiles) {
 		t.Errorf("the store holds %q,\nwant %q", got, wantFiles)
+	}
+	if temps := dirNames(t, filepath.Join(storeDir, "tmp")); len(temps) != 0 {
+		t.Errorf("the store's tmp/ holds %q", temps)
 	}
 
 	// Listed with their ids intact.

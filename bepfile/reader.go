@@ -116,11 +116,17 @@ func Open(path string, opts Options) (*Reader, error) {
 	if path == "-" {
 		return NewReader(os.Stdin, "<stdin>", opts)
 	}
+	return OpenAs(path, path, opts)
+}
+
+// OpenAs is Open of the file at path (never standard input), naming it
+// name in errors: a temporary copy of an input, named as the input.
+func OpenAs(path, name string, opts Options) (*Reader, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	r, err := NewReader(f, path, opts)
+	r, err := NewReader(f, name, opts)
 	if err != nil {
 		f.Close()
 		return nil, err

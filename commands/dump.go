@@ -81,6 +81,16 @@ func runDump(ctx context.Context, opts dumpOptions, args []string, w, errw io.Wr
 	if len(files) == 0 && len(refs) == 0 {
 		return &usageError{msg: "dump: name a STREAM (key, key prefix or invocation id) or a FILE"}
 	}
+	if err := checkInputs(files); err != nil {
+		return err
+	}
+	// Standard input and pipes are read from a copy, in bounded memory
+	// (issue 13).
+	files, cleanup, err := spoolInputs(files)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	errw = &lockedWriter{w: errw}
 	dw := newDumpWriter(opts.Format, errw, &bepfile.Notices{})
 	if len(refs) == 0 && (opts.Format == formatNDJSON || opts.Format == formatOBE) && inKeyOrder(ctx, files, opts.Read) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/bepfile/bepjson"
@@ -70,6 +71,75 @@ func rereadable(files []string) bool {
 		}
 	}
 	return true
+}
+
+// spooled maps each temporary copy spoolInputs made to the name of the
+// input it copies. Its keys are unique paths, so that commands running at
+// once (tests) do not meet.
+var spooled sync.Map
+
+// openInput opens a file of the command line: a copy spoolInputs made under
+// its input's name ("<stdin>" for standard input), else the file itself.
+func openInput(name string, opts bepfile.Options) (*bepfile.Reader, error) {
+	if in, ok := spooled.Load(name); ok {
+		return bepfile.OpenAs(name, in.(string), opts)
+	}
+	return bepfile.Open(name, opts)
+}
+
+// spoolInputs copies each input that cannot be read twice (standard input
+// "-", a pipe such as bash's <(zcat f)) to a temporary file in
+// os.TempDir(), byte for byte as it comes: a compressed input stays
+// compressed (a 97 KB zstd stream that expands to 1 GiB takes 97 KB of
+// disk). The commands then read it as they read regular files, event by
+// event in memory bounded independently of its size, where they used to
+// hold all of it in memory (issue 13: 2.6 GB for `bes query` of that
+// stream on standard input). It returns files with each such input
+// replaced by its copy, which openInput opens under the input's name, and
+// a function that removes the copies. Other files, and names that are no
+// file, are left as they are.
+func spoolInputs(files []string) (out []string, cleanup func(), err error) {
+	var made []string
+	cleanup = func() {
+		for _, p := range made {
+			spooled.Delete(p)
+			os.Remove(p)
+		}
+	}
+	out = slices.Clone(files)
+	for i, name := range files {
+		var src *os.File
+		display := name
+		if name == "-" {
+			src, display = os.Stdin, "<stdin>"
+		} else if fi, err := os.Stat(name); err != nil || fi.Mode().IsRegular() || fi.IsDir() {
+			continue
+		}
+		if src == nil {
+			if src, err = os.Open(name); err != nil {
+				cleanup()
+				return nil, nil, err
+			}
+		}
+		tmp, err := os.CreateTemp("", "bes-input-*")
+		if err == nil {
+			made = append(made, tmp.Name())
+			_, err = io.Copy(tmp, src)
+			if cerr := tmp.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if src != os.Stdin {
+			src.Close()
+		}
+		if err != nil {
+			cleanup()
+			return nil, nil, fmt.Errorf("%s: copying it to a temporary file, to read it twice: %w", display, err)
+		}
+		spooled.Store(tmp.Name(), display)
+		out[i] = tmp.Name()
+	}
+	return out, cleanup, nil
 }
 
 // ascendingKeys reports whether the streams are in strictly ascending key

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/bes-cli/bes/bepfile/bepgen"
 )
 
@@ -110,8 +112,8 @@ func TestFileCommandsMemoryBounded(t *testing.T) {
 
 // TestFileCommandsSameOutputStreamed checks that the streaming readings
 // of files print what reading the streams into memory prints: the same
-// input given as a file (streamed) and on standard input (which cannot be
-// read twice, so it is loaded as before).
+// input given as a file and on standard input (which cannot be read twice,
+// so it is read from a temporary copy).
 func TestFileCommandsSameOutputStreamed(t *testing.T) {
 	var buf bytes.Buffer
 	if _, err := bepgen.WriteBEP(&buf, bepgen.Config{Seed: 3, Targets: 40}); err != nil {
@@ -192,5 +194,77 @@ func TestFileCommandsReportEachDamagedEvent(t *testing.T) {
 		if strings.ReplaceAll(stderr, path, "-") != strings.ReplaceAll(lerr, "<stdin>", "-") || lcode != code {
 			t.Errorf("%v: streamed stderr %q (exit %d), loaded %q (exit %d)", args, stderr, code, lerr, lcode)
 		}
+	}
+}
+
+// TestStdinMemoryBounded: standard input, plain or compressed, is read in
+// memory bounded independently of its size, as a regular file is (issue
+// 13: `bes query` of a 97 KB zstd stream that expands to 1 GiB took 2.6 GB
+// on standard input). It is copied, as it comes, to a temporary file that
+// is read like any other, and removed.
+func TestStdinMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("generates 38 MB of input")
+	}
+	dir := t.TempDir()
+	gen := func(name string, size int64, compress bool) string {
+		var buf bytes.Buffer
+		if _, err := bepgen.WriteBEP(&buf, bepgen.Config{Seed: 1, Size: size}); err != nil {
+			t.Fatal(err)
+		}
+		data := buf.Bytes()
+		if compress {
+			// One window size for both inputs: the decoder holds a
+			// window's history, whatever the input's size.
+			enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20))
+			if err != nil {
+				t.Fatal(err)
+			}
+			data = enc.EncodeAll(data, nil)
+			enc.Close()
+		}
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	// bes reads these as standard input.
+	withStdin := func(path string, fn func()) {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		old := os.Stdin
+		os.Stdin = f
+		defer func() { os.Stdin = old }()
+		fn()
+	}
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // where the copies go
+	const grace = 12 << 20
+	for _, compress := range []bool{false, true} {
+		small, large := gen(fmt.Sprintf("small-%v", compress), 6<<20, compress), gen(fmt.Sprintf("large-%v", compress), 38<<20, compress)
+		for _, args := range [][]string{
+			{"dump", "-"},
+			{"query", `kind == "buildFinished" || seq < 20`, "-"},
+			{"query", "-o", "obe", "--kind", "testResult", "-"},
+		} {
+			var s, l uint64
+			var sc, lc int
+			withStdin(small, func() { s, sc = peakHeap(t, args...) })
+			withStdin(large, func() { l, lc = peakHeap(t, args...) })
+			t.Logf("%v (zstd %v): peak heap in use %.1f MB on 6 MB, %.1f MB on 38 MB", args, compress, float64(s)/(1<<20), float64(l)/(1<<20))
+			if sc != 0 || lc != 0 {
+				t.Fatalf("%v: exit %d and %d", args, sc, lc)
+			}
+			if l > s+grace {
+				t.Errorf("%v (zstd %v): peak heap grew with the input: %d bytes on 6 MB, %d on 38 MB", args, compress, s, l)
+			}
+		}
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("%d temporary copies left behind", len(left))
 	}
 }

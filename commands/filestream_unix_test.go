@@ -14,8 +14,9 @@ import (
 // TestFileCommandsReadPipeOnce: a named pipe (what bash's <(zcat f)
 // gives) cannot be read twice, so the commands that read a regular file
 // twice (dump's table and its ndjson in key order, query) read it once,
-// into memory, and print what they print for the file. Before, dump
-// -o ndjson drained the pipe on its first pass and printed nothing.
+// into a temporary copy (issue 13; into memory before), and print what
+// they print for the file. Before, dump -o ndjson drained the pipe on its
+// first pass and printed nothing.
 func TestFileCommandsReadPipeOnce(t *testing.T) {
 	var data []byte
 	{

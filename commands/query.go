@@ -157,6 +157,15 @@ func runQuery(ctx context.Context, opts queryOptions, args []string, w, errw io.
 		return &usageError{msg: fmt.Sprintf("--match: %v", err), cause: err}
 	}
 	files, refs := splitArgs(rest)
+	if err := checkInputs(files); err != nil {
+		return err
+	}
+	// Standard input and pipes are read from a copy, in bounded memory.
+	files, cleanup, err := spoolInputs(files)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	var (
 		streams []*store.Stream
 		res     = &outcome{}

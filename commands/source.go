@@ -136,7 +136,7 @@ type fileReader struct {
 // read before; note gets the lines to report. An error of visit is
 // returned as a *fnError.
 func (fr *fileReader) each(ctx context.Context, name string, visit func(*bepfile.Stream, *bepfile.Event) error, note func(string)) error {
-	r, err := bepfile.Open(name, fr.opts)
+	r, err := openInput(name, fr.opts)
 	if err != nil {
 		return err
 	}

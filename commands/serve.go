@@ -50,6 +50,9 @@ type serveOptions struct {
 	// OnListen, if set, is called with the address served once the
 	// server listens (tests use it instead of parsing the log).
 	OnListen func(addr string)
+	// HTTP is --http: where the pages are served (serve_http.go); "" none.
+	HTTP         string
+	OnHTTPListen func(addr string) // as OnListen, for HTTP
 }
 
 func newServeCommand() *cli.Command {
@@ -113,6 +116,7 @@ EXAMPLES:
 			&cli.BoolFlag{Name: "insecure", Usage: "allow a --listen address that is not loopback without TLS"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "PEM `FILE` of the server's TLS certificate (chain); with --tls-key, serve TLS"},
 			&cli.StringFlag{Name: "tls-key", Usage: "PEM `FILE` of the TLS certificate's private key"},
+			&cli.StringFlag{Name: "http", Usage: httpFlagUsage},
 			&cli.StringFlag{Name: "auth-token-file", Usage: "`FILE` holding a token every call must carry as \"authorization: Bearer TOKEN\""},
 			&cli.IntFlag{Name: "max-event-size", Value: bepfile.DefaultMaxEventSize, Usage: "largest event accepted, in bytes; a larger one is refused (ResourceExhausted)"},
 			&cli.DurationFlag{Name: "grace", Value: 10 * time.Second, Usage: "on SIGINT/SIGTERM, how long to wait for open calls before ending them"},
@@ -133,6 +137,7 @@ EXAMPLES:
 				TLSCert:      c.String("tls-cert"),
 				TLSKey:       c.String("tls-key"),
 				TokenFile:    c.String("auth-token-file"),
+				HTTP:         c.String("http"),
 				MaxEventSize: c.Int("max-event-size"),
 				Grace:        c.Duration("grace"),
 
@@ -227,6 +232,9 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if _, err := checkHTTPExposure(opts); err != nil {
+		return err
+	}
 	if opts.MaxEventSize <= 0 {
 		return &usageError{msg: "--max-event-size must be positive"}
 	}
@@ -292,6 +300,13 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 	if opts.OnListen != nil {
 		opts.OnListen(addr)
 	}
+	stopHTTP, err := startHTTP(ctx, opts, st, log)
+	if err != nil {
+		gs.Stop()
+		pub.Close(context.Background())
+		return err
+	}
+	defer stopHTTP()
 
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()

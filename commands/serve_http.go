@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/bes-cli/bes/commands/render/htmlreport"
@@ -35,7 +36,7 @@ func checkHTTPExposure(opts serveOptions) (loopback bool, err error) {
 	var ue *usageError
 	if errors.As(err, &ue) {
 		// Say which flag: checkExposure speaks of --listen.
-		return loop, &usageError{msg: "--http: " + ue.msg, cause: err}
+		return loop, &usageError{msg: strings.Replace(ue.msg, "--listen", "--http", 1), cause: err}
 	}
 	return loop, err
 }

@@ -47,6 +47,11 @@ type serveOptions struct {
 	MaxOpenStreams       int
 	MaxOpenStreamsClient int
 	MaxConnsPerClient    int
+	// MetricsListen is where /metrics is served over HTTP; "" serves none
+	// (issue 14, serve_ops.go).
+	MetricsListen string
+	// OnMetricsListen, if set, is called with the metrics address.
+	OnMetricsListen func(addr string)
 	// OnListen, if set, is called with the address served once the
 	// server listens (tests use it instead of parsing the log).
 	OnListen func(addr string)
@@ -123,6 +128,7 @@ EXAMPLES:
 			&cli.DurationFlag{Name: "idle-timeout", Value: server.DefaultIdleTimeout, Usage: "close a stream that received no event for this long, releasing its file and lock (its client may continue it later); 0: never"},
 			&cli.IntFlag{Name: "max-open-streams", Value: server.DefaultMaxOpenStreams, Usage: "most streams open at once; a new stream over it is refused (ResourceExhausted) until one finishes or goes idle"},
 			&cli.IntFlag{Name: "max-open-streams-per-client", Value: server.DefaultMaxOpenStreamsPerClient, Usage: "most streams one client (IP address) may hold open at once"},
+			&cli.StringFlag{Name: "metrics-listen", Usage: "`HOST:PORT` to serve Prometheus metrics on, over HTTP at /metrics; port 0 picks a free port"},
 			&cli.IntFlag{Name: "max-connections-per-client", Value: server.DefaultMaxConnsPerClient, Usage: "most connections one client (IP address) may hold open at once; one more is closed at once"},
 		},
 		OnUsageError: usageErrorHandler,
@@ -145,6 +151,7 @@ EXAMPLES:
 				MaxOpenStreams:       c.Int("max-open-streams"),
 				MaxOpenStreamsClient: c.Int("max-open-streams-per-client"),
 				MaxConnsPerClient:    c.Int("max-connections-per-client"),
+				MetricsListen:        c.String("metrics-listen"),
 			}
 			return runServe(c.Context, opts, c.App.ErrWriter)
 		},
@@ -268,6 +275,11 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 		}
 	}
 
+	ops, err := startServeOps(opts.MetricsListen, opts.OnMetricsListen, log)
+	if err != nil {
+		return err
+	}
+	defer ops.close()
 	lis, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
 		return err
@@ -275,16 +287,18 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 	lis = server.LimitConnsPerClient(lis, opts.MaxConnsPerClient, log)
 	// The store is the one truth: the server holds in memory only what
 	// its open streams need, and queries read the store (issue 13).
-	pub := server.NewPublishBuildEventServer(st, server.Options{
+	pub := server.NewPublishBuildEventServer(ops.backend(st), server.Options{
 		MaxEventSize:            opts.MaxEventSize,
 		Log:                     log,
 		IdleTimeout:             cmp.Or(opts.IdleTimeout, -1), // 0: never
 		MaxOpenStreams:          opts.MaxOpenStreams,
 		MaxOpenStreamsPerClient: opts.MaxOpenStreamsClient,
 	})
-	gs := grpc.NewServer(append(security, server.GRPCOptions(opts.MaxEventSize)...)...)
+	gopts := append(ops.grpcOptions(), security...)
+	gs := grpc.NewServer(append(gopts, server.GRPCOptions(opts.MaxEventSize)...)...)
 	buildpb.RegisterPublishBuildEventServer(gs, pub)
 	buildgridpb.RegisterQueryBuildEventsServer(gs, server.NewQueryBuildEventsServer(st, server.QueryOptions{}))
+	ops.register(gs)
 
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(lis) }()
@@ -327,6 +341,7 @@ wait:
 
 	if serveErr == nil {
 		fmt.Fprintf(log, "bes: stopping: waiting up to %v for open calls\n", opts.Grace)
+		ops.stopping()
 		stopped := make(chan struct{})
 		go func() {
 			gs.GracefulStop()

@@ -111,18 +111,29 @@ func (a *TokenAuth) check(ctx context.Context) error {
 	return nil
 }
 
+// healthService is the prefix of grpc.health.v1.Health's methods, which
+// need no token: a load balancer's or Kubernetes' probe carries none, and
+// the answer (SERVING or not) tells nothing of the store (issue 14).
+const healthService = "/grpc.health.v1.Health/"
+
 // ServerOptions returns the interceptors that check the token on every
-// unary and streaming call.
+// unary and streaming call but health checks (healthService).
 func (a *TokenAuth) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if strings.HasPrefix(info.FullMethod, healthService) {
+				return h(ctx, req)
+			}
 			if err := a.check(ctx); err != nil {
 				a.refused(ctx, err)
 				return nil, err
 			}
 			return h(ctx, req)
 		}),
-		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if strings.HasPrefix(info.FullMethod, healthService) {
+				return h(srv, ss)
+			}
 			if err := a.check(ss.Context()); err != nil {
 				a.refused(ss.Context(), err)
 				return err

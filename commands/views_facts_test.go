@@ -32,8 +32,9 @@ type viewRun struct {
 // The views that read the facts of stored invocations (bes tests' table)
 // print byte for byte what they print from the streams' events, on every
 // file of testdata/, for each stored stream, several, all (--match .) and
-// with --status; and they read no stream file: the same output once the
-// stream files are gone.
+// with --status; and they read no stream file (bes failures: only those of
+// the invocations with failures): the same output once the others' bytes
+// are zeros.
 func TestViewsFromFacts(t *testing.T) {
 	for i, files := range factsCorpus {
 		dir := filepath.Join(t.TempDir(), "store")
@@ -103,26 +104,30 @@ func TestViewsFromFacts(t *testing.T) {
 			}
 		}
 		st.Close()
-		// moveAway moves the stream files of the invocations that which
-		// accepts out of the store, and returns how to put them back. (A
-		// BES lifecycle stream has no facts: its few events say it has
-		// no Bazel event.)
-		moveAway := func(which func(key string) bool) (moved int, back func()) {
-			aside := t.TempDir()
-			var names []string
+		// spoil overwrites the stream files of the invocations that which
+		// accepts with zeros, their sizes kept (the views check that a
+		// stream file is there, whole, before they trust its facts; reading
+		// it now fails), and returns how to put them back. (A BES lifecycle
+		// stream has no facts: its few events say it has no Bazel event.)
+		spoil := func(which func(key string) bool) (spoiled int, back func()) {
+			saved := map[string][]byte{}
 			for _, s := range streams {
 				if s.Component == "CONTROLLER" || !which(s.Key) {
 					continue
 				}
-				name := local.FileName(s.Key)
-				if err := os.Rename(filepath.Join(dir, name), filepath.Join(aside, name)); err != nil {
+				path := filepath.Join(dir, local.FileName(s.Key))
+				data, err := os.ReadFile(path)
+				if err != nil {
 					t.Fatal(err)
 				}
-				names = append(names, name)
+				if err := os.WriteFile(path, make([]byte, len(data)), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				saved[path] = data
 			}
-			return len(names), func() {
-				for _, name := range names {
-					if err := os.Rename(filepath.Join(aside, name), filepath.Join(dir, name)); err != nil {
+			return len(saved), func() {
+				for path, data := range saved {
+					if err := os.WriteFile(path, data, 0o600); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -131,14 +136,14 @@ func TestViewsFromFacts(t *testing.T) {
 
 		// bes tests: from the catalog alone.
 		fromEvents := run(testCalls, false)
-		_, back := moveAway(func(string) bool { return true })
+		_, back := spoil(func(string) bool { return true })
 		fromFacts := run(testCalls, true)
 		rows := compare(testCalls, fromEvents, fromFacts)
 		// What the corpus says, lest both sides print nothing.
 		if i == 0 && (rows < 100 || fromFacts[0].code != ExitIncomplete && fromFacts[0].code != ExitTestFail) {
 			t.Errorf("corpus %d: %d lines in all; bes tests --match . exits %d", i, rows, fromFacts[0].code)
 		}
-		// The events are needed for the JSON (every run): they fail now.
+		// The events are needed for the JSON (every run): it fails now.
 		if _, _, code := runCLI(t, "tests", "--store", dir, "--match", ".", "--format", "json"); i != 3 && code == 0 {
 			t.Errorf("corpus %d: tests --format json without the stream files: exit 0", i)
 		}
@@ -147,7 +152,7 @@ func TestViewsFromFacts(t *testing.T) {
 		// bes failures: the streams of the invocations without failures
 		// are not read.
 		fromEvents = run(failureCalls, false)
-		moved, back := moveAway(func(key string) bool { return failures[key] == 0 })
+		moved, back := spoil(func(key string) bool { return failures[key] == 0 })
 		fromFacts = run(failureCalls, true)
 		rows = compare(failureCalls, fromEvents, fromFacts)
 		back()

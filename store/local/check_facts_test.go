@@ -3,6 +3,7 @@ package local
 import (
 	"database/sql"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -205,5 +206,39 @@ func TestManyFactsScan(t *testing.T) {
 	}
 	if _, err := s.ManyFacts(bg, []string{keys[0], "nope.3.nope"}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a key not stored: %v", err)
+	}
+}
+
+// Facts, from the catalog as from the events, are not served of a stream
+// whose file is cut short (a *CorruptError wrapping io.ErrUnexpectedEOF,
+// as Events gives) or missing (ErrNotFound); ManyFacts alike.
+func TestFactsOfDamagedStreamFile(t *testing.T) {
+	s := openStore(t)
+	st, evs := readFile(t, "test_mixed.bep")
+	e, _, err := write(t, s, st, evs).Commit(bg, "src", "bep", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(s.Dir(), e.File)
+	if err := os.Truncate(path, e.Size-100); err != nil {
+		t.Fatal(err)
+	}
+	var ce *CorruptError
+	if _, err := s.Facts(bg, e.Key); !errors.As(err, &ce) || !errors.Is(err, io.ErrUnexpectedEOF) || ce.File != path {
+		t.Errorf("facts of a cut stream file: %v", err)
+	}
+	defer func(n int) { manyFactsPerKey = n }(manyFactsPerKey)
+	manyFactsPerKey = 0
+	if _, err := s.ManyFacts(bg, []string{e.Key}); !errors.As(err, &ce) {
+		t.Errorf("ManyFacts of a cut stream file: %v", err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Facts(bg, e.Key); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("facts of a missing stream file: %v", err)
+	}
+	if _, err := s.ManyFacts(bg, []string{e.Key}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ManyFacts of a missing stream file: %v", err)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -196,7 +198,8 @@ func deleteFactsTx(ctx context.Context, tx *sql.Tx, key string) error {
 }
 
 // Facts returns the facts of the stream with key (store.FactsReader), from
-// the catalog, in one read transaction. A stream that has none there (one
+// the catalog, in one read transaction, once its stream file is seen to be
+// there with at least the entry's size (streamThere). A stream that has none there (one
 // stored by a bes before catalog version 2, one a killed server left open,
 // one indexed again by Repair) gets them from its events, read now: Facts
 // never writes the catalog. A stream without Bazel events has none: nil,
@@ -226,10 +229,37 @@ func (s *Store) Facts(ctx context.Context, key string) (*store.Facts, error) {
 		return nil, s.readErr(ctx, err)
 	}
 	if f != nil {
+		if err := s.streamThere(e); err != nil {
+			return nil, err
+		}
 		return f, nil
 	}
 	tx.Rollback()
 	return s.streamFacts(ctx, e)
+}
+
+// streamThere reports a stream file that is not there to hold what e
+// says, as reading it would (Events): missing (an error wrapping
+// store.ErrNotFound), or shorter than e.Size (a *CorruptError wrapping
+// io.ErrUnexpectedEOF). Facts read from the catalog are then not served:
+// a damaged store is an error, whatever a command reads of it (issue 13).
+// It reads nothing of the file.
+func (s *Store) streamThere(e *Entry) error {
+	path, err := s.streamPath(e)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("store: stream %q: file %s is missing (bes store check --repair): %w", e.Key, e.File, store.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if fi.Size() < e.Size {
+		return &CorruptError{File: path, Offset: fi.Size(), Err: fmt.Errorf("the file has %d bytes, the catalog %d: %w", fi.Size(), e.Size, io.ErrUnexpectedEOF)}
+	}
+	return nil
 }
 
 // streamFacts builds the facts of e's stream from its events, read now

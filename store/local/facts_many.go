@@ -19,9 +19,10 @@ var manyFactsPerKey = 64
 
 // ManyFacts returns the facts of the streams with keys, in their order
 // (store.FactsLister): what Facts returns for each, read in one read
-// transaction. For more than a few keys the invocations, tests and targets
-// tables are each read once, in key order (the rows of other keys are
-// skipped). A stream whose facts the catalog lacks, or holds from before
+// transaction. For more than a few keys the invocations, tests, targets
+// and streams tables are each read once, in key order (the rows of other
+// keys are skipped). As Facts, it gives an error for a stream file that is
+// missing or shorter than its entry (streamThere). A stream whose facts the catalog lacks, or holds from before
 // catalog version 4, gets them from its events, read after the
 // transaction, as Facts does. A key not stored is an error wrapping
 // store.ErrNotFound.
@@ -56,20 +57,31 @@ func (s *Store) ManyFacts(ctx context.Context, keys []string) ([]*store.Facts, e
 	if err := scanManyFacts(ctx, tx, got); err != nil {
 		return nil, s.readErr(ctx, err)
 	}
-	// Those the catalog has no (whole) facts of: from their events.
+	// Every key's entry: those the catalog has no (whole) facts of get
+	// them from their events; the others' stream files must be there.
+	entries := make(map[string]*Entry, len(keys))
+	err = eachEntryTx(ctx, tx, func(e *Entry) error {
+		if _, ok := got[e.Key]; ok {
+			entries[e.Key] = e
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, s.readErr(ctx, err)
+	}
 	var lacking []*Entry
 	for _, k := range keys {
-		if got[k] != nil {
-			continue
-		}
-		e, err := getEntryTx(ctx, tx, k)
-		if err != nil {
-			return nil, s.readErr(ctx, err)
-		}
-		if e == nil {
+		e := entries[k]
+		switch {
+		case e == nil:
 			return nil, fmt.Errorf("store: %s: %w", ShortKey(k), store.ErrNotFound)
+		case got[k] == nil:
+			lacking = append(lacking, e)
+		default:
+			if err := s.streamThere(e); err != nil {
+				return nil, err
+			}
 		}
-		lacking = append(lacking, e)
 	}
 	tx.Rollback()
 	for _, e := range lacking {

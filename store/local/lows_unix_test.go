@@ -3,7 +3,9 @@
 package local
 
 import (
+	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -18,37 +20,30 @@ import (
 // The refusal is made with RLIMIT_FSIZE (EFBIG), which fails every write
 // past a size as ENOSPC fails every write, without a full disk.
 func TestWriteFailureLeavesNoStreamFile(t *testing.T) {
+	if dir := os.Getenv(fsizeChildEnv); dir != "" {
+		writeUnderFileSizeLimit(t, dir)
+		return
+	}
 	s := openStore(t)
 	first, fevs := synthNamed("first", 3)
 	mustCommit(t, s, first, fevs)
 	live, levs := synthNamed("refused-live", 3)
-	whole, wevs := synthNamed("refused-whole", 3)
+	whole, _ := synthNamed("refused-whole", 3)
 
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		t.Skip(err)
+	// RLIMIT_FSIZE holds for the whole process, so the refused writes are
+	// made by a child process (this test binary again): in this one, every
+	// file the test framework writes meanwhile (go test's testlog, which
+	// logs each os.Open) would be refused too.
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWriteFailureLeavesNoStreamFile$", "-test.v")
+	cmd.Env = append(os.Environ(), fsizeChildEnv+"="+s.Dir())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the child that writes under RLIMIT_FSIZE: %v\n%s", err, out)
 	}
-	limit := old
-	limit.Cur = 16 // bytes: less than a stream file's header
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limit); err != nil {
-		t.Skip(err)
+	if bytes.Contains(out, []byte("--- SKIP")) {
+		t.Skipf("RLIMIT_FSIZE cannot be set here:\n%s", out)
 	}
-	_, _, errAppend := s.openAppend(bg, live, AppendOptions{IndexInterval: time.Hour})
-	var errCommit error
-	w, err := s.create(whole)
-	if err == nil {
-		for i := range wevs {
-			w.Append(&wevs[i])
-		}
-		_, _, errCommit = w.Commit(bg, "test", "synthetic", false)
-	}
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		t.Fatal(err)
-	}
-	if errAppend == nil || (err == nil && errCommit == nil) {
-		t.Fatalf("writes past RLIMIT_FSIZE succeeded: append %v, create %v, commit %v", errAppend, err, errCommit)
-	}
-	t.Logf("append: %v; commit: %v", errAppend, errCommit)
+	t.Logf("child:\n%s", out)
 	for _, st := range []string{live.Key, whole.Key} {
 		if _, err := os.Lstat(filepath.Join(s.Dir(), FileName(st))); !os.IsNotExist(err) {
 			t.Errorf("a stream file of %s was left: %v", st, err)
@@ -154,4 +149,47 @@ func TestUnlisted(t *testing.T) {
 	if n, err := none.Unlisted(bg); n != 0 || err != nil {
 		t.Errorf("no store: %d, %v", n, err)
 	}
+}
+
+// fsizeChildEnv names the store directory in which the child process of
+// TestWriteFailureLeavesNoStreamFile writes under RLIMIT_FSIZE.
+const fsizeChildEnv = "BES_TEST_FSIZE_CHILD"
+
+// writeUnderFileSizeLimit is the child of TestWriteFailureLeavesNoStreamFile:
+// with RLIMIT_FSIZE at 16 bytes (less than a stream file's header), it
+// opens the stream "refused-live" for appending and commits
+// "refused-whole" whole in the store at dir; each must fail.
+func writeUnderFileSizeLimit(t *testing.T, dir string) {
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	live, _ := synthNamed("refused-live", 3)
+	whole, wevs := synthNamed("refused-whole", 3)
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Skip(err)
+	}
+	limit := old
+	limit.Cur = 16
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limit); err != nil {
+		t.Skip(err)
+	}
+	_, _, errAppend := s.openAppend(bg, live, AppendOptions{IndexInterval: time.Hour})
+	var errCommit error
+	w, err := s.create(whole)
+	if err == nil {
+		for i := range wevs {
+			w.Append(&wevs[i])
+		}
+		_, _, errCommit = w.Commit(bg, "test", "synthetic", false)
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	if errAppend == nil || (err == nil && errCommit == nil) {
+		t.Fatalf("writes past RLIMIT_FSIZE succeeded: append %v, create %v, commit %v", errAppend, err, errCommit)
+	}
+	t.Logf("append: %v; create: %v; commit: %v", errAppend, err, errCommit)
 }

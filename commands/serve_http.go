@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net"
 	"net/http"
 	"strings"
@@ -66,6 +67,9 @@ func startHTTP(ctx context.Context, opts serveOptions, st store.Backend, log io.
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		// What net/http says (a TLS handshake that failed) goes to the
+		// server's log, not to the process's default logger.
+		ErrorLog: stdlog.New(log, "bes: http: ", 0),
 	}
 	scheme, what := "http", ""
 	if opts.TLSCert != "" {

@@ -2,6 +2,8 @@ package commands
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -347,59 +349,118 @@ func TestWebAuth(t *testing.T) {
 	}
 }
 
-// TestServeHTTP: bes serve --http serves the pages beside the gRPC side,
-// with its token; --http on an address other machines reach needs TLS or
-// --insecure, as --listen.
-func TestServeHTTP(t *testing.T) {
-	dir, tools := webStore(t, "test_mixed.bep")
-	tok := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tok, []byte("page-token\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+// startServeHTTP runs bes serve with opts (its store, --http and
+// security; the rest set here) and returns the address of its pages, its
+// log, and the function that stops it and checks it ended well.
+func startServeHTTP(t *testing.T, opts serveOptions) (string, *syncBuffer, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := &syncBuffer{}
 	httpc := make(chan string, 1)
 	done := make(chan error, 1)
-	opts := serveOptions{Store: dir, Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", TokenFile: tok, MaxEventSize: 1 << 20, Grace: 5 * time.Second,
-		OnHTTPListen: func(a string) { httpc <- a }}
+	opts.Listen, opts.MaxEventSize, opts.Grace = "127.0.0.1:0", 1<<20, 5*time.Second
+	opts.OnHTTPListen = func(a string) { httpc <- a }
 	go func() { done <- runServe(ctx, opts, log) }()
 	var addr string
 	select {
 	case addr = <-httpc:
 	case err := <-done:
+		cancel()
 		t.Fatalf("serve: %v\n%s", err, log.String())
 	case <-time.After(30 * time.Second):
+		cancel()
 		t.Fatal("serve did not start")
 	}
-	fetch := func(auth string) (int, string) {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/invocation/"+tools[0].InvocationID, nil)
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
 	}
-	if code, _ := fetch(""); code != 401 {
+	t.Cleanup(stop)
+	return addr, log, stop
+}
+
+// fetchPage gets url with client, with the Authorization header auth
+// unless "".
+func fetchPage(t *testing.T, client *http.Client, url, auth string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// TestServeHTTP: bes serve --http serves the pages beside the gRPC side,
+// with its token and its TLS; --http on an address other machines reach
+// needs TLS or --insecure, as --listen, and a warning without a token.
+func TestServeHTTP(t *testing.T) {
+	dir, tools := webStore(t, "test_mixed.bep")
+	page := "/invocation/" + tools[0].InvocationID
+	tok := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tok, []byte("page-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr, log, stop := startServeHTTP(t, serveOptions{Store: dir, HTTP: "127.0.0.1:0", TokenFile: tok})
+	if code, _ := fetchPage(t, http.DefaultClient, "http://"+addr+page, ""); code != 401 {
 		t.Errorf("no token: %d, want 401", code)
 	}
-	if code, body := fetch("Bearer page-token"); code != 200 || !strings.Contains(body, "TESTS_FAILED") {
+	if code, body := fetchPage(t, http.DefaultClient, "http://"+addr+page, "Bearer page-token"); code != 200 || !strings.Contains(body, "TESTS_FAILED") {
 		t.Errorf("with the token: %d", code)
 	}
+	stop()
 	if !strings.Contains(log.String(), "bes: serving pages on http://"+addr+"/ (bearer token)\n") {
 		t.Errorf("log lacks the pages' line:\n%s", log.String())
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("serve: %v", err)
+
+	// TLS: the pages are https, with the certificate of the gRPC side.
+	cert, key := tlsFiles(t)
+	pemBytes, err := os.ReadFile(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pemBytes)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	addr, log, stop = startServeHTTP(t, serveOptions{Store: dir, HTTP: "127.0.0.1:0", TLSCert: cert, TLSKey: key})
+	if code, body := fetchPage(t, client, "https://"+addr+"/", ""); code != 200 || !strings.Contains(body, tools[0].InvocationID) {
+		t.Errorf("https: %d", code)
+	}
+	if code, _ := fetchPage(t, http.DefaultClient, "http://"+addr+"/", ""); code != 400 {
+		t.Errorf("plain http to the TLS pages: %d, want 400", code)
+	}
+	stop()
+	if !strings.Contains(log.String(), "bes: serving pages on https://"+addr+"/ (TLS)\n") {
+		t.Errorf("log lacks the pages' line:\n%s", log.String())
 	}
 
+	// Reachable from other machines: TLS or --insecure, and a warning
+	// without a token.
 	_, stderr, code := runCLI(t, "serve", "--store", dir, "--http", "0.0.0.0:0")
 	if code != ExitUsage || !strings.Contains(stderr, "--http 0.0.0.0:0 is not a loopback address") {
 		t.Errorf("--http 0.0.0.0:0 without TLS: exit %d: %s", code, stderr)
+	}
+	addr, log, stop = startServeHTTP(t, serveOptions{Store: dir, HTTP: "0.0.0.0:0", TLSCert: cert, TLSKey: key})
+	stop()
+	if !strings.Contains(log.String(), "bes: warning: "+addr+" is reachable from other machines and pages need no token") {
+		t.Errorf("no warning for pages open to other machines:\n%s", log.String())
 	}
 }

@@ -464,3 +464,54 @@ func TestServeHTTP(t *testing.T) {
 		t.Errorf("no warning for pages open to other machines:\n%s", log.String())
 	}
 }
+
+// TestServeHTTPLive: the page of a stream bes serve is receiving shows the
+// events stored so far and reloads; once the stream is finished it shows
+// the whole invocation and reloads no more.
+func TestServeHTTPLive(t *testing.T) {
+	evs := readToolOBEs(t)
+	grpcc := make(chan string, 1)
+	addr, _, _ := startServeHTTP(t, serveOptions{Store: filepath.Join(t.TempDir(), "store"), HTTP: "127.0.0.1:0", OnListen: func(a string) { grpcc <- a }})
+	grpcAddr := <-grpcc
+	id := strings.TrimPrefix(besToolKey, "0fff9624-6330-4348-b7e6-0d35256338b9.3.")
+	page := "http://" + addr + "/invocation/" + id
+
+	// The first half: Bazel is still building.
+	half := len(evs) / 2
+	cancel, cc := sendAcked(t, grpcAddr, evs[:half], half)
+	resp, err := http.Get(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Refresh") != "5" || !strings.Contains(string(body), "did not finish") || strings.Contains(string(body), "TESTS_FAILED") {
+		t.Errorf("half the stream: %d, Refresh %q, did not finish %v", resp.StatusCode, resp.Header.Get("Refresh"), strings.Contains(string(body), "did not finish"))
+	}
+	if code, list := fetchPage(t, http.DefaultClient, "http://"+addr+"/", ""); code != 200 || !strings.Contains(list, `<td class="unfinished">incomplete</td>`) {
+		t.Errorf("the list does not show the stream being received as incomplete")
+	}
+	cancel()
+	cc.Close()
+
+	// The rest, on a new call as Bazel reconnects: the stream finishes.
+	cancel, cc = sendAcked(t, grpcAddr, evs, len(evs))
+	defer cc.Close()
+	defer cancel()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.Header.Get("Refresh") == "" && strings.Contains(string(body), "TESTS_FAILED") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the finished stream's page: Refresh %q, TESTS_FAILED %v", resp.Header.Get("Refresh"), strings.Contains(string(body), "TESTS_FAILED"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

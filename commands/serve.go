@@ -52,6 +52,8 @@ type serveOptions struct {
 	MetricsListen string
 	// OnMetricsListen, if set, is called with the metrics address.
 	OnMetricsListen func(addr string)
+	// LogFormat is --log-format: plain, text or json (serve_log.go).
+	LogFormat string
 	// OnListen, if set, is called with the address served once the
 	// server listens (tests use it instead of parsing the log).
 	OnListen func(addr string)
@@ -102,6 +104,16 @@ with "; TLS, bearer token" when they are on; with port 0 it names the port
 chosen. SIGINT or SIGTERM stops accepting
 calls, waits up to --grace for open ones, then ends them.
 
+--log-format text or json writes the same lines as log/slog records with
+a time and a level (WARN for warnings and refusals, which carry
+reason=gRPC code); a refused query is logged too. The gRPC health service
+(grpc.health.v1.Health, no token needed) answers SERVING, NOT_SERVING once
+stopping; server reflection lists the services (grpcurl). --metrics-listen
+serves Prometheus metrics at /metrics over HTTP: bes_serve_streams_open,
+bes_serve_events_received_total, bes_serve_events_acknowledged_total,
+bes_serve_refused_total{reason}, bes_serve_received_bytes_total,
+bes_serve_store_sync_seconds. gzip-compressed requests are accepted.
+
 It listens on 127.0.0.1 by default. An address other machines can reach
 needs TLS (--tls-cert and --tls-key, PEM files) or, to serve in plain text
 anyway, --insecure. --auth-token-file makes every call, publishing or
@@ -128,6 +140,7 @@ EXAMPLES:
 			&cli.DurationFlag{Name: "idle-timeout", Value: server.DefaultIdleTimeout, Usage: "close a stream that received no event for this long, releasing its file and lock (its client may continue it later); 0: never"},
 			&cli.IntFlag{Name: "max-open-streams", Value: server.DefaultMaxOpenStreams, Usage: "most streams open at once; a new stream over it is refused (ResourceExhausted) until one finishes or goes idle"},
 			&cli.IntFlag{Name: "max-open-streams-per-client", Value: server.DefaultMaxOpenStreamsPerClient, Usage: "most streams one client (IP address) may hold open at once"},
+			&cli.StringFlag{Name: "log-format", Value: logFormatPlain, Usage: "`FORMAT` of the log on standard error: plain (\"bes: MESSAGE\" lines), text or json (log/slog records with time, level, msg; refusals with their reason)"},
 			&cli.StringFlag{Name: "metrics-listen", Usage: "`HOST:PORT` to serve Prometheus metrics on, over HTTP at /metrics; port 0 picks a free port"},
 			&cli.IntFlag{Name: "max-connections-per-client", Value: server.DefaultMaxConnsPerClient, Usage: "most connections one client (IP address) may hold open at once; one more is closed at once"},
 		},
@@ -152,6 +165,7 @@ EXAMPLES:
 				MaxOpenStreamsClient: c.Int("max-open-streams-per-client"),
 				MaxConnsPerClient:    c.Int("max-connections-per-client"),
 				MetricsListen:        c.String("metrics-listen"),
+				LogFormat:            c.String("log-format"),
 			}
 			return runServe(c.Context, opts, c.App.ErrWriter)
 		},
@@ -248,7 +262,10 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 	if opts.IdleTimeout < 0 || opts.MaxOpenStreams < 0 || opts.MaxOpenStreamsClient < 0 || opts.MaxConnsPerClient < 0 {
 		return &usageError{msg: "--idle-timeout, --max-open-streams, --max-open-streams-per-client and --max-connections-per-client must not be negative"}
 	}
-	log := &syncWriter{w: errw}
+	log, err := newServeLog(opts.LogFormat, errw)
+	if err != nil {
+		return err
+	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// Collect garbage before the heap passes the documented bound
 		// (issue 13; BENCHMARKS.md), rather than at twice the live heap.
@@ -294,7 +311,7 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 		MaxOpenStreams:          opts.MaxOpenStreams,
 		MaxOpenStreamsPerClient: opts.MaxOpenStreamsClient,
 	})
-	gopts := append(ops.grpcOptions(), security...)
+	gopts := append(append(ops.grpcOptions(), security...), refusalLog(log)...)
 	gs := grpc.NewServer(append(gopts, server.GRPCOptions(opts.MaxEventSize)...)...)
 	buildpb.RegisterPublishBuildEventServer(gs, pub)
 	buildgridpb.RegisterQueryBuildEventsServer(gs, server.NewQueryBuildEventsServer(st, server.QueryOptions{}))

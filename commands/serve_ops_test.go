@@ -3,10 +3,12 @@ package commands
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +22,8 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/bes-cli/bes/store/buildgridpb"
 )
 
 func dialPlain(t *testing.T, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
@@ -55,9 +59,8 @@ func TestServeHealthReflection(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		if err := rc.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
-			return nil, err
-		}
+		// A Send that fails (io.EOF) leaves the call's status to Recv.
+		_ = rc.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}})
 		r, err := rc.Recv()
 		if err != nil {
 			return nil, err
@@ -225,5 +228,78 @@ func TestServeMetricsBearerGzip(t *testing.T) {
 	}
 	if s := after["bes_serve_store_sync_seconds_sum"]; s <= 0 {
 		t.Errorf("bes_serve_store_sync_seconds_sum = %v, want > 0", s)
+	}
+}
+
+// TestServeLogJSON (issue 14): with --log-format json every line of the
+// log is one JSON record with a time, a level and the message of the
+// plain log; refusals, of a publish call and of a query, are WARN records
+// with their reason.
+func TestServeLogJSON(t *testing.T) {
+	srv := startServeWith(t, serveOptions{Store: t.TempDir(), LogFormat: "json"})
+	evs := readToolOBEs(t)
+	cancel, cc := sendAcked(t, srv.addr, evs[:3], 3)
+	cancel()
+	defer cc.Close()
+	ctx, done := context.WithTimeout(context.Background(), 20*time.Second)
+	defer done()
+	bad := proto.Clone(evs[0]).(*buildpb.OrderedBuildEvent)
+	bad.SequenceNumber = 0
+	call, err := buildpb.NewPublishBuildEventClient(cc).PublishBuildToolEventStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := call.Send(&buildpb.PublishBuildToolEventStreamRequest{OrderedBuildEvent: bad}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := call.Recv(); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("sequence number 0: %v", err)
+	}
+	if _, err := buildgridpb.NewQueryBuildEventsClient(cc).QueryEventStreams(ctx, &buildgridpb.QueryEventStreamsRequest{BuildIdPattern: "("}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("query of an invalid pattern: %v", err)
+	}
+	srv.cancel()
+	srv.cancel = nil
+	if err := <-srv.done; err != nil {
+		t.Fatal(err)
+	}
+
+	type record struct {
+		Time   time.Time
+		Level  string
+		Msg    string
+		Reason string
+	}
+	var recs []record
+	for i, line := range strings.Split(strings.TrimSuffix(srv.log.String(), "\n"), "\n") {
+		var r record
+		if err := json.Unmarshal([]byte(line), &r); err != nil || r.Time.IsZero() || r.Level == "" || r.Msg == "" {
+			t.Fatalf("log line %d %q: %v (time %v, level %q, msg %q)", i+1, line, err, r.Time, r.Level, r.Msg)
+		}
+		if since := time.Since(r.Time); since < 0 || since > time.Minute {
+			t.Errorf("log line %d: time %v is %v ago", i+1, r.Time, since)
+		}
+		recs = append(recs, r)
+	}
+	if !strings.HasPrefix(recs[0].Msg, "serving on "+srv.addr+" (store ") || recs[0].Level != "INFO" {
+		t.Errorf("first record %+v, want INFO serving on %s", recs[0], srv.addr)
+	}
+	if last := recs[len(recs)-1]; last.Msg != "stopped" {
+		t.Errorf("last record %+v, want stopped", last)
+	}
+	want := []string{"sequence number 0: sequence numbers start at 1", "/buildgrid.v2.QueryBuildEvents/QueryEventStreams from 127.0.0.1:"}
+	for _, w := range want {
+		found := false
+		for _, r := range recs {
+			if strings.Contains(r.Msg, w) {
+				found = true
+				if r.Level != "WARN" || r.Reason != "InvalidArgument" || !strings.HasPrefix(r.Msg, "refused (InvalidArgument): ") {
+					t.Errorf("record %+v: want WARN, reason InvalidArgument", r)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no record of %q in\n%s", w, srv.log.String())
+		}
 	}
 }

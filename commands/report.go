@@ -370,6 +370,9 @@ func readCommandLines(ctx context.Context, opts reportOptions, inv *invocation.I
 					}
 				}
 			}
+			if len(words) == 0 {
+				continue // Bazel's "tool" command line, often empty
+			}
 			quoted := make([]string, len(words))
 			for i, w := range words {
 				quoted[i] = shellQuote(w)

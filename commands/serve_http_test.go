@@ -515,3 +515,48 @@ func TestServeHTTPLive(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestWebSameInvocation: a run's .bep and its BES capture are two tool
+// streams of one invocation id: the list links each by its key, and the
+// id names the one with more events (of two as long, the first by key).
+func TestWebSameInvocation(t *testing.T) {
+	dir, tools := webStore(t, "bes_test_mixed.bep", "bes_test_mixed.obe")
+	if len(tools) != 2 || tools[0].InvocationID != tools[1].InvocationID {
+		t.Fatalf("stored %v: want two tool streams of one invocation", tools)
+	}
+	h := webHandler(t, dir, web.Options{})
+	_, body, _ := get(t, h, "/")
+	got := listed(body)
+	slices.Sort(got)
+	want := []string{tools[0].Key, tools[1].Key}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("the list links to %q, want the keys %q", got, want)
+	}
+	pages := map[string]string{}
+	for _, k := range want {
+		code, page, _ := get(t, h, "/invocation/"+k)
+		if code != 200 || !strings.Contains(page, "TESTS_FAILED") {
+			t.Errorf("/invocation/%s: %d", k, code)
+		}
+		pages[k] = page
+	}
+	out, _, _ := runCLI(t, "streams", "--store", dir, "--format", "json", "--match", ".3.")
+	var counts []struct {
+		Key    string `json:"key"`
+		Events int    `json:"events"`
+	}
+	if err := json.Unmarshal([]byte(out), &counts); err != nil || len(counts) != 2 {
+		t.Fatalf("streams: %v %s", err, out)
+	}
+	if pages[want[0]] == pages[want[1]] {
+		t.Fatal("the two streams' pages are the same: the test cannot tell them apart")
+	}
+	most := counts[0] // bes streams lists them by key
+	if counts[1].Events > most.Events {
+		most = counts[1]
+	}
+	if _, page, _ := get(t, h, "/invocation/"+tools[0].InvocationID); page != pages[most.Key] {
+		t.Errorf("/invocation/ID is not the page of %s, the stream with more events", most.Key)
+	}
+}

@@ -71,13 +71,22 @@ type Options struct {
 	Token string
 	// PageSize is the invocations a list page shows (0: DefaultPageSize).
 	PageSize int
+	// MaxPages is the invocation pages rendered at once
+	// (0: DefaultMaxPages); a request over it waits its turn, or until
+	// its client goes away. A page of a large build costs seconds of CPU
+	// and a model in memory (BENCHMARKS.md, bes report).
+	MaxPages int
 	// Log gets one line per request that failed on the server's side
 	// (nil: none).
 	Log io.Writer
 }
 
+// DefaultMaxPages is Options.MaxPages's default.
+const DefaultMaxPages = 4
+
 type handler struct {
-	opts Options
+	opts  Options
+	pages chan struct{} // a token per page being rendered
 }
 
 // Handler returns the http.Handler of the pages. Paths are matched as
@@ -86,7 +95,10 @@ func Handler(opts Options) http.Handler {
 	if opts.PageSize <= 0 {
 		opts.PageSize = DefaultPageSize
 	}
-	return &handler{opts: opts}
+	if opts.MaxPages <= 0 {
+		opts.MaxPages = DefaultMaxPages
+	}
+	return &handler{opts: opts, pages: make(chan struct{}, opts.MaxPages)}
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -144,6 +156,10 @@ var (
 // Row is one invocation of the list: a tool stream's catalog entry.
 type Row struct {
 	*store.Entry
+	// Link is the path of its page: by invocation id, or by key when
+	// another tool stream of the store has the same invocation id (a
+	// run's .bep beside its BES capture).
+	Link string
 }
 
 // Status is Bazel's exit code name, or "incomplete" for a stream without
@@ -218,8 +234,10 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 	p.Stored = len(all)
 	slices.SortStableFunc(all, newestFirst)
 	statuses, commands := map[string]bool{}, map[string]bool{}
+	perID := map[string]int{}
 	var kept []*store.Entry
 	for _, e := range all {
+		perID[e.InvocationID]++
 		statuses[statusOf(e)] = true
 		if e.Command != "" {
 			commands[e.Command] = true
@@ -252,7 +270,11 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 	from := min((p.Page-1)*h.opts.PageSize, len(kept))
 	to := min(from+h.opts.PageSize, len(kept))
 	for _, e := range kept[from:to] {
-		p.Rows = append(p.Rows, Row{e})
+		link := invocationLink(e.InvocationID, e.Key)
+		if perID[e.InvocationID] > 1 {
+			link = invocationLink("", e.Key)
+		}
+		p.Rows = append(p.Rows, Row{Entry: e, Link: link})
 		if !e.Complete {
 			p.AnyIncomplete = true
 		}
@@ -312,7 +334,8 @@ func sortedKeys(m map[string]bool) []string {
 }
 
 // invocation writes the page of the invocation ref names: an invocation
-// id (its tool stream; of two, the one with more events, then the newer)
+// id (its tool stream; of two, the one with more events, then the newer,
+// then the first by key)
 // or a full stream key. Anything else is 404: a prefix does not do, so
 // that a link names one invocation for good.
 func (h *handler) invocation(w http.ResponseWriter, r *http.Request, ref string) {
@@ -344,8 +367,14 @@ func (h *handler) invocation(w http.ResponseWriter, r *http.Request, ref string)
 		h.notFound(w, r, fmt.Sprintf("No stored invocation has the id or key %q.", ref))
 		return
 	}
+	select {
+	case h.pages <- struct{}{}:
+	case <-r.Context().Done():
+		return // the client went away
+	}
 	var buf strings.Builder
 	err = h.opts.Page(r.Context(), &buf, best)
+	<-h.pages
 	if errors.Is(err, ErrNoEvents) {
 		w.Header().Set("Refresh", strconv.Itoa(RefreshSeconds))
 		h.render(w, r, "waiting", best)

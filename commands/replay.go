@@ -198,6 +198,9 @@ func runReplay(ctx context.Context, opts replayOptions, files []string, w, errw 
 		}
 		streams = append(streams, ps)
 	}
+	if err := checkReplayIDs(streams, opts.Publish.InvocationID, errw); err != nil {
+		return err
+	}
 	results, err := besclient.New(buildpb.NewPublishBuildEventClient(conn), opts.Publish).Publish(ctx, streams)
 	if errors.Is(err, besclient.ErrInvocationOverride) {
 		return &usageError{msg: err.Error(), cause: err}

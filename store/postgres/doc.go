@@ -67,6 +67,14 @@
 // lock is held (store.ErrStreamBusy). Lock ids are 64 bits of the SHA-256
 // of the schema and the key.
 //
+// # Questions across invocations
+//
+// The store answers bes history, flaky, trends and diff
+// (store.HistoryReader, issue 15) with store/local's queries, shared in
+// store/catalogsql in its PostgreSQL dialect, on the indexes of
+// migration 3 (history.go); ManyFacts (store.FactsLister) reads the
+// facts of many streams in one transaction.
+//
 // # Matching
 //
 // ListMatching pages through the catalog in key order and calls match, in

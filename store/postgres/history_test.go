@@ -1,0 +1,152 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bes-cli/bes/store"
+	"github.com/bes-cli/bes/store/local"
+)
+
+// corpusBoth stores the three runs of the corpus that ran //tests:flaky
+// (testdata/README.md), as store/local's history tests do, in a
+// PostgreSQL store and in a directory store, and returns both.
+func corpusBoth(t *testing.T) (*Store, *local.Store) {
+	t.Helper()
+	ctx := context.Background()
+	pg, err := Open(ctx, newCatalog(t), "file://"+t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Close() })
+	dir, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dir.Close() })
+	for _, name := range []string{"test_mixed.bep", "test_cached.bep", "bes_test_mixed.obe"} {
+		st, evs := readInput(t, name, "")
+		for _, b := range []store.Backend{pg, dir} {
+			w, err := b.Create(ctx, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range evs {
+				w.Append(&evs[i])
+			}
+			if _, _, err := w.Commit(ctx, "src", "bep", false); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+	}
+	return pg, dir
+}
+
+// The acceptance of issue 15 on the team store: bes history //tests:flaky
+// lists the three invocations (FLAKY, passed from cache, FLAKY), bes flaky
+// ranks //tests:flaky first and lists no test that always passed; and
+// every history query answers on PostgreSQL what it answers on SQLite
+// (store/local's tests check those answers against the streams' facts).
+func TestHistoryCorpus(t *testing.T) {
+	ctx := context.Background()
+	pg, dir := corpusBoth(t)
+
+	h, err := pg.LabelHistory(ctx, "//tests:flaky", store.HistoryQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var statuses []string
+	for _, r := range h.Runs {
+		statuses = append(statuses, r.Status+" cached="+map[bool]string{true: "true", false: "false"}[r.Cached > 0])
+	}
+	slices.Sort(statuses)
+	if !h.Test || len(h.Runs) != 3 || h.Total != 3 || h.Flaky != 3 || h.Cached != 1 ||
+		strings.Join(statuses, ", ") != "FLAKY cached=false, FLAKY cached=false, FLAKY cached=true" {
+		t.Errorf("history of //tests:flaky: test %v, %d runs %v, summary %+v", h.Test, len(h.Runs), statuses, h)
+	}
+	fl, err := pg.FlakyTests(ctx, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fl) == 0 || fl[0].Label != "//tests:flaky" || fl[0].Runs != 3 || fl[0].Flakes != 2 || fl[0].LastLog == "" {
+		t.Errorf("flaky: %+v", fl)
+	}
+
+	// The same answers as SQLite's, query by query.
+	same := func(what string, got, want any, gerr, werr error) {
+		t.Helper()
+		if gerr != nil || werr != nil {
+			t.Errorf("%s: PostgreSQL %v, SQLite %v", what, gerr, werr)
+			return
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\nPostgreSQL %+v\nSQLite     %+v", what, got, want)
+		}
+	}
+	newest := h.Runs[0].Start.Truncate(time.Second)
+	for _, label := range []string{"//tests:flaky", "//tests:fail", "//tests:pass", "//no:such"} {
+		for _, q := range []store.HistoryQuery{{}, {Limit: 2}, {Since: newest}, {Match: func(k string) bool { return k == h.Runs[2].Key }}} {
+			g, gerr := pg.LabelHistory(ctx, label, q)
+			w, werr := dir.LabelHistory(ctx, label, q)
+			same("history of "+label, g, w, gerr, werr)
+		}
+		g, gerr := pg.TestTimings(ctx, label, time.Time{})
+		w, werr := dir.TestTimings(ctx, label, time.Time{})
+		same("test timings of "+label, g, w, gerr, werr)
+	}
+	// A target that is no test: its builds, from targets.
+	f, err := dir.Facts(ctx, h.Runs[0].Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := ""
+	for _, tg := range f.Targets {
+		if !strings.Contains(tg.Kind, "test") {
+			target = tg.Label
+			break
+		}
+	}
+	g, gerr := pg.LabelHistory(ctx, target, store.HistoryQuery{})
+	w, werr := dir.LabelHistory(ctx, target, store.HistoryQuery{})
+	same("history of the target "+target, g, w, gerr, werr)
+	if gerr == nil && (g.Test || g.Total == 0) {
+		t.Errorf("target %s: %+v", target, g)
+	}
+	for _, minRuns := range []int{0, 4} {
+		g, gerr := pg.FlakyTests(ctx, time.Time{}, minRuns)
+		w, werr := dir.FlakyTests(ctx, time.Time{}, minRuns)
+		same("flaky", g, w, gerr, werr)
+	}
+	gi, gerr := pg.InvocationTimings(ctx, time.Time{})
+	wi, werr := dir.InvocationTimings(ctx, time.Time{})
+	same("invocation timings", gi, wi, gerr, werr)
+	if len(gi) != 3 {
+		t.Errorf("%d invocation timings, want 3", len(gi))
+	}
+	split := h.Runs[0].Start
+	gg, gerr := pg.DurationGrowth(ctx, time.Time{}, split, 0)
+	wg, werr := dir.DurationGrowth(ctx, time.Time{}, split, 0)
+	same("duration growth", gg, wg, gerr, werr)
+
+	// ManyFacts: what Facts gives for each key, in order; a key not
+	// stored is ErrNotFound.
+	keys := []string{h.Runs[2].Key, h.Runs[0].Key, h.Runs[1].Key}
+	many, err := pg.ManyFacts(ctx, keys)
+	if err != nil || len(many) != 3 {
+		t.Fatalf("ManyFacts: %d, %v", len(many), err)
+	}
+	for i, k := range keys {
+		one, err := pg.Facts(ctx, k)
+		if err != nil || one == nil || !reflect.DeepEqual(many[i], one) {
+			t.Errorf("ManyFacts[%d] of %s: %+v, Facts %+v, %v", i, k, many[i], one, err)
+		}
+	}
+	if _, err := pg.ManyFacts(ctx, []string{keys[0], "nope.3.nope"}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ManyFacts of a key not stored: %v", err)
+	}
+}

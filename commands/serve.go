@@ -126,8 +126,10 @@ EXAMPLES:
    bes serve
    bes serve --listen 127.0.0.1:0 --store ./bes-store
    bes serve --listen 0.0.0.0:8980 --tls-cert cert.pem --tls-key key.pem --auth-token-file token
-   bes serve --listen 0.0.0.0:8980 --insecure`),
+   bes serve --listen 0.0.0.0:8980 --insecure
+   bes serve --config bes.yaml            # "listen: 0.0.0.0:8980" … one flag a line`),
 		Flags: []cli.Flag{
+			configFlag(),
 			storeFlag(),
 			&cli.StringFlag{Name: "listen", Value: defaultListen, Usage: "`HOST:PORT` to listen on; port 0 picks a free port"},
 			&cli.BoolFlag{Name: "insecure", Usage: "allow a --listen address that is not loopback without TLS"},
@@ -145,6 +147,7 @@ EXAMPLES:
 			&cli.IntFlag{Name: "max-connections-per-client", Value: server.DefaultMaxConnsPerClient, Usage: "most connections one client (IP address) may hold open at once; one more is closed at once"},
 		},
 		OnUsageError: usageErrorHandler,
+		Before:       applyConfigFile, // --config (serve_config.go)
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return &usageError{msg: fmt.Sprintf("serve takes no arguments, got %q", c.Args().First())}

@@ -102,10 +102,13 @@ func (d Dialect) labelRuns(ctx context.Context, q Queryer, h *store.LabelHistory
 		}
 		return nil
 	}
-	// Newest first by the second (the index's order, read backwards;
-	// NULLS LAST is SQLite's order, and PostgreSQL's when said);
-	// the rows of the last second are then read whole, so that the order
-	// within a second (by nanosecond, then key) is exact.
+	// Newest first by the second (the index's order, read backwards and
+	// stopped by LIMIT), the runs of a known start only: an index in
+	// ascending order read backwards gives NULLs first, so PostgreSQL
+	// would sort every run of the label for NULLS LAST. The rows of the
+	// last second are then read whole, so that the order within a second
+	// (by nanosecond, then key) is exact; the runs whose start is unknown
+	// (rare: streams without BuildStarted) are read whole after them.
 	lim := ""
 	if hq.Limit > 0 {
 		lim = fmt.Sprintf(" LIMIT %d", hq.Limit)
@@ -125,10 +128,15 @@ func (d Dialect) labelRuns(ctx context.Context, q Queryer, h *store.LabelHistory
 		}
 		return rows.Err()
 	}
-	if err := read(base+` ORDER BY t.start_sec DESC NULLS LAST`+lim, args...); err != nil {
+	if err := read(base+` AND t.start_sec IS NOT NULL ORDER BY t.start_sec DESC`+lim, args...); err != nil {
 		return err
 	}
-	if hq.Limit > 0 && len(h.Runs) == hq.Limit && !h.Runs[hq.Limit-1].Start.IsZero() {
+	if hq.Since.IsZero() && (hq.Limit == 0 || len(h.Runs) < hq.Limit) {
+		if err := read(base+` AND t.start_sec IS NULL`, args...); err != nil {
+			return err
+		}
+	}
+	if hq.Limit > 0 && len(h.Runs) >= hq.Limit && !h.Runs[hq.Limit-1].Start.IsZero() {
 		last := h.Runs[hq.Limit-1].Start.Unix()
 		i := slices.IndexFunc(h.Runs, func(r store.LabelRun) bool { return r.Start.Unix() == last })
 		h.Runs = h.Runs[:i]

@@ -3,11 +3,14 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/bes-cli/bes/store"
 	"github.com/bes-cli/bes/store/local"
@@ -148,5 +151,65 @@ func TestHistoryCorpus(t *testing.T) {
 	}
 	if _, err := pg.ManyFacts(ctx, []string{keys[0], "nope.3.nope"}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("ManyFacts of a key not stored: %v", err)
+	}
+}
+
+// A run whose stream has no start time (no BuildStarted) comes after the
+// runs of a known start, newest first, with or without a limit, and is
+// outside any window with a start.
+func TestHistoryUnknownStart(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, newCatalog(t), "file://"+t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	starts := []time.Time{base, {}, base.Add(time.Hour), base.Add(2 * time.Hour)}
+	var keys []string
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		for i, start := range starts {
+			id := fmt.Sprintf("%08x-0000-4000-a000-%012x", i, i)
+			key := id + ".3." + id
+			keys = append(keys, key)
+			e := &store.Entry{Key: key, BuildID: id, InvocationID: id, Component: 3, Events: 1, Complete: true, Start: start, File: bodyDir(key, "g"), Digest: id}
+			f := &store.Facts{Key: key, InvocationID: id, Start: start,
+				Tests: []store.TestFacts{{Label: "//a:t", Configuration: "c", Status: []string{"PASSED", "FAILED", "FLAKY", "PASSED"}[i], Attempts: 1, Shards: 1, Runs: 1, TotalRuns: 1}}}
+			if err := putStream(ctx, tx, e, "g", 1); err != nil {
+				return err
+			}
+			if err := putFacts(ctx, tx, key, f); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := func(h *store.LabelHistory) string {
+		var ks []string
+		for _, r := range h.Runs {
+			ks = append(ks, r.Key[:8])
+		}
+		return strings.Join(ks, " ")
+	}
+	for _, c := range []struct {
+		q    store.HistoryQuery
+		want string
+	}{
+		{store.HistoryQuery{}, "00000003 00000002 00000000 00000001"},
+		{store.HistoryQuery{Limit: 4}, "00000003 00000002 00000000 00000001"},
+		{store.HistoryQuery{Limit: 3}, "00000003 00000002 00000000"},
+		{store.HistoryQuery{Limit: 1}, "00000003"},
+		{store.HistoryQuery{Since: base.Add(time.Hour)}, "00000003 00000002"},
+	} {
+		h, err := s.LabelHistory(ctx, "//a:t", c.q)
+		if err != nil || order(h) != c.want {
+			t.Errorf("%+v: %q, %v; want %q", c.q, order(h), err, c.want)
+		}
+		if err == nil && c.q.Since.IsZero() && (h.Total != 4 || h.Failed != 1 || !h.FirstFailure.IsZero()) {
+			t.Errorf("%+v: summary %+v", c.q, h)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package commands
 
 import (
 	"bufio"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,5 +56,41 @@ func TestReplayInvocationIDs(t *testing.T) {
 	_, stderr, _ = runCLI(t, "replay", td("bes_test_mixed.obe"), "--to", to, "--invocation-id", "8b58a6b7-1857-43e5-b701-ebbabc33fc5c")
 	if strings.Contains(stderr, "contradicts") {
 		t.Errorf("replay with the events' own invocation id warned: %q", stderr)
+	}
+}
+
+// TestServeKeepsProjectAndKeywords (issue 14): the project_id and
+// notification_keywords of the requests that open a stream (bes replay's
+// --project-id and --keyword, Bazel's --project_id and --bes_keywords)
+// are kept in the stream's entry and listed by bes streams.
+func TestServeKeepsProjectAndKeywords(t *testing.T) {
+	dir := t.TempDir()
+	srv := startServe(t, dir)
+	if _, stderr, code := runCLI(t, "replay", td("bes_test_mixed.obe"), "--to", "grpc://"+srv.addr, "--lifecycle",
+		"--project-id", "my-project", "--keyword", "command_name=test", "--keyword", "team=infra"); code != ExitOK {
+		t.Fatalf("replay: exit %d\n%s", code, stderr)
+	}
+	out, stderr, code := runCLI(t, "streams", "--store", dir, "--format", "json")
+	if code != ExitOK {
+		t.Fatalf("streams: exit %d\n%s", code, stderr)
+	}
+	var rows []struct {
+		Key, Component, Source string
+	}
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 {
+		t.Fatalf("%d streams, want the tool stream and two lifecycle streams:\n%s", len(rows), out)
+	}
+	for _, r := range rows {
+		want := " (project_id my-project)"
+		if r.Component == "TOOL" {
+			// besclient adds Bazel's own keywords before the user's.
+			want = " (project_id my-project; keywords command_name=test, protocol_name=BEP, command_name=test, team=infra)"
+		}
+		if !strings.HasPrefix(r.Source, "127.0.0.1:") || !strings.HasSuffix(r.Source, want) {
+			t.Errorf("stream %s (%s): source %q, want 127.0.0.1:PORT%s", r.Key, r.Component, r.Source, want)
+		}
 	}
 }

@@ -330,6 +330,9 @@ type received struct {
 	obe *buildpb.OrderedBuildEvent
 	raw []byte // its encoding
 	key string
+	// origin is the request's project_id and notification_keywords, as
+	// origin formats them, for the entry's Source (issue 14).
+	origin string
 }
 
 // check validates one OrderedBuildEvent and encodes it.
@@ -464,7 +467,7 @@ func (s *publishServer) open(ctx context.Context, ls *liveStream, first *receive
 		return nil
 	}
 	info := streamInfo(first)
-	sink, stored, err := s.opts.Persister.Open(ctx, info, source)
+	sink, stored, err := s.opts.Persister.Open(ctx, info, source+first.origin)
 	if err != nil {
 		return persistError(ls.key, err)
 	}
@@ -703,6 +706,7 @@ func (s *publishServer) PublishLifecycleEvent(ctx context.Context, req *buildpb.
 		s.refused(err)
 		return nil, err
 	}
+	r.origin = origin(req.GetProjectId(), nil)
 	pctx := context.WithoutCancel(ctx)
 	if req.GetCheckPrecedingLifecycleEventsPresent() {
 		if err := s.checkPreceding(pctx, r.obe.GetStreamId()); err != nil {
@@ -931,6 +935,7 @@ func (s *publishServer) toolBatch(ctx context.Context, tc *toolCall, batch []*bu
 			bad = err
 			break
 		}
+		r.origin = origin(req.GetProjectId(), req.GetNotificationKeywords())
 		if tc.key == "" {
 			if req.GetCheckPrecedingLifecycleEventsPresent() {
 				if err := s.checkPreceding(pctx, r.obe.GetStreamId()); err != nil {

@@ -261,7 +261,10 @@ func TestAbandonedStreamsLetGo(t *testing.T) {
 	}
 	if fds >= 0 {
 		t.Logf("file descriptors: %d before, %d with the abandoned streams, %d after the idle timeout", fds, held, fdCount())
-		if held-fds < n-10 || fdCount() > fds+20 {
+		// Other descriptors (the catalog's connections, the gRPC
+		// connections) come and go meanwhile: most streams holding one is
+		// what shows the streams' files open.
+		if held-fds < n*9/10 || fdCount() > fds+20 {
 			t.Errorf("file descriptors: %d before, %d with %d abandoned streams, %d after they were let go", fds, held, n, fdCount())
 		}
 	}

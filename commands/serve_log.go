@@ -3,6 +3,7 @@ package commands
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
@@ -99,6 +101,9 @@ func refusalLog(log io.Writer) []grpc.ServerOption {
 			from = p.Addr.String()
 		}
 		st := status.Convert(err)
+		if st.Code() == codes.Canceled || errors.Is(err, context.Canceled) {
+			return // the client went away (a health watch, reflection): no refusal
+		}
 		fmt.Fprintf(log, "bes: %s\n", safeCell(fmt.Sprintf("refused (%s): %s from %s: %s", st.Code(), method, from, st.Message())))
 	}
 	return []grpc.ServerOption{

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/bepfile/bepjson"
+	"github.com/bes-cli/bes/bepfile/scan"
 	"github.com/bes-cli/bes/store"
 )
 
@@ -230,16 +232,16 @@ func inKeyOrder(ctx context.Context, files []string, opts bepfile.Options) bool 
 		return false
 	}
 	opts.Reuse = true
-	// fileReader.each reads a stream of an earlier file once: it leaves
+	// A scan.Scanner reads a stream of an earlier file once: it leaves
 	// out a later copy, as the dump itself will.
-	fr := &fileReader{opts: opts, from: map[string]string{}}
+	sc := &scan.Scanner{Options: opts, Open: openInput}
 	var (
 		cur  *bepfile.Stream
 		last string              // key of the last stream met
 		met  = map[string]bool{} // streams met
 	)
 	for _, name := range files {
-		err := fr.each(ctx, name, func(s *bepfile.Stream, _ *bepfile.Event) error {
+		err := sc.File(ctx, name, func(s *bepfile.Stream, _ *bepfile.Event) error {
 			if s == cur {
 				return nil
 			}
@@ -249,8 +251,8 @@ func inKeyOrder(ctx context.Context, files []string, opts bepfile.Options) bool 
 			}
 			met[s.Key], last = true, s.Key
 			return nil
-		}, func(string) {})
-		var fe *fnError
+		})
+		var fe *scan.CallbackError
 		if ctx.Err() != nil || errors.As(err, &fe) {
 			return false
 		}
@@ -289,9 +291,8 @@ func (dw *dumpWriter) readFiles(ctx context.Context, files []string, opts bepfil
 	var cur *bepfile.Stream
 	var st *store.Stream
 	opts.Reuse = false // the storage keeps the events
-	fr := &fileReader{opts: opts, errw: errw, from: map[string]string{}, notices: dw.log.notices,
-		bad: func(e *bepfile.Error) { dw.skipped = append(dw.skipped, e) }}
-	res, err := fr.scan(ctx, files, func(s *bepfile.Stream, ev *bepfile.Event) error {
+	sc := dw.scanner(opts, errw, func(e *bepfile.Error) { dw.skipped = append(dw.skipped, e) })
+	res, err := scanAll(ctx, sc, files, errw, func(s *bepfile.Stream, ev *bepfile.Event) error {
 		if s != cur {
 			cur, st = s, mem.GetStreamFor(s)
 		}
@@ -301,7 +302,7 @@ func (dw *dumpWriter) readFiles(ctx context.Context, files []string, opts bepfil
 	if err != nil {
 		return nil, nil, err
 	}
-	for key, file := range fr.from {
+	for key, file := range sc.Sources() {
 		dw.log.setSource(key, file)
 	}
 	return mem, res, nil
@@ -313,23 +314,22 @@ func (dw *dumpWriter) readFiles(ctx context.Context, files []string, opts bepfil
 func (dw *dumpWriter) scanFiles(ctx context.Context, files []string, opts bepfile.Options, errw io.Writer, res **outcome) bepjson.Source {
 	return func(fn func(bepjson.Item) error) error {
 		var (
-			cur    *bepfile.Stream
-			fnErr  error // of fn called for a skipped frame
-			reader *fileReader
+			cur   *bepfile.Stream
+			fnErr error // of fn called for a skipped frame
+			sc    *scan.Scanner
 		)
-		reader = &fileReader{opts: opts, errw: errw, from: map[string]string{}, notices: dw.log.notices,
-			bad: func(e *bepfile.Error) {
-				if fnErr == nil {
-					fnErr = fn(bepjson.Item{Bad: e})
-				}
-			}}
-		r, err := reader.scan(ctx, files, func(s *bepfile.Stream, ev *bepfile.Event) error {
+		sc = dw.scanner(opts, errw, func(e *bepfile.Error) {
+			if fnErr == nil {
+				fnErr = fn(bepjson.Item{Bad: e})
+			}
+		})
+		r, err := scanAll(ctx, sc, files, errw, func(s *bepfile.Stream, ev *bepfile.Event) error {
 			if fnErr != nil {
 				return fnErr
 			}
 			if s != cur {
 				cur = s
-				dw.log.setSource(s.Key, reader.r.Name())
+				dw.log.setSource(s.Key, sc.Reader().Name())
 			}
 			return fn(bepjson.Item{Stream: s, Event: ev})
 		})
@@ -339,6 +339,21 @@ func (dw *dumpWriter) scanFiles(ctx context.Context, files []string, opts bepfil
 		}
 		return err
 	}
+}
+
+// scanner returns the scan.Scanner that reads files for dw: the notes
+// are reported on errw, with dw's notices, and bad, if not nil, is called
+// with each frame the readers skipped, after its line.
+func (dw *dumpWriter) scanner(opts bepfile.Options, errw io.Writer, bad func(*bepfile.Error)) *scan.Scanner {
+	sc := newScanner(opts, errw)
+	sc.Notices = dw.log.notices
+	sc.Note = func(n scan.Note) {
+		fmt.Fprint(errw, noteLine(n))
+		if n.Kind == scan.Skipped && bad != nil {
+			bad(n.Bad)
+		}
+	}
+	return sc
 }
 
 // storedEvents is the bepjson.Source of the events of streams that f matches

@@ -13,6 +13,7 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/bepfile/bepjson"
+	"github.com/bes-cli/bes/bepfile/scan"
 	rendering "github.com/bes-cli/bes/commands/render"
 	"github.com/bes-cli/bes/store"
 )
@@ -29,7 +30,7 @@ func fileStreams(ctx context.Context, files []string, opts bepfile.Options) (str
 		return nil, false, false
 	}
 	opts.Reuse = true
-	fr := &fileReader{opts: opts, from: map[string]string{}}
+	sc := &scan.Scanner{Options: opts, Open: openInput}
 	var (
 		cur  *bepfile.Stream
 		last string
@@ -37,7 +38,7 @@ func fileStreams(ctx context.Context, files []string, opts bepfile.Options) (str
 	)
 	ordered = true
 	for _, name := range files {
-		err := fr.each(ctx, name, func(s *bepfile.Stream, _ *bepfile.Event) error {
+		err := sc.File(ctx, name, func(s *bepfile.Stream, _ *bepfile.Event) error {
 			if s == cur {
 				return nil
 			}
@@ -52,7 +53,7 @@ func fileStreams(ctx context.Context, files []string, opts bepfile.Options) (str
 			met[s.Key], last = true, s.Key
 			streams = append(streams, s)
 			return nil
-		}, func(string) {})
+		})
 		if ctx.Err() != nil || err != nil && errors.Is(err, context.Canceled) {
 			return nil, false, false
 		}
@@ -178,17 +179,19 @@ func (dw *dumpWriter) fileEvents(ctx context.Context, files []string, opts bepfi
 			take bool
 			n    int // index of the event in its stream
 		)
-		fr := &fileReader{opts: opts, errw: errw, from: map[string]string{}, notices: dw.log.notices}
+		ew, notices := errw, dw.log.notices
 		if quiet {
-			fr.errw, fr.notices = io.Discard, &bepfile.Notices{}
+			ew, notices = io.Discard, &bepfile.Notices{}
 		}
-		r, err := fr.scan(ctx, files, func(s *bepfile.Stream, ev *bepfile.Event) error {
+		sc := newScanner(opts, ew)
+		sc.Notices = notices
+		r, err := scanAll(ctx, sc, files, ew, func(s *bepfile.Stream, ev *bepfile.Event) error {
 			if s != cur {
 				cur, take, n = s, keep[s.Key], 0
 				if take {
 					st = store.NewStreamFromInfo(s)
 					if !quiet {
-						dw.log.setSource(s.Key, fr.r.Name())
+						dw.log.setSource(s.Key, sc.Reader().Name())
 					}
 				}
 			}

@@ -161,7 +161,7 @@ func ingestFile(ctx context.Context, st store.Backend, name string, opts ingestO
 	}()
 	prog := newProgress(errw, name, opts.Progress)
 	var readErr, skipped error
-	found := &fileReader{}
+	notices := &bepfile.Notices{}
 	for n := 0; ; n++ {
 		if n&1023 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -187,8 +187,8 @@ func ingestFile(ctx context.Context, st store.Backend, name string, opts ingestO
 		}
 		if f := r.Found(); len(f.Unknown) > 0 || f.Damaged() {
 			// Bazel's JSON file: what bes does not know, by the rule of
-			// every command (fileReader.found).
-			if found.found(name, ev, f, func(line string) { fmt.Fprint(errw, line) }) {
+			// every command (noteFound).
+			if noteFound(notices, name, ev, f, errw) {
 				skipped = &reportedError{code: ExitDamaged}
 			}
 		}

@@ -189,8 +189,8 @@ func scanStreamEntries(ctx context.Context, files []string, opts bepfile.Options
 		at    *seen
 	)
 	opts.Reuse = true // Meta copies what it keeps
-	fr := &fileReader{opts: opts, errw: errw, from: map[string]string{}}
-	res, err := fr.scan(ctx, files, func(s *bepfile.Stream, ev *bepfile.Event) error {
+	sc := newScanner(opts, errw)
+	res, err := scanAll(ctx, sc, files, errw, func(s *bepfile.Stream, ev *bepfile.Event) error {
 		if s != cur {
 			cur = s
 			if at = byKey[s.Key]; at == nil {
@@ -210,7 +210,7 @@ func scanStreamEntries(ctx context.Context, files []string, opts bepfile.Options
 			continue
 		}
 		e := local.NewEntry(sn.info, &sn.meta)
-		e.Source = fr.from[key]
+		e.Source = sc.Sources()[key]
 		out = append(out, e)
 	}
 	slices.SortFunc(out, func(a, b *store.Entry) int { return strings.Compare(a.Key, b.Key) })

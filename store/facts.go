@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/bepfile/invocation"
 )
 
@@ -137,4 +138,43 @@ type FactsLister interface {
 	// of keys (nil for a stream without Bazel events), or the first error
 	// Facts would give (one wrapping ErrNotFound for a key not stored).
 	ManyFacts(ctx context.Context, keys []string) ([]*Facts, error)
+}
+
+// factsWants is what the facts need of the model.
+var factsWants = invocation.Wants{Targets: true}
+
+// FactsBuilder builds the facts of one stream from its events, as a
+// backend's writers see them (store/local and store/postgres keep them
+// beside the stream's entry). Not safe for concurrent use.
+type FactsBuilder struct {
+	b *invocation.Builder
+}
+
+// NewFactsBuilder returns a FactsBuilder for the stream st.
+func NewFactsBuilder(st *bepfile.Stream) *FactsBuilder {
+	return &FactsBuilder{b: invocation.NewBuilderFor(st, factsWants)}
+}
+
+// Add folds ev into the model, decoding only what the facts need; what it
+// cannot decode the model records.
+func (f *FactsBuilder) Add(ev *bepfile.Event) {
+	keep, p, ok := invocation.ClassifyFor(ev, nil, factsWants)
+	switch {
+	case !keep:
+		f.b.Skip(1)
+	case ok:
+		f.b.AddPeeked(ev, &p)
+	default:
+		f.b.Add(ev)
+	}
+}
+
+// Facts returns the facts of the events added, nil for a stream without
+// Bazel events (a lifecycle stream). Call it once.
+func (f *FactsBuilder) Facts() *Facts {
+	inv := f.b.Invocation()
+	if inv.BazelEvents == 0 {
+		return nil
+	}
+	return FactsOf(inv)
 }

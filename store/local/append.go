@@ -67,10 +67,10 @@ type Appender struct {
 	enc      bess.Encoder
 	pending  bytes.Buffer
 	meta     store.Meta
-	facts    *factsBuilder // the invocation's facts, from every event; written by Close
-	size     int64         // bytes of the file that are synced
-	events   int64         // events synced
-	entry    Entry         // Source, Format, Ingested of the stream's entry
+	facts    *store.FactsBuilder // the invocation's facts, from every event; written by Close
+	size     int64               // bytes of the file that are synced
+	events   int64               // events synced
+	entry    Entry               // Source, Format, Ingested of the stream's entry
 	interval time.Duration
 	indexed  time.Time // when the entry was last written
 	dirty    bool      // synced events the entry does not count yet
@@ -278,9 +278,9 @@ func (a *Appender) Append(ev *bepfile.Event) error {
 // observeFacts folds ev into the stream's facts.
 func (a *Appender) observeFacts(ev *bepfile.Event) {
 	if a.facts == nil {
-		a.facts = newFactsBuilder(a.stream)
+		a.facts = store.NewFactsBuilder(a.stream)
 	}
-	a.facts.add(ev)
+	a.facts.Add(ev)
 }
 
 // Sync writes the buffered events and fsyncs the stream file: when it
@@ -388,7 +388,7 @@ func (a *Appender) Close(ctx context.Context) (*Entry, error) {
 		e := a.currentEntry()
 		var facts *store.Facts
 		if a.facts != nil {
-			facts = a.facts.facts()
+			facts = a.facts.Facts()
 		}
 		err := a.entryWritten(a.s.write(ctx, func(tx *sql.Tx) error {
 			if err := putEntryTx(ctx, tx, e); err != nil {

@@ -60,7 +60,7 @@ func (s *Store) commitAll(ctx context.Context, ws []*StreamWriter, source, forma
 		if err := w.finish(); err != nil {
 			return nil, err
 		}
-		todo = append(todo, pending{i, w, w.entry(source, format), w.facts.facts()})
+		todo = append(todo, pending{i, w, w.entry(source, format), w.facts.Facts()})
 	}
 	slices.SortFunc(todo, func(a, b pending) int { return strings.Compare(a.entry.Key, b.entry.Key) })
 

@@ -321,13 +321,13 @@ func (s *Store) checkEntry(ctx context.Context, e *Entry, locked bool, stored fu
 		return problem(ProblemMismatch, "the file holds stream %q", k)
 	}
 	var meta store.Meta
-	var fb *factsBuilder
+	var fb *store.FactsBuilder
 	if err := each(ctx, rd, func(ev *bepfile.Event) error {
 		meta.Observe(ev)
 		if fb == nil {
-			fb = newFactsBuilder(rd.Stream())
+			fb = store.NewFactsBuilder(rd.Stream())
 		}
-		fb.add(ev)
+		fb.Add(ev)
 		return nil
 	}); err != nil {
 		if ctx.Err() != nil {
@@ -362,7 +362,7 @@ func (s *Store) checkEntry(ctx context.Context, e *Entry, locked bool, stored fu
 	}
 	var want *store.Facts
 	if fb != nil {
-		want = fb.facts()
+		want = fb.Facts()
 	}
 	got, err := stored(e.Key)
 	if err != nil {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/bes-cli/bes/bepfile"
-	"github.com/bes-cli/bes/bepfile/invocation"
 	"github.com/bes-cli/bes/store"
 )
 
@@ -80,42 +79,6 @@ const viewFactsSchema = `ALTER TABLE invocations ADD COLUMN failures INTEGER;
 	ALTER TABLE tests ADD COLUMN size TEXT;
 	ALTER TABLE tests ADD COLUMN abort_reason TEXT;
 	ALTER TABLE tests ADD COLUMN logs TEXT;`
-
-// factsWants is what the facts need of the model.
-var factsWants = invocation.Wants{Targets: true}
-
-// factsBuilder builds the facts of a stream from its events as a writer
-// sees them.
-type factsBuilder struct {
-	b *invocation.Builder
-}
-
-func newFactsBuilder(st *bepfile.Stream) *factsBuilder {
-	return &factsBuilder{b: invocation.NewBuilderFor(st, factsWants)}
-}
-
-// add folds ev into the model; what it cannot decode the model records.
-func (f *factsBuilder) add(ev *bepfile.Event) {
-	keep, p, ok := invocation.ClassifyFor(ev, nil, factsWants)
-	switch {
-	case !keep:
-		f.b.Skip(1)
-	case ok:
-		f.b.AddPeeked(ev, &p)
-	default:
-		f.b.Add(ev)
-	}
-}
-
-// facts returns the facts, nil for a stream without Bazel events. Call it
-// once.
-func (f *factsBuilder) facts() *store.Facts {
-	inv := f.b.Invocation()
-	if inv.BazelEvents == 0 {
-		return nil
-	}
-	return store.FactsOf(inv)
-}
 
 // putFactsTx replaces the facts of key with f (none when f is nil).
 func putFactsTx(ctx context.Context, tx *sql.Tx, key string, f *store.Facts) error {
@@ -266,12 +229,12 @@ func (s *Store) streamThere(e *Entry) error {
 // (every event the file holds, as Events reads them): nil for a stream
 // without Bazel events.
 func (s *Store) streamFacts(ctx context.Context, e *Entry) (*store.Facts, error) {
-	var fb *factsBuilder
+	var fb *store.FactsBuilder
 	err := s.Events(ctx, e, func(st *bepfile.Stream, ev *bepfile.Event) error {
 		if fb == nil {
-			fb = newFactsBuilder(st)
+			fb = store.NewFactsBuilder(st)
 		}
-		fb.add(ev)
+		fb.Add(ev)
 		return nil
 	})
 	if err != nil {
@@ -280,7 +243,7 @@ func (s *Store) streamFacts(ctx context.Context, e *Entry) (*store.Facts, error)
 	if fb == nil {
 		return nil, nil
 	}
-	return fb.facts(), nil
+	return fb.Facts(), nil
 }
 
 // putStreamFactsTx stores the facts of e's stream, built from its file,

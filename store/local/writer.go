@@ -41,10 +41,10 @@ type StreamWriter struct {
 	h       hash.Hash
 	enc     *bess.Encoder
 	meta    store.Meta
-	facts   *factsBuilder // the invocation's facts, from the events appended
-	size    int64         // bytes encoded
-	written int64         // bytes written to the file
-	err     error         // first write error; sticky
+	facts   *store.FactsBuilder // the invocation's facts, from the events appended
+	size    int64               // bytes encoded
+	written int64               // bytes written to the file
+	err     error               // first write error; sticky
 	closed  bool
 	renamed bool // the temporary file became the stream file
 }
@@ -73,7 +73,7 @@ func (s *Store) create(st *bepfile.Stream) (*StreamWriter, error) {
 	// Keep our own copy of the identity, with the id decoded from the bytes
 	// stored, so the entry describes exactly what a reader will see.
 	w.stream = &bepfile.Stream{ID: id, Key: st.Key, IDBytes: st.IDBytes, TypeURL: st.TypeURL}
-	w.facts = newFactsBuilder(w.stream)
+	w.facts = store.NewFactsBuilder(w.stream)
 	w.enc = bess.NewEncoder(io.MultiWriter(&w.pending, w.h))
 	n, _ := w.enc.Header(w.stream) // into memory: cannot fail
 	w.size = int64(n)
@@ -111,7 +111,7 @@ func (w *StreamWriter) Append(ev *bepfile.Event) error {
 	n, _ := w.enc.Record(ev) // into memory: cannot fail
 	w.size += int64(n)
 	w.meta.Observe(ev)
-	w.facts.add(ev)
+	w.facts.Add(ev)
 	if w.pending.Len() >= spillSize {
 		return w.spill()
 	}
@@ -176,7 +176,7 @@ func (w *StreamWriter) Commit(ctx context.Context, source, format string, replac
 	}
 	s := w.s
 	entry := w.entry(source, format)
-	facts := w.facts.facts()
+	facts := w.facts.Facts()
 	var out store.CommitOutcome
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		old, err := getEntryTx(ctx, tx, entry.Key)

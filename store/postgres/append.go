@@ -40,7 +40,7 @@ type Appender struct {
 	enc     bess.Encoder
 	pending bytes.Buffer
 	meta    store.Meta
-	facts   *factsBuilder
+	facts   *store.FactsBuilder
 	size    int64 // bytes stored
 	events  int64 // events stored
 	entry   store.Entry
@@ -332,9 +332,9 @@ func (a *Appender) Append(ev *bepfile.Event) error {
 
 func (a *Appender) observeFacts(ev *bepfile.Event) {
 	if a.facts == nil {
-		a.facts = newFactsBuilder(a.stream)
+		a.facts = store.NewFactsBuilder(a.stream)
 	}
-	a.facts.add(ev)
+	a.facts.Add(ev)
 }
 
 // Sync stores the events appended since the last Sync as one chunk: when
@@ -380,7 +380,7 @@ func (a *Appender) Close(ctx context.Context) (*store.Entry, error) {
 	if a.err == nil {
 		var facts *store.Facts
 		if a.facts != nil {
-			facts = a.facts.facts()
+			facts = a.facts.Facts()
 		}
 		err = a.syncPending(ctx, func(tx pgx.Tx) error {
 			// The facts, if the stream is still ours.

@@ -11,45 +11,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/bes-cli/bes/bepfile"
-	"github.com/bes-cli/bes/bepfile/invocation"
 	"github.com/bes-cli/bes/store"
 	"github.com/bes-cli/bes/store/local"
 )
-
-// factsWants is what the facts need of the model (as store/local).
-var factsWants = invocation.Wants{Targets: true}
-
-// factsBuilder builds the facts of a stream from its events as a writer
-// sees them (store/local's, for this store's writers).
-type factsBuilder struct {
-	b *invocation.Builder
-}
-
-func newFactsBuilder(st *bepfile.Stream) *factsBuilder {
-	return &factsBuilder{b: invocation.NewBuilderFor(st, factsWants)}
-}
-
-// add folds ev into the model; what it cannot decode the model records.
-func (f *factsBuilder) add(ev *bepfile.Event) {
-	keep, p, ok := invocation.ClassifyFor(ev, nil, factsWants)
-	switch {
-	case !keep:
-		f.b.Skip(1)
-	case ok:
-		f.b.AddPeeked(ev, &p)
-	default:
-		f.b.Add(ev)
-	}
-}
-
-// facts returns the facts, nil for a stream without Bazel events.
-func (f *factsBuilder) facts() *store.Facts {
-	inv := f.b.Invocation()
-	if inv.BazelEvents == 0 {
-		return nil
-	}
-	return store.FactsOf(inv)
-}
 
 // pgText is s as PostgreSQL's TEXT holds it: bytes that are not UTF-8,
 // and NUL, become U+FFFD.
@@ -158,18 +122,18 @@ func (s *Store) Facts(ctx context.Context, key string) (*store.Facts, error) {
 	if f != nil {
 		return f, nil
 	}
-	var fb *factsBuilder
+	var fb *store.FactsBuilder
 	err = s.read(ctx, key, func(st *bepfile.Stream, ev *bepfile.Event) error {
 		if fb == nil {
-			fb = newFactsBuilder(st)
+			fb = store.NewFactsBuilder(st)
 		}
-		fb.add(ev)
+		fb.Add(ev)
 		return nil
 	})
 	if err != nil || fb == nil {
 		return nil, err
 	}
-	return fb.facts(), nil
+	return fb.Facts(), nil
 }
 
 // readFacts reads the facts of key, nil if the catalog has none.

@@ -87,11 +87,11 @@ func TestMakeHistoryStore(t *testing.T) {
 			t.Fatal(err)
 		}
 		s, evs := readInput(t, rel, "")
-		fb := newFactsBuilder(s)
+		fb := store.NewFactsBuilder(s)
 		for i := range evs {
-			fb.add(&evs[i])
+			fb.Add(&evs[i])
 		}
-		templates = append(templates, fb.facts())
+		templates = append(templates, fb.Facts())
 	}
 	s, err := Open(ctx, catalog, "file://"+tmp)
 	if err != nil {

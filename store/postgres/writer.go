@@ -43,7 +43,7 @@ type Writer struct {
 	h       hash.Hash
 	enc     *bess.Encoder
 	meta    store.Meta
-	facts   *factsBuilder
+	facts   *store.FactsBuilder
 	size    int64
 	err     error
 	closed  bool
@@ -59,7 +59,7 @@ func (s *Store) Create(_ context.Context, st *bepfile.Stream) (store.Writer, err
 	if err != nil {
 		return nil, err
 	}
-	w := &Writer{s: s, stream: info, h: sha256.New(), facts: newFactsBuilder(info)}
+	w := &Writer{s: s, stream: info, h: sha256.New(), facts: store.NewFactsBuilder(info)}
 	w.enc = bess.NewEncoder(io.MultiWriter(&w.buf, w.h))
 	n, _ := w.enc.Header(info) // into memory: cannot fail
 	w.size = int64(n)
@@ -83,7 +83,7 @@ func (w *Writer) Append(ev *bepfile.Event) error {
 	n, _ := w.enc.Record(ev) // into memory: cannot fail
 	w.size += int64(n)
 	w.meta.Observe(ev)
-	w.facts.add(ev)
+	w.facts.Add(ev)
 	if w.buf.Len() >= spillSize {
 		return w.spill()
 	}
@@ -252,7 +252,7 @@ func (s *Store) commitAll(ctx context.Context, ws []*Writer, source, format stri
 		}
 		gen := randomHex()
 		e := w.entry(source, format, gen)
-		todo = append(todo, &pending{i: i, w: w, entry: e, facts: w.facts.facts(), blob: chunkName(e.File, 0)})
+		todo = append(todo, &pending{i: i, w: w, entry: e, facts: w.facts.Facts(), blob: chunkName(e.File, 0)})
 	}
 	slices.SortFunc(todo, func(a, b *pending) int { return strings.Compare(a.entry.Key, b.entry.Key) })
 	if len(todo) == 0 {

@@ -100,7 +100,8 @@ func unknownCommand(parent string, cmds []*cli.Command, name string) error {
 // aside) nearest
 // to name: one that name is a prefix of, else the one at the smallest
 // edit distance (Levenshtein, case-insensitive; the first in cmds on a
-// tie); "" when there is none.
+// tie) when that distance is at most max(2, len(name)/3), so a typo gets
+// a suggestion and an unrelated word ("xyzzy") none; "" when there is none.
 func nearestCommand(cmds []*cli.Command, name string) string {
 	name = strings.ToLower(name)
 	best, bestDist := "", -1
@@ -114,6 +115,9 @@ func nearestCommand(cmds []*cli.Command, name string) string {
 		if d := editDistance(name, c.Name); bestDist < 0 || d < bestDist {
 			best, bestDist = c.Name, d
 		}
+	}
+	if bestDist > max(2, len(name)/3) {
+		return ""
 	}
 	return best
 }

@@ -287,7 +287,8 @@ func TestUnknownCommand(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"frobnicate"}, `bes: unknown command "frobnicate"; did you mean "`},
+		{[]string{"frobnicate"}, `bes: unknown command "frobnicate" (bes --help lists the commands)` + "\n"},
+		{[]string{"xyzzy"}, `bes: unknown command "xyzzy" (bes --help lists the commands)` + "\n"},
 		{[]string{"summry", "build.bep"}, `bes: unknown command "summry"; did you mean "summary"? (bes --help lists the commands)` + "\n"},
 		{[]string{"fail"}, `did you mean "failures"?`},
 		{[]string{"store", "chek"}, `bes: unknown command "chek"; did you mean "store check"? (bes store --help lists the commands)` + "\n"},

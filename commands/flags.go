@@ -24,7 +24,7 @@ func storeFlag() cli.Flag {
 		},
 		blobs: &cli.GenericFlag{
 			Name:  "blobs",
-			Usage: "where a postgres:// store keeps its stream bodies: file:///path or s3://bucket/prefix?endpoint=…&region=… (credentials from the environment); default $BES_BLOBS",
+			Usage: "where a postgres:// store keeps its stream bodies: file:///path, s3://bucket/prefix?endpoint=…&region=… (AWS_ACCESS_KEY_ID…, AWS_PROFILE), gs://bucket/prefix (GOOGLE_APPLICATION_CREDENTIALS, gcloud's application-default login) or azblob://container/prefix (AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY…, or az login); credentials only as each SDK reads them, never in the URL; default $BES_BLOBS",
 			Value: blobsValue{},
 		},
 	}

@@ -98,7 +98,7 @@ func noBlobs() error {
 func openTeamStore(url string) (store.Backend, error) {
 	blobs := teamBlobs()
 	if blobs == "" {
-		return nil, &usageError{msg: "--store postgres://… needs --blobs (or BES_BLOBS): where the stream bodies are kept (file:///path, s3://bucket/prefix?endpoint=…&region=…)"}
+		return nil, &usageError{msg: "--store postgres://… needs --blobs (or BES_BLOBS): where the stream bodies are kept (file:///path, s3://bucket/prefix?endpoint=…&region=…, gs://bucket/prefix, azblob://container/prefix)"}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

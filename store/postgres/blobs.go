@@ -11,10 +11,15 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/oauth2/google"
+
 	"gocloud.dev/blob"
-	_ "gocloud.dev/blob/fileblob" // file:// buckets
-	_ "gocloud.dev/blob/s3blob"   // s3:// buckets (AWS and any S3-compatible server)
+	_ "gocloud.dev/blob/azureblob" // azblob:// buckets (Azure Blob Storage)
+	_ "gocloud.dev/blob/fileblob"  // file:// buckets
+	_ "gocloud.dev/blob/gcsblob"   // gs:// buckets (Google Cloud Storage)
+	_ "gocloud.dev/blob/s3blob"    // s3:// buckets (AWS and any S3-compatible server)
 	"gocloud.dev/gcerrors"
+	"gocloud.dev/gcp"
 )
 
 // bucket is where the stream bodies are: a gocloud.dev/blob bucket, and,
@@ -40,10 +45,18 @@ type bucket struct {
 //     gocloud.dev's (v0.47: endpoint, region, use_path_style,
 //     disable_https, profile, anonymous, …; see gocloud.dev/aws
 //     V2ConfigFromURLParams). Credentials come from the environment and
-//     the SDK's files (AWS_ACCESS_KEY_ID, AWS_PROFILE, …), never the URL.
+//     the SDK's files (AWS_ACCESS_KEY_ID, AWS_PROFILE, …), never the URL;
+//   - gs://bucket/prefix (gocloud.dev/blob/gcsblob) and
+//     azblob://container/prefix (gocloud.dev/blob/azureblob) likewise:
+//     Google's application default credentials
+//     (GOOGLE_APPLICATION_CREDENTIALS, gcloud's application-default
+//     login, the GCE metadata server), and Azure's AZURE_STORAGE_ACCOUNT
+//     with AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN,
+//     AZURE_STORAGE_CONNECTION_STRING or azidentity's default chain
+//     (AZURE_CLIENT_ID…, managed identity, az login).
 //
-// Other schemes are passed on as they are (gs://, azblob:// need their
-// driver compiled in).
+// Other schemes are passed on as they are (gocloud.dev's mem://, for
+// one).
 func BlobsURL(raw string) (string, error) {
 	if raw == "" {
 		return "", errors.New("store: no blob URL")
@@ -74,7 +87,7 @@ func BlobsURL(raw string) (string, error) {
 			u.Path = ""
 		}
 		if u.User != nil {
-			return "", fmt.Errorf("store: blobs %q: credentials do not go in the URL (use the environment: AWS_ACCESS_KEY_ID, …)", u.Redacted())
+			return "", fmt.Errorf("store: blobs %q: credentials do not go in the URL (the SDK reads them from the environment and its files: AWS_ACCESS_KEY_ID, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_KEY, …)", u.Redacted())
 		}
 	}
 	u.RawQuery = q.Encode()
@@ -88,6 +101,11 @@ func openBucket(ctx context.Context, raw string) (*bucket, error) {
 		return nil, err
 	}
 	u, _ := url.Parse(s)
+	if u.Scheme == "gs" {
+		if err := gcsCredentials(ctx, u); err != nil {
+			return nil, err
+		}
+	}
 	b, err := blob.OpenBucket(ctx, s)
 	if err != nil {
 		return nil, fmt.Errorf("store: open blobs %s: %w", u.Redacted(), err)
@@ -97,6 +115,30 @@ func openBucket(ctx context.Context, raw string) (*bucket, error) {
 		out.dir = filepath.FromSlash(u.Path)
 	}
 	return out, nil
+}
+
+// gcsCredentials finds Google's application default credentials for a
+// gs:// bucket before gcsblob does: gcsblob, finding none, prints a
+// warning on standard output (where bes writes its results) and goes on
+// unauthenticated, so that every request fails later. A bucket that asks
+// for no credentials (anonymous=true, access_id=-) or a storage emulator
+// (STORAGE_EMULATOR_HOST) needs none.
+func gcsCredentials(ctx context.Context, u *url.URL) error {
+	q := u.Query()
+	if q.Get("anonymous") == "true" || q.Get("access_id") == "-" ||
+		os.Getenv("STORAGE_EMULATOR_HOST") != "" || os.Getenv("STORAGE_EMULATOR_HOST_GRPC") != "" {
+		return nil
+	}
+	var err error
+	if d := q.Get("universe_domain"); d != "" {
+		_, err = gcp.DefaultCredentialsWithParams(ctx, google.CredentialsParams{UniverseDomain: d})
+	} else {
+		_, err = gcp.DefaultCredentials(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("store: open blobs %s: no Google credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud auth application-default login, or a GCE metadata server; anonymous=true for a public bucket): %w", u.Redacted(), err)
+	}
+	return nil
 }
 
 // put writes the blob name from r, durably: when put returns nil the blob

@@ -25,15 +25,34 @@
 //	                 previous record's Seq + 1 (1 for the first record)
 //
 // Other bits are reserved: a reader that meets one fails, since it cannot
-// know what follows. There is no footer: a file written whole is put in
-// place atomically by its writer, and a file appended to live ends where its
-// last synced record ends, so the reader's caller decides whether a record
-// cut short at the end is damage or a write in progress.
+// know what follows. A version 2 file has no footer: a file appended to live
+// ends where its last synced record ends, so the reader's caller decides
+// whether a record cut short at the end is damage or a write in progress.
+//
+// Version 3 (issue 13) tells a file written whole from one appended to live,
+// so that a file cut short can be told from a write in progress without a
+// catalog. It is version 2 with header flags after the version byte, and an
+// end record:
+//
+//	header  = "BESS" version:byte(3) hflags:varint len:varint streamID:bytes len:varint typeURL:bytes crc:uint32le
+//	end     = flags:varint(flagEnd) events:varint crc:uint32le
+//
+// Header flag bit 0 (hflagWhole) marks a file written whole (Encoder.
+// WholeHeader, store/local's ingest), which ends with one end record
+// (Encoder.End) counting the records before it. A reader of such a file
+// that meets its end before the end record, or inside a record, fails with
+// ErrCut (as well as io.ErrUnexpectedEOF): the file was cut, it is not
+// being written. A writer that goes on appending to such a file first writes the
+// header again without the flag (OpenHeader, of the same length) and then
+// cuts off the end record; a version 3 file without the flag whose last
+// record is the end record (a writer killed between the two) reads as
+// ending there. Other header flag bits are reserved, as record flags are.
 //
 // Version 1 (bes before issue 13) is version 2 without the crc fields. It
 // is still read (Reader.Version says which a file is; its caller can check
 // a whole-file digest instead), and an Encoder that continues a version 1
-// file writes version 1 records; new files are version 2.
+// file writes version 1 records; files appended to live are version 2 (Header),
+// files written whole version 3 (WholeHeader). Every version is read.
 package bess
 
 import (
@@ -53,16 +72,22 @@ import (
 const (
 	// Magic starts every stream file.
 	Magic = "BESS"
-	// Version is the format version this package writes; it reads it and
-	// Version1.
+	// Version is the format version Header writes (a file appended to
+	// live); it reads it, Version1 and Version3.
 	Version = 2
 	// Version1 is the format of bes before issue 13, without checksums.
 	Version1 = 1
+	// Version3 is the format of a file whose header has flags (WholeHeader,
+	// OpenHeader), and of a whole file's end record.
+	Version3 = 3
 
 	flagRaw  = 1 << 0
 	flagTime = 1 << 1
 	flagSeq  = 1 << 2
+	flagEnd  = 1 << 3 // version 3: the end record, alone
 	flagsAll = flagRaw | flagTime | flagSeq
+
+	hflagWhole = 1 << 0
 
 	// MaxHeaderField bounds the StreamId and the type URL of a header, in
 	// bytes: a reader refuses a longer one as corrupt. Writers (store/local)
@@ -93,6 +118,14 @@ func (e *CorruptError) Unwrap() error { return e.Err }
 // was changed on disk. Test for it with errors.Is.
 var ErrChecksum = errors.New("checksum mismatch")
 
+// ErrCut is wrapped (in a *CorruptError) by the error for a file written
+// whole (version 3, WholeHeader) that ends before its end record: the file
+// was cut after it was written. The error wraps io.ErrUnexpectedEOF too:
+// a caller that takes a record cut short at the end for a write in progress
+// (a file appended to live) must rule ErrCut out first. Test for it with
+// errors.Is.
+var ErrCut = errors.New("stream file written whole is cut short")
+
 // castagnoli is the CRC-32C table (hardware-accelerated where the CPU has it).
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -122,16 +155,49 @@ func (e *Encoder) Continue(rd *Reader) {
 }
 
 // Header writes the file header for st (its IDBytes and TypeURL exactly),
-// in format Version, and returns the number of bytes written.
+// in format Version (a file appended to live), and returns the number of
+// bytes written.
 func (e *Encoder) Header(st *bepfile.Stream) (int, error) {
 	e.v1 = false
-	b := append(e.buf[:0], Magic...)
-	b = append(b, Version)
-	b = protowire.AppendBytes(b, st.IDBytes)
-	b = protowire.AppendString(b, st.TypeURL)
+	e.buf = appendHeader(e.buf[:0], st, Version, 0)
+	return e.w.Write(e.buf)
+}
+
+// WholeHeader writes the file header for st in format Version3, marking
+// the file as written whole: after its records the writer must call End.
+func (e *Encoder) WholeHeader(st *bepfile.Stream) (int, error) {
+	e.v1 = false
+	e.buf = appendHeader(e.buf[:0], st, Version3, hflagWhole)
+	return e.w.Write(e.buf)
+}
+
+// OpenHeader returns the header of a Version3 file for st without the
+// whole flag: the bytes a writer that goes on appending to a file written
+// whole writes over its header (the same length as WholeHeader's) before it
+// cuts off the end record (Reader.EndOffset).
+func OpenHeader(st *bepfile.Stream) []byte {
+	return appendHeader(nil, st, Version3, 0)
+}
+
+// End writes the end record of a file begun with WholeHeader; events is
+// the number of records written before it. Nothing may follow it.
+func (e *Encoder) End(events int64) (int, error) {
+	b := protowire.AppendVarint(e.buf[:0], flagEnd)
+	b = protowire.AppendVarint(b, uint64(events))
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	e.buf = b
 	return e.w.Write(b)
+}
+
+func appendHeader(b []byte, st *bepfile.Stream, version byte, hflags uint64) []byte {
+	b = append(b, Magic...)
+	b = append(b, version)
+	if version >= Version3 {
+		b = protowire.AppendVarint(b, hflags)
+	}
+	b = protowire.AppendBytes(b, st.IDBytes)
+	b = protowire.AppendString(b, st.TypeURL)
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
 // Record writes one event and returns the number of bytes written.
@@ -185,6 +251,9 @@ type Reader struct {
 	prevSeq int64
 	prevSec int64
 	version byte
+	whole   bool   // version 3 with hflagWhole: ends with an end record
+	records int64  // records read
+	endAt   int64  // offset of the end record, -1 before it is read
 	crc     uint32 // CRC-32C of the current header or record's bytes before pend
 	pend    []byte // bytes of varints read since crc was last updated
 	err     error
@@ -205,7 +274,7 @@ func NewReader(r io.Reader, name string, size int64) (*Reader, error) {
 	if !ok {
 		br = bufio.NewReaderSize(r, 64<<10)
 	}
-	rd := &Reader{r: br, name: name, size: size, MaxRecordSize: DefaultMaxRecordSize}
+	rd := &Reader{r: br, name: name, size: size, endAt: -1, MaxRecordSize: DefaultMaxRecordSize}
 	var head [len(Magic) + 1]byte
 	if _, err := io.ReadFull(br, head[:]); err != nil {
 		return nil, rd.corrupt(0, fmt.Errorf("reading header: %w", eofIsUnexpected(err)))
@@ -215,11 +284,21 @@ func NewReader(r io.Reader, name string, size int64) (*Reader, error) {
 		return nil, rd.corrupt(0, errors.New("not a bes stream file (bad magic)"))
 	}
 	rd.version = head[len(Magic)]
-	if rd.version != Version && rd.version != Version1 {
-		return nil, rd.corrupt(int64(len(Magic)), fmt.Errorf("unsupported stream file version %d (this bes reads versions %d and %d)", rd.version, Version1, Version))
+	if rd.version != Version && rd.version != Version1 && rd.version != Version3 {
+		return nil, rd.corrupt(int64(len(Magic)), fmt.Errorf("unsupported stream file version %d (this bes reads versions %d to %d)", rd.version, Version1, Version3))
 	}
 	if rd.version != Version1 {
 		rd.crc = crc32.Checksum(head[:], castagnoli)
+	}
+	if rd.version >= Version3 {
+		hflags, err := rd.varint()
+		if err != nil {
+			return nil, err
+		}
+		if hflags&^hflagWhole != 0 {
+			return nil, rd.corrupt(int64(len(head)), fmt.Errorf("unknown header flags %#x", hflags&^hflagWhole))
+		}
+		rd.whole = hflags&hflagWhole != 0
 	}
 	start := rd.off
 	idBytes, err := rd.bytes(MaxHeaderField)
@@ -241,9 +320,20 @@ func NewReader(r io.Reader, name string, size int64) (*Reader, error) {
 	return rd, nil
 }
 
-// Version returns the file's format version: Version, or Version1 (no
-// checksums: the caller may check a digest of the whole file instead).
+// Version returns the file's format version: Version, Version3, or
+// Version1 (no checksums: the caller may check a digest of the whole file
+// instead).
 func (rd *Reader) Version() int { return int(rd.version) }
+
+// Whole reports whether the file says it was written whole (version 3,
+// WholeHeader): one that ends before its end record is cut (ErrCut), not
+// being written.
+func (rd *Reader) Whole() bool { return rd.whole }
+
+// EndOffset returns the offset of the file's end record once Next has
+// returned io.EOF after it, and -1 otherwise (no end record, or not read
+// yet).
+func (rd *Reader) EndOffset() int64 { return rd.endAt }
 
 // checksum reads the CRC-32C that ends the header or record that started
 // at start (in a version 2 file) and compares it with the bytes read.
@@ -305,9 +395,15 @@ func (rd *Reader) Next() (*bepfile.Event, error) {
 
 func (rd *Reader) next() (*bepfile.Event, error) {
 	start := rd.off
+	if rd.endAt >= 0 {
+		return nil, io.EOF
+	}
 	if _, err := rd.r.Peek(1); err == io.EOF {
 		if rd.size >= 0 && rd.off != rd.size {
 			return nil, rd.corrupt(rd.off, fmt.Errorf("file ends at %d, expected %d bytes", rd.off, rd.size))
+		}
+		if rd.whole {
+			return nil, rd.corrupt(rd.off, fmt.Errorf("it ends at byte %d after %d records, without its end record: %w", rd.off, rd.records, io.ErrUnexpectedEOF))
 		}
 		return nil, io.EOF
 	}
@@ -315,6 +411,9 @@ func (rd *Reader) next() (*bepfile.Event, error) {
 	flags, err := rd.varint()
 	if err != nil {
 		return nil, err
+	}
+	if flags == flagEnd && rd.version >= Version3 {
+		return nil, rd.end(start)
 	}
 	if flags&^flagsAll != 0 {
 		return nil, rd.corrupt(start, fmt.Errorf("unknown record flags %#x", flags&^flagsAll))
@@ -360,10 +459,32 @@ func (rd *Reader) next() (*bepfile.Event, error) {
 		ev.Payload = data
 	}
 	rd.prevSeq = ev.Seq
+	rd.records++
 	if ev.HasTime {
 		rd.prevSec = ev.Time.Seconds
 	}
 	return ev, nil
+}
+
+// end reads the rest of the end record that started at start, and checks
+// that it counts the records read and ends the file. It returns io.EOF
+// when it does.
+func (rd *Reader) end(start int64) error {
+	n, err := rd.varint()
+	if err != nil {
+		return err
+	}
+	if err := rd.checksum(start); err != nil {
+		return err
+	}
+	if n != uint64(rd.records) {
+		return rd.corrupt(start, fmt.Errorf("the end record counts %d records, the file holds %d", n, rd.records))
+	}
+	if _, err := rd.r.Peek(1); err != io.EOF || rd.size >= 0 && rd.off != rd.size {
+		return rd.corrupt(rd.off, errors.New("data after the end record"))
+	}
+	rd.endAt = start
+	return io.EOF
 }
 
 // varint reads one varint.
@@ -445,6 +566,10 @@ func readN(r io.Reader, n int) ([]byte, error) {
 }
 
 func (rd *Reader) corrupt(off int64, err error) error {
+	if rd.whole && errors.Is(err, io.ErrUnexpectedEOF) {
+		// Not a write in progress: the file was written whole.
+		err = fmt.Errorf("%w: %w", ErrCut, err)
+	}
 	return &CorruptError{File: rd.name, Offset: off, Err: err}
 }
 

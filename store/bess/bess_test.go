@@ -285,3 +285,75 @@ func BenchmarkRead(b *testing.B) {
 		})
 	}
 }
+
+// TestWholeFileCut: a file written whole (version 3: WholeHeader, records,
+// End) reads back every event; cut at any byte after its header it fails
+// with ErrCut, never a clean end, so that a cut committed stream is not
+// taken for a live one being written (issue 13).
+// Without the whole flag (OpenHeader, what a writer that goes on appending
+// writes over it), the file reads as ending at its end record, and a cut
+// is a write in progress again.
+func TestWholeFileCut(t *testing.T) {
+	st := bepfile.NewStream(&buildpb.StreamId{BuildId: "b", InvocationId: "i", Component: buildpb.StreamId_TOOL})
+	evs := []bepfile.Event{
+		{Seq: 1, HasTime: true, Time: bepfile.Timestamp{Seconds: 1700000000, Nanos: 5}, Payload: []byte("payload one")},
+		{Seq: 2, Raw: []byte("a raw event")},
+		{Seq: 7, Payload: []byte("three")},
+	}
+	var buf bytes.Buffer
+	enc := NewEncoder(&buf)
+	hn, _ := enc.WholeHeader(st)
+	for i := range evs {
+		enc.Record(&evs[i])
+	}
+	recordsEnd := buf.Len()
+	enc.End(int64(len(evs)))
+	file := buf.Bytes()
+	got, err := readAll(file)
+	if err != nil || len(got) != len(evs) {
+		t.Fatalf("whole file: %d events, %v", len(got), err)
+	}
+	rd, _ := NewReader(bytes.NewReader(file), "f", int64(len(file)))
+	if !rd.Whole() || rd.Version() != Version3 {
+		t.Fatalf("whole %v, version %d", rd.Whole(), rd.Version())
+	}
+	for {
+		if _, err := rd.Next(); err != nil {
+			break
+		}
+	}
+	if rd.EndOffset() != int64(recordsEnd) {
+		t.Errorf("end record at %d, want %d", rd.EndOffset(), recordsEnd)
+	}
+	for n := hn; n < len(file); n++ {
+		_, err := readAll(file[:n])
+		var ce *CorruptError
+		if !errors.As(err, &ce) || !errors.Is(err, ErrCut) {
+			t.Fatalf("cut at %d: %v, want ErrCut", n, err)
+		}
+	}
+	// Data after the end record, or an end record that miscounts.
+	if _, err := readAll(append(bytes.Clone(file), 0)); err == nil || errors.Is(err, ErrCut) {
+		t.Errorf("a byte after the end record: %v", err)
+	}
+	var bad bytes.Buffer
+	benc := NewEncoder(&bad)
+	benc.WholeHeader(st)
+	benc.Record(&evs[0])
+	benc.End(2)
+	if _, err := readAll(bad.Bytes()); err == nil {
+		t.Error("an end record counting 2 of 1 records read")
+	}
+	// Opened again for appending: the header without the flag.
+	open := OpenHeader(st)
+	if len(open) != hn {
+		t.Fatalf("OpenHeader has %d bytes, WholeHeader %d", len(open), hn)
+	}
+	reopened := append(append([]byte{}, open...), file[hn:]...)
+	if got, err := readAll(reopened); err != nil || len(got) != len(evs) {
+		t.Errorf("reopened file with its end record: %d events, %v", len(got), err)
+	}
+	if _, err := readAll(reopened[:recordsEnd-2]); !errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, ErrCut) {
+		t.Errorf("reopened file cut in a record: %v, want io.ErrUnexpectedEOF", err)
+	}
+}

@@ -221,7 +221,7 @@ func (a *Appender) resume(ctx context.Context, path string, size int64) (*store.
 			break
 		}
 		if err != nil {
-			if !errors.Is(err, io.ErrUnexpectedEOF) {
+			if !torn(err) {
 				return nil, err
 			}
 			// The last record was cut short by a crash during a write:
@@ -238,6 +238,25 @@ func (a *Appender) resume(ctx context.Context, path string, size int64) (*store.
 		a.meta.Observe(ev)
 		a.observeFacts(ev)
 		loaded.Append(*ev)
+	}
+	if rd.Whole() || rd.EndOffset() >= 0 {
+		// A file written whole (ingested), going on live: its header
+		// loses the whole flag first, then the end record goes, so that
+		// a crash between leaves a file that reads whole either way.
+		if rd.Whole() {
+			if _, err := a.f.WriteAt(bess.OpenHeader(a.stream), 0); err != nil {
+				return nil, fmt.Errorf("store: write %s: %w", path, err)
+			}
+			if err := a.f.Sync(); err != nil {
+				return nil, fmt.Errorf("store: sync %s: %w", path, err)
+			}
+		}
+		if err := a.f.Truncate(good); err != nil {
+			return nil, fmt.Errorf("store: truncate %s: %w", path, err)
+		}
+		if err := a.f.Sync(); err != nil {
+			return nil, fmt.Errorf("store: sync %s: %w", path, err)
+		}
 	}
 	a.enc.Continue(rd)
 	if _, err := io.Copy(a.h, io.NewSectionReader(a.f, 0, good)); err != nil {

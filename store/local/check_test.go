@@ -75,6 +75,18 @@ func TestCheckFindsAndRepairFixes(t *testing.T) {
 	keys := map[string]*Entry{}
 	for _, name := range []string{"missing", "unindexed", "digest", "metadata", "badname", "behind", "corrupt", "fine"} {
 		st, evs := synthNamed(name, 5)
+		if name == "behind" {
+			// Received live (bes serve), not committed.
+			a, _, err := s.openAppend(bg, st, AppendOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			appendAll(t, a, evs, 5)
+			if keys[name], err = a.Close(bg); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
 		keys[name] = mustCommit(t, s, st, evs)
 	}
 	if r := mustCheck(t, s); !r.OK() || r.Entries != 8 || r.Files != 8 {
@@ -97,7 +109,7 @@ func TestCheckFindsAndRepairFixes(t *testing.T) {
 	rewriteEntry(t, s, keys["badname"].Key, func(e *Entry) bool { e.File = "../../" + e.File; return true })
 	// A stream a killed server left: two more whole records and a torn one.
 	st, evs := synthNamed("behind", 8)
-	long := mustCommit(t, openStore(t), st, evs)
+	long := appendedEntry(t, st, evs)
 	whole := streamFileBytes(t, st, evs)
 	if int64(len(whole)) != long.Size {
 		t.Fatalf("stream file of %d bytes, entry says %d", len(whole), long.Size)
@@ -323,6 +335,82 @@ func TestRepairLostIndex(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRepairLostCatalogCutCommitted: with the catalog lost, Repair tells a
+// committed stream file cut mid-record (damage: quarantined, reported with
+// its file and byte offset, never indexed) from a live stream's file that
+// ends mid-record (bes serve killed during a write: indexed as a partial
+// stream). Before stream files said they were written whole (bess version
+// 3), both were indexed as partial streams (issue 13).
+func TestRepairLostCatalogCutCommitted(t *testing.T) {
+	st, evs, _ := obeStream(t)
+	s := openStore(t)
+	e := mustCommit(t, s, st, evs)
+	live, levs := synthNamed("live", 20)
+	a, _, err := s.openAppend(bg, live, AppendOptions{IndexInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, a, levs[:12], 4)
+	if _, err := a.f.WriteAt([]byte{0, 0x80}, a.size); err != nil { // a torn record
+		t.Fatal(err)
+	}
+	unlockFile(a.f)
+	a.f.Close()
+	loseCatalog(t, s)
+	// Cut the committed file inside a record, half way through.
+	path := filepath.Join(s.Dir(), e.File)
+	rd, err := bess.NewReader(bytes.NewReader(mustRead(t, path)), path, e.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cut int64
+	for range len(evs) / 2 {
+		if _, err := rd.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cut = rd.Offset() + 3
+	if err := os.Truncate(path, cut); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.Repair(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.After.OK() {
+		t.Errorf("after Repair: %+v", rep.After.Problems)
+	}
+	if es, _ := s.Lookup(bg, st.Key); len(es) != 0 {
+		t.Errorf("the cut committed stream is indexed: %d events, complete %v", es[0].Events, es[0].Complete)
+	}
+	if !fileExists(path + ".quarantine") {
+		t.Errorf("%s was not quarantined; actions %q", e.File, rep.Actions)
+	}
+	said := false
+	for _, act := range rep.Actions {
+		var off int64
+		if i := strings.Index(act, "at offset "); i >= 0 && strings.Contains(act, "quarantined "+e.File) && strings.Contains(act, path) {
+			fmt.Sscan(act[i+len("at offset "):], &off)
+			said = off >= rd.Offset() && off <= cut // in the record that was cut
+		}
+	}
+	if !said {
+		t.Errorf("no action quarantines %s naming its path and an offset in [%d, %d]: %q", e.File, rd.Offset(), cut, rep.Actions)
+	}
+	if le := entryOf(t, s, live.Key); le.Events != 12 || le.Complete {
+		t.Errorf("the live stream: %d events, complete %v; want 12, partial", le.Events, le.Complete)
+	}
+}
+
+func mustRead(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // TestRepairBesideLiveWriters runs Repair in a loop while Appenders (bes

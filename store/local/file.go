@@ -1,6 +1,7 @@
 package local
 
 import (
+	"errors"
 	"io"
 
 	"github.com/bes-cli/bes/store/bess"
@@ -25,3 +26,11 @@ func NewReader(r io.Reader, name string, size int64) (*Reader, error) {
 const DefaultMaxRecordSize = bess.DefaultMaxRecordSize
 
 const magic = bess.Magic
+
+// torn reports whether err, from a Reader, is a last record cut short that
+// may be a write in progress (a file appended to live, whose writer was
+// killed): io.ErrUnexpectedEOF in a file not written whole. A file written
+// whole and cut (bess.ErrCut) is damage.
+func torn(err error) bool {
+	return errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, bess.ErrCut)
+}

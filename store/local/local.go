@@ -415,13 +415,17 @@ func eachSynced(ctx context.Context, rd *Reader, e *Entry, h hash.Hash, fn func(
 		start := rd.Offset()
 		ev, err := rd.Next()
 		if err == io.EOF {
+			if !vouched && rd.EndOffset() >= 0 && rd.Offset() == synced {
+				// The end record of a file written whole.
+				return vouch()
+			}
 			if !vouched {
 				return &CorruptError{File: rd.Name(), Offset: start, Err: fmt.Errorf("the file ends at %d, its catalog entry says %d bytes: %w", start, synced, io.ErrUnexpectedEOF)}
 			}
 			return nil
 		}
 		if err != nil {
-			if vouched && start >= synced && errors.Is(err, io.ErrUnexpectedEOF) {
+			if vouched && start >= synced && torn(err) {
 				return nil
 			}
 			return err

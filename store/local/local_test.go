@@ -22,6 +22,7 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
+	"github.com/bes-cli/bes/store/bess"
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -567,7 +568,10 @@ func TestCorruptStreamFile(t *testing.T) {
 	e := mustCommit(t, s, st, evs)
 	path := filepath.Join(s.Dir(), e.File)
 	good, _ := os.ReadFile(path)
-	headerLen := len(magic) + 1 + protowire.SizeBytes(len(st.IDBytes)) + protowire.SizeBytes(len(st.TypeURL)) + 4 // and its CRC-32C
+	// A committed file is written whole (bess version 3): its header has
+	// flags, and it ends with an end record.
+	headerLen := len(magic) + 1 + 1 + protowire.SizeBytes(len(st.IDBytes)) + protowire.SizeBytes(len(st.TypeURL)) + 4 // and its CRC-32C
+	endLen := 1 + protowire.SizeVarint(uint64(len(evs))) + 4
 
 	for _, tc := range []struct {
 		name   string
@@ -579,10 +583,11 @@ func TestCorruptStreamFile(t *testing.T) {
 		{"empty", nil, 0, 0, io.ErrUnexpectedEOF},
 		{"magic", append([]byte("XESS"), good[4:]...), 0, 0, nil},
 		{"version", append([]byte("BESS\x09"), good[5:]...), 0, 4, nil},
-		{"cut header", good[:headerLen-7], 0, int64(len(magic) + 1 + protowire.SizeBytes(len(st.IDBytes))), io.ErrUnexpectedEOF},
+		{"cut header", good[:headerLen-7], 0, int64(len(magic) + 1 + 1 + protowire.SizeBytes(len(st.IDBytes))), io.ErrUnexpectedEOF},
 		{"cut in first record", good[:headerLen+4], 0, int64(headerLen) + 1, io.ErrUnexpectedEOF},
-		{"cut in last record", good[:len(good)-1], len(evs) - 1, -1, io.ErrUnexpectedEOF},
-		{"unknown flag", append(append(slices.Clone(good[:headerLen]), 0x08), good[headerLen+1:]...), 0, int64(headerLen), nil},
+		{"cut in last record", good[:len(good)-endLen-1], len(evs) - 1, -1, bess.ErrCut},
+		{"cut in end record", good[:len(good)-1], len(evs), -1, bess.ErrCut},
+		{"unknown flag", append(append(slices.Clone(good[:headerLen]), 0x10), good[headerLen+1:]...), 0, int64(headerLen), nil},
 		{"huge length", append(slices.Clone(good[:headerLen]), 0x00, 0xff, 0xff, 0xff, 0xff, 0x0f), 0, int64(headerLen) + 1, nil},
 		{"length past end", append(slices.Clone(good[:headerLen]), 0x00, 0xff, 0x01, 1, 2, 3), 0, int64(headerLen) + 1, io.ErrUnexpectedEOF},
 	} {

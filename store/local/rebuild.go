@@ -172,9 +172,9 @@ func scanStreamFile(ctx context.Context, f *os.File, name string) (*Entry, error
 		if err == io.EOF {
 			break
 		}
-		if errors.Is(err, io.ErrUnexpectedEOF) {
+		if torn(err) {
 			// A last record cut short: bes serve was killed while writing
-			// it. The entry covers the records before it (Reconcile, or
+			// it (a file written whole and cut is damage: bess.ErrCut). The entry covers the records before it (Reconcile, or
 			// the server, cuts it off).
 			size = good
 			h.Reset()

@@ -37,8 +37,10 @@ func TestReadChecksStreamAgainstEntry(t *testing.T) {
 		cause  error
 		seen   int // events fn sees before the error
 	}{
-		{"flipped payload byte", func(b []byte) []byte { b[len(b)-6] ^= 1; return b }, bess.ErrChecksum, 5},
-		{"cut at a record boundary", func(b []byte) []byte { return b[:len(b)-(len("verify")*6+2+4)] }, io.ErrUnexpectedEOF, 5},
+		// A committed file ends with an end record of 6 bytes (bess
+		// version 3).
+		{"flipped payload byte", func(b []byte) []byte { b[len(b)-6-6] ^= 1; return b }, bess.ErrChecksum, 5},
+		{"cut at a record boundary", func(b []byte) []byte { return b[:len(b)-6-(len("verify")*6+2+4)] }, io.ErrUnexpectedEOF, 5},
 	} {
 		s := openStore(t)
 		e := mustCommit(t, s, st, evs)

@@ -75,7 +75,9 @@ func (s *Store) create(st *bepfile.Stream) (*StreamWriter, error) {
 	w.stream = &bepfile.Stream{ID: id, Key: st.Key, IDBytes: st.IDBytes, TypeURL: st.TypeURL}
 	w.facts = store.NewFactsBuilder(w.stream)
 	w.enc = bess.NewEncoder(io.MultiWriter(&w.pending, w.h))
-	n, _ := w.enc.Header(w.stream) // into memory: cannot fail
+	// A file written whole (bess version 3): cut, it reads as damaged, not
+	// as a stream being received (issue 13).
+	n, _ := w.enc.WholeHeader(w.stream) // into memory: cannot fail
 	w.size = int64(n)
 	return w, nil
 }
@@ -250,6 +252,8 @@ func (w *StreamWriter) rename() error {
 
 // finish writes what is buffered, fsyncs the temporary file and closes it.
 func (w *StreamWriter) finish() error {
+	n, _ := w.enc.End(w.meta.Events) // into memory: cannot fail
+	w.size += int64(n)
 	if err := w.spill(); err != nil {
 		return err
 	}

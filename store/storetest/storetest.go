@@ -1115,12 +1115,14 @@ func testAppendMatchesCommit(t *testing.T, b store.Backend) {
 		sameEvents(t, got, in.evs)
 		sameEncoding(t, st, got, in)
 
-		// The same stream committed whole in its place is the same.
+		// The same stream committed whole in its place is the same (but
+		// for its bytes: a backend may mark a stream written whole, as
+		// store/local does, issue 13).
 		if err := b.Delete(bg, in.st.Key); err != nil {
 			t.Fatal(err)
 		}
 		want := mustCommit(t, b, in)
-		if final.Size != want.Size || final.Digest != want.Digest || final.Events != want.Events || final.Complete != want.Complete ||
+		if final.Events != want.Events || final.Complete != want.Complete ||
 			final.Command != want.Command || final.Result != want.Result || !final.Start.Equal(want.Start) || !final.Finish.Equal(want.Finish) {
 			t.Errorf("appended entry %+v, committed %+v", final, want)
 		}

@@ -81,6 +81,8 @@ type Builder struct {
 	// timedActionsWanted keeps the timed and the failed actions; see
 	// Wants.TimedActions.
 	timedActionsWanted bool
+	// maxArtifacts bounds Invocation.Artifacts; see Wants.MaxArtifacts.
+	maxArtifacts int
 	// kinds holds the target kind and test size of test rules, by label.
 	kinds     map[string][2]string
 	kindNames map[string]string // the kinds, interned
@@ -169,6 +171,7 @@ func NewBuilderFor(s *bepfile.Stream, w Wants) *Builder {
 	b := NewBuilder(s)
 	b.artifactsWanted, b.actionsWanted, b.targetsWanted = w.Artifacts, w.Actions, w.Targets
 	b.timedActionsWanted = w.TimedActions
+	b.maxArtifacts = w.MaxArtifacts
 	return b
 }
 
@@ -201,6 +204,11 @@ type Wants struct {
 	// later set; with --build_event_publish_all_actions, every action),
 	// and skips the others on the wire (bes report's timeline).
 	TimedActions bool
+	// MaxArtifacts, above 0, bounds Invocation.Artifacts to its first
+	// MaxArtifacts output files; the others are counted in
+	// Invocation.ArtifactsLeft without being made (bes report's page lists
+	// 20,000).
+	MaxArtifacts int
 }
 
 // Relevant reports whether Add would do more with ev than count it. A
@@ -316,7 +324,7 @@ func (b *Builder) AddPeeked(ev *bepfile.Event, known *bepfile.Peeked) error {
 			return nil
 		}
 	case "namedSetOfFiles":
-		if !b.full && !b.artifactsWanted {
+		if !b.full && (!b.artifactsWanted || b.fastNamedSet(p.ID, p.Payload)) {
 			return nil
 		}
 	case "testResult":
@@ -746,7 +754,7 @@ func (b *Builder) Invocation() *Invocation {
 	if inv.Errors == nil {
 		inv.Errors = []string{}
 	}
-	inv.Artifacts = b.artifacts()
+	inv.Artifacts, inv.ArtifactsLeft = b.artifacts()
 	return inv
 }
 
@@ -940,13 +948,20 @@ func testFailure(seq int64, t *Test) *Failure {
 	return f
 }
 
-// artifacts resolves the output groups of every completed target.
-func (b *Builder) artifacts() []*Artifact {
+// artifacts resolves the output groups of every completed target: the
+// first b.maxArtifacts output files (all when it is 0), and how many more
+// there are.
+func (b *Builder) artifacts() (out []*Artifact, left int) {
 	slices.SortStableFunc(b.completed, func(x, y completion) int {
 		return cmp.Or(cmp.Compare(x.label, y.label), cmp.Compare(x.config, y.config), cmp.Compare(x.aspect, y.aspect))
 	})
-	out := []*Artifact{}
+	out = []*Artifact{}
+	r := resolver{sets: b.namedSets, seenSet: map[string]uint32{}, seenFile: map[fileKey]uint32{}}
 	for _, c := range b.completed {
+		if b.maxArtifacts > 0 && len(out) >= b.maxArtifacts {
+			left += r.count(c.tc)
+			continue
+		}
 		var mine []*Artifact
 		add := func(group string, incomplete bool, f *bes.File) *Artifact {
 			a := &Artifact{
@@ -959,13 +974,7 @@ func (b *Builder) artifacts() []*Artifact {
 			return a
 		}
 		for _, g := range c.tc.GetOutputGroup() {
-			r := resolver{sets: b.namedSets, seenSet: map[string]bool{}, seenFile: map[string]bool{}}
-			for _, f := range g.GetInlineFiles() {
-				r.file(f)
-			}
-			for _, s := range g.GetFileSets() {
-				r.set(s.GetId())
-			}
+			r.group(g)
 			for _, f := range r.files {
 				add(g.GetName(), g.GetIncomplete() || r.missing, f)
 			}
@@ -986,24 +995,71 @@ func (b *Builder) artifacts() []*Artifact {
 		}
 		out = append(out, mine...)
 	}
-	return out
+	if b.maxArtifacts > 0 && len(out) > b.maxArtifacts {
+		left += len(out) - b.maxArtifacts
+		out = out[:b.maxArtifacts:b.maxArtifacts]
+	}
+	return out, left
 }
 
 // resolver flattens named sets of files, depth first, each set and each
 // file once.
 type resolver struct {
-	sets     map[string]*bes.NamedSetOfFiles
-	seenSet  map[string]bool
-	seenFile map[string]bool
+	sets map[string]*bes.NamedSetOfFiles
+	// seenSet and seenFile hold the group (gen) that last saw a set or a
+	// file, so that a new group needs no clearing.
+	seenSet  map[string]uint32
+	seenFile map[fileKey]uint32
+	gen      uint32
 	files    []*bes.File
 	missing  bool // a set referred to was never announced
 }
 
+// fileKey is a file as the resolver tells files apart.
+type fileKey struct{ name, uri string }
+
+// group resolves the files of one output group into r.files.
+func (r *resolver) group(g *bes.OutputGroup) {
+	r.gen++
+	r.files, r.missing = r.files[:0], false
+	for _, f := range g.GetInlineFiles() {
+		r.file(f)
+	}
+	for _, s := range g.GetFileSets() {
+		r.set(s.GetId())
+	}
+}
+
+// count is the number of Artifacts a completed target gives, as
+// Builder.artifacts makes them, without making them.
+func (r *resolver) count(tc *bes.TargetComplete) int {
+	n := 0
+	var grouped map[fileKey]bool // the files of named groups, when important outputs need them
+	for _, g := range tc.GetOutputGroup() {
+		r.group(g)
+		n += len(r.files)
+		if len(tc.GetImportantOutput()) > 0 && g.GetName() != "" {
+			if grouped == nil {
+				grouped = map[fileKey]bool{}
+			}
+			for _, f := range r.files {
+				grouped[fileKey{f.GetName(), f.GetUri()}] = true
+			}
+		}
+	}
+	for _, f := range tc.GetImportantOutput() {
+		if !grouped[fileKey{f.GetName(), f.GetUri()}] {
+			n++
+		}
+	}
+	return n + len(tc.GetDirectoryOutput())
+}
+
 func (r *resolver) set(id string) {
-	if r.seenSet[id] {
+	if r.seenSet[id] == r.gen {
 		return
 	}
-	r.seenSet[id] = true
+	r.seenSet[id] = r.gen
 	ns := r.sets[id]
 	if ns == nil {
 		r.missing = true
@@ -1018,11 +1074,11 @@ func (r *resolver) set(id string) {
 }
 
 func (r *resolver) file(f *bes.File) {
-	k := f.GetName() + "\x00" + f.GetUri()
-	if r.seenFile[k] {
+	k := fileKey{f.GetName(), f.GetUri()}
+	if r.seenFile[k] == r.gen {
 		return
 	}
-	r.seenFile[k] = true
+	r.seenFile[k] = r.gen
 	r.files = append(r.files, f)
 }
 

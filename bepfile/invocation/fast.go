@@ -602,3 +602,112 @@ func (b *Builder) fastTestSummary(seq int64, id, payload []byte) bool {
 	t.summarySeq = seq
 	return true
 }
+
+// fastNamedSet folds a NamedSetOfFiles event: its files and the ids of the
+// sets it includes, read off the wire into the messages the resolver walks
+// (Builder.artifacts), with their strings cut from one copy of the payload.
+func (b *Builder) fastNamedSet(id, payload []byte) bool {
+	num, v, ok := idOf(id)
+	if !ok || num != wire.IDNamedSet {
+		return false
+	}
+	setID, ok := stringField(v, wire.NamedSetOfFilesIDID)
+	if !ok {
+		return false
+	}
+	whole := string(payload)
+	sub := func(v []byte) string {
+		i := cap(payload) - cap(v) // v is a slice of payload
+		return whole[i : i+len(v)]
+	}
+	ns := &bes.NamedSetOfFiles{}
+	for p := payload; len(p) > 0; {
+		f, rest, ok := nextField(p)
+		if !ok {
+			return false
+		}
+		p = rest
+		switch f.num {
+		case wire.NamedSetOfFilesFiles:
+			if f.typ != protowire.BytesType {
+				return false
+			}
+			file, ok := fileMessage(f.v, sub)
+			if !ok {
+				return false
+			}
+			ns.Files = append(ns.Files, file)
+		case wire.NamedSetOfFilesFileSets:
+			if f.typ != protowire.BytesType {
+				return false
+			}
+			sid, ok := stringField(f.v, wire.NamedSetOfFilesIDID)
+			if !ok {
+				return false
+			}
+			ns.FileSets = append(ns.FileSets, &bes.BuildEventId_NamedSetOfFilesId{Id: sub(sid)})
+		}
+	}
+	b.namedSets[string(setID)] = ns
+	return true
+}
+
+// stringField returns the last string field num of the message b; ok is
+// false when b is malformed or the string is not UTF-8. The slice aliases
+// b.
+func stringField(b []byte, num protowire.Number) (s []byte, ok bool) {
+	for len(b) > 0 {
+		f, rest, ok := nextField(b)
+		if !ok {
+			return nil, false
+		}
+		b = rest
+		if f.num == num {
+			if f.typ != protowire.BytesType {
+				return nil, false
+			}
+			s = f.v
+		}
+	}
+	return s, utf8.Valid(s)
+}
+
+// fileMessage reads a File off the wire, its strings made by sub; ok is
+// false when a field it reads is malformed or a string is not UTF-8.
+func fileMessage(b []byte, sub func([]byte) string) (*bes.File, bool) {
+	file := &bes.File{}
+	for len(b) > 0 {
+		g, rest, ok := nextField(b)
+		if !ok {
+			return nil, false
+		}
+		b = rest
+		switch g.num {
+		case wire.FileName, wire.FileURI, wire.FileContents, wire.FileSymlinkTargetPath, wire.FilePathPrefix, wire.FileDigest:
+			if g.typ != protowire.BytesType || (g.num != wire.FileContents && !utf8.Valid(g.v)) {
+				return nil, false
+			}
+		case wire.FileLength:
+			if g.typ != protowire.VarintType {
+				return nil, false
+			}
+		}
+		switch g.num {
+		case wire.FileName:
+			file.Name = sub(g.v)
+		case wire.FileURI:
+			file.File = &bes.File_Uri{Uri: sub(g.v)}
+		case wire.FileContents:
+			file.File = &bes.File_Contents{Contents: bytes.Clone(g.v)}
+		case wire.FileSymlinkTargetPath:
+			file.File = &bes.File_SymlinkTargetPath{SymlinkTargetPath: sub(g.v)}
+		case wire.FilePathPrefix:
+			file.PathPrefix = append(file.PathPrefix, sub(g.v))
+		case wire.FileDigest:
+			file.Digest = sub(g.v)
+		case wire.FileLength:
+			file.Length = int64(g.x)
+		}
+	}
+	return file, true
+}

@@ -59,6 +59,19 @@ func checkFastPath(t *testing.T, name string, streams []*memStream) {
 		if !reflect.DeepEqual(full, fast) {
 			t.Errorf("%s: stream %s: the fast path builds another model than a full decode", name, st.Key())
 		}
+		// Wants.MaxArtifacts: the first output files, the others counted.
+		all := full.Artifacts
+		for _, k := range []int{1, 2, 7, len(all) / 2, len(all) - 1, len(all), len(all) + 3} {
+			if k <= 0 {
+				continue
+			}
+			some := buildWith(t, st, func(b *Builder) { b.maxArtifacts = k })
+			n := min(k, len(all))
+			if !reflect.DeepEqual(some.Artifacts, all[:n]) || some.ArtifactsLeft != len(all)-n {
+				t.Errorf("%s: stream %s: MaxArtifacts %d gives %d artifacts and %d left, want the first %d of %d and %d left",
+					name, st.Key(), k, len(some.Artifacts), some.ArtifactsLeft, n, len(all), len(all)-n)
+			}
+		}
 		lean := buildWith(t, st, func(b *Builder) { b.WithoutArtifacts().targetsWanted = true })
 		full.Artifacts = []*Artifact{}
 		if !reflect.DeepEqual(full, lean) {

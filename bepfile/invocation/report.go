@@ -97,6 +97,9 @@ type Invocation struct {
 	// target (sorted by label, configuration and aspect) and output group
 	// (in Bazel's order).
 	Artifacts []*Artifact
+	// ArtifactsLeft counts the output files past Wants.MaxArtifacts, not
+	// in Artifacts; 0 without that bound.
+	ArtifactsLeft int
 
 	// Metrics are the build's own figures (BuildMetrics, BuildToolLogs).
 	Metrics Metrics

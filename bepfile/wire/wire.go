@@ -63,6 +63,7 @@ const (
 	IDTestResult              protowire.Number = 8  // build_event_stream.BuildEventId.test_result
 	IDTargetConfigured        protowire.Number = 16 // build_event_stream.BuildEventId.target_configured
 	IDCoverageActionsFinished protowire.Number = 27 // build_event_stream.BuildEventId.coverage_actions_finished
+	IDNamedSet                protowire.Number = 13 // build_event_stream.BuildEventId.named_set
 
 	PatternExpandedIDPattern protowire.Number = 1 // build_event_stream.BuildEventId.PatternExpandedId.pattern
 
@@ -83,6 +84,8 @@ const (
 	TestSummaryIDConfiguration protowire.Number = 2 // build_event_stream.BuildEventId.TestSummaryId.configuration
 
 	ConfigurationIDID protowire.Number = 1 // build_event_stream.BuildEventId.ConfigurationId.id
+
+	NamedSetOfFilesIDID protowire.Number = 1 // build_event_stream.BuildEventId.NamedSetOfFilesId.id
 )
 
 // The payloads bes reads on the wire.
@@ -116,6 +119,12 @@ const (
 	FileURI               protowire.Number = 2 // build_event_stream.File.uri
 	FileContents          protowire.Number = 3 // build_event_stream.File.contents
 	FileSymlinkTargetPath protowire.Number = 7 // build_event_stream.File.symlink_target_path
+	FilePathPrefix        protowire.Number = 4 // build_event_stream.File.path_prefix
+	FileDigest            protowire.Number = 5 // build_event_stream.File.digest
+	FileLength            protowire.Number = 6 // build_event_stream.File.length
+
+	NamedSetOfFilesFiles    protowire.Number = 1 // build_event_stream.NamedSetOfFiles.files
+	NamedSetOfFilesFileSets protowire.Number = 2 // build_event_stream.NamedSetOfFiles.file_sets
 
 	TestResultTestActionOutput            protowire.Number = 2  // build_event_stream.TestResult.test_action_output
 	TestResultTestAttemptDurationMillis   protowire.Number = 3  // build_event_stream.TestResult.test_attempt_duration_millis

@@ -21,6 +21,7 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
+	"github.com/bes-cli/bes/store/bespb"
 	"github.com/bes-cli/bes/store/buildgridpb"
 	"github.com/bes-cli/bes/store/server"
 )
@@ -52,7 +53,9 @@ type serveOptions struct {
 	MetricsListen string
 	// OnMetricsListen, if set, is called with the metrics address.
 	OnMetricsListen func(addr string)
-	// LogFormat is --log-format: plain, text or json (serve_log.go).
+	// LogFormat is --log-format: plain, text or json (serve_log.go). The
+	// command's default is text; "" here is plain, the "bes: MESSAGE"
+	// lines the in-process tests read.
 	LogFormat string
 	// OnListen, if set, is called with the address served once the
 	// server listens (tests use it instead of parsing the log).
@@ -99,14 +102,17 @@ invocation ("INVOCATION_ID$"), or read the store with bes dump.
 
 One line per stream opened, finished and let go, and per request refused
 (refused authentications: at most one line per 10 seconds), goes to
-standard error. The first line is "bes: serving on HOST:PORT (store DIR)",
+standard error. The first line is "serving on HOST:PORT (store DIR)",
 with "; TLS, bearer token" when they are on; with port 0 it names the port
 chosen. SIGINT or SIGTERM stops accepting
 calls, waits up to --grace for open ones, then ends them.
 
---log-format text or json writes the same lines as log/slog records with
-a time and a level (WARN for warnings and refusals, which carry
-reason=gRPC code); a refused query is logged too. The gRPC health service
+The log is log/slog's text records by default (--log-format text):
+time=2026-11-29T19:03:11.123Z level=INFO msg="serving on …", with level
+WARN for warnings and refusals, which carry reason=gRPC code; a refused
+query is logged too. --log-format json writes the same records as one
+JSON object a line; --log-format plain writes "bes: MESSAGE" lines
+without time, as the other commands do. The gRPC health service
 (grpc.health.v1.Health, no token needed) answers SERVING, NOT_SERVING once
 stopping; server reflection lists the services (grpcurl). --metrics-listen
 serves Prometheus metrics at /metrics over HTTP: bes_serve_streams_open,
@@ -142,7 +148,7 @@ EXAMPLES:
 			&cli.DurationFlag{Name: "idle-timeout", Value: server.DefaultIdleTimeout, Usage: "close a stream that received no event for this long, releasing its file and lock (its client may continue it later); 0: never"},
 			&cli.IntFlag{Name: "max-open-streams", Value: server.DefaultMaxOpenStreams, Usage: "most streams open at once; a new stream over it is refused (ResourceExhausted) until one finishes or goes idle"},
 			&cli.IntFlag{Name: "max-open-streams-per-client", Value: server.DefaultMaxOpenStreamsPerClient, Usage: "most streams one client (IP address) may hold open at once"},
-			&cli.StringFlag{Name: "log-format", Value: logFormatPlain, Usage: "`FORMAT` of the log on standard error: plain (\"bes: MESSAGE\" lines), text or json (log/slog records with time, level, msg; refusals with their reason)"},
+			&cli.StringFlag{Name: "log-format", Value: logFormatText, Usage: "`FORMAT` of the log on standard error: text or json (log/slog records with time, level, msg; refusals with their reason), or plain (\"bes: MESSAGE\" lines, no time)"},
 			&cli.StringFlag{Name: "metrics-listen", Usage: "`HOST:PORT` to serve Prometheus metrics on, over HTTP at /metrics; port 0 picks a free port"},
 			&cli.IntFlag{Name: "max-connections-per-client", Value: server.DefaultMaxConnsPerClient, Usage: "most connections one client (IP address) may hold open at once; one more is closed at once"},
 		},
@@ -317,7 +323,9 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 	gopts := append(append(ops.grpcOptions(), security...), refusalLog(log)...)
 	gs := grpc.NewServer(append(gopts, server.GRPCOptions(opts.MaxEventSize)...)...)
 	buildpb.RegisterPublishBuildEventServer(gs, pub)
-	buildgridpb.RegisterQueryBuildEventsServer(gs, server.NewQueryBuildEventsServer(st, server.QueryOptions{}))
+	bgQuery, besQuery := server.NewQueryServers(st, server.QueryOptions{})
+	buildgridpb.RegisterQueryBuildEventsServer(gs, bgQuery)
+	bespb.RegisterStreamQueryServer(gs, besQuery)
 	ops.register(gs)
 
 	served := make(chan error, 1)

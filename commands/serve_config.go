@@ -17,7 +17,9 @@ func configFlag() cli.Flag {
 // applyConfigFile is the Before of a command with configFlag: each key of
 // the --config file is a flag's name without dashes ("listen",
 // "max-open-streams", "idle-timeout: 5m"), its value what would follow
-// the flag (a list for a repeated flag). A flag set on the command line,
+// the flag (a list for a repeated flag); a flag the file does not name
+// keeps its default (log-format: text, the slog records with time). A
+// flag set on the command line,
 // or by its environment variable (BES_STORE), keeps that value. A key
 // that is not a flag of the command, or a value the flag refuses, is a
 // usage error naming the file and the key; an unreadable file an error.

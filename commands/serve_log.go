@@ -17,7 +17,8 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Log formats of bes serve (--log-format; issue 14).
+// Log formats of bes serve (--log-format; issue 14). The command's
+// default is logFormatText.
 const (
 	logFormatPlain = "plain" // "bes: MESSAGE" lines, as every bes command writes
 	logFormatText  = "text"  // log/slog's TextHandler: time=… level=… msg=… key=value
@@ -29,8 +30,8 @@ const (
 // format text or json each line becomes one log/slog record on w with a
 // timestamp, msg MESSAGE unchanged, level WARN for "warning: …" and
 // refusals ("refused (CODE): …", which also get reason=CODE) and INFO
-// otherwise. format plain writes the lines as they are. Another format is
-// a usage error.
+// otherwise. format plain (or "", for in-process callers) writes the
+// lines as they are. Another format is a usage error.
 func newServeLog(format string, w io.Writer) (io.Writer, error) {
 	switch format {
 	case "", logFormatPlain:

@@ -79,7 +79,7 @@ func TestServeHealthReflection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"buildgrid.v2.QueryBuildEvents", "google.devtools.build.v1.PublishBuildEvent", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} {
+	for _, want := range []string{"bes.v1.StreamQuery", "buildgrid.v2.QueryBuildEvents", "google.devtools.build.v1.PublishBuildEvent", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("ListServices: %q, want %s among them", names, want)
 		}
@@ -300,6 +300,34 @@ func TestServeLogJSON(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("no record of %q in\n%s", w, srv.log.String())
+		}
+	}
+}
+
+// TestServeLogDefault (issue 14): bes serve logs log/slog text records
+// with a time by default; --log-format plain, on the command line or in
+// the --config file, keeps the "bes: MESSAGE" lines.
+func TestServeLogDefault(t *testing.T) {
+	dir := t.TempDir()
+	c := startChildLog(t, "--listen 127.0.0.1:0 --store "+dir)
+	first := strings.SplitN(c.log(), "\n", 2)[0]
+	m := regexp.MustCompile(`^time=(\S+) level=INFO msg="serving on (\S+) \(store `).FindStringSubmatch(first)
+	if m == nil {
+		t.Fatalf("first line %q: want a slog text record time=… level=INFO msg=\"serving on …\"", first)
+	}
+	if m[2] != c.addr {
+		t.Errorf("first line %q: address %s, want %s", first, m[2], c.addr)
+	}
+	if at, err := time.Parse(time.RFC3339Nano, m[1]); err != nil {
+		t.Errorf("time %q: %v", m[1], err)
+	} else if since := time.Since(at); since < 0 || since > time.Minute {
+		t.Errorf("time %v is %v ago", at, since)
+	}
+
+	for _, args := range []string{"--log-format plain", "--config " + writeFile(t, "bes.yaml", "log-format: plain\n")} {
+		c := startChildLog(t, "--listen 127.0.0.1:0 --store "+dir+" "+args)
+		if first := strings.SplitN(c.log(), "\n", 2)[0]; !strings.HasPrefix(first, "bes: serving on "+c.addr+" (store ") {
+			t.Errorf("%s: first line %q, want bes: serving on %s", args, first, c.addr)
 		}
 	}
 }

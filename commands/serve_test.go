@@ -362,7 +362,16 @@ type child struct {
 	eof   chan struct{}
 }
 
+// startChild starts it with --log-format plain: the tests read its "bes:
+// MESSAGE" lines.
 func startChild(t *testing.T, args string) *child {
+	t.Helper()
+	return startChildLog(t, "--log-format plain "+args)
+}
+
+// startChildLog starts `bes serve ARGS` in a child process, whatever its
+// log format, and waits for the line that names the address served.
+func startChildLog(t *testing.T, args string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestServeHelperProcess$")
 	cmd.Env = append(os.Environ(), "BES_SERVE_HELPER="+args)
@@ -379,7 +388,7 @@ func startChild(t *testing.T, args string) *child {
 		cmd.Wait()
 	})
 	addrc := make(chan string, 1)
-	re := regexp.MustCompile(`^bes: serving on (\S+) `)
+	re := regexp.MustCompile(`^(?:bes: |time=.* msg="|\{.*"msg":")serving on (\S+) `)
 	go func() {
 		defer close(c.eof)
 		sc := bufio.NewScanner(stderr)

@@ -22,7 +22,7 @@ for bes in "$@"; do
 	addr=
 	while [ -z "$addr" ]; do
 		sleep 0.2
-		addr=$(sed -n 's/^bes: serving on \([^ ]*\) .*/\1/p' "$dir/log")
+		addr=$(sed -n 's/.*serving on \([^ ]*\) .*/\1/p' "$dir/log")
 	done
 	t0=$(date +%s)
 	"$bes" replay "$capture" --to "grpc://$addr" >/dev/null

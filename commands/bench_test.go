@@ -191,6 +191,14 @@ func BenchmarkSummary(b *testing.B) {
 	b.Run("naive", func(b *testing.B) { naiveFile(b, naive.Summary) })
 }
 
+// BenchmarkReport builds the page of the generated file (bes report,
+// issue 16), written to io.Discard.
+func BenchmarkReport(b *testing.B) {
+	benchFile(b, func(path string) error {
+		return runReport(context.Background(), reportOptions{LogLines: 20}, []string{path}, io.Discard, io.Discard)
+	})
+}
+
 // BenchmarkQuery selects the failed test results, with the shortcut
 // filters (a peek at each event's kind) and the naive way.
 func BenchmarkQuery(b *testing.B) {

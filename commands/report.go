@@ -37,9 +37,12 @@ type reportOptions struct {
 type reportData struct {
 	Summary   summaryRow    `json:"summary"`
 	Failures  []failureRow  `json:"failures"`
-	Tests     []testRow     `json:"tests"`
+	Tests     pageTests     `json:"tests"`
 	Actions   []actionRow   `json:"actions"`
-	Artifacts []artifactRow `json:"artifacts"`
+	Artifacts pageArtifacts `json:"artifacts"`
+	// URIPrefix begins the tests' log and the output files' URIs written
+	// "~" and the rest (see pageTests), "" when none is.
+	URIPrefix string `json:"uri_prefix,omitempty"`
 	// ArtifactsLeft counts the output files past maxReportArtifacts, left
 	// out of the page (bes artifacts lists them).
 	ArtifactsLeft int `json:"artifacts_left,omitempty"`
@@ -258,9 +261,9 @@ func reportDataFor(ctx context.Context, opts reportOptions, inv *invocation.Invo
 	d := &reportData{
 		Summary:      summaryFor(inv),
 		Failures:     []failureRow{},
-		Tests:        make([]testRow, 0, len(inv.Tests)),
+		Tests:        make(pageTests, 0, len(inv.Tests)),
 		Actions:      make([]actionRow, 0, len(inv.Actions)),
-		Artifacts:    []artifactRow{},
+		Artifacts:    pageArtifacts{},
 		CommandLines: []reportCommandLine{},
 		CriticalPath: criticalPathSteps(inv.Metrics.CriticalPathLog),
 	}
@@ -295,19 +298,52 @@ func reportDataFor(ctx context.Context, opts reportOptions, inv *invocation.Invo
 		}
 	}
 	d.SlowestTargets = slowestTargets(inv.Actions, 25)
+	d.ArtifactsLeft = inv.ArtifactsLeft
 	for i, a := range inv.Artifacts {
 		if i == maxReportArtifacts {
-			d.ArtifactsLeft = len(inv.Artifacts) - i
+			d.ArtifactsLeft += len(inv.Artifacts) - i
 			break
 		}
 		r := artifactFor(inv, a)
 		r.Stream, r.InvocationID = "", ""
 		d.Artifacts = append(d.Artifacts, r)
 	}
+	d.shortenURIs()
 	if err := readCommandLines(ctx, opts, inv, args, d); err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+// shortenURIs writes the tests' logs and the output files' URIs without
+// the prefix they share (d.URIPrefix), the bulk of their bytes.
+func (d *reportData) shortenURIs() {
+	d.URIPrefix = commonURIPrefix(func(yield func(string) bool) {
+		for _, t := range d.Tests {
+			for _, r := range t.Runs {
+				if !yield(r.Log) {
+					return
+				}
+			}
+		}
+		for _, a := range d.Artifacts {
+			if !yield(a.URI) {
+				return
+			}
+		}
+	})
+	if d.URIPrefix == "" {
+		return
+	}
+	for i := range d.Tests {
+		for j := range d.Tests[i].Runs {
+			r := &d.Tests[i].Runs[j]
+			r.Log = shortURI(r.Log, d.URIPrefix)
+		}
+	}
+	for i := range d.Artifacts {
+		d.Artifacts[i].URI = shortURI(d.Artifacts[i].URI, d.URIPrefix)
+	}
 }
 
 // exactKey is a --match expression that keeps the stream key alone.

@@ -75,6 +75,9 @@ func loadInvocations(ctx context.Context, cmd string, opts viewOptions, args []s
 	// Only artifacts needs output files, only actions every action (and
 	// report, the page of all).
 	wants := invocation.Wants{Artifacts: cmd == "artifacts" || cmd == "report", Actions: cmd == "actions", TimedActions: cmd == "report"}
+	if cmd == "report" {
+		wants.MaxArtifacts = maxReportArtifacts // the others are counted
+	}
 	re, err := regexp.Compile(opts.Match)
 	if err != nil {
 		return nil, nil, &usageError{msg: fmt.Sprintf("--match: %v", err), cause: err}

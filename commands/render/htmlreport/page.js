@@ -43,7 +43,13 @@
     while (n >= 1000 && i < u.length - 1) { n /= 1000; i++; }
     return (i ? n.toFixed(1) : n) + " " + u[i];
   }
+  // fullURI puts back the prefix a test log's or an output file's URI was
+  // written without (data.uri_prefix, "~" and the rest).
+  function fullURI(u) {
+    return u && data.uri_prefix && u.charAt(0) === "~" ? data.uri_prefix + u.slice(1) : u;
+  }
   function link(uri, text) {
+    uri = fullURI(uri);
     return uri ? el("a", { href: uri, text: text || uri }) : document.createTextNode(text || "");
   }
   function showMore(container, total, shown, more) {

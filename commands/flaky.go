@@ -55,8 +55,12 @@ passed on a retry: --flaky_test_attempts), or when it failed (FAILED,
 TIMEOUT, INCOMPLETE, REMOTE_FAILURE) in an invocation at a commit at which
 the same test passed in another (the commit an invocation says:
 --build_metadata COMMIT_SHA, or the workspace status' STABLE_GIT_COMMIT…).
-A FLAKY result replayed from a cache is the earlier run's flake and does
-not count again. A test that always passed is never listed. Each row: the
+A result served from a cache is no new run of the test: a run whose
+results came from a cache with status PASSED or FLAKY (a FLAKY result
+replayed from the cache is the earlier run's flake) counts as a run that
+passed, neither a flake nor a failure. An invocation is one run however
+many streams hold it (a .bep and its BES capture). A test that always
+passed is never listed. Each row: the
 flakes, the runs, the rate, the failed runs, and the newest flake with its
 invocation and the test.log of a failed attempt.
 

@@ -102,16 +102,22 @@ type historyRow struct {
 	Branch       string     `json:"branch,omitempty"`
 	// Configuration is the test's configuration id.
 	Configuration string `json:"configuration,omitempty"`
-	// Status is the test's overall status (TestStatus name), or for a
-	// target BUILT, FAILED or ABORTED.
-	Status      string  `json:"status"`
-	AbortReason string  `json:"abort_reason,omitempty"`
-	TotalRuns   int     `json:"total_runs"`
-	Attempts    int     `json:"attempts"`
-	Shards      int     `json:"shards"`
-	Cached      int     `json:"cached"`
-	Duration    float64 `json:"duration_seconds"`
-	FailedLog   string  `json:"failed_log,omitempty"`
+	// Status is the test's overall status (TestStatus name), PASSED for
+	// a run passed from a cache (store.CachedPass: FromCache), or for a
+	// target BUILT, FAILED or ABORTED. BazelStatus is a test's overall
+	// status as Bazel gave it (FLAKY for the result of a flaky run
+	// replayed from the cache).
+	Status      string `json:"status"`
+	BazelStatus string `json:"bazel_status,omitempty"`
+	FromCache   bool   `json:"from_cache"`
+	AbortReason string `json:"abort_reason,omitempty"`
+	TotalRuns   int    `json:"total_runs"`
+	Attempts    int    `json:"attempts"`
+	Shards      int    `json:"shards"`
+	// Cached is the number of results from a cache (total_num_cached).
+	Cached    int     `json:"cached"`
+	Duration  float64 `json:"duration_seconds"`
+	FailedLog string  `json:"failed_log,omitempty"`
 }
 
 // historySummary is the summary of `bes history --format json`.
@@ -122,7 +128,7 @@ type historySummary struct {
 	Passed       int          `json:"passed"`
 	Flaky        int          `json:"flaky"`
 	Failed       int          `json:"failed"`
-	Cached       int          `json:"cached"`
+	Cached       int          `json:"cached"` // runs passed from a cache, counted in passed
 	PassRate     float64      `json:"pass_rate"`
 	FlakeRate    float64      `json:"flake_rate"`
 	FirstFailure *time.Time   `json:"first_failure,omitempty"`
@@ -137,8 +143,11 @@ func historyColumns(test bool) []column[historyRow] {
 		{"COMMIT", func(r historyRow) string { return shortCommit(r.Commit) }},
 		{"BRANCH", func(r historyRow) string { return r.Branch }},
 		{"STATUS", func(r historyRow) string {
-			if r.AbortReason != "" {
+			switch {
+			case r.AbortReason != "":
 				return r.Status + " (" + r.AbortReason + ")"
+			case r.FromCache:
+				return r.Status + " (cached)"
 			}
 			return r.Status
 		}},
@@ -174,15 +183,24 @@ STABLE_GIT_COMMIT, BUILD_SCM_REVISION…), the overall status Bazel gave,
 attempts, shards, results from a cache and time spent; then a summary of
 every run in the window: runs, pass rate, flake rate, first and last
 failure. A label that is no test lists its builds: BUILT, FAILED or
-ABORTED. It reads the facts the store's catalog keeps of each invocation
+ABORTED.
+
+A result served from a cache is no new run of the test: a run whose
+results came from a cache (CACHED > 0) with status PASSED or FLAKY (Bazel
+caches passing results only; a FLAKY one passed on its retry) is shown
+"PASSED (cached)" and counted as passed from the cache, neither a flake
+nor a failure (JSON: status PASSED, from_cache true, bazel_status as
+Bazel gave it). An invocation is one run however many streams hold it (a
+.bep and its BES capture): the runs of one of its streams are listed, the
+complete one, else the one ingested last. It reads the facts the store's catalog keeps of each invocation
 (written at ingest), never the streams: on an index, in milliseconds at
 100,000 invocations (BENCHMARKS.md).
 
 --since keeps the invocations started in the last DURATION (30d, 2w, 36h)
 or since a DATE (2026-11-01); --limit N lists the N newest runs (default
 50; 0: all), the summary counting them all; --match REGEX keeps the
-streams whose key matches. A run stored twice (a .bep and its BES capture)
-is two rows, each named by its stream key.
+streams whose key matches (then the newest of those that match stands
+for its invocation).
 
 Formats: table (then the summary line), json (one object: the summary and
 its runs), ndjson (one run a line), markdown (a heading, the table, the
@@ -237,12 +255,19 @@ func runHistory(ctx context.Context, opts historyOptions, label string, w, errw 
 	}
 	rows := make([]historyRow, 0, len(h.Runs))
 	for _, r := range h.Runs {
-		rows = append(rows, historyRow{
+		row := historyRow{
 			Label: r.Label, Stream: r.Key, InvocationID: r.InvocationID, Start: timePtr(r.Start),
 			Commit: r.Commit, Branch: r.Branch, Configuration: r.Configuration, Status: r.Status,
 			AbortReason: r.AbortReason, TotalRuns: r.TotalRuns, Attempts: r.Attempts, Shards: r.Shards,
 			Cached: r.Cached, Duration: seconds(r.Duration), FailedLog: r.FailedLog,
-		})
+		}
+		if r.Test {
+			row.BazelStatus = r.Status
+		}
+		if r.CachedPass() {
+			row.Status, row.FromCache = "PASSED", true
+		}
+		rows = append(rows, row)
 	}
 	sum := historySummary{
 		Label: h.Label, Test: h.Test, Total: h.Total, Passed: h.Passed, Flaky: h.Flaky, Failed: h.Failed,
@@ -284,9 +309,9 @@ func runHistory(ctx context.Context, opts historyOptions, label string, w, errw 
 func historyLine(s historySummary) string {
 	var b strings.Builder
 	if s.Test {
-		fmt.Fprintf(&b, "%d %s: %d passed (%s), %d flaky (%s), %d failed (%s), %d cached",
-			s.Total, plural(s.Total, "run"), s.Passed, percent(s.Passed, s.Total), s.Flaky, percent(s.Flaky, s.Total),
-			s.Failed, percent(s.Failed, s.Total), s.Cached)
+		fmt.Fprintf(&b, "%d %s: %d passed (%s; %d from cache), %d flaky (%s), %d failed (%s)",
+			s.Total, plural(s.Total, "run"), s.Passed, percent(s.Passed, s.Total), s.Cached, s.Flaky, percent(s.Flaky, s.Total),
+			s.Failed, percent(s.Failed, s.Total))
 	} else {
 		fmt.Fprintf(&b, "%d %s: %d built (%s), %d failed (%s)", s.Total, plural(s.Total, "build"),
 			s.Passed, percent(s.Passed, s.Total), s.Failed, percent(s.Failed, s.Total))

@@ -15,12 +15,13 @@ import (
 )
 
 // corpusStore ingests the three runs of the corpus that ran //tests:flaky
-// into a new store and returns it.
+// into a new store and returns it: four streams, bes_test_mixed's run
+// being both its .bep file and its BES capture (one invocation id).
 func corpusStore(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	var args []string
-	for _, name := range []string{"test_mixed.bep", "test_cached.bep", "bes_test_mixed.obe"} {
+	for _, name := range []string{"test_mixed.bep", "test_cached.bep", "bes_test_mixed.obe", "bes_test_mixed.bep"} {
 		args = append(args, filepath.Join("..", "testdata", name))
 	}
 	if _, stderr, code := runCLI(t, append([]string{"ingest", "--store", dir}, args...)...); code != 0 {
@@ -46,8 +47,10 @@ func testsOfStream(t *testing.T, dir, key string) map[string]testRow {
 }
 
 // Issue 15's acceptance on the corpus: bes history //tests:flaky lists the
-// three invocations, each as its own stream says; bes flaky ranks
-// //tests:flaky first and lists no test that always passed.
+// three invocations (FLAKY, passed from cache, FLAKY), each once though
+// bes_test_mixed's is stored twice, each as its own stream says; bes
+// flaky ranks //tests:flaky first, counts each invocation once and the
+// cached result as a pass, and lists no test that always passed.
 func TestHistoryCorpus(t *testing.T) {
 	dir := corpusStore(t)
 	out, stderr, code := runCLI(t, "history", "--store", dir, "//tests:flaky", "--format", "json")
@@ -65,7 +68,7 @@ func TestHistoryCorpus(t *testing.T) {
 	var got []string
 	for i, r := range h.Runs {
 		want := testsOfStream(t, dir, r.Stream)["//tests:flaky"]
-		if r.Status != want.Status || r.Cached != want.Cached || r.Attempts != want.Attempts || r.InvocationID != want.InvocationID ||
+		if r.BazelStatus != want.Status || r.Cached != want.Cached || r.Attempts != want.Attempts || r.InvocationID != want.InvocationID ||
 			r.Duration != want.Duration || r.Start == nil {
 			t.Errorf("run %d: %+v, bes tests says %+v", i, r, want)
 		}
@@ -73,19 +76,30 @@ func TestHistoryCorpus(t *testing.T) {
 			t.Errorf("run %d is newer than run %d", i, i-1)
 		}
 		ids[r.InvocationID] = true
-		got = append(got, fmt.Sprintf("%s cached=%d", r.Status, r.Cached))
+		got = append(got, fmt.Sprintf("%s (%s) from_cache=%v cached=%d", r.Status, r.BazelStatus, r.FromCache, r.Cached))
 	}
 	// The three runs (MANIFEST.md of the corpus): flaky in test_mixed and
-	// bes_test_mixed, and in test_cached its FLAKY result from the cache.
-	if len(ids) != 3 || strings.Join(got, ", ") != "FLAKY cached=0, FLAKY cached=1, FLAKY cached=0" {
+	// bes_test_mixed, and in test_cached its FLAKY result from the cache:
+	// a pass from the cache, no new run.
+	if len(ids) != 3 || strings.Join(got, ", ") != "FLAKY (FLAKY) from_cache=false cached=0, PASSED (FLAKY) from_cache=true cached=1, FLAKY (FLAKY) from_cache=false cached=0" {
 		t.Errorf("runs: %v, %d invocations", got, len(ids))
 	}
-	if h.Flaky != 3 || h.FlakeRate != 1 || h.Cached != 1 || h.FirstFailure != nil {
+	// bes_test_mixed's run is its .bep's (complete, ingested last).
+	if !strings.HasPrefix(h.Runs[0].Stream, "8b58a6b7-") {
+		t.Errorf("bes_test_mixed's run is stream %s", h.Runs[0].Stream)
+	}
+	if h.Passed != 1 || h.Flaky != 2 || h.Failed != 0 || h.Cached != 1 || h.FirstFailure != nil {
 		t.Errorf("summary: %+v", h)
 	}
 	table, _, _ := runCLI(t, "history", "--store", dir, "//tests:flaky")
-	if !strings.Contains(table, "3 runs: 0 passed (0.0%), 3 flaky (100.0%), 0 failed (0.0%), 1 cached") {
+	if !strings.Contains(table, "3 runs: 1 passed (33.3%; 1 from cache), 2 flaky (66.7%), 0 failed (0.0%)") || strings.Count(table, "PASSED (cached)") != 1 {
 		t.Errorf("table:\n%s", table)
+	}
+	// --match keeps the BES capture: it then stands for its invocation.
+	out, _, _ = runCLI(t, "history", "--store", dir, "//tests:flaky", "--format", "json", "--match", "^0fff9624-")
+	var hm historySummary
+	if err := json.Unmarshal([]byte(out), &hm); err != nil || hm.Total != 1 || len(hm.Runs) != 1 || hm.Runs[0].InvocationID != h.Runs[0].InvocationID {
+		t.Errorf("history --match: %v: %s", err, out)
 	}
 
 	out, stderr, code = runCLI(t, "flaky", "--store", dir, "--format", "json")
@@ -96,8 +110,18 @@ func TestHistoryCorpus(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &flaky); err != nil {
 		t.Fatal(err)
 	}
-	if len(flaky) == 0 || flaky[0].Label != "//tests:flaky" || flaky[0].Runs != 3 || flaky[0].Flakes != 2 {
+	if len(flaky) == 0 || flaky[0].Label != "//tests:flaky" || flaky[0].Runs != 3 || flaky[0].Flakes != 2 || flaky[0].Flaky != 2 || flaky[0].Failed != 0 {
 		t.Fatalf("flaky: %+v", flaky)
+	}
+	// bes trends too counts each invocation once.
+	out, _, _ = runCLI(t, "trends", "--store", dir, "--format", "json")
+	var tr struct {
+		Builds []trendRow  `json:"builds"`
+		Growth []growthRow `json:"growth"`
+	}
+	if err := json.Unmarshal([]byte(out), &tr); err != nil || len(tr.Builds) != 1 || tr.Builds[0].Runs != 3 ||
+		!slices.ContainsFunc(tr.Growth, func(g growthRow) bool { return g.Label == "//tests:flaky" && g.RunsBefore+g.RunsAfter == 2 }) {
+		t.Errorf("trends: %v: %s", err, out)
 	}
 	if tr := testsOfStream(t, dir, flaky[0].Stream)["//tests:flaky"]; tr.Status != "FLAKY" || tr.Cached != 0 || !slices.ContainsFunc(tr.Runs, func(r runRow) bool { return r.Log == flaky[0].Log && r.Status == "FAILED" }) {
 		t.Errorf("last flake %s, log %s: bes tests says %+v", flaky[0].Stream, flaky[0].Log, tr)

@@ -13,10 +13,14 @@ import (
 //
 // Every method takes a window: since, the zero time for all; a stream
 // whose start time is unknown (no BuildStarted) is only in a window
-// without since. Times are UTC. A stream stored twice (a run's .bep and
-// its BES capture) is two streams here, told apart by Key. Methods are
-// safe for concurrent use; a store without any stream answers with no
-// rows and no error.
+// without since. Times are UTC. An invocation is one run however many
+// streams hold it (a run's .bep and its BES capture: two keys, one
+// invocation id): its rows are those of one of its streams with facts,
+// the complete one, else the one ingested last, else the greatest key;
+// the other streams' rows are left out of every answer. A test's result
+// served from a cache passed (CachedPass). Methods are safe for
+// concurrent use; a store without any stream answers with no rows and no
+// error.
 type HistoryReader interface {
 	// LabelHistory returns the runs of label in the streams started at or
 	// after q.Since, newest first (start time, then key): its test rows
@@ -89,17 +93,35 @@ type LabelRun struct {
 	FailedLog                         string        // tests: TestFacts.FailedLog
 }
 
+// CachedPass reports whether r is a test's run whose result a cache
+// served (CachedPass).
+func (r LabelRun) CachedPass() bool {
+	return r.Test && CachedPass(r.Status, r.Cached)
+}
+
+// CachedPass reports whether a test's run of overall status status, with
+// cached results from a cache (TestSummary.total_num_cached), passed from
+// the cache: a result served from a cache is no new run of the test. Bazel
+// caches only passing results (a FLAKY one passed on a retry), so a run
+// with status PASSED or FLAKY and cached > 0 counts as passed, neither a
+// flake nor a failure; a failing status with some results cached (other
+// shards) is still a failure.
+func CachedPass(status string, cached int) bool {
+	return cached > 0 && (status == "PASSED" || status == "FLAKY")
+}
+
 // LabelHistory is what LabelHistory returns.
 type LabelHistory struct {
 	Label string
 	Test  bool       // the label's runs are a test's
 	Runs  []LabelRun // newest first, at most HistoryQuery.Limit
-	// Summary of every run in the window (not only those in Runs).
+	// Summary of every run in the window (not only those in Runs), one
+	// per invocation.
 	Total  int // runs
-	Passed int // PASSED (tests), built (targets)
-	Flaky  int // FLAKY
+	Passed int // PASSED or passed from a cache (CachedPass) (tests), built (targets)
+	Flaky  int // FLAKY, not from a cache
 	Failed int // one of FailingStatuses (tests), failed or aborted (targets)
-	Cached int // runs whose results all came from a cache
+	Cached int // runs passed from a cache (CachedPass), counted in Passed
 	// FirstFailure and LastFailure are the start times of the oldest and
 	// newest failed runs, zero when none failed.
 	FirstFailure, LastFailure time.Time
@@ -108,7 +130,7 @@ type LabelHistory struct {
 // FlakyTest is one test of FlakyTests.
 type FlakyTest struct {
 	Label string
-	Runs  int // runs in the window
+	Runs  int // runs in the window, one per invocation, passes from a cache (CachedPass) among them
 	// Flakes are the runs that flaked (FLAKY, or failed at a commit at
 	// which it also passed); FlakyStatus those whose status was FLAKY.
 	Flakes, FlakyStatus int

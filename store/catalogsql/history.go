@@ -34,14 +34,18 @@ func (d Dialect) LabelHistory(ctx context.Context, q Queryer, label string, hq s
 		return nil, err
 	}
 	h.Test = n > 0
-	if err := d.labelRuns(ctx, q, h, hq); err != nil {
+	sm, err := d.sameOf(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.labelRuns(ctx, q, h, hq, sm); err != nil {
 		return nil, err
 	}
 	return h, nil
 }
 
-// labelRuns fills h.Runs and the summary.
-func (d Dialect) labelRuns(ctx context.Context, q Queryer, h *store.LabelHistory, hq store.HistoryQuery) error {
+// labelRuns fills h.Runs and the summary, one run per invocation (sm).
+func (d Dialect) labelRuns(ctx context.Context, q Queryer, h *store.LabelHistory, hq store.HistoryQuery, sm same) error {
 	table, cols := "targets", `t.kind, '', t.success, t.abort_reason, 0, 0, 0, 0, 0, 0, ''`
 	if h.Test {
 		table, cols = "tests", `'', t.configuration, 0, t.status, t.attempts, t.shards, t.total_runs, t.runs, t.cached, t.duration_ns, t.failed_log`
@@ -49,8 +53,9 @@ func (d Dialect) labelRuns(ctx context.Context, q Queryer, h *store.LabelHistory
 	lcond, args := d.labelIs("t.label", h.Label)
 	cond, wargs := window("t.start_sec", hq.Since)
 	base := `SELECT i.key, i.invocation_id, i.start_sec, i.start_nsec, i.commit_id, i.branch, ` + cols + `
-		FROM ` + table + ` t JOIN invocations i ON ` + d.join("i", "t") + ` WHERE ` + lcond + cond
+		FROM ` + table + ` t JOIN invocations i ON ` + d.join("i", "t") + ` WHERE ` + lcond + cond + sm.not("i."+d.Ref)
 	args = append(args, wargs...)
+	var rk [3]int64 // the rank of the row's stream, in the query of Match
 	scan := func(rows *sql.Rows) (store.LabelRun, error) {
 		r := store.LabelRun{Label: h.Label, Test: h.Test}
 		var key, iid []byte
@@ -58,8 +63,12 @@ func (d Dialect) labelRuns(ctx context.Context, q Queryer, h *store.LabelHistory
 		var kind string
 		var success bool
 		var dur int64
-		err := rows.Scan(&key, &iid, &ss, &sn, &r.Commit, &r.Branch, &kind, &r.Configuration, &success, &r.Status,
-			&r.Attempts, &r.Shards, &r.TotalRuns, &r.Runs, &r.Cached, &dur, &r.FailedLog)
+		dest := []any{&key, &iid, &ss, &sn, &r.Commit, &r.Branch, &kind, &r.Configuration, &success, &r.Status,
+			&r.Attempts, &r.Shards, &r.TotalRuns, &r.Runs, &r.Cached, &dur, &r.FailedLog}
+		if hq.Match != nil {
+			dest = append(dest, &rk[0], &rk[1], &rk[2])
+		}
+		err := rows.Scan(dest...)
 		r.Key, r.InvocationID, r.Start, r.Duration = string(key), string(iid), fromUnix(ss, sn), time.Duration(dur)
 		if !h.Test {
 			r.AbortReason = r.Status
@@ -78,23 +87,40 @@ func (d Dialect) labelRuns(ctx context.Context, q Queryer, h *store.LabelHistory
 		return cmp.Or(b.Start.Compare(a.Start), strings.Compare(a.Key, b.Key))
 	}
 	if hq.Match != nil {
-		rows, err := q.QueryContext(ctx, d.Rebind(base), args...)
+		// Every run of the streams Match keeps, one invocation's
+		// represented by the greatest of its streams that Match keeps.
+		rows, err := q.QueryContext(ctx, d.Rebind(`SELECT i.key, i.invocation_id, i.start_sec, i.start_nsec, i.commit_id, i.branch, `+cols+`,
+			`+rankCols("s")+` FROM `+table+` t JOIN invocations i ON `+d.join("i", "t")+` JOIN streams s ON `+d.join("s", "i")+`
+			WHERE `+lcond+cond), args...)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
+		type ranked struct {
+			rank [3]int64
+			key  string
+		}
+		best := map[string]ranked{} // by invocation id
 		for rows.Next() {
 			r, err := scan(rows)
 			if err != nil {
 				return err
 			}
-			if hq.Match(r.Key) {
-				h.Runs = append(h.Runs, r)
-				count(h, r)
+			if !hq.Match(r.Key) {
+				continue
+			}
+			h.Runs = append(h.Runs, r)
+			b, ok := best[r.InvocationID]
+			if c := (ranked{rk, r.Key}); !ok || cmp.Or(slices.Compare(c.rank[:], b.rank[:]), strings.Compare(c.key, b.key)) > 0 {
+				best[r.InvocationID] = c
 			}
 		}
 		if err := rows.Err(); err != nil {
 			return err
+		}
+		h.Runs = slices.DeleteFunc(h.Runs, func(r store.LabelRun) bool { return best[r.InvocationID].key != r.Key })
+		for _, r := range h.Runs {
+			count(h, r)
 		}
 		slices.SortFunc(h.Runs, newer)
 		if hq.Limit > 0 && len(h.Runs) > hq.Limit {
@@ -148,7 +174,7 @@ func (d Dialect) labelRuns(ctx context.Context, q Queryer, h *store.LabelHistory
 	if hq.Limit > 0 && len(h.Runs) > hq.Limit {
 		h.Runs = h.Runs[:hq.Limit]
 	}
-	return d.labelSummary(ctx, q, h, hq.Since)
+	return d.labelSummary(ctx, q, h, hq.Since, sm)
 }
 
 // count adds r to h's summary.
@@ -156,7 +182,7 @@ func count(h *store.LabelHistory, r store.LabelRun) {
 	h.Total++
 	failed := false
 	switch {
-	case r.Status == "PASSED" || r.Status == "BUILT":
+	case r.Status == "PASSED" || r.Status == "BUILT" || r.CachedPass():
 		h.Passed++
 	case r.Status == "FLAKY":
 		h.Flaky++
@@ -164,7 +190,7 @@ func count(h *store.LabelHistory, r store.LabelRun) {
 		h.Failed++
 		failed = true
 	}
-	if r.Cached > 0 {
+	if r.CachedPass() {
 		h.Cached++
 	}
 	if failed && !r.Start.IsZero() {
@@ -177,46 +203,75 @@ func count(h *store.LabelHistory, r store.LabelRun) {
 	}
 }
 
-// labelSummary counts the runs of h.Label in the window, from the index.
-func (d Dialect) labelSummary(ctx context.Context, q Queryer, h *store.LabelHistory, since time.Time) error {
+// CachedPass is the SQL condition, on a tests row's status and cached,
+// of a run whose result a cache served and that passed
+// (store.CachedPass): PASSED or FLAKY with total_num_cached > 0.
+const CachedPass = `(cached > 0 AND status IN ('PASSED', 'FLAKY'))`
+
+// labelSummary counts the runs of h.Label in the window, from the index:
+// those of every stream, less those of the shadowed streams (sm), which
+// are few.
+func (d Dialect) labelSummary(ctx context.Context, q Queryer, h *store.LabelHistory, since time.Time, sm same) error {
 	lcond, args := d.labelIs("label", h.Label)
 	cond, wargs := window("start_sec", since)
 	args = append(args, wargs...)
 	var query string
 	if h.Test {
 		query = `SELECT count(*),
-			COALESCE(sum(CASE WHEN status = 'PASSED' THEN 1 ELSE 0 END), 0),
-			COALESCE(sum(CASE WHEN status = 'FLAKY' THEN 1 ELSE 0 END), 0),
+			COALESCE(sum(CASE WHEN status = 'PASSED' OR ` + CachedPass + ` THEN 1 ELSE 0 END), 0),
+			COALESCE(sum(CASE WHEN status = 'FLAKY' AND cached = 0 THEN 1 ELSE 0 END), 0),
 			COALESCE(sum(CASE WHEN status IN (` + FailingIn + `) THEN 1 ELSE 0 END), 0),
-			COALESCE(sum(CASE WHEN cached > 0 THEN 1 ELSE 0 END), 0),
+			COALESCE(sum(CASE WHEN ` + CachedPass + ` THEN 1 ELSE 0 END), 0),
 			min(CASE WHEN status IN (` + FailingIn + `) THEN start_sec END),
 			max(CASE WHEN status IN (` + FailingIn + `) THEN start_sec END)
-			FROM tests WHERE ` + lcond + cond
+			FROM %s` + lcond + cond
 	} else {
 		query = `SELECT count(*),
 			COALESCE(sum(CASE WHEN success THEN 1 ELSE 0 END), 0), 0,
 			COALESCE(sum(CASE WHEN success THEN 0 ELSE 1 END), 0), 0,
 			min(CASE WHEN success THEN NULL ELSE start_sec END),
 			max(CASE WHEN success THEN NULL ELSE start_sec END)
-			FROM targets WHERE ` + lcond + cond
+			FROM %s` + lcond + cond
+	}
+	table := "targets"
+	if h.Test {
+		table = "tests"
 	}
 	var first, last sql.NullInt64
-	if err := q.QueryRowContext(ctx, d.Rebind(query), args...).Scan(&h.Total, &h.Passed, &h.Flaky, &h.Failed, &h.Cached, &first, &last); err != nil {
+	if err := q.QueryRowContext(ctx, d.Rebind(fmt.Sprintf(query, table+` WHERE `)), args...).Scan(&h.Total, &h.Passed, &h.Flaky, &h.Failed, &h.Cached, &first, &last); err != nil {
 		return err
+	}
+	if sm.any {
+		var o store.LabelHistory
+		var ofirst, olast sql.NullInt64
+		if err := q.QueryRowContext(ctx, d.Rebind(fmt.Sprintf(query, sm.from(table))), args...).Scan(&o.Total, &o.Passed, &o.Flaky, &o.Failed, &o.Cached, &ofirst, &olast); err != nil {
+			return err
+		}
+		h.Total, h.Passed, h.Flaky, h.Failed, h.Cached = h.Total-o.Total, h.Passed-o.Passed, h.Flaky-o.Flaky, h.Failed-o.Failed, h.Cached-o.Cached
+		if o.Failed > 0 { // the failures of the representatives only
+			failed := `status IN (` + FailingIn + `)`
+			if !h.Test {
+				failed = `NOT success`
+			}
+			if err := q.QueryRowContext(ctx, d.Rebind(`SELECT min(start_sec), max(start_sec) FROM `+table+` WHERE `+lcond+cond+
+				` AND `+failed+sm.not(d.Ref)), args...).Scan(&first, &last); err != nil {
+				return err
+			}
+		}
 	}
 	// The index holds seconds: the failures' own start times to the
 	// nanosecond are those of their streams.
 	var err error
-	if h.FirstFailure, err = d.failureStart(ctx, q, h, first, "min"); err != nil {
+	if h.FirstFailure, err = d.failureStart(ctx, q, h, first, "min", sm); err != nil {
 		return err
 	}
-	h.LastFailure, err = d.failureStart(ctx, q, h, last, "max")
+	h.LastFailure, err = d.failureStart(ctx, q, h, last, "max", sm)
 	return err
 }
 
 // failureStart returns the exact start of the earliest (agg "min") or
 // latest ("max") failed run of h.Label in the second sec.
-func (d Dialect) failureStart(ctx context.Context, q Queryer, h *store.LabelHistory, sec sql.NullInt64, agg string) (time.Time, error) {
+func (d Dialect) failureStart(ctx context.Context, q Queryer, h *store.LabelHistory, sec sql.NullInt64, agg string, sm same) (time.Time, error) {
 	if !sec.Valid {
 		return time.Time{}, nil
 	}
@@ -228,7 +283,7 @@ func (d Dialect) failureStart(ctx context.Context, q Queryer, h *store.LabelHist
 	lcond, args := d.labelIs("t.label", h.Label)
 	var nsec sql.NullInt64
 	err := q.QueryRowContext(ctx, d.Rebind(`SELECT `+agg+`(i.start_nsec) FROM `+table+` t JOIN invocations i ON `+d.join("i", "t")+`
-		WHERE `+lcond+` AND t.start_sec = ? AND `+failed), append(args, sec.Int64)...).Scan(&nsec)
+		WHERE `+lcond+` AND t.start_sec = ? AND `+failed+sm.not("i."+d.Ref)), append(args, sec.Int64)...).Scan(&nsec)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -253,13 +308,17 @@ func (d Dialect) PassedAtCommit() string {
 // invocations_commit. Then it counts the runs of the tests that flaked,
 // by tests_label_start. A store whose tests always pass costs it nothing.
 func (d Dialect) FlakyTests(ctx context.Context, q Queryer, since time.Time, minRuns int) ([]store.FlakyTest, error) {
+	sm, err := d.sameOf(ctx, q)
+	if err != nil {
+		return nil, err
+	}
 	cond, args := window("t.start_sec", since)
 	rows, err := q.QueryContext(ctx, d.Rebind(`SELECT t.label, i.key, i.invocation_id, i.start_sec, i.start_nsec, t.status, t.failed_log,
 		CASE WHEN t.status = 'FLAKY' THEN (CASE WHEN t.cached = 0 THEN 1 ELSE 0 END)
 		     WHEN i.commit_id <> '' AND EXISTS (`+d.PassedAtCommit()+`) THEN 1
 		     ELSE 0 END
 		FROM tests t JOIN invocations i ON `+d.join("i", "t")+`
-		WHERE t.status <> 'PASSED' AND t.status IN ('FLAKY', `+FailingIn+`)`+cond), args...)
+		WHERE t.status <> 'PASSED' AND t.status IN ('FLAKY', `+FailingIn+`)`+cond+sm.not("i."+d.Ref)), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -306,8 +365,16 @@ func (d Dialect) FlakyTests(ctx context.Context, q Queryer, since time.Time, min
 			continue
 		}
 		lcond, args := d.labelIs("label", f.Label)
-		if err := q.QueryRowContext(ctx, d.Rebind(`SELECT count(*) FROM tests WHERE `+lcond+cond), append(args, wargs...)...).Scan(&f.Runs); err != nil {
+		args = append(args, wargs...)
+		if err := q.QueryRowContext(ctx, d.Rebind(`SELECT count(*) FROM tests WHERE `+lcond+cond), args...).Scan(&f.Runs); err != nil {
 			return nil, err
+		}
+		if sm.any { // less the runs of the shadowed streams
+			var n int
+			if err := q.QueryRowContext(ctx, d.Rebind(`SELECT count(*) FROM `+sm.from("tests")+lcond+cond), args...).Scan(&n); err != nil {
+				return nil, err
+			}
+			f.Runs -= n
 		}
 		if f.Runs >= minRuns {
 			out = append(out, *f)
@@ -323,9 +390,13 @@ func (d Dialect) FlakyTests(ctx context.Context, q Queryer, since time.Time, min
 // (store.HistoryReader.InvocationTimings), by the index on start_sec.
 func (d Dialect) InvocationTimings(ctx context.Context, q Queryer, since time.Time) ([]store.InvocationTiming, error) {
 	out := []store.InvocationTiming{}
+	sm, err := d.sameOf(ctx, q)
+	if err != nil {
+		return nil, err
+	}
 	cond, args := window("start_sec", since)
 	rows, err := q.QueryContext(ctx, d.Rebind(`SELECT key, invocation_id, command, verdict, start_sec, start_nsec, duration_ns,
-		actions_created, actions_executed, critical_path_ns FROM invocations WHERE 1 = 1`+cond+`
+		actions_created, actions_executed, critical_path_ns FROM invocations WHERE 1 = 1`+cond+sm.not(d.Ref)+`
 		ORDER BY start_sec, start_nsec, key`), args...)
 	if err != nil {
 		return nil, err
@@ -350,11 +421,15 @@ func (d Dialect) InvocationTimings(ctx context.Context, q Queryer, since time.Ti
 // the stream's, to the second.
 func (d Dialect) TestTimings(ctx context.Context, q Queryer, label string, since time.Time) ([]store.TestTiming, error) {
 	out := []store.TestTiming{}
+	sm, err := d.sameOf(ctx, q)
+	if err != nil {
+		return nil, err
+	}
 	lcond, args := d.labelIs("t.label", label)
 	cond, wargs := window("t.start_sec", since)
 	rows, err := q.QueryContext(ctx, d.Rebind(`SELECT i.key, t.start_sec, t.status, t.cached, t.total_runs, t.duration_ns
 		FROM tests t JOIN invocations i ON `+d.join("i", "t")+`
-		WHERE `+lcond+cond+` ORDER BY t.start_sec, i.key`), append(args, wargs...)...)
+		WHERE `+lcond+cond+sm.not("i."+d.Ref)+` ORDER BY t.start_sec, i.key`), append(args, wargs...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -380,6 +455,10 @@ func (d Dialect) TestTimings(ctx context.Context, q Queryer, label string, since
 // tests of the window, grouped by label.
 func (d Dialect) DurationGrowth(ctx context.Context, q Queryer, since, split time.Time, limit int) ([]store.TestGrowth, error) {
 	out := []store.TestGrowth{}
+	sm, err := d.sameOf(ctx, q)
+	if err != nil {
+		return nil, err
+	}
 	cond, args := window("start_sec", since)
 	sp := split.Unix()
 	rows, err := q.QueryContext(ctx, d.Rebind(`SELECT label,
@@ -387,7 +466,7 @@ func (d Dialect) DurationGrowth(ctx context.Context, q Queryer, since, split tim
 		COALESCE(sum(CASE WHEN start_sec < ? THEN 1 ELSE 0 END), 0),
 		COALESCE(sum(CASE WHEN start_sec >= ? THEN duration_ns ELSE 0 END), 0),
 		COALESCE(sum(CASE WHEN start_sec >= ? THEN 1 ELSE 0 END), 0)
-		FROM tests WHERE cached = 0 AND start_sec IS NOT NULL`+cond+` GROUP BY label`),
+		FROM tests WHERE cached = 0 AND start_sec IS NOT NULL`+cond+sm.not(d.Ref)+` GROUP BY label`),
 		append([]any{sp, sp, sp, sp}, args...)...)
 	if err != nil {
 		return nil, err

@@ -81,6 +81,9 @@ var migrations = []string{
 	// 4: what bes tests and bes failures show without reading the stream
 	// (facts.go).
 	viewFactsSchema,
+	// 5: the invocations by id (issue 15, history.go): an invocation
+	// stored as several streams (a .bep and its BES capture) is one run.
+	sameInvocationSchema,
 }
 
 // IndexError reports a catalog that cannot be read (a damaged catalog.db),

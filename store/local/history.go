@@ -40,6 +40,11 @@ const historySchema = `ALTER TABLE invocations ADD COLUMN actions_created INTEGE
 	DROP INDEX targets_label_start;
 	CREATE INDEX targets_label_start ON targets(label, start_sec, success);`
 
+// sameInvocationSchema is migration 5 (issue 15): the invocations by
+// their id, on which store/catalogsql finds the invocations stored as
+// several streams (a run's .bep and its BES capture), to count each once.
+const sameInvocationSchema = `CREATE INDEX invocations_invocation_id ON invocations(invocation_id);`
+
 // putHistoryFactsTx writes what migration 3 added of f, the facts of key
 // that putFactsTx has just inserted.
 func putHistoryFactsTx(ctx context.Context, tx *sql.Tx, key string, f *store.Facts) error {

@@ -113,4 +113,8 @@ var migrations = []string{
 	ALTER TABLE tests ADD COLUMN size TEXT;
 	ALTER TABLE tests ADD COLUMN abort_reason TEXT;
 	ALTER TABLE tests ADD COLUMN logs TEXT; -- a JSON array of strings`,
+	// 5: store/local's version 5 (store/local/history.go): the
+	// invocations by id, so that the history queries count an invocation
+	// stored as several streams once (store/catalogsql).
+	`CREATE INDEX invocations_invocation_id ON invocations(invocation_id);`,
 }

@@ -12,89 +12,39 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
 	"github.com/bes-cli/bes/store/bess"
 )
 
-// ProblemKind names what Check found wrong with a store.
-type ProblemKind string
-
-// The problems Check reports. Repair fixes all of them, moving aside, never
-// deleting, what it cannot index: a stream file that cannot be read at all
-// (NAME.corrupt), and one whose content disagrees with its committed entry
-// (NAME.quarantine).
-const (
-	// ProblemIndex: the catalog cannot be read (Repair moves it aside and
-	// rebuilds it from the stream files).
-	ProblemIndex ProblemKind = "bad catalog"
-	// ProblemBadName: an entry names a file that is not its stream file.
-	ProblemBadName ProblemKind = "bad file name"
-	// ProblemMissing: an entry's stream file does not exist.
-	ProblemMissing ProblemKind = "missing file"
-	// ProblemMismatch: the stream file is not what the entry describes:
-	// shorter, another digest, another stream. Its content is not what was
-	// committed: Repair quarantines it (moves it aside as NAME.quarantine
-	// and drops the entry), never indexes it as it is.
-	ProblemMismatch ProblemKind = "content mismatch"
-	// ProblemMetadata: the entry's event count, completeness or outcome
-	// differ from the stream file's.
-	ProblemMetadata ProblemKind = "metadata mismatch"
-	// ProblemCorrupt: the stream file cannot be read.
-	ProblemCorrupt ProblemKind = "corrupt file"
-	// ProblemBehind: the stream file holds more than its entry says and no
-	// writer has it open: a server was killed before it updated the catalog
-	// (Repair reconciles the entry, cutting off a torn last record).
-	ProblemBehind ProblemKind = "entry behind file"
-	// ProblemUnindexed: no entry names a stream file (a writer died between
-	// the rename of a commit and the catalog's commit, or the catalog was
-	// lost). Repair indexes it from its content.
-	ProblemUnindexed ProblemKind = "not indexed"
-	// ProblemTemp: a temporary file that no live writer holds, left by a
-	// writer that was killed (Repair removes it).
-	ProblemTemp ProblemKind = "stale temporary file"
-	// ProblemNotRegular: a file of the store directory that is not a
-	// regular file: a symbolic link (which bes never follows: issue 13, a
-	// planted link made bes write through it), a directory, a named pipe.
-	// Repair removes it (a link itself, never its target; a directory only
-	// if empty) and drops the entry of a stream whose file it stands for.
-	ProblemNotRegular ProblemKind = "not a regular file"
-	// ProblemFacts: the facts the catalog holds of a stream no live
-	// writer holds (store.Facts: its invocation, targets and tests) are
-	// not store.FactsOf its events: missing, or different (Repair writes
-	// them anew from the stream file).
-	ProblemFacts ProblemKind = "facts mismatch"
-	// ProblemFactsOrphan: the catalog holds facts of a key it lists no
-	// stream of (Repair drops them).
-	ProblemFactsOrphan ProblemKind = "facts without stream"
+// The problems Check reports, and what Repair does of them, are the
+// store package's (store/check.go), shared with store/postgres.
+type (
+	ProblemKind  = store.ProblemKind
+	Problem      = store.Problem
+	CheckResult  = store.CheckResult
+	RepairResult = store.RepairResult
 )
 
-// Problem is one inconsistency Check found.
-type Problem struct {
-	Kind ProblemKind `json:"problem"`
-	// File is the file concerned, relative to the store directory.
-	File string `json:"file"`
-	// Key is the stream's key, when it is known.
-	Key    string `json:"key,omitempty"`
-	Detail string `json:"detail"`
-}
-
-// CheckResult is what Check found.
-type CheckResult struct {
-	// Entries is the number of catalog entries, Files the number of stream
-	// files.
-	Entries, Files int
-	// Open lists the keys of the streams that a live writer (bes serve) is
-	// appending to: their files may hold more than their entries say.
-	Open []string
-	// Problems is empty for a consistent store.
-	Problems []Problem
-}
-
-// OK reports whether the store is consistent.
-func (r *CheckResult) OK() bool { return len(r.Problems) == 0 }
+// The problems Check reports (see store's ProblemKind constants). Repair
+// fixes all of them, moving aside, never deleting, what it cannot index: a
+// stream file that cannot be read at all (NAME.corrupt), and one whose
+// content disagrees with its committed entry (NAME.quarantine).
+const (
+	ProblemIndex       = store.ProblemIndex
+	ProblemBadName     = store.ProblemBadName
+	ProblemMissing     = store.ProblemMissing
+	ProblemMismatch    = store.ProblemMismatch
+	ProblemMetadata    = store.ProblemMetadata
+	ProblemCorrupt     = store.ProblemCorrupt
+	ProblemBehind      = store.ProblemBehind
+	ProblemUnindexed   = store.ProblemUnindexed
+	ProblemTemp        = store.ProblemTemp
+	ProblemNotRegular  = store.ProblemNotRegular
+	ProblemFacts       = store.ProblemFacts
+	ProblemFactsOrphan = store.ProblemFactsOrphan
+)
 
 // Check verifies that the catalog and the stream files agree: each entry's
 // file exists, is its stream file, has the entry's size and digest (for a
@@ -407,32 +357,8 @@ func checkTail(ctx context.Context, f *os.File, path string, vouched, size int64
 }
 
 // metaDiff describes how an entry differs from the one made from its file,
-// in the fields taken from the stream; "" if it does not.
-func metaDiff(e, file *Entry) string {
-	var d []string
-	add := func(name string, got, want any) {
-		d = append(d, fmt.Sprintf("%s %v, the file's %v", name, got, want))
-	}
-	if e.BuildID != file.BuildID || e.InvocationID != file.InvocationID || e.Component != file.Component {
-		add("ids", []any{e.BuildID, e.InvocationID, e.Component}, []any{file.BuildID, file.InvocationID, file.Component})
-	}
-	if e.Events != file.Events {
-		add("events", e.Events, file.Events)
-	}
-	if e.Complete != file.Complete {
-		add("complete", e.Complete, file.Complete)
-	}
-	if e.Command != file.Command || e.Result != file.Result || e.ExitCode != file.ExitCode || e.HasExitCode != file.HasExitCode {
-		add("outcome", []any{e.Command, e.Result, e.ExitCode}, []any{file.Command, file.Result, file.ExitCode})
-	}
-	if !e.Start.Equal(file.Start) || !e.Finish.Equal(file.Finish) {
-		add("times", []any{e.Start, e.Finish}, []any{file.Start, file.Finish})
-	}
-	if len(d) == 0 {
-		return ""
-	}
-	return "the catalog says " + strings.Join(d, "; ")
-}
+// in the fields taken from the stream; "" if it does not (store.EntryDiff).
+func metaDiff(e, file *Entry) string { return store.EntryDiff(e, file) }
 
 // headerKey returns the key of the stream a stream file holds, or "".
 func (s *Store) headerKey(name string) string {
@@ -495,15 +421,6 @@ func fileHeld(path string) bool {
 		unlockFile(f)
 	}
 	return !ok
-}
-
-// RepairResult is what Repair did.
-type RepairResult struct {
-	// Before is what Check found first, After what it found once Repair
-	// was done.
-	Before, After *CheckResult
-	// Actions describes each change, one line each.
-	Actions []string
 }
 
 // Repair makes the store consistent again after a crash or damage, as far

@@ -8,9 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"reflect"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/bes-cli/bes/bepfile"
@@ -262,86 +259,9 @@ func (s *Store) putStreamFactsTx(ctx context.Context, tx *sql.Tx, e *Entry) erro
 }
 
 // factsDiff describes how got, the facts the catalog holds, differ from
-// want, those of the stream's events; "" if they do not.
-func factsDiff(got, want *store.Facts) string {
-	switch {
-	case got == nil && want == nil:
-		return ""
-	case got == nil:
-		return "the catalog has no facts of the stream"
-	case want == nil:
-		return "the catalog has facts of a stream without Bazel events"
-	}
-	if equalFacts(got, want) {
-		return ""
-	}
-	var d []string
-	field := func(name string, g, w any) {
-		if g != w {
-			d = append(d, fmt.Sprintf("%s %v, the stream's %v", name, g, w))
-		}
-	}
-	field("invocation id", got.InvocationID, want.InvocationID)
-	field("command", got.Command, want.Command)
-	if !slices.Equal(got.Patterns, want.Patterns) {
-		d = append(d, fmt.Sprintf("patterns %q, the stream's %q", got.Patterns, want.Patterns))
-	}
-	field("result", got.Result, want.Result)
-	field("exit code", [2]any{got.ExitCode, got.HasExitCode}, [2]any{want.ExitCode, want.HasExitCode})
-	field("verdict", got.Verdict, want.Verdict)
-	if !got.Start.Equal(want.Start) {
-		d = append(d, fmt.Sprintf("start %v, the stream's %v", got.Start, want.Start))
-	}
-	field("duration", got.Duration, want.Duration)
-	field("failures", got.Failures, want.Failures)
-	field("damaged", got.Damaged, want.Damaged)
-	field("user, host, commit, branch", [4]string{got.User, got.Host, got.Commit, got.Branch}, [4]string{want.User, want.Host, want.Commit, want.Branch})
-	if !slices.Equal(got.Targets, want.Targets) {
-		d = append(d, fmt.Sprintf("targets %s, the stream's %s", firstOf(got.Targets, want.Targets, func(t store.TargetFacts) string { return t.Label }),
-			firstOf(want.Targets, got.Targets, func(t store.TargetFacts) string { return t.Label })))
-	}
-	if !reflect.DeepEqual(got.Tests, want.Tests) {
-		d = append(d, fmt.Sprintf("tests %s, the stream's %s", firstOf(got.Tests, want.Tests, func(t store.TestFacts) string { return t.Label }),
-			firstOf(want.Tests, got.Tests, func(t store.TestFacts) string { return t.Label })))
-	}
-	if len(d) == 0 {
-		return fmt.Sprintf("the catalog's facts are %+v, the stream's %+v", *got, *want)
-	}
-	return "the catalog's facts say " + strings.Join(d, "; ")
-}
-
-// equalFacts reports whether a and b are equal, times by Equal and a nil
-// list as an empty one.
-func equalFacts(a, b *store.Facts) bool {
-	x, y := *a, *b
-	if !x.Start.Equal(y.Start) {
-		return false
-	}
-	x.Start, y.Start = time.Time{}, time.Time{}
-	for _, f := range []*store.Facts{&x, &y} {
-		if f.Patterns == nil {
-			f.Patterns = []string{}
-		}
-		if f.Targets == nil {
-			f.Targets = []store.TargetFacts{}
-		}
-		if f.Tests == nil {
-			f.Tests = []store.TestFacts{}
-		}
-	}
-	return reflect.DeepEqual(x, y)
-}
-
-// firstOf describes a, which differs from b: its length and the label of
-// its first element unlike b's.
-func firstOf[T any](a, b []T, label func(T) string) string {
-	for i := range a {
-		if i >= len(b) || !reflect.DeepEqual(a[i], b[i]) {
-			return fmt.Sprintf("%d (first unlike: %d, %s)", len(a), i, label(a[i]))
-		}
-	}
-	return fmt.Sprintf("%d", len(a))
-}
+// want, those of the stream's events; "" if they do not (store.FactsDiff,
+// which store/postgres's check shares).
+func factsDiff(got, want *store.Facts) string { return store.FactsDiff(got, want) }
 
 // queryer is what *sql.DB and *sql.Tx share.
 type queryer interface {

@@ -17,8 +17,12 @@ import (
 // own parsing, which stops at the first argument that is not a flag, flags
 // may come after the arguments: `bes dump build.bep --format json` works as
 // a user expects. "--" still ends the flags.
+//
+// A stored stream whose file a command finds damaged is used as far as it
+// reads, and the run then returns ExitDamaged (storeDamage).
 func Run(ctx context.Context, app *cli.App, args []string) error {
-	return app.RunContext(ctx, interspersed(app, args))
+	d := &storeDamages{}
+	return d.result(app.RunContext(withStoreDamages(ctx, d), interspersed(app, args)))
 }
 
 // interspersed moves a subcommand's flags ahead of its positional

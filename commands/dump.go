@@ -131,7 +131,7 @@ func runDump(ctx context.Context, opts dumpOptions, args []string, w, errw io.Wr
 			return err
 		}
 		defer st.Close()
-		mem, err := resolveRefs(ctx, st, refs)
+		mem, err := resolveRefs(ctx, st, refs, errw)
 		if err != nil {
 			return err
 		}

@@ -1,8 +1,11 @@
 package commands
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
+	"sync"
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
@@ -14,7 +17,7 @@ import (
 // and `bes --help` documents them.
 const (
 	ExitOK        = 0 // success
-	ExitError     = 1 // an error: unreadable or invalid input, a damaged store file, I/O, a stream not found
+	ExitError     = 1 // an error: unreadable or invalid input, a damaged store catalog, I/O, a stream not found
 	ExitUsage     = 2 // bad flags or arguments
 	ExitPartial   = 3 // an input was cut short: the complete events before the cut were used
 	ExitDuplicate = 4 // ingest: a stream with that key and other content is already stored, or a bes serve is receiving it; nothing changed
@@ -27,7 +30,11 @@ const (
 	ExitIncomplete = 8
 	// ExitDamaged: some events could not be fully decoded (each named on
 	// stderr with file, byte offset and event index); every other event
-	// was read and used (issue 10).
+	// was read and used (issue 10). Also a stored stream whose file is
+	// damaged (a checksum that fails, a file cut short: a
+	// *bess.CorruptError): one stderr line names the file and the byte
+	// offset, and the events before the damage were used (issue 13); it
+	// wins over every status but an error and a usage error.
 	ExitDamaged = 9
 	// ExitOverBudget: query: the expression spent more than its cost limit
 	// on an event (query.ErrCostLimit; --cost-limit, default
@@ -37,7 +44,7 @@ const (
 
 const exitStatusHelp = `EXIT STATUS:
    0  success
-   1  error: unreadable or invalid input, a damaged store file (even one cut short), I/O error, stream not found
+   1  error: unreadable or invalid input, a damaged store catalog, I/O error, stream not found
    2  usage error: bad flags or arguments, an unknown command
    3  partial: an input was truncated; the complete events before the cut were kept and used
    4  duplicate: a stream with the same key but other content is already stored (ingest without --replace),
@@ -49,7 +56,9 @@ const exitStatusHelp = `EXIT STATUS:
    7  no data: no stream, no event or no test to report on; query: no event matched
    8  did not finish (summary, tests, failures): an invocation has no BuildFinished event and
       no last message (Bazel killed, file cut): its verdict is unknown, so it never passes
-   9  damaged input: some events could not be decoded (one stderr line each); all others were used
+   9  damaged input: some events could not be decoded (one stderr line each); all others were used;
+      or a stored stream's file is damaged (a checksum fails, it is cut short): one stderr line names
+      the file and byte offset, and the events before the damage were used
   10  over budget (query): the expression exceeded its cost limit (--cost-limit) on an event;
       the query stopped there`
 
@@ -77,11 +86,11 @@ func (e *reportedError) Error() string { return e.msg }
 
 // ExitCode maps an error returned by the app to bes's exit status. An input
 // cut short (a *bepfile.Error wrapping io.ErrUnexpectedEOF) is partial
-// input, ExitPartial; a damaged file of the store (a *local.CorruptError, a
-// *local.IndexError) is an error, ExitError, even when it wraps
-// io.ErrUnexpectedEOF: the store lost data it had acknowledged, which is
-// not the input's doing. A query over its cost limit (query.ErrCostLimit)
-// is ExitOverBudget.
+// input, ExitPartial; a damaged stream file of the store (a
+// *local.CorruptError, even one wrapping io.ErrUnexpectedEOF: the store
+// lost data it had acknowledged, which is not the input's doing) is
+// ExitDamaged, and a damaged catalog (a *local.IndexError) ExitError. A
+// query over its cost limit (query.ErrCostLimit) is ExitOverBudget.
 func ExitCode(err error) int {
 	if err == nil {
 		return ExitOK
@@ -102,8 +111,11 @@ func ExitCode(err error) int {
 		return ExitDuplicate
 	}
 	var ce *local.CorruptError
+	if errors.As(err, &ce) {
+		return ExitDamaged
+	}
 	var ie *local.IndexError
-	if errors.As(err, &ce) || errors.As(err, &ie) {
+	if errors.As(err, &ie) {
 		return ExitError
 	}
 	var be *bepfile.Error
@@ -139,4 +151,61 @@ func (o *outcome) err() error {
 		return nil
 	}
 	return &reportedError{code: o.code}
+}
+
+// storeDamages records, for one run of the app (in its context), that a
+// stored stream's file was found damaged while a command read it: the
+// command used the events before the damage and goes on, and Run then
+// exits ExitDamaged (issue 13).
+type storeDamages struct {
+	mu  sync.Mutex
+	hit bool
+}
+
+type storeDamagesKey struct{}
+
+// withStoreDamages returns ctx carrying d.
+func withStoreDamages(ctx context.Context, d *storeDamages) context.Context {
+	return context.WithValue(ctx, storeDamagesKey{}, d)
+}
+
+// storeDamage reports err on errw, one line naming the file and byte
+// offset, and records it in ctx's storeDamages, when err is a damaged
+// stream file of the store (a *local.CorruptError, as store/bess and the
+// backends give it); it returns false, doing nothing, for any other error,
+// which the caller returns as before.
+func storeDamage(ctx context.Context, errw io.Writer, err error) bool {
+	var ce *local.CorruptError
+	if !errors.As(err, &ce) || ctx.Err() != nil {
+		return false
+	}
+	fmt.Fprintf(errw, "bes: %s (the events before it are used; bes store check --repair quarantines it)\n", safeCell(ce.Error()))
+	if d, ok := ctx.Value(storeDamagesKey{}).(*storeDamages); ok {
+		d.mu.Lock()
+		d.hit = true
+		d.mu.Unlock()
+	}
+	return true
+}
+
+// result is the error of a run that returned err: ExitDamaged (already
+// reported) when a damaged stored stream was found and err is no error of
+// its own (nil, or a reported status such as a failed test or no data).
+func (d *storeDamages) result(err error) error {
+	d.mu.Lock()
+	hit := d.hit
+	d.mu.Unlock()
+	if !hit {
+		return err
+	}
+	var re *reportedError
+	if err != nil && (!errors.As(err, &re) || re.msg != "") {
+		return err
+	}
+	switch {
+	case err == nil, re.code == ExitNoData, re.code == ExitPartial, re.code == ExitDamaged,
+		re.code == ExitBuildFail, re.code == ExitTestFail, re.code == ExitIncomplete:
+		return &reportedError{code: ExitDamaged}
+	}
+	return err
 }

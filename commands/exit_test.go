@@ -12,10 +12,12 @@ import (
 	"testing"
 )
 
-// TestDamagedStoreFileIsAnError: a stream file of the store cut short is
-// an error of the store (exit 1, its message naming the file and offset),
-// not partial input (exit 3), which a cut input file still is (issue 12).
-func TestDamagedStoreFileIsAnError(t *testing.T) {
+// TestDamagedStoreFileExitsDamaged: a stream file of the store cut short
+// is damaged stored data (exit 9, issue 13; it was exit 1, and nothing was
+// printed), not partial input (exit 3), which a cut input file still is
+// (issue 12): dump, summary, tests and query print what they read before
+// the damage, and one line naming the file and the offset.
+func TestDamagedStoreFileExitsDamaged(t *testing.T) {
 	dir := t.TempDir()
 	if _, stderr, code := runCLI(t, "ingest", "--store", dir, td("test_mixed.bep")); code != 0 {
 		t.Fatalf("ingest: exit %d: %s", code, stderr)
@@ -40,12 +42,25 @@ func TestDamagedStoreFileIsAnError(t *testing.T) {
 	const key = "657fb236-551f-4f88-ab84-e114caf29e48.3.657fb236-551f-4f88-ab84-e114caf29e48"
 	for _, args := range [][]string{
 		{"dump", "--store", dir, key},
+		{"dump", "--store", dir, "--format", "ndjson", key},
+		{"summary", "--store", dir, key},
 		{"tests", "--store", dir, key},
+		{"query", "--store", dir, `kind == "progress"`, key},
+		{"query", "--store", dir, "--match", ".", `kind == "progress"`},
 	} {
-		_, stderr, code := runCLI(t, args...)
-		if code != ExitError || !strings.Contains(stderr, files[0]+": corrupt stream file at offset ") || !strings.Contains(stderr, "unexpected EOF") {
-			t.Errorf("%s on a cut stream file: exit %d, want %d: %s", args[0], code, ExitError, stderr)
+		stdout, stderr, code := runCLI(t, args...)
+		if code != ExitDamaged || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, files[0]+": corrupt stream file at offset ") || !strings.Contains(stderr, "unexpected EOF") {
+			t.Errorf("%s on a cut stream file: exit %d, want %d and one line naming the file and offset: %s", args, code, ExitDamaged, stderr)
 		}
+		if stdout == "" {
+			t.Errorf("%s on a cut stream file printed nothing of the events before the cut", args)
+		}
+	}
+	// What dump prints is the events before the cut.
+	whole, _, _ := runCLI(t, "dump", "--format", "ndjson", td("test_mixed.bep"))
+	cut, _, _ := runCLI(t, "dump", "--store", dir, "--format", "ndjson", key)
+	if n := strings.Count(cut, "\n"); n == 0 || n >= strings.Count(whole, "\n") || !strings.HasPrefix(whole, cut) {
+		t.Errorf("dump of the cut stream: %d of %d events, a prefix: %v", n, strings.Count(whole, "\n"), strings.HasPrefix(whole, cut))
 	}
 
 	// A cut input file is partial input.

@@ -204,12 +204,12 @@ func runQuery(ctx context.Context, opts queryOptions, args []string, w, errw io.
 				return neitherError(candidate, exprErr)
 			}
 		}
-		mem, err := resolveRefs(ctx, st, refs)
+		mem, err := resolveRefs(ctx, st, refs, errw)
 		if err != nil {
 			return err
 		}
 		if opts.MatchSet {
-			if err := loadMatching(ctx, st, match, mem); err != nil {
+			if err := loadMatching(ctx, st, match, mem, errw); err != nil {
 				return err
 			}
 		}
@@ -399,8 +399,8 @@ func queryStreams(mem *store.Storage, refs []string, withMatch bool, match *rege
 }
 
 // loadMatching adds to mem every stored stream whose key match matches and
-// that mem does not hold yet.
-func loadMatching(ctx context.Context, st store.Backend, match *regexp.Regexp, mem *store.Storage) error {
+// that mem does not hold yet (a damaged one as far as loadStored reads it).
+func loadMatching(ctx context.Context, st store.Backend, match *regexp.Regexp, mem *store.Storage, errw io.Writer) error {
 	var entries []*store.Entry
 	err := st.ListMatching(ctx, match.MatchString, func(e *store.Entry) error {
 		if match.MatchString(e.Key) {
@@ -415,7 +415,7 @@ func loadMatching(ctx context.Context, st store.Backend, match *regexp.Regexp, m
 		if _, err := mem.Lookup(e.Key); err == nil {
 			continue
 		}
-		s, err := st.Load(ctx, e)
+		s, err := loadStored(ctx, st, e, errw)
 		if err != nil {
 			return err
 		}

@@ -215,7 +215,7 @@ func readSelected[T any](ctx context.Context, sel selection, errw io.Writer, kee
 			fn(x, s, ev, nil)
 			return nil
 		})
-		if err != nil {
+		if err != nil && !storeDamage(ctx, errw, err) {
 			return nil, nil, err
 		}
 		if !opened {
@@ -262,8 +262,9 @@ func entryStream(e *store.Entry) *bepfile.Stream {
 
 // resolveRefs finds the stored streams that refs name, by the rule of
 // store.ResolveRef (see store.Backend.Lookup), and replays them into a new
-// in-memory storage.
-func resolveRefs(ctx context.Context, st store.Backend, refs []string) (*store.Storage, error) {
+// in-memory storage. A stream whose file is damaged holds the events
+// before the damage (loadStored).
+func resolveRefs(ctx context.Context, st store.Backend, refs []string, errw io.Writer) (*store.Storage, error) {
 	mem := store.New()
 	for _, ref := range refs {
 		entries, err := st.Lookup(ctx, ref)
@@ -271,7 +272,7 @@ func resolveRefs(ctx context.Context, st store.Backend, refs []string) (*store.S
 			return nil, refError(ref, err, "store "+st.Location())
 		}
 		for _, e := range entries {
-			s, err := st.Load(ctx, e)
+			s, err := loadStored(ctx, st, e, errw)
 			if err != nil {
 				return nil, err
 			}
@@ -282,6 +283,29 @@ func resolveRefs(ctx context.Context, st store.Backend, refs []string) (*store.S
 		}
 	}
 	return mem, nil
+}
+
+// loadStored reads the stream of e into memory, as Backend.Load does. When
+// its stored file is damaged (a *bess.CorruptError: a checksum that fails,
+// a file cut short), the stream holds the events before the damage, and
+// storeDamage reports it (one line on errw; the command exits
+// ExitDamaged).
+func loadStored(ctx context.Context, st store.Backend, e *store.Entry, errw io.Writer) (*store.Stream, error) {
+	var out *store.Stream
+	err := st.Events(ctx, e, func(s *bepfile.Stream, ev *bepfile.Event) error {
+		if out == nil {
+			out = store.NewStreamFromInfo(s)
+		}
+		out.Append(*ev)
+		return nil
+	})
+	if err != nil && !storeDamage(ctx, errw, err) {
+		return nil, err
+	}
+	if out == nil {
+		out = store.NewStreamFromInfo(entryStream(e))
+	}
+	return out, nil
 }
 
 // scanFilesPipelined reads the files with scan.Scanner.Pipeline: fn

@@ -189,8 +189,8 @@ func TestStoreGCCLI(t *testing.T) {
 
 // TestStoreDamageNotServed: a byte flipped in a stored stream (issue 13:
 // dump and summary printed it, exit 0; repair re-indexed it as it was) is
-// found by the stream file's checksums: dump and summary fail, exit 1 (a
-// damaged store file, as one cut short), on one line naming the file and
+// found by the stream file's checksums: dump and summary exit 9 (a
+// damaged store file, as one cut short), with one line naming the file and
 // the offset of the damaged record; store check calls it a content
 // mismatch, and --repair quarantines it, saying so, rather than indexing
 // it; the stream is then gone, not served damaged. A stream cut short is
@@ -217,8 +217,8 @@ func TestStoreDamageNotServed(t *testing.T) {
 		}
 		for _, args := range [][]string{{"dump", key}, {"summary", key}, {"dump", "--format", "ndjson", key}} {
 			_, stderr, code := runCLI(t, append(args, "--store", dir)...)
-			if code != ExitError || !strings.Contains(stderr, file+": corrupt stream file at offset ") {
-				t.Errorf("%s: %s: exit %d, want %d naming the file and offset: %s", damage, args, code, ExitError, stderr)
+			if code != ExitDamaged || !strings.Contains(stderr, file+": corrupt stream file at offset ") {
+				t.Errorf("%s: %s: exit %d, want %d naming the file and offset: %s", damage, args, code, ExitDamaged, stderr)
 			}
 			if damage == "flipped byte" && !strings.Contains(stderr, "checksum mismatch") {
 				t.Errorf("%s: %s: %s", damage, args, stderr)

@@ -323,6 +323,9 @@ func (b *Builder) AddPeeked(ev *bepfile.Event, known *bepfile.Peeked) error {
 		if !b.full && !b.artifactsWanted && b.fastCompleted(payload, p.ID, p.Payload) {
 			return nil
 		}
+		if !b.full && b.artifactsWanted && b.fastCompletedOutputs(payload, p.ID, p.Payload) {
+			return nil
+		}
 	case "namedSetOfFiles":
 		if !b.full && (!b.artifactsWanted || b.fastNamedSet(p.ID, p.Payload)) {
 			return nil

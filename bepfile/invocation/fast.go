@@ -711,3 +711,108 @@ func fileMessage(b []byte, sub func([]byte) string) (*bes.File, bool) {
 	}
 	return file, true
 }
+
+// fastCompletedOutputs is fastCompleted for a Builder that wants the
+// artifacts: it also reads the target's output groups, important and
+// directory outputs off the wire into the completion Builder.artifacts
+// resolves.
+func (b *Builder) fastCompletedOutputs(event, id, payload []byte) bool {
+	if ok, wellFormed := success(payload); !ok || !wellFormed {
+		return false
+	}
+	num, v, ok := idOf(id)
+	if !ok || num != wire.IDTargetCompleted {
+		return false
+	}
+	label, config, aspect, ok := labelID(v, wire.TargetCompletedIDConfiguration, true)
+	if !ok || !utf8.Valid(label) || !utf8.Valid(config) || !utf8.Valid(aspect) {
+		return false
+	}
+	whole := string(payload)
+	sub := func(v []byte) string {
+		i := cap(payload) - cap(v) // v is a slice of payload
+		return whole[i : i+len(v)]
+	}
+	tc := &bes.TargetComplete{Success: true}
+	for p := payload; len(p) > 0; {
+		f, rest, ok := nextField(p)
+		if !ok {
+			return false
+		}
+		p = rest
+		switch f.num {
+		case wire.TargetCompleteOutputGroup:
+			if f.typ != protowire.BytesType {
+				return false
+			}
+			g, ok := outputGroup(f.v, sub)
+			if !ok {
+				return false
+			}
+			tc.OutputGroup = append(tc.OutputGroup, g)
+		case wire.TargetCompleteImportantOutput, wire.TargetCompleteDirectoryOutput:
+			if f.typ != protowire.BytesType {
+				return false
+			}
+			file, ok := fileMessage(f.v, sub)
+			if !ok {
+				return false
+			}
+			if f.num == wire.TargetCompleteImportantOutput {
+				tc.ImportantOutput = append(tc.ImportantOutput, file)
+			} else {
+				tc.DirectoryOutput = append(tc.DirectoryOutput, file)
+			}
+		}
+	}
+	// The children and the target's state, as without artifacts; nothing
+	// is changed unless it reads well.
+	if !b.fastCompleted(event, id, payload) {
+		return false
+	}
+	b.completed = append(b.completed, completion{string(label), string(config), string(aspect), tc})
+	return true
+}
+
+// outputGroup reads an OutputGroup off the wire, its strings made by sub.
+func outputGroup(b []byte, sub func([]byte) string) (*bes.OutputGroup, bool) {
+	g := &bes.OutputGroup{}
+	for len(b) > 0 {
+		f, rest, ok := nextField(b)
+		if !ok {
+			return nil, false
+		}
+		b = rest
+		switch f.num {
+		case wire.OutputGroupName:
+			if f.typ != protowire.BytesType || !utf8.Valid(f.v) {
+				return nil, false
+			}
+			g.Name = sub(f.v)
+		case wire.OutputGroupFileSets:
+			if f.typ != protowire.BytesType {
+				return nil, false
+			}
+			sid, ok := stringField(f.v, wire.NamedSetOfFilesIDID)
+			if !ok {
+				return nil, false
+			}
+			g.FileSets = append(g.FileSets, &bes.BuildEventId_NamedSetOfFilesId{Id: sub(sid)})
+		case wire.OutputGroupIncomplete:
+			if f.typ != protowire.VarintType {
+				return nil, false
+			}
+			g.Incomplete = f.x != 0
+		case wire.OutputGroupInlineFiles:
+			if f.typ != protowire.BytesType {
+				return nil, false
+			}
+			file, ok := fileMessage(f.v, sub)
+			if !ok {
+				return nil, false
+			}
+			g.InlineFiles = append(g.InlineFiles, file)
+		}
+	}
+	return g, true
+}

@@ -110,6 +110,14 @@ const (
 	ActionExecutedSuccess protowire.Number = 1 // build_event_stream.ActionExecuted.success
 	TargetCompleteSuccess protowire.Number = 1 // build_event_stream.TargetComplete.success
 
+	TargetCompleteOutputGroup     protowire.Number = 2 // build_event_stream.TargetComplete.output_group
+	TargetCompleteImportantOutput protowire.Number = 4 // build_event_stream.TargetComplete.important_output
+	TargetCompleteDirectoryOutput protowire.Number = 8 // build_event_stream.TargetComplete.directory_output
+	OutputGroupName               protowire.Number = 1 // build_event_stream.OutputGroup.name
+	OutputGroupFileSets           protowire.Number = 3 // build_event_stream.OutputGroup.file_sets
+	OutputGroupIncomplete         protowire.Number = 4 // build_event_stream.OutputGroup.incomplete
+	OutputGroupInlineFiles        protowire.Number = 5 // build_event_stream.OutputGroup.inline_files
+
 	// ActionExecutedStartTime is set by Bazel 5 and later.
 	ActionExecutedStartTime protowire.Number = 12 // build_event_stream.ActionExecuted.start_time
 

@@ -26,15 +26,20 @@ type diffOptions struct {
 
 // diffRow is one difference between invocations A and B.
 type diffRow struct {
-	// Kind is test, target, duration (a test's) or metric (the
-	// invocation's).
-	Kind  string `json:"kind"`
-	Label string `json:"label"` // the test's or target's label, or the metric's name
+	// Kind is test, target, duration (a test's), flag (an option the
+	// invocation was run with) or metric (the invocation's).
+	Kind string `json:"kind"`
+	// Label is the test's or target's label, the option's name
+	// ("--keep_going", "startup --output_user_root") or the metric's.
+	Label string `json:"label"`
 	// Change: newly failing, fixed, status changed, new, gone (tests and
-	// targets); slower, faster (durations); changed (metrics).
+	// targets); slower, faster (durations); added, removed, changed
+	// (flags); changed (metrics).
 	Change string `json:"change"`
 	// Before and After are statuses (strings), seconds or counts
-	// (numbers); null when the label is not in that invocation.
+	// (numbers), an option's values (a string: "" for an option given
+	// without a value, several joined by ", "); null when the label is
+	// not in that invocation.
 	Before any `json:"before"`
 	After  any `json:"after"`
 }
@@ -55,6 +60,10 @@ func diffValue(kind string, v any) string {
 		return formatSeconds(x)
 	case int64:
 		return fmt.Sprint(x)
+	case string:
+		if kind == "flag" && x == "" {
+			return "(given)"
+		}
 	}
 	return fmt.Sprint(v)
 }
@@ -75,12 +84,17 @@ facts the store's catalog keeps of each:
   duration  a test that ran in both (not from a cache) and took at least
             --noise (default 25%) and --noise-min (default 100ms) longer
             (slower) or shorter (faster)
+  flag      an option given on the command line (OptionsParsed's
+            explicit options: "--name", or "startup --name" for a startup
+            option) added in B, removed, or whose value changed; BEFORE
+            and AFTER are its values, "(given)" for one without a value
   metric    the wall time, the critical path, the actions created and
             executed, the verdict, when they differ
 
-Rows come in that order, the largest duration change first. The flags
-Bazel ran with are not among the facts the store keeps: compare them with
-bes query --kind optionsParsed on both.
+Rows come in that order, the largest duration change first. The flags are
+read from each stream's OptionsParsed event (among its first events; the
+rest of the stream is not read), the rest from the facts the store's
+catalog keeps.
 
 EXIT STATUS for CI: 6 when a test newly fails in B, else 5 when a target
 newly fails, else 0 (--exit-zero: 0 once the output is written).
@@ -107,27 +121,27 @@ EXAMPLES:
 	}
 }
 
-// diffFacts returns the facts of the invocation ref names: of the first
-// stream (in key order) that has Bazel events.
-func diffFacts(ctx context.Context, st store.Backend, ref string) (*store.Facts, error) {
+// diffFacts returns the facts of the invocation ref names, and its
+// stream: the first stream (in key order) that has Bazel events.
+func diffFacts(ctx context.Context, st store.Backend, ref string) (*store.Facts, *store.Entry, error) {
 	fr, ok := st.(store.FactsReader)
 	if !ok {
-		return nil, fmt.Errorf("this store keeps no facts to compare invocations")
+		return nil, nil, fmt.Errorf("this store keeps no facts to compare invocations")
 	}
 	entries, err := st.Lookup(ctx, ref)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, e := range entries {
 		f, err := fr.Facts(ctx, e.Key)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if f != nil {
-			return f, nil
+			return f, e, nil
 		}
 	}
-	return nil, fmt.Errorf("%s: no stream with Bazel build events", ref)
+	return nil, nil, fmt.Errorf("%s: no stream with Bazel build events", ref)
 }
 
 func runDiff(ctx context.Context, opts diffOptions, refA, refB string, w io.Writer) error {
@@ -136,15 +150,23 @@ func runDiff(ctx context.Context, opts diffOptions, refA, refB string, w io.Writ
 		return err
 	}
 	defer st.Close()
-	a, err := diffFacts(ctx, st, refA)
+	a, ea, err := diffFacts(ctx, st, refA)
 	if err != nil {
 		return err
 	}
-	b, err := diffFacts(ctx, st, refB)
+	b, eb, err := diffFacts(ctx, st, refB)
 	if err != nil {
 		return err
 	}
-	rows := diffInvocations(a, b, opts)
+	oa, err := streamOptions(ctx, st, ea)
+	if err != nil {
+		return err
+	}
+	ob, err := streamOptions(ctx, st, eb)
+	if err != nil {
+		return err
+	}
+	rows := diffInvocations(a, b, diffFlags(oa, ob), opts)
 	name := func(f *store.Facts) string { return invNames{}.cell(f.InvocationID, f.Key) }
 	d := &viewDoc{format: opts.Format, heading: "bes diff: " + name(a) + " → " + name(b), none: "No differences.", noun: "difference"}
 	if err := renderView(w, d, rows, diffColumns); err != nil {
@@ -166,8 +188,8 @@ func runDiff(ctx context.Context, opts diffOptions, refA, refB string, w io.Writ
 }
 
 // diffInvocations lists how b differs from a, in the order of the rows'
-// kinds (see diffRow).
-func diffInvocations(a, b *store.Facts, opts diffOptions) []diffRow {
+// kinds (see diffRow), with the rows of their flags (diffFlags).
+func diffInvocations(a, b *store.Facts, flags []diffRow, opts diffOptions) []diffRow {
 	failing := func(s string) bool { return slices.Contains(store.FailingStatuses, s) }
 	var tests, targets, durations, metrics []diffRow
 	// Tests, by label (the first configuration of each).
@@ -271,7 +293,7 @@ func diffInvocations(a, b *store.Facts, opts diffOptions) []diffRow {
 	metric("actions executed", a.ActionsExecuted, b.ActionsExecuted)
 	metric("tests", int64(len(a.Tests)), int64(len(b.Tests)))
 	metric("targets", int64(len(a.Targets)), int64(len(b.Targets)))
-	return slices.Concat(tests, targets, durations, metrics)
+	return slices.Concat(tests, targets, durations, flags, metrics)
 }
 
 // changeRank orders the changes of tests and targets: what breaks first.

@@ -67,6 +67,20 @@
 // lock is held (store.ErrStreamBusy). Lock ids are 64 bits of the SHA-256
 // of the schema and the key.
 //
+// # Check and gc
+//
+// Check, Repair and GC (check.go) are store/local's, by its rules and
+// with its types (store.CheckResult, store.GCOptions): every row's blobs
+// read back whole, through their bess checksums, and agree with the row
+// (sizes, digest, events, outcome) and its facts; Repair drops a row a
+// blob of which is missing, quarantines a damaged body (its blobs copied
+// under quarantine/, the row dropped), writes rows and facts anew from
+// their bodies, each under the stream's lock and never for a stream an
+// Appender holds. Blobs no row names (an upload killed before its
+// transaction) are reported once older than DefaultOrphanGrace, an hour,
+// so that an upload in progress never is, and GC deletes them then, with
+// the garbage whose grace is over and the streams retention selects.
+//
 // # Questions across invocations
 //
 // The store answers bes history, flaky, trends and diff

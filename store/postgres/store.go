@@ -38,6 +38,9 @@ type Store struct {
 	display string
 	now     func() time.Time
 	grace   time.Duration
+	// orphanGrace is how old a blob no row names must be for Check to
+	// report it and GC to delete it (check.go).
+	orphanGrace time.Duration
 
 	mu        sync.Mutex
 	held      map[string]bool // keys this Store's Appenders hold
@@ -89,7 +92,7 @@ func Open(ctx context.Context, catalogURL, blobsURL string, opts ...Option) (*St
 		// syncing many streams at once.
 		cfg.MaxConns = 16
 	}
-	s := &Store{now: time.Now, grace: GraceAfterDelete, held: map[string]bool{}}
+	s := &Store{now: time.Now, grace: GraceAfterDelete, orphanGrace: DefaultOrphanGrace, held: map[string]bool{}}
 	for _, o := range opts {
 		o(s)
 	}

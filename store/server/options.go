@@ -18,12 +18,14 @@ const MaxCallsPerConn = 128
 // has at most MaxCallsPerConn calls at once (Bazel opens one or two); one
 // idle for half an hour is closed (a client reconnects); one silent for two
 // minutes is pinged, and closed if it does not answer, which ends its
-// calls; and a client may not ping more often than every ten seconds.
+// calls; and a client may not ping more often than every ten seconds. A
+// large event is decoded without a copy of its bytes (recvCodec).
 func GRPCOptions(maxEventSize int) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		// Room for the request around the largest event; the service
 		// refuses a larger event itself, naming it.
 		grpc.MaxRecvMsgSize(maxEventSize + 64<<10),
+		grpc.ForceServerCodecV2(newRecvCodec()),
 		// A stopping server waits for the calls' handlers (and their last
 		// writes) to return.
 		grpc.WaitForHandlers(true),

@@ -110,7 +110,8 @@ func newEnv(t *testing.T, dir string, opts Options) *env {
 	}
 	e.pub = NewPublishBuildEventServer(disk, opts)
 	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer(grpc.WaitForHandlers(true))
+	// The codec of bes serve (GRPCOptions): every test decodes through it.
+	gs := grpc.NewServer(grpc.WaitForHandlers(true), grpc.ForceServerCodecV2(newRecvCodec()))
 	buildpb.RegisterPublishBuildEventServer(gs, e.pub)
 	buildgridpb.RegisterQueryBuildEventsServer(gs, NewQueryBuildEventsServer(disk, QueryOptions{}))
 	go gs.Serve(lis)

@@ -149,7 +149,7 @@ var checkColumns = []column[checkRow]{
 func newStoreCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "store",
-		Usage: "maintain the local stream store",
+		Usage: "maintain the stream store (a directory, or a team store's catalog and blobs)",
 		Subcommands: []*cli.Command{
 			newStoreCheckCommand(),
 			newStoreGCCommand(),
@@ -198,10 +198,23 @@ from the stream files (keeping it as catalog.db.corrupt-TIME; only while
 no other bes has the store open). It never reads, moves or changes a
 stream a live writer holds. It then checks again.
 
+On a team store (--store postgres://… --blobs URL) the same rules hold
+for the catalog's rows and the bucket's blobs: every row's chunks have
+their blobs, of their sizes, whose records pass their checksums and hold
+the row's stream, digest, event count, outcome and facts (a stream
+bes serve is writing: up to its last acknowledged batch, its facts once it
+ends). A blob no row names and older than an hour is reported ("blob not
+in the catalog": an upload killed before its catalog commit; bes store gc
+deletes it). --repair drops a row a blob of which is missing, quarantines
+a damaged body (its blobs copied under quarantine/ in the bucket, the row
+dropped), writes rows and facts anew from their bodies; never for a
+stream a bes serve holds.
+
 Problems: bad catalog, bad file name, missing file, content mismatch,
 metadata mismatch, corrupt file, entry behind file, not indexed, stale
 temporary file, not a regular file, facts mismatch (a stream's facts in the
-catalog are missing or not those of its events), facts without stream.
+catalog are missing or not those of its events), facts without stream,
+blob not in the catalog (team store).
 
 EXAMPLES:
    bes store check
@@ -228,25 +241,43 @@ EXIT STATUS:
 	}
 }
 
+// checker is a store that checks and repairs itself (store/local,
+// store/postgres), by the rules of store.CheckResult.
+type checker interface {
+	Check(context.Context) (*store.CheckResult, error)
+	Repair(context.Context) (*store.RepairResult, error)
+}
+
 func runStoreCheck(ctx context.Context, opts storeCheckOptions, w, errw io.Writer) error {
+	var st checker
+	var where, files string
+	exists := true
 	if postgres.IsURL(opts.Store) {
-		return &usageError{msg: "this command works on a directory store; a postgres:// store's catalog is PostgreSQL's to check"}
-	}
-	dir, err := storeDir(opts.Store)
-	if err != nil {
-		return err
-	}
-	st, exists, err := local.OpenExisting(dir)
-	if err != nil {
-		return err
+		b, err := openTeamStore(opts.Store)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		st, where, files = b.(*postgres.Store), b.Location(), "blobs"
+	} else {
+		dir, err := storeDir(opts.Store)
+		if err != nil {
+			return err
+		}
+		ls, ok, err := local.OpenExisting(dir)
+		if err != nil {
+			return err
+		}
+		st, where, files, exists = ls, ls.Dir(), "stream files", ok
 	}
 	var rows []checkRow
-	var res *local.CheckResult
+	var res *store.CheckResult
+	var err error
 	switch {
 	case !exists:
 		// An empty store, consistent: nothing to check or repair, and
 		// a check creates nothing.
-		res = &local.CheckResult{}
+		res = &store.CheckResult{}
 	case !opts.Repair:
 		if res, err = st.Check(ctx); err != nil {
 			return err
@@ -260,24 +291,24 @@ func runStoreCheck(ctx context.Context, opts storeCheckOptions, w, errw io.Write
 			return err
 		}
 		res = rep.After
-		type where struct {
-			kind local.ProblemKind
+		type at struct {
+			kind store.ProblemKind
 			file string
 		}
-		remains := map[where]bool{}
+		remains := map[at]bool{}
 		for _, p := range rep.After.Problems {
-			remains[where{p.Kind, p.File}] = true
+			remains[at{p.Kind, p.File}] = true
 		}
 		for _, p := range rep.Before.Problems {
 			status := "repaired"
-			if w := (where{p.Kind, p.File}); remains[w] {
+			if w := (at{p.Kind, p.File}); remains[w] {
 				status = "remains"
 				delete(remains, w)
 			}
 			rows = append(rows, problemRow(p, status))
 		}
 		for _, p := range rep.After.Problems {
-			if remains[where{p.Kind, p.File}] { // not there before the repair
+			if remains[at{p.Kind, p.File}] { // not there before the repair
 				rows = append(rows, problemRow(p, "remains"))
 			}
 		}
@@ -288,7 +319,7 @@ func runStoreCheck(ctx context.Context, opts storeCheckOptions, w, errw io.Write
 	if err := render(w, opts.Format, rows, checkColumns); err != nil {
 		return err
 	}
-	summary := fmt.Sprintf("bes: store %s: %d streams, %d stream files", st.Dir(), res.Entries, res.Files)
+	summary := fmt.Sprintf("bes: store %s: %d streams, %d %s", where, res.Entries, res.Files, files)
 	if n := len(res.Open); n > 0 {
 		summary += fmt.Sprintf(", %d being written", n)
 	}
@@ -304,7 +335,7 @@ func runStoreCheck(ctx context.Context, opts storeCheckOptions, w, errw io.Write
 	return &reportedError{code: ExitError}
 }
 
-func problemRow(p local.Problem, status string) checkRow {
+func problemRow(p store.Problem, status string) checkRow {
 	return checkRow{Problem: string(p.Kind), File: p.File, Key: p.Key, Detail: p.Detail, Status: status}
 }
 
@@ -315,12 +346,17 @@ type storeGCOptions struct {
 	DryRun    bool
 	Format    string
 	Now       time.Time // zero: time.Now
+	// OrphanGrace is --orphan-grace: how old a team store's blob no
+	// catalog row names must be for gc to delete it.
+	OrphanGrace time.Duration
 }
 
 // gcRow is one stream `bes store gc` selected, as printed.
 type gcRow struct {
 	// Status is "removed", "would remove" (--dry-run), "kept: being
-	// written" (an Appender holds it) or "kept: changed meanwhile".
+	// written" (an Appender holds it) or "kept: changed meanwhile"; for a
+	// team store's blob no catalog row names (Blob), "removed orphan
+	// blob" or "would remove orphan blob".
 	Status       string    `json:"status"`
 	Time         time.Time `json:"time"` // local.GCTime: the start, else the ingest time
 	Key          string    `json:"key"`
@@ -328,6 +364,8 @@ type gcRow struct {
 	Command      string    `json:"command,omitempty"`
 	Events       int64     `json:"events"`
 	Size         int64     `json:"size"` // bytes of the stream file
+	// Blob is the orphan blob's name in the bucket (its row has no key).
+	Blob string `json:"blob,omitempty"`
 }
 
 var gcColumns = []column[gcRow]{
@@ -338,7 +376,12 @@ var gcColumns = []column[gcRow]{
 		}
 		return r.Time.UTC().Format(time.RFC3339)
 	}},
-	{"KEY", func(r gcRow) string { return r.Key }},
+	{"KEY", func(r gcRow) string {
+		if r.Blob != "" {
+			return "blob " + r.Blob
+		}
+		return r.Key
+	}},
 	{"INVOCATION ID", func(r gcRow) string { return shownInvocationID(r.InvocationID) }},
 	{"COMMAND", func(r gcRow) string { return r.Command }},
 	{"EVENTS", func(r gcRow) string { return strconv.FormatInt(r.Events, 10) }},
@@ -393,6 +436,16 @@ gc killed at any point leaves every stream either whole or gone (an entry
 whose file was removed reads as gone; bes store check reports it as
 "missing file" and --repair drops it). Run gc again to finish.
 
+On a team store (--store postgres://…) each stream's row is dropped in
+one transaction, its blobs deleted a minute later (readers that started
+finish). gc then deletes the blobs no catalog row names (uploads killed
+before their catalog commit; bes store check reports them) once they are
+older than --orphan-grace (1h by default): an upload in progress is
+younger, so gc never takes a blob from under a writer, nor a blob of a
+stream being written, nor the quarantine/ of check --repair. One row per
+blob ("removed orphan blob"). On a team store --older-than and --keep
+may both be left out: gc then deletes orphan blobs only.
+
 One row per stream selected, oldest first; a summary line on standard
 error.
 
@@ -405,13 +458,15 @@ EXIT STATUS:
    0  done (streams being written are kept, and that is not an error)
    1  the store could not be read or a stream not removed (the rows
       before the error are printed)
-   2  usage error: bad flags or arguments, or neither --older-than nor --keep`,
+   2  usage error: bad flags or arguments, or neither --older-than nor --keep
+      (on a directory store)`,
 		Flags: []cli.Flag{
 			storeFlag(),
 			formatFlag(formatTable, formatJSON, formatNDJSON),
 			&cli.StringFlag{Name: "older-than", Usage: "remove the streams older than `DURATION` (30d, 2w, 36h, 90m), by start time (else the time stored)"},
 			&cli.IntFlag{Name: "keep", Usage: "keep only the `N` newest streams"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "remove nothing: list what would be removed"},
+			&cli.StringFlag{Name: "orphan-grace", Value: "1h", Usage: "team store: delete the blobs no catalog row names once older than `DURATION` (an upload in progress is younger)"},
 		},
 		OnUsageError: usageErrorHandler,
 		Action: func(c *cli.Context) error {
@@ -419,7 +474,12 @@ EXIT STATUS:
 				return &usageError{msg: fmt.Sprintf("store gc takes no arguments, got %q", c.Args().First())}
 			}
 			opts := storeGCOptions{Store: c.String("store"), Keep: -1, DryRun: c.Bool("dry-run"), Format: c.String("format")}
-			if !c.IsSet("older-than") && !c.IsSet("keep") {
+			grace, err := parseAge(c.String("orphan-grace"))
+			if err != nil {
+				return &usageError{msg: strings.Replace(err.Error(), "--older-than", "--orphan-grace", 1)}
+			}
+			opts.OrphanGrace = grace
+			if !c.IsSet("older-than") && !c.IsSet("keep") && !postgres.IsURL(opts.Store) {
 				return &usageError{msg: "store gc needs --older-than DURATION or --keep N (or both)"}
 			}
 			if c.IsSet("older-than") {
@@ -440,22 +500,33 @@ EXIT STATUS:
 }
 
 func runStoreGC(ctx context.Context, opts storeGCOptions, w, errw io.Writer) error {
-	if postgres.IsURL(opts.Store) {
-		return &usageError{msg: "this command works on a directory store; a postgres:// store's catalog is PostgreSQL's to check"}
-	}
-	dir, err := storeDir(opts.Store)
-	if err != nil {
-		return err
-	}
-	st, exists, err := local.OpenExisting(dir)
-	if err != nil {
-		return err
-	}
-	var items []local.GCItem
+	var items []store.GCItem
+	var orphans []postgres.Orphan
 	var gcErr error
-	if exists { // a store that does not exist is empty: gc creates nothing
-		defer st.Close()
-		items, gcErr = st.GC(ctx, local.GCOptions{OlderThan: opts.OlderThan, Keep: opts.Keep, Now: opts.Now, DryRun: opts.DryRun})
+	gcOpts := store.GCOptions{OlderThan: opts.OlderThan, Keep: opts.Keep, Now: opts.Now, DryRun: opts.DryRun, OrphanGrace: opts.OrphanGrace}
+	var where string
+	if postgres.IsURL(opts.Store) {
+		b, err := openTeamStore(opts.Store)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		where = b.Location()
+		items, orphans, gcErr = b.(*postgres.Store).GC(ctx, gcOpts)
+	} else {
+		dir, err := storeDir(opts.Store)
+		if err != nil {
+			return err
+		}
+		st, exists, err := local.OpenExisting(dir)
+		if err != nil {
+			return err
+		}
+		where = dir
+		if exists { // a store that does not exist is empty: gc creates nothing
+			defer st.Close()
+			items, gcErr = st.GC(ctx, gcOpts)
+		}
 	}
 	rows := make([]gcRow, 0, len(items))
 	var removed, kept int
@@ -480,6 +551,15 @@ func runStoreGC(ctx context.Context, opts storeGCOptions, w, errw io.Writer) err
 		}
 		rows = append(rows, r)
 	}
+	var orphanBytes int64
+	for _, o := range orphans {
+		r := gcRow{Status: "would remove orphan blob", Time: o.ModTime, Blob: o.Name, Size: o.Size}
+		if o.Removed {
+			r.Status = "removed orphan blob"
+		}
+		orphanBytes += o.Size
+		rows = append(rows, r)
+	}
 	if err := render(w, opts.Format, rows, gcColumns); err != nil {
 		return err
 	}
@@ -487,9 +567,12 @@ func runStoreGC(ctx context.Context, opts storeGCOptions, w, errw io.Writer) err
 	if opts.DryRun {
 		verb = "would remove"
 	}
-	fmt.Fprintf(errw, "bes: store %s: %s %d streams (%d bytes)", dir, verb, removed, bytes)
+	fmt.Fprintf(errw, "bes: store %s: %s %d streams (%d bytes)", where, verb, removed, bytes)
 	if kept > 0 {
 		fmt.Fprintf(errw, ", kept %d being written or changed", kept)
+	}
+	if postgres.IsURL(opts.Store) {
+		fmt.Fprintf(errw, "; %s %d orphan blobs (%d bytes)", verb, len(orphans), orphanBytes)
 	}
 	fmt.Fprintln(errw)
 	return gcErr

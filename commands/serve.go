@@ -21,6 +21,7 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
+	"github.com/bes-cli/bes/store/bespb"
 	"github.com/bes-cli/bes/store/buildgridpb"
 	"github.com/bes-cli/bes/store/server"
 )
@@ -322,7 +323,9 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 	gopts := append(append(ops.grpcOptions(), security...), refusalLog(log)...)
 	gs := grpc.NewServer(append(gopts, server.GRPCOptions(opts.MaxEventSize)...)...)
 	buildpb.RegisterPublishBuildEventServer(gs, pub)
-	buildgridpb.RegisterQueryBuildEventsServer(gs, server.NewQueryBuildEventsServer(st, server.QueryOptions{}))
+	bgQuery, besQuery := server.NewQueryServers(st, server.QueryOptions{})
+	buildgridpb.RegisterQueryBuildEventsServer(gs, bgQuery)
+	bespb.RegisterStreamQueryServer(gs, besQuery)
 	ops.register(gs)
 
 	served := make(chan error, 1)

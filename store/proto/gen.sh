@@ -1,9 +1,12 @@
 #!/bin/sh
 # Regenerates store/buildgridpb from store/proto/buildgrid/v2/
-# query_build_events.proto (our own copy of BuildGrid's query API).
+# query_build_events.proto (our own copy of BuildGrid's query API), and
+# store/bespb from store/proto/bes/v1/query.proto (bes's own streaming
+# query).
 #
 # Run from anywhere; usually through `go generate ./store/buildgridpb/...`
-# (the //go:generate line is in store/buildgridpb/doc.go).
+# or `go generate ./store/bespb/...` (the //go:generate lines are in their
+# doc.go).
 #
 # The imported google/devtools/build/v1 and google/api files are not
 # sources here: internal/descset writes them, from the genproto Go packages
@@ -29,11 +32,12 @@ go build -o "$tmp/protoc-gen-go" google.golang.org/protobuf/cmd/protoc-gen-go
 go build -o "$tmp/protoc-gen-go-grpc" google.golang.org/grpc/cmd/protoc-gen-go-grpc
 go run ./store/proto/internal/descset "$tmp/deps.pb"
 
-rm -f store/buildgridpb/*.pb.go
+rm -f store/buildgridpb/*.pb.go store/bespb/*.pb.go
 
 protoc -I store/proto --descriptor_set_in="$tmp/deps.pb" \
 	--plugin=protoc-gen-go="$tmp/protoc-gen-go" \
 	--plugin=protoc-gen-go-grpc="$tmp/protoc-gen-go-grpc" \
 	--go_out=. --go_opt=module=github.com/bes-cli/bes \
 	--go-grpc_out=. --go-grpc_opt=module=github.com/bes-cli/bes \
-	store/proto/buildgrid/v2/query_build_events.proto
+	store/proto/buildgrid/v2/query_build_events.proto \
+	store/proto/bes/v1/query.proto

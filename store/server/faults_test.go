@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/bes-cli/bes/store"
+	"github.com/bes-cli/bes/store/bespb"
 	"github.com/bes-cli/bes/store/buildgridpb"
 	"github.com/bes-cli/bes/store/local"
 )
@@ -423,7 +424,9 @@ func newFaultEnv(t *testing.T, opts Options, sopts ...grpc.ServerOption) *faultE
 	e.lis = bufconn.Listen(1 << 20)
 	gs := grpc.NewServer(append(sopts, grpc.WaitForHandlers(true))...)
 	buildpb.RegisterPublishBuildEventServer(gs, e.pub)
-	buildgridpb.RegisterQueryBuildEventsServer(gs, NewQueryBuildEventsServer(disk, QueryOptions{}))
+	bg, bq := NewQueryServers(disk, QueryOptions{})
+	buildgridpb.RegisterQueryBuildEventsServer(gs, bg)
+	bespb.RegisterStreamQueryServer(gs, bq)
 	go gs.Serve(e.lis)
 	e.conn, err = grpc.NewClient("passthrough:///bufnet",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return e.lis.DialContext(ctx) }),

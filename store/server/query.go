@@ -14,6 +14,7 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
+	"github.com/bes-cli/bes/store/bespb"
 	"github.com/bes-cli/bes/store/buildgridpb"
 )
 
@@ -33,13 +34,24 @@ const (
 	DefaultMaxConcurrentQueries = 4
 	// MaxQueryPattern is the longest build_id_pattern, in bytes.
 	MaxQueryPattern = 4 << 10
+	// DefaultStreamMessage is the most bytes of events in one message of
+	// StreamEventStreams (issue 14): with the stream id around them, a
+	// message stays well under the 4 MiB a gRPC client receives by
+	// default. A larger event is sent in parts of this size.
+	DefaultStreamMessage = 1 << 20
 )
+
+// streamMethod names the streaming query in messages.
+const streamMethod = "bes.v1.StreamQuery/StreamEventStreams"
 
 // QueryOptions configure the query service; zero values mean the defaults.
 type QueryOptions struct {
 	MaxResponse   int // bytes; DefaultMaxQueryResponse
 	MaxStreams    int // DefaultMaxQueryStreams
 	MaxConcurrent int // DefaultMaxConcurrentQueries
+	// StreamMessage bounds the bytes of events in one message of
+	// StreamEventStreams; DefaultStreamMessage.
+	StreamMessage int
 }
 
 type queryServer struct {
@@ -67,6 +79,26 @@ type queryServer struct {
 // memory of queries is bounded by about MaxConcurrent × 2 × MaxResponse.
 // It is safe for concurrent use.
 func NewQueryBuildEventsServer(st store.Backend, opts QueryOptions) buildgridpb.QueryBuildEventsServer {
+	q, _ := NewQueryServers(st, opts)
+	return q
+}
+
+// NewQueryServers returns BuildGrid's query service (as
+// NewQueryBuildEventsServer) and bes's streaming one
+// (bespb.StreamQueryServer) over the store st, sharing opts.MaxConcurrent.
+//
+// StreamEventStreams answers what QueryEventStreams would (the same
+// pattern rules and errors, the same streams in the same order, the same
+// events) in any size: as a stream of messages each holding at most
+// opts.StreamMessage bytes of events, a stream's events split over as many
+// messages as they need (each naming the stream, the first marked first),
+// and an event larger than that in parts of its encoding (event_part,
+// event_part_last). Only opts.MaxStreams applies (ResourceExhausted over
+// it): the entries of the answer are listed before its first message. Its
+// memory is one message and one event; it sends as fast as the client
+// reads (gRPC flow control), holding one of opts.MaxConcurrent places
+// meanwhile. A match of nothing is no message and OK.
+func NewQueryServers(st store.Backend, opts QueryOptions) (buildgridpb.QueryBuildEventsServer, bespb.StreamQueryServer) {
 	if opts.MaxResponse <= 0 {
 		opts.MaxResponse = DefaultMaxQueryResponse
 	}
@@ -76,7 +108,11 @@ func NewQueryBuildEventsServer(st store.Backend, opts QueryOptions) buildgridpb.
 	if opts.MaxConcurrent <= 0 {
 		opts.MaxConcurrent = DefaultMaxConcurrentQueries
 	}
-	return &queryServer{st: st, opts: opts, sem: make(chan struct{}, opts.MaxConcurrent)}
+	if opts.StreamMessage <= 0 {
+		opts.StreamMessage = DefaultStreamMessage
+	}
+	q := &queryServer{st: st, opts: opts, sem: make(chan struct{}, opts.MaxConcurrent)}
+	return q, &streamQueryServer{q: q}
 }
 
 // errOverLimit stops reading when the answer cannot fit.
@@ -84,8 +120,8 @@ var errOverLimit = errors.New("over the limit")
 
 func (q *queryServer) tooBig(pattern, what string) error {
 	return status.Errorf(codes.ResourceExhausted,
-		"build_id_pattern %q: the answer would exceed %s (QueryEventStreams answers in one message, at most %d bytes and %d streams, so that a gRPC client with its default 4 MiB limit receives it); narrow the pattern, e.g. to one invocation (\"INVOCATION_ID$\") or one build (\"^BUILD_ID\\\\.\"), or read the store with bes dump",
-		pattern, what, q.opts.MaxResponse, q.opts.MaxStreams)
+		"build_id_pattern %q: the answer would exceed %s (QueryEventStreams answers in one message, at most %d bytes and %d streams, so that a gRPC client with its default 4 MiB limit receives it); receive it whole, in messages under 4 MiB, with %s; or narrow the pattern, e.g. to one invocation (\"INVOCATION_ID$\") or one build (\"^BUILD_ID\\\\.\"), or read the store with bes dump",
+		pattern, what, q.opts.MaxResponse, q.opts.MaxStreams, streamMethod)
 }
 
 // entryLowerBound is fewer bytes than the stream e describes takes in an
@@ -100,8 +136,8 @@ func entryID(e *store.Entry) *buildpb.StreamId {
 	return &buildpb.StreamId{BuildId: e.BuildID, InvocationId: e.InvocationID, Component: buildpb.StreamId_BuildComponent(e.Component)}
 }
 
-func (q *queryServer) QueryEventStreams(ctx context.Context, req *buildgridpb.QueryEventStreamsRequest) (*buildgridpb.QueryEventStreamsResponse, error) {
-	pattern := req.GetBuildIdPattern()
+// compile checks a build_id_pattern.
+func compilePattern(pattern string) (*regexp.Regexp, error) {
 	if len(pattern) > MaxQueryPattern {
 		return nil, status.Errorf(codes.InvalidArgument, "build_id_pattern: %d bytes, over the limit of %d", len(pattern), MaxQueryPattern)
 	}
@@ -109,18 +145,44 @@ func (q *queryServer) QueryEventStreams(ctx context.Context, req *buildgridpb.Qu
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "build_id_pattern: invalid stream key pattern %q: %v", pattern, err)
 	}
+	return re, nil
+}
+
+// acquire waits for one of the MaxConcurrent places of queries; release
+// gives it back.
+func (q *queryServer) acquire(ctx context.Context) error {
 	select {
 	case q.sem <- struct{}{}:
-		defer func() { <-q.sem }()
+		return nil
 	case <-ctx.Done():
-		return nil, status.FromContextError(ctx.Err()).Err()
+		return status.FromContextError(ctx.Err()).Err()
 	}
-	fail := func(err error) error {
-		if ctx.Err() != nil {
-			return status.FromContextError(ctx.Err()).Err()
-		}
-		return status.Errorf(codes.Internal, "query %q: %v", pattern, err)
+}
+
+func (q *queryServer) release() { <-q.sem }
+
+// failure is the status of a query that failed reading the store.
+func failure(ctx context.Context, pattern string, err error) error {
+	if ctx.Err() != nil {
+		return status.FromContextError(ctx.Err()).Err()
 	}
+	if _, ok := status.FromError(err); ok {
+		return err // the client's call failed (a send)
+	}
+	return status.Errorf(codes.Internal, "query %q: %v", pattern, err)
+}
+
+func (q *queryServer) QueryEventStreams(ctx context.Context, req *buildgridpb.QueryEventStreamsRequest) (*buildgridpb.QueryEventStreamsResponse, error) {
+	pattern := req.GetBuildIdPattern()
+	re, err := compilePattern(pattern)
+	if err != nil {
+		return nil, err
+	}
+	if err := q.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer q.release()
+	fail := func(err error) error { return failure(ctx, pattern, err) }
 
 	var ents []*store.Entry
 	var lower int64
@@ -188,4 +250,94 @@ func (q *queryServer) QueryEventStreams(ctx context.Context, req *buildgridpb.Qu
 		resp.Streams = append(resp.Streams, m)
 	}
 	return resp, nil
+}
+
+// streamQueryServer is bes's streaming query service (NewQueryServers).
+type streamQueryServer struct {
+	bespb.UnimplementedStreamQueryServer
+	q *queryServer
+}
+
+func (sq *streamQueryServer) StreamEventStreams(req *bespb.StreamEventStreamsRequest, call bespb.StreamQuery_StreamEventStreamsServer) error {
+	q := sq.q
+	ctx := call.Context()
+	pattern := req.GetBuildIdPattern()
+	re, err := compilePattern(pattern)
+	if err != nil {
+		return err
+	}
+	if err := q.acquire(ctx); err != nil {
+		return err
+	}
+	defer q.release()
+
+	var ents []*store.Entry
+	err = q.st.ListMatching(ctx, re.MatchString, func(e *store.Entry) error {
+		if len(ents) >= q.opts.MaxStreams {
+			return errOverLimit
+		}
+		ents = append(ents, e)
+		return nil
+	})
+	if errors.Is(err, errOverLimit) {
+		return status.Errorf(codes.ResourceExhausted, "build_id_pattern %q: the answer would exceed %d streams, the most one answer lists; narrow the pattern, e.g. to one build (\"^BUILD_ID\\\\.\"), or read the store with bes dump", pattern, q.opts.MaxStreams)
+	}
+	if err != nil {
+		return failure(ctx, pattern, err)
+	}
+
+	limit := q.opts.StreamMessage
+	var buf []byte
+	for _, e := range ents {
+		msg := &bespb.StreamEventStreamsResponse{StreamId: entryID(e), First: true}
+		size, sent := 0, false // bytes of events in msg; a message of the stream was sent
+		send := func() error {
+			if err := call.Send(msg); err != nil {
+				return err
+			}
+			msg = &bespb.StreamEventStreamsResponse{StreamId: msg.StreamId}
+			size, sent = 0, true
+			return nil
+		}
+		err := q.st.Events(ctx, e, func(st *bepfile.Stream, ev *bepfile.Event) error {
+			if !sent && size == 0 {
+				msg.StreamId = proto.CloneOf(st.ID)
+			}
+			buf = ev.AppendEncoding(buf[:0], st)
+			if size > 0 && size+len(buf) > limit {
+				if err := send(); err != nil {
+					return err
+				}
+			}
+			if len(buf) > limit {
+				// An event larger than a message: its encoding in
+				// parts, in messages of their own.
+				for off := 0; off < len(buf); off += limit {
+					end := min(off+limit, len(buf))
+					msg.EventPart, msg.EventPartLast = buf[off:end], end == len(buf)
+					if err := send(); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			obe := &buildpb.OrderedBuildEvent{}
+			if err := proto.Unmarshal(buf, obe); err != nil {
+				return fmt.Errorf("stream %s: event %d: %w", e.Key, ev.Seq, err)
+			}
+			msg.Events = append(msg.Events, obe)
+			size += len(buf)
+			return nil
+		})
+		if errors.Is(err, store.ErrNotFound) && !sent {
+			continue // removed since the catalog was read
+		}
+		if err == nil && (!sent || size > 0) {
+			err = send() // the stream's last events, or a stream without any
+		}
+		if err != nil {
+			return failure(ctx, pattern, err)
+		}
+	}
+	return nil
 }

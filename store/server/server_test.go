@@ -28,6 +28,7 @@ import (
 
 	"github.com/bes-cli/bes/bepfile"
 	"github.com/bes-cli/bes/store"
+	"github.com/bes-cli/bes/store/bespb"
 	"github.com/bes-cli/bes/store/buildgridpb"
 	"github.com/bes-cli/bes/store/local"
 )
@@ -71,6 +72,7 @@ type env struct {
 	client buildpb.PublishBuildEventClient
 	query  buildgridpb.QueryBuildEventsClient
 	log    *lockedBuffer
+	conn   *grpc.ClientConn
 }
 
 type lockedBuffer struct {
@@ -113,7 +115,9 @@ func newEnv(t *testing.T, dir string, opts Options) *env {
 	// The codec of bes serve (GRPCOptions): every test decodes through it.
 	gs := grpc.NewServer(grpc.WaitForHandlers(true), grpc.ForceServerCodecV2(newRecvCodec()))
 	buildpb.RegisterPublishBuildEventServer(gs, e.pub)
-	buildgridpb.RegisterQueryBuildEventsServer(gs, NewQueryBuildEventsServer(disk, QueryOptions{}))
+	bg, bq := NewQueryServers(disk, QueryOptions{})
+	buildgridpb.RegisterQueryBuildEventsServer(gs, bg)
+	bespb.RegisterStreamQueryServer(gs, bq)
 	go gs.Serve(lis)
 	cc, err := grpc.NewClient("passthrough:///bufnet",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
@@ -130,6 +134,7 @@ func newEnv(t *testing.T, dir string, opts Options) *env {
 	})
 	e.client = buildpb.NewPublishBuildEventClient(cc)
 	e.query = buildgridpb.NewQueryBuildEventsClient(cc)
+	e.conn = cc
 	return e
 }
 

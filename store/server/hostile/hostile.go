@@ -22,10 +22,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/bes-cli/bes/bepfile"
+	"github.com/bes-cli/bes/store/bespb"
 	"github.com/bes-cli/bes/store/buildgridpb"
 )
 
@@ -258,4 +260,56 @@ func (c *Client) Queries(ctx context.Context, n, par int, pattern string) (map[c
 		}
 	}
 	return count, first
+}
+
+// StreamQuery runs bes's streaming query, StreamEventStreams(pattern), and
+// puts its answer back together as QueryEventStreams gives it: the streams
+// in order, each with its events (an event sent in parts decoded from
+// them). It returns the streams and the number of messages received.
+func (c *Client) StreamQuery(ctx context.Context, pattern string) ([]*buildgridpb.QueryEventStreamsResponse_BuildEventStream, int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	call, err := bespb.NewStreamQueryClient(c.Conn).StreamEventStreams(ctx, &bespb.StreamEventStreamsRequest{BuildIdPattern: pattern})
+	if err != nil {
+		return nil, 0, err
+	}
+	var out []*buildgridpb.QueryEventStreamsResponse_BuildEventStream
+	var part []byte // of an event sent in parts
+	n := 0
+	for {
+		m, err := call.Recv()
+		if err == io.EOF {
+			if part != nil {
+				return out, n, fmt.Errorf("the answer ended inside an event sent in parts")
+			}
+			return out, n, nil
+		}
+		if err != nil {
+			return out, n, err
+		}
+		n++
+		if m.GetFirst() {
+			if part != nil {
+				return out, n, fmt.Errorf("message %d: a stream starts inside an event sent in parts", n)
+			}
+			out = append(out, &buildgridpb.QueryEventStreamsResponse_BuildEventStream{StreamId: m.GetStreamId()})
+		}
+		if len(out) == 0 || !proto.Equal(out[len(out)-1].GetStreamId(), m.GetStreamId()) {
+			return out, n, fmt.Errorf("message %d: stream id %v, not that of the stream it continues", n, m.GetStreamId())
+		}
+		s := out[len(out)-1]
+		if len(m.GetEventPart()) > 0 || m.GetEventPartLast() {
+			part = append(part, m.GetEventPart()...)
+			if m.GetEventPartLast() {
+				obe := &buildpb.OrderedBuildEvent{}
+				if err := proto.Unmarshal(part, obe); err != nil {
+					return out, n, fmt.Errorf("message %d: an event sent in parts: %v", n, err)
+				}
+				s.Events = append(s.Events, obe)
+				part = nil
+			}
+			continue
+		}
+		s.Events = append(s.Events, m.GetEvents()...)
+	}
 }

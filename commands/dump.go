@@ -106,6 +106,19 @@ func runDump(ctx context.Context, opts dumpOptions, args []string, w, errw io.Wr
 		}
 		return dw.outcome(res).err()
 	}
+	if len(refs) == 0 && (opts.Format == formatNDJSON || opts.Format == formatOBE) && len(files) == 1 && boundedReads {
+		// One file of interleaved streams (a BES capture): stream after
+		// stream in key order, then the frames skipped, as the streams
+		// read into memory would be written, in bounded memory (issue 13).
+		if infos, _, ok := fileStreams(ctx, files, opts.Read); ok {
+			var res *outcome
+			src := dw.groupedEvents(ctx, files[0], opts.Read, errw, false, true, true, infos, nil, &res)
+			if err := dw.writeFrom(ctx, w, src); err != nil {
+				return err
+			}
+			return dw.outcome(res).err()
+		}
+	}
 	if len(files) > 0 && opts.Format != formatJSON && opts.Format != formatNDJSON && opts.Format != formatOBE {
 		if done, err := dumpTableFiles(ctx, opts, dw, files, refs, w, errw); done {
 			return err
@@ -145,16 +158,17 @@ func runDump(ctx context.Context, opts dumpOptions, args []string, w, errw io.Wr
 
 // dumpTableFiles prints the table of the streams of files that refs name
 // (all when none) reading the files twice, event by event, holding no
-// event nor row (issue 13): once to size the columns, once to print. done
-// is false when the files cannot be read so (standard input, streams
-// interleaved or not in key order, refs naming streams out of key
-// order); runDump then reads them into memory.
+// event nor row (issue 13): once to size the columns, once to print (one
+// file of interleaved streams, a BES capture, by groupedEvents). done is
+// false when the files cannot be read so (standard input, several files
+// with streams interleaved or not in key order, refs naming streams out
+// of key order); runDump then reads them into memory.
 func dumpTableFiles(ctx context.Context, opts dumpOptions, dw *dumpWriter, files, refs []string, w, errw io.Writer) (done bool, err error) {
 	if err := checkInputs(files); err != nil {
 		return true, err
 	}
 	infos, ordered, ok := fileStreams(ctx, files, opts.Read)
-	if !ok || !ordered {
+	if !ok || !ordered && (len(files) > 1 || !boundedReads) {
 		return false, ctx.Err()
 	}
 	picked, err := selectStreamInfos(infos, refs)
@@ -174,6 +188,10 @@ func dumpTableFiles(ctx context.Context, opts dumpOptions, dw *dumpWriter, files
 		// Only the second reading reports what it finds.
 		quiet := first
 		first = false
+		if !ordered {
+			// One file of interleaved streams (a BES capture).
+			return dw.groupedEvents(ctx, files[0], opts.Read, errw, quiet, false, false, picked, nil, &res)(fn)
+		}
 		return dw.fileEvents(ctx, files, opts.Read, errw, quiet, false, keep, nil, &res)(fn)
 	}
 	if err := dw.dumpTableFrom(w, len(picked) > 1, true, src); err != nil {

@@ -305,3 +305,149 @@ func tableColumns[T any](anyTime, multi bool) func([]T) []T {
 		return out
 	}
 }
+
+// groupBudget bounds the bytes of events groupedEvents holds at once
+// (counting 128 bytes more per event for its bookkeeping).
+var groupBudget int64 = 16 << 20
+
+// boundedReads is false in the tests that compare the readings of issue
+// 13 (groupedEvents, query's json as it reads) with the reading of the
+// streams into memory they replace.
+var boundedReads = true
+
+// groupedEvents is fileEvents for one file whose streams are interleaved
+// (a BES capture, whose tool and lifecycle streams come event by event;
+// issue 13: their readers held the whole file): the events of the streams
+// picked (in key order) that f matches (all when f is nil) are given
+// stream after stream, each stream's events in the file's order, as reading
+// the file into memory and querying its streams in key order gives them.
+// The file is read first to report what it holds (the notes and damage a
+// reading finds, on errw, unless quiet; the outcome in *res; the frames it
+// skipped, given at the end when trailing) and to count each stream's
+// bytes, then once per batch of streams whose events fit groupBudget
+// together, holding that batch's events; a stream over the budget is a
+// batch of its own, whose events are given as they are read. Memory is so
+// bounded by groupBudget, whatever the file's size; reading time grows with
+// the number of batches.
+func (dw *dumpWriter) groupedEvents(ctx context.Context, file string, opts bepfile.Options, errw io.Writer, quiet, own, trailing bool,
+	picked []*bepfile.Stream, f store.Filter, res **outcome) bepjson.Source {
+	return func(fn func(bepjson.Item) error) error {
+		size := map[string]int64{}
+		for _, s := range picked {
+			size[s.Key] = 0
+		}
+		// The first reading: what the file holds, reported as a reading
+		// into memory reports it, and each picked stream's bytes.
+		var skipped []*bepfile.Error
+		sopts := opts
+		sopts.Reuse = true
+		var sc *scan.Scanner
+		ew := errw
+		if quiet {
+			ew = io.Discard
+			sc = newScanner(sopts, ew)
+			sc.Notices = &bepfile.Notices{}
+		} else {
+			sc = dw.scanner(sopts, errw, func(e *bepfile.Error) { skipped = append(skipped, e) })
+		}
+		r, err := scanAll(ctx, sc, []string{file}, ew, func(s *bepfile.Stream, ev *bepfile.Event) error {
+			if n, ok := size[s.Key]; ok {
+				size[s.Key] = n + int64(len(ev.Payload)+len(ev.Raw)) + 128
+			}
+			return nil
+		})
+		*res = r
+		if err != nil {
+			return err
+		}
+		for i := 0; i < len(picked); {
+			j, sum := i+1, size[picked[i].Key]
+			for j < len(picked) && sum+size[picked[j].Key] <= groupBudget {
+				sum += size[picked[j].Key]
+				j++
+			}
+			if err := dw.groupPass(ctx, file, opts, quiet, own, picked[i:j], f, fn); err != nil {
+				return err
+			}
+			i = j
+		}
+		if trailing {
+			for _, e := range skipped {
+				if err := fn(bepjson.Item{Bad: e}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+}
+
+// groupPass reads file once for groupedEvents and gives the events of
+// batch, stream after stream: a batch of one stream as they are read, a
+// larger one once the reading is done. What the reading finds is not
+// reported again.
+func (dw *dumpWriter) groupPass(ctx context.Context, file string, opts bepfile.Options, quiet, own bool,
+	batch []*bepfile.Stream, f store.Filter, fn func(bepjson.Item) error) error {
+	type held struct {
+		st     *store.Stream
+		info   *bepfile.Stream
+		n      int // events met
+		events []*bepfile.Event
+	}
+	in := make(map[string]*held, len(batch))
+	for _, s := range batch {
+		in[s.Key] = &held{}
+	}
+	direct := len(batch) == 1
+	emit := func(h *held, i int, ev *bepfile.Event) error {
+		if f != nil {
+			ok, err := f.Match(h.st, ev)
+			if err != nil {
+				return fmt.Errorf("store: query %q: event %d: %w", h.st.Key(), i, err)
+			}
+			if !ok {
+				return nil
+			}
+		}
+		return fn(bepjson.Item{Stream: h.info, Event: ev})
+	}
+	opts.Reuse = true
+	sc := newScanner(opts, io.Discard)
+	sc.Notices = &bepfile.Notices{}
+	_, err := scanAll(ctx, sc, []string{file}, io.Discard, func(s *bepfile.Stream, ev *bepfile.Event) error {
+		h := in[s.Key]
+		if h == nil {
+			return nil
+		}
+		if h.info == nil {
+			h.info, h.st = s, store.NewStreamFromInfo(s)
+			if !quiet {
+				dw.log.setSource(s.Key, sc.Reader().Name())
+			}
+		}
+		e := *ev
+		if !direct || own {
+			e.Payload, e.Raw = bytes.Clone(ev.Payload), bytes.Clone(ev.Raw)
+		}
+		i := h.n
+		h.n++
+		if direct {
+			return emit(h, i, &e)
+		}
+		h.events = append(h.events, &e)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, s := range batch {
+		h := in[s.Key]
+		for i, ev := range h.events {
+			if err := emit(h, i, ev); err != nil {
+				return err
+			}
+			h.events[i] = nil
+		}
+	}
+	return nil
+}

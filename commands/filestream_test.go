@@ -90,6 +90,7 @@ func TestFileCommandsMemoryBounded(t *testing.T) {
 		{"dump table", []string{"dump"}, 0},
 		{"query table", []string{"query", `kind == "buildFinished" || seq < 20`}, 0},
 		{"query ndjson", []string{"query", "-o", "ndjson", `kind == "testResult"`}, 0},
+		{"query json", []string{"query", "-o", "json", `kind == "testResult"`}, 0},
 		{"query obe", []string{"query", "-o", "obe", "--kind", "testResult"}, 0},
 		{"streams", []string{"streams"}, 0},
 	} {
@@ -266,5 +267,98 @@ func TestStdinMemoryBounded(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(tmp); len(left) != 0 {
 		t.Errorf("%d temporary copies left behind", len(left))
+	}
+}
+
+// TestCaptureMemoryBounded: a BES capture, whose streams come interleaved
+// event by event, is read by dump and query in memory bounded
+// independently of its size (issue 13: they read it whole into memory),
+// here with groupBudget at 2 MiB; and query's json (issue 13: held every
+// event) of a capture and of a Bazel file.
+func TestCaptureMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("generates 55 MB of input")
+	}
+	defer func(b int64) { groupBudget = b }(groupBudget)
+	groupBudget = 2 << 20
+	dir := t.TempDir()
+	gen := func(name string, streams int) string {
+		path := filepath.Join(dir, name)
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := bepgen.WriteOBE(f, bepgen.CaptureConfig{Seed: 1, Streams: streams, MinTargets: 200, MaxTargets: 400}); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	small, large := gen("small.obe", 8), gen("large.obe", 48) // 7.5 MB, 47 MB
+	const grace = 12 << 20
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"dump table", []string{"dump"}},
+		{"dump ndjson", []string{"dump", "-o", "ndjson"}},
+		{"query table", []string{"query", `kind == "testResult"`}},
+		{"query json", []string{"query", "-o", "json", `kind == "testResult"`}},
+		{"query obe", []string{"query", "-o", "obe", "--kind", "testSummary"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, code := peakHeap(t, append(c.args, small)...)
+			if code != 0 {
+				t.Fatalf("%v small: exit %d", c.args, code)
+			}
+			l, code := peakHeap(t, append(c.args, large)...)
+			if code != 0 {
+				t.Fatalf("%v large: exit %d", c.args, code)
+			}
+			t.Logf("peak heap in use: %.1f MB on 7.5 MB, %.1f MB on 47 MB", float64(s)/(1<<20), float64(l)/(1<<20))
+			if l > s+grace {
+				t.Errorf("peak heap grew with the input: %d bytes on 7.5 MB, %d on 47 MB (more than %d apart)", s, l, grace)
+			}
+		})
+	}
+}
+
+// TestBoundedReadsSameOutput: what the bounded readings of issue 13 print
+// (a capture's interleaved streams grouped by groupedEvents, over several
+// batches; query's json written as it reads) is byte for byte what reading
+// the streams into memory prints, on the captures and Bazel's files of
+// testdata and a generated capture of 12 interleaved streams.
+func TestBoundedReadsSameOutput(t *testing.T) {
+	defer func(b int64) { groupBudget = b }(groupBudget)
+	groupBudget = 64 << 10 // several batches
+	var buf bytes.Buffer
+	if _, err := bepgen.WriteOBE(&buf, bepgen.CaptureConfig{Seed: 5, Streams: 12, MinTargets: 2, MaxTargets: 30}); err != nil {
+		t.Fatal(err)
+	}
+	gen := filepath.Join(t.TempDir(), "capture.obe")
+	if err := os.WriteFile(gen, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inputs := []string{gen, td("bes_test_mixed.obe"), td("bes_test_mixed.lifecycle.obe"), td("test_mixed.bep"), td("build_ok.json"), td("truncated-test_mixed.bep")}
+	for _, in := range inputs {
+		for _, args := range [][]string{
+			{"dump"},
+			{"dump", "-o", "ndjson"},
+			{"dump", "-o", "obe"},
+			{"query", `kind == "testResult" || seq % 5 == 0`},
+			{"query", "-o", "json", `kind == "progress"`},
+			{"query", "-o", "json", "--kind", "nosuch"},
+			{"query", "-o", "ndjson", "--kind", "testSummary"},
+			{"query", "-o", "obe", `seq > 3`},
+		} {
+			args := append(args, in)
+			bout, berr, bcode := runCLI(t, args...)
+			boundedReads = false
+			mout, merr, mcode := runCLI(t, args...)
+			boundedReads = true
+			if bout != mout || berr != merr || bcode != mcode {
+				t.Errorf("%v: bounded (exit %d, %d bytes, stderr %q) differs from in memory (exit %d, %d bytes, stderr %q)", args, bcode, len(bout), berr, mcode, len(mout), merr)
+			}
+		}
 	}
 }

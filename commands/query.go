@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -170,7 +171,7 @@ func runQuery(ctx context.Context, opts queryOptions, args []string, w, errw io.
 		streams []*store.Stream
 		res     = &outcome{}
 	)
-	if len(files) > 0 && opts.Format != formatJSON {
+	if len(files) > 0 && (opts.Format != formatJSON || boundedReads) {
 		if done, err := queryFiles(ctx, opts, dw, files, refs, match, candidate, exprErr, filters, w, errw); done {
 			return err
 		}
@@ -234,16 +235,18 @@ func runQuery(ctx context.Context, opts queryOptions, args []string, w, errw io.
 // queryFiles queries files event by event as they are read, holding no
 // stream (issues 12 and 13), when the files can be read twice and hold
 // their streams in key order, each stream's events together (Bazel's own
-// files do): the order a query of streams in key order prints. done is
+// files do): the order a query of streams in key order prints; one file
+// whose streams are interleaved (a BES capture) is read by groupedEvents. done is
 // false when they cannot be queried so; runQuery then reads them into
-// memory. The table keeps the rows of the matching events only.
+// memory. The table keeps the rows of the matching events only; json is
+// written element by element as the matches come (bepjson.WriteJSONFrom).
 func queryFiles(ctx context.Context, opts queryOptions, dw *dumpWriter, files, refs []string, match *regexp.Regexp,
 	candidate string, exprErr error, filters []store.Filter, w, errw io.Writer) (done bool, err error) {
 	if err := checkInputs(files); err != nil {
 		return true, err
 	}
 	infos, ordered, ok := fileStreams(ctx, files, opts.Read)
-	if !ok || !ordered {
+	if !ok || !ordered && (len(files) > 1 || !boundedReads) {
 		return false, ctx.Err()
 	}
 	if exprErr != nil {
@@ -279,9 +282,19 @@ func queryFiles(ctx context.Context, opts queryOptions, dw *dumpWriter, files, r
 	var res *outcome
 	own := opts.Format == formatNDJSON // ndjson encodes on other goroutines
 	src := dw.fileEvents(ctx, files, opts.Read, errw, false, own, keep, counted, &res)
-	if opts.Format == formatNDJSON || opts.Format == formatOBE {
+	if !ordered {
+		// One file of interleaved streams (a BES capture).
+		src = dw.groupedEvents(ctx, files[0], opts.Read, errw, false, own, false, picked, counted, &res)
+	}
+	switch opts.Format {
+	case formatNDJSON, formatOBE:
 		err = dw.writeFrom(ctx, w, src)
-	} else {
+	case formatJSON:
+		bw := bufio.NewWriterSize(w, 64<<10)
+		if err = bepjson.WriteJSONFrom(bw, src, dw.jsonOptions()); err == nil {
+			err = bw.Flush()
+		}
+	default:
 		err = dw.dumpTableFrom(w, len(picked) > 1, false, src)
 	}
 	if err != nil {

@@ -143,66 +143,138 @@ type Stream struct {
 // leaves out the streams its filter selects nothing of). It returns the
 // first error of an iterator; errors of w are left to its Flush.
 func WriteJSON(w *bufio.Writer, streams []Stream, skipped []*bepfile.Error, omitEmpty bool, o Options) error {
-	w.WriteString("[")
-	written := 0
-	enc := NewEncoder(o.Source)
-	var b []byte
+	j := newJSONWriter(w, o)
 	for _, s := range streams {
-		start := func() error {
-			if written > 0 {
-				w.WriteString(",")
-			}
-			written++
-			id, err := jsonOpts.Marshal(s.Info.ID)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(w, "\n  {\n    \"streamId\": %s,\n    \"events\": [", id)
-			return nil
-		}
 		if !omitEmpty {
-			if err := start(); err != nil {
+			if err := j.startStream(s.Info); err != nil {
 				return err
 			}
 		}
-		n := 0
 		for ev, err := range s.Events {
 			if err != nil {
 				return err
 			}
-			var rep Report
-			b, rep = enc.Append(b[:0], s.Info, ev)
-			o.report(s.Info, ev, &rep)
-			if n > 0 {
-				w.WriteString(",")
-			} else if omitEmpty {
-				if err := start(); err != nil {
-					return err
-				}
+			if err := j.event(s.Info, ev); err != nil {
+				return err
 			}
-			w.WriteString("\n      ")
-			w.Write(b)
-			n++
 		}
-		if n > 0 {
-			w.WriteString("\n    ")
-		}
-		if !omitEmpty || n > 0 {
-			w.WriteString("]\n  }")
-		}
+		j.endStream()
 	}
 	for _, e := range skipped {
-		if written > 0 {
-			w.WriteString(",")
-		}
-		written++
-		b, _ = enc.AppendItem(b[:0], Item{Bad: e})
-		w.WriteString("\n  ")
-		w.Write(b)
+		j.skipped(e)
 	}
-	if written > 0 {
-		w.WriteString("\n")
-	}
-	w.WriteString("]\n")
+	j.finish()
 	return nil
+}
+
+// WriteJSONFrom writes the items of src as WriteJSON writes the streams
+// that omit no event (omitEmpty): the events of one stream must come
+// together, and each run of events of one stream (by key) is one
+// BuildEventStream message, begun at its first event. A skipped frame is
+// written as an error object where it comes. Nothing but the item being
+// written is held, so memory does not grow with src (issue 13: bes query
+// --format json held every event). It returns the first error of src;
+// errors of w are left to its Flush.
+func WriteJSONFrom(w *bufio.Writer, src Source, o Options) error {
+	j := newJSONWriter(w, o)
+	err := src(func(it Item) error {
+		if it.Event == nil {
+			j.endStream()
+			if it.Bad != nil {
+				j.skipped(it.Bad)
+			}
+			return nil
+		}
+		if j.cur != nil && j.cur.Key != it.Stream.Key {
+			j.endStream()
+		}
+		return j.event(it.Stream, it.Event)
+	})
+	if err != nil {
+		return err
+	}
+	j.endStream()
+	j.finish()
+	return nil
+}
+
+// jsonWriter writes the JSON array of WriteJSON and WriteJSONFrom.
+type jsonWriter struct {
+	w       *bufio.Writer
+	o       Options
+	enc     *Encoder
+	b       []byte
+	written int             // elements of the array written
+	cur     *bepfile.Stream // the stream whose message is open, nil if none
+	n       int             // events of cur written
+}
+
+func newJSONWriter(w *bufio.Writer, o Options) *jsonWriter {
+	w.WriteString("[")
+	return &jsonWriter{w: w, o: o, enc: NewEncoder(o.Source)}
+}
+
+// startStream opens the message of s.
+func (j *jsonWriter) startStream(s *bepfile.Stream) error {
+	if j.written > 0 {
+		j.w.WriteString(",")
+	}
+	j.written++
+	id, err := jsonOpts.Marshal(s.ID)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(j.w, "\n  {\n    \"streamId\": %s,\n    \"events\": [", id)
+	j.cur, j.n = s, 0
+	return nil
+}
+
+// event writes ev of s, opening the message of s if none is open.
+func (j *jsonWriter) event(s *bepfile.Stream, ev *bepfile.Event) error {
+	var rep Report
+	j.b, rep = j.enc.Append(j.b[:0], s, ev)
+	j.o.report(s, ev, &rep)
+	if j.cur == nil {
+		if err := j.startStream(s); err != nil {
+			return err
+		}
+	}
+	if j.n > 0 {
+		j.w.WriteString(",")
+	}
+	j.w.WriteString("\n      ")
+	j.w.Write(j.b)
+	j.n++
+	return nil
+}
+
+// endStream closes the open message, if any.
+func (j *jsonWriter) endStream() {
+	if j.cur == nil {
+		return
+	}
+	if j.n > 0 {
+		j.w.WriteString("\n    ")
+	}
+	j.w.WriteString("]\n  }")
+	j.cur = nil
+}
+
+// skipped writes the error object of a skipped frame.
+func (j *jsonWriter) skipped(e *bepfile.Error) {
+	if j.written > 0 {
+		j.w.WriteString(",")
+	}
+	j.written++
+	j.b, _ = j.enc.AppendItem(j.b[:0], Item{Bad: e})
+	j.w.WriteString("\n  ")
+	j.w.Write(j.b)
+}
+
+// finish closes the array.
+func (j *jsonWriter) finish() {
+	if j.written > 0 {
+		j.w.WriteString("\n")
+	}
+	j.w.WriteString("]\n")
 }

@@ -443,3 +443,45 @@ func TestAppendCompleteOnlyWithFinish(t *testing.T) {
 		t.Fatalf("after the finish: %+v", e)
 	}
 }
+
+// TestAppendAfterCommit: bes serve going on with a stream that was
+// ingested whole (bess version 3, with its end record): OpenAppend loads
+// its events, writes its header again without the whole flag and cuts
+// off the end record, then appends; the stream reads back whole, and,
+// being a live stream's file now, a record cut short at its end is a
+// write in progress that Rebuild indexes as a partial stream, not damage.
+func TestAppendAfterCommit(t *testing.T) {
+	st, evs, _ := obeStream(t)
+	s := openStore(t)
+	mustCommit(t, s, st, evs[:50])
+	a, loaded, err := s.openAppend(bg, st, AppendOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loaded == nil || loaded.Len() != 50 {
+		t.Fatalf("loaded %d events, want 50", lenOf(loaded))
+	}
+	appendAll(t, a, evs[50:], 20)
+	final, err := a.Close(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, got := readBack(t, s, final)
+	sameEvents(t, got, evs)
+	path := filepath.Join(s.Dir(), final.File)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recordBytes(t, b, false) // no whole flag, no end record
+	if err := os.WriteFile(path, b[:len(b)-3], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	loseCatalog(t, s)
+	if err := s.Rebuild(bg); err != nil {
+		t.Fatal(err)
+	}
+	if e := entryOf(t, s, st.Key); e.Events != int64(len(evs)-1) {
+		t.Errorf("rebuilt entry: %d events, want %d (the cut record left out)", e.Events, len(evs)-1)
+	}
+}

@@ -97,33 +97,44 @@ func unmarshalAliased(b []byte, req proto.Message, obeField protowire.Number, se
 	if !ok {
 		return whole()
 	}
-	obeRest, ev, ok := cutField(obe, wire.OBEEvent)
-	if !ok {
+	o, ok := aliasedOBE(obe)
+	if !ok || proto.Unmarshal(reqRest, req) != nil {
 		return whole()
+	}
+	set(o)
+	return nil
+}
+
+// aliasedOBE decodes the OrderedBuildEvent encoded in b, its bazel_event's
+// value a slice of b; ok is false for one of another shape (see recvCodec)
+// or malformed.
+func aliasedOBE(b []byte) (*buildpb.OrderedBuildEvent, bool) {
+	obeRest, ev, ok := cutField(b, wire.OBEEvent)
+	if !ok {
+		return nil, false
 	}
 	evRest, anyb, ok := cutField(ev, wire.BESBazelEvent)
 	if !ok {
-		return whole()
+		return nil, false
 	}
 	anyRest, value, ok := cutField(anyb, anyValue)
 	if !ok {
-		return whole()
+		return nil, false
 	}
 	o := &buildpb.OrderedBuildEvent{}
 	e := &buildpb.BuildEvent{}
 	a := &anypb.Any{}
-	if proto.Unmarshal(reqRest, req) != nil || proto.Unmarshal(obeRest, o) != nil || proto.Unmarshal(evRest, e) != nil || proto.Unmarshal(anyRest, a) != nil || e.Event != nil {
+	if proto.Unmarshal(obeRest, o) != nil || proto.Unmarshal(evRest, e) != nil || proto.Unmarshal(anyRest, a) != nil || e.Event != nil {
 		// Malformed (proto.Unmarshal of the whole names the fault), or
 		// another event of the oneof beside bazel_event.
-		return whole()
+		return nil, false
 	}
 	if len(value) > 0 {
 		a.Value = value[:len(value):len(value)]
 	}
 	e.Event = &buildpb.BuildEvent_BazelEvent{BazelEvent: a}
 	o.Event = e
-	set(o)
-	return nil
+	return o, true
 }
 
 // cutField finds the one occurrence of the length-delimited field num in

@@ -378,6 +378,14 @@ func (s *publishServer) check(obe *buildpb.OrderedBuildEvent, field string) (*re
 	if len(raw) > s.opts.MaxEventSize {
 		return nil, status.Errorf(codes.ResourceExhausted, "stream %s: sequence number %d: event of %d bytes exceeds the limit of %d bytes", key, seq, len(raw), s.opts.MaxEventSize)
 	}
+	if len(raw) >= LargeBatch {
+		// The event decoded again from raw, its payload a slice of it,
+		// so that the request's copy can go once the caller lets the
+		// request go (issue 13: one copy fewer while it is stored).
+		if o, ok := aliasedOBE(raw); ok {
+			obe = o
+		}
+	}
 	return &received{obe: obe, raw: raw, key: key}, nil
 }
 
@@ -706,6 +714,7 @@ func (s *publishServer) PublishLifecycleEvent(ctx context.Context, req *buildpb.
 		s.refused(err)
 		return nil, err
 	}
+	req.BuildEvent = nil // r holds the event: a large one's request copy can go
 	r.origin = origin(req.GetProjectId(), nil)
 	pctx := context.WithoutCancel(ctx)
 	if req.GetCheckPrecedingLifecycleEventsPresent() {
@@ -935,6 +944,7 @@ func (s *publishServer) toolBatch(ctx context.Context, tc *toolCall, batch []*bu
 			bad = err
 			break
 		}
+		req.OrderedBuildEvent = nil // r holds the event: a large one's request copy can go
 		r.origin = origin(req.GetProjectId(), req.GetNotificationKeywords())
 		if tc.key == "" {
 			if req.GetCheckPrecedingLifecycleEventsPresent() {

@@ -28,6 +28,11 @@ type reportOptions struct {
 	viewOptions
 	Output   string // -o FILE; "" for standard output
 	LogLines int    // --log-lines: the last lines of each failure's local logs
+	// TestLogBytes (--test-log-bytes) bounds the end of each test
+	// attempt's local test.log the page shows; 0 reads none (bes serve's
+	// pages: a stream's URIs are its sender's, and must not make the
+	// server read its own files).
+	TestLogBytes int
 }
 
 // reportData is the JSON a page inlines for its script
@@ -57,6 +62,9 @@ type reportData struct {
 	// CriticalPath holds the steps of Bazel's "critical path" log
 	// (BuildToolLogs), in its order.
 	CriticalPath []criticalStep `json:"critical_path"`
+
+	// testLogs are the ends of the test logs read (see readTestLogs).
+	testLogs []htmlreport.TestLog
 }
 
 type reportCommandLine struct {
@@ -119,6 +127,10 @@ type criticalStep struct {
 // maxReportActions bounds the timed actions a page draws.
 const maxReportActions = 20000
 
+// maxReportTestLogs bounds the bytes of test.log ends a page holds, all
+// logs together (--test-log-bytes bounds each).
+const maxReportTestLogs = 4 << 20
+
 // maxReportArtifacts bounds the output files a page lists, so that the
 // page of a build of a hundred thousand targets still opens quickly.
 const maxReportArtifacts = 20000
@@ -140,7 +152,10 @@ host and commit when the stream gives them); the failures in Bazel's own
 words (what bes failures gives: the ERROR messages, the failed action's
 output, the last --log-lines lines of the local logs, root causes); the
 tests as a table to sort and filter, failing and flaky first, each with its
-runs, shards and attempts; timing charts (a timeline of the test attempts
+runs, shards and attempts; the end of each attempt's test.log (the last
+--test-log-bytes of it, 4 MiB in all, failing and flaky tests first) when
+its file:// URI names a file of this machine, a failing attempt's unfolded;
+timing charts (a timeline of the test attempts
 and of the actions the BEP times, the critical path, the slowest tests and
 targets), drawn with Chart.js; the console with its colours, searchable;
 the output files by target and output group; the command line and options;
@@ -163,6 +178,7 @@ EXAMPLES:
 			&cli.StringFlag{Name: "match", Aliases: []string{"m"}, Usage: "keep the streams whose key matches `REGEX` (unanchored); without STREAM or FILE, every stored stream that matches"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the page to `FILE` (replaced whole once written) instead of standard output"},
 			&cli.IntFlag{Name: "log-lines", Value: 20, Usage: "show the last `N` lines of each failure's stderr, stdout and test.log when the file:// URI exists on this machine (0: none)"},
+			&cli.IntFlag{Name: "test-log-bytes", Value: 64 << 10, Usage: "show the last `N` bytes of each test attempt's test.log when its file:// URI exists on this machine, failing and flaky tests first, 4 MiB at most in all (0: none)"},
 			exitZeroFlag(),
 		}, inputFlags()...),
 		OnUsageError: usageErrorHandler,
@@ -170,7 +186,10 @@ EXAMPLES:
 			if c.Int("log-lines") < 0 {
 				return &usageError{msg: "--log-lines: want 0 or more"}
 			}
-			opts := reportOptions{viewOptions: viewOptionsFrom(c), Output: c.String("output"), LogLines: c.Int("log-lines")}
+			if c.Int("test-log-bytes") < 0 {
+				return &usageError{msg: "--test-log-bytes: want 0 or more"}
+			}
+			opts := reportOptions{viewOptions: viewOptionsFrom(c), Output: c.String("output"), LogLines: c.Int("log-lines"), TestLogBytes: c.Int("test-log-bytes")}
 			return runReport(c.Context, opts, c.Args().Slice(), c.App.Writer, c.App.ErrWriter)
 		},
 	}
@@ -308,11 +327,103 @@ func reportDataFor(ctx context.Context, opts reportOptions, inv *invocation.Invo
 		r.Stream, r.InvocationID = "", ""
 		d.Artifacts = append(d.Artifacts, r)
 	}
+	d.readTestLogs(opts.TestLogBytes)
 	d.shortenURIs()
 	if err := readCommandLines(ctx, opts, inv, args, d); err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+// readTestLogs reads the end of each test attempt's test.log whose
+// file:// URI names a readable file of this machine (CI runs bes report
+// right after Bazel): at most n bytes of each, from the start of a line,
+// maxReportTestLogs in all, the failing tests' attempts first, then the
+// flaky ones', then the others'. Each run read gets its LogTail; a log
+// that cannot be read is left as its URI.
+func (d *reportData) readTestLogs(n int) {
+	if n <= 0 {
+		return
+	}
+	rank := func(t *testRow) int {
+		switch {
+		case t.DidNotReport:
+			return 0
+		case t.Status == invocation.StatusFailedToBuild || t.Status == invocation.StatusToolHalted:
+			return 1
+		case invocation.FailingStatus(t.Status):
+			return 0
+		case t.Status == invocation.StatusFlaky:
+			return 2
+		}
+		return 3
+	}
+	order := make([]int, 0, len(d.Tests))
+	for i := range d.Tests {
+		order = append(order, i)
+	}
+	slices.SortStableFunc(order, func(x, y int) int { return cmp.Compare(rank(&d.Tests[x]), rank(&d.Tests[y])) })
+	total := 0
+	for _, i := range order {
+		t := &d.Tests[i]
+		for j := range t.Runs {
+			r := &t.Runs[j]
+			if total >= maxReportTestLogs {
+				return
+			}
+			path, ok := localPath(r.Log)
+			if !ok {
+				continue
+			}
+			text, cut, err := tailBytes(path, min(n, maxReportTestLogs-total))
+			if err != nil {
+				continue // not on this machine, or unreadable: the URI stays
+			}
+			total += len(text)
+			title := t.Label
+			if t.RunCount > 1 {
+				title += fmt.Sprintf(" run %d", r.Run)
+			}
+			if t.Shards > 1 {
+				title += fmt.Sprintf(" shard %d", r.Shard)
+			}
+			title += fmt.Sprintf(" attempt %d", r.Attempt)
+			r.LogTail = len(d.testLogs) + 1
+			d.testLogs = append(d.testLogs, htmlreport.TestLog{
+				ID: r.LogTail, Title: title, Status: r.Status, URI: r.Log,
+				Open: rank(t) <= 1 && invocation.FailingStatus(r.Status),
+				Text: text, Cut: cut,
+			})
+		}
+	}
+}
+
+// tailBytes returns the end of the regular file at path: its last n bytes
+// at most, from the start of a line when it is longer (unless that line
+// is longer than n), invalid UTF-8 as U+FFFD; and how many bytes before
+// them were left out.
+func tailBytes(path string, n int) ([]byte, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil, 0, fmt.Errorf("%s: not a regular file", path)
+	}
+	off := max(0, fi.Size()-int64(n))
+	buf := make([]byte, fi.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil && err != io.EOF {
+		return nil, 0, err
+	}
+	if off > 0 {
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 && i < len(buf)-1 {
+			off += int64(i + 1)
+			buf = buf[i+1:]
+		}
+	}
+	return bytes.ToValidUTF8(buf, []byte("\uFFFD")), off, nil
 }
 
 // shortenURIs writes the tests' logs and the output files' URIs without
@@ -502,6 +613,7 @@ func reportPage(inv *invocation.Invocation, d *reportData) htmlreport.Page {
 		Verdict:     string(inv.Verdict()),
 		VerdictText: verdictWords(inv),
 		Data:        d,
+		TestLogs:    d.testLogs,
 		Fields: []htmlreport.Field{
 			{Name: "result", Value: cell("RESULT")},
 			{Name: "invocation", Value: names.cell(inv.InvocationID, inv.StreamKey)},

@@ -117,6 +117,9 @@ func (ts pageTests) MarshalJSON() ([]byte, error) {
 			ro.str("strategy", r.Strategy, false)
 			ro.str("hostname", r.Hostname, false)
 			ro.str("log", r.Log, false)
+			if r.LogTail > 0 {
+				ro.int("log_tail", r.LogTail)
+			}
 			o.b = ro.end()
 		}
 		o.b = append(o.b, ']')

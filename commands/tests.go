@@ -78,6 +78,9 @@ type runRow struct {
 	Hostname       string     `json:"hostname,omitempty"`
 	Log            string     `json:"log,omitempty"`
 	XML            string     `json:"xml,omitempty"`
+	// LogTail is bes report's: the page's element holding the end of Log
+	// (htmlreport.TestLog.ID), 0 when the page has none.
+	LogTail int `json:"log_tail,omitempty"`
 }
 
 func (r testRow) status() string {

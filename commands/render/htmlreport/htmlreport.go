@@ -40,6 +40,10 @@ type Page struct {
 	Fields []Field
 	// Failures are shown first, each with Bazel's own words.
 	Failures []Failure
+	// TestLogs are the ends of test attempts' test.log files, shown as
+	// HTML (with their colours, for JavaScript off too), failing ones
+	// open; page.js links each from its attempt's row.
+	TestLogs []TestLog
 	// Console is Bazel's console output as it printed it (Progress events'
 	// stderr and stdout, ANSI escapes kept): rendered to HTML with its
 	// colours. At most MaxConsole bytes of its end are shown.
@@ -70,6 +74,22 @@ type Failure struct {
 	// that followed them) and the last lines of its local log files; each
 	// is shown preformatted, its Heading above it when set.
 	Blocks []Block
+}
+
+// TestLog is the end of one test attempt's test.log.
+type TestLog struct {
+	// ID makes the element's id, "log-ID": the data's runs name it
+	// (log_tail) for page.js.
+	ID int
+	// Title names the attempt ("//tests:fail run 1 shard 1 attempt 2"),
+	// Status is its TestStatus name, URI the file's.
+	Title, Status, URI string
+	// Open shows it unfolded (a failing attempt's).
+	Open bool
+	// Text is the end of the file, ANSI escapes kept (rendered as the
+	// console is), Cut the number of bytes before it left out.
+	Text []byte
+	Cut  int64
 }
 
 // Block is one preformatted text of a failure.
@@ -126,6 +146,15 @@ func Write(w io.Writer, p Page) error {
 			console = console[i+1:]
 		}
 	}
+	type testLogView struct {
+		TestLog
+		HTML template.HTML
+	}
+	logs := make([]testLogView, len(p.TestLogs))
+	for i, l := range p.TestLogs {
+		// Escaped by terminal-to-html, as the console.
+		logs[i] = testLogView{TestLog: l, HTML: template.HTML(consoleHTML(l.Text))}
+	}
 	var fields []Field
 	for _, f := range p.Fields {
 		if f.Value != "" {
@@ -135,6 +164,7 @@ func Write(w io.Writer, p Page) error {
 	return tmpl.Execute(w, struct {
 		Page
 		Fields      []Field
+		Logs        []testLogView
 		ConsoleHTML template.HTML
 		ConsoleCut  int
 		HasConsole  bool
@@ -145,6 +175,7 @@ func Write(w io.Writer, p Page) error {
 	}{
 		Page:   p,
 		Fields: fields,
+		Logs:   logs,
 		// terminal-to-html escapes the text it is given (<, >, &, quotes)
 		// and writes only its own spans and links.
 		ConsoleHTML: template.HTML(consoleHTML(console)),

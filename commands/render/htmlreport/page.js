@@ -123,6 +123,13 @@
     var more = el("div");
     root.appendChild(more);
     var rows = [];
+    // logTail links an attempt to the end of its test.log, shown in the
+    // section test-logs.
+    function logTail(id) {
+      var a = el("a", { href: "#log-" + id, text: "its end" });
+      a.addEventListener("click", function () { var d = document.getElementById("log-" + id); if (d) d.open = true; });
+      return a;
+    }
     function runsRow(t) {
       var inner = el("table", { className: "data" });
       inner.appendChild(el("tr", null, ["Run", "Shard", "Attempt", "Status", "Cached", "Duration", "Start", "Strategy", "Log"].map(function (h) { return el("th", { text: h }); })));
@@ -133,7 +140,7 @@
           el("td", { text: r.cached_locally ? "local" : r.cached_remotely ? "remote" : "" }),
           el("td", { className: "num", text: secs(r.duration_seconds) }),
           el("td", { text: r.start || "" }), el("td", { text: r.strategy || "" }),
-          el("td", null, [link(r.log, r.log ? "test.log" : "")])
+          el("td", null, [link(r.log, r.log ? "test.log" : ""), r.log_tail ? " " : null, r.log_tail ? logTail(r.log_tail) : null])
         ]));
       });
       if (t.aborted && t.aborted.description) inner.appendChild(el("tr", null, [el("td", { colspan: "9", text: "aborted: " + t.aborted.description })]));

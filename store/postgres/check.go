@@ -347,7 +347,10 @@ func (s *Store) checkRow(ctx context.Context, r *row) (*found, error) {
 	h := sha256.New()
 	cr := &chunkReader{ctx: ctx, b: s.blobs, chunks: r.chunks}
 	defer cr.Close()
-	current := func() string { // the blob being read
+	current := func(err error) string { // the blob err is about
+		if b := missingBlob(err, r.chunks); b != "" {
+			return b
+		}
 		if cr.name != "" {
 			return cr.name
 		}
@@ -358,9 +361,9 @@ func (s *Store) checkRow(ctx context.Context, r *row) (*found, error) {
 			return nil, ctx.Err()
 		}
 		if errors.Is(err, errBlobMissing) {
-			return problem(store.ProblemMissing, missingBlob(err, r.chunks), "%v", err)
+			return problem(store.ProblemMissing, current(err), "%v", err)
 		}
-		return problem(store.ProblemMismatch, current(), "the blobs the catalog row vouches for are damaged: %v", err)
+		return problem(store.ProblemMismatch, current(err), "the blobs the catalog row vouches for are damaged: %v", err)
 	}
 	rd, err := bess.NewReader(io.TeeReader(cr, h), dir, total)
 	if err != nil {
@@ -371,9 +374,23 @@ func (s *Store) checkRow(ctx context.Context, r *row) (*found, error) {
 	}
 	var meta store.Meta
 	var fb *store.FactsBuilder
+	// The events of each chunk: those whose records start in its bytes
+	// (an Appender's chunk holds whole records).
+	ends := make([]int64, len(r.chunks))
+	perChunk := make([]int64, len(r.chunks))
+	var at int64
+	for i, c := range r.chunks {
+		at += c.size
+		ends[i] = at
+	}
+	n := 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		start := rd.Offset()
+		for n < len(ends)-1 && start >= ends[n] {
+			n++
 		}
 		ev, err := rd.Next()
 		if err == io.EOF {
@@ -382,11 +399,17 @@ func (s *Store) checkRow(ctx context.Context, r *row) (*found, error) {
 		if err != nil {
 			return damaged(err)
 		}
+		perChunk[n]++
 		meta.Observe(ev)
 		if fb == nil {
 			fb = store.NewFactsBuilder(rd.Stream())
 		}
 		fb.Add(ev)
+	}
+	for i, c := range r.chunks {
+		if perChunk[i] != c.events {
+			return problem(store.ProblemMismatch, c.blob, "chunk %d holds %d events, the catalog says %d", i, perChunk[i], c.events)
+		}
 	}
 	if meta.Events != events {
 		return problem(store.ProblemMismatch, r.chunks[0].blob, "the body holds %d events, the catalog's chunks %d", meta.Events, events)
@@ -420,15 +443,14 @@ func (s *Store) checkRow(ctx context.Context, r *row) (*found, error) {
 	return f, nil
 }
 
-// missingBlob returns the blob of chunks that err, for a missing blob,
-// names.
+// missingBlob returns the blob of chunks that err names, "" if none.
 func missingBlob(err error, chunks []chunk) string {
 	for _, c := range chunks {
 		if strings.Contains(err.Error(), c.blob) {
 			return c.blob
 		}
 	}
-	return chunks[0].blob
+	return ""
 }
 
 // factsDiff compares the facts the catalog holds of key with want, as the

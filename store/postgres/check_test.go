@@ -320,3 +320,60 @@ func blobExists(t *testing.T, s *Store, name string) bool {
 	}
 	return ok
 }
+
+// TestCheckChunkEvents: each chunk's event count is checked, not only
+// their sum; and Repair leaves a live stream alone even when it is wrong.
+func TestCheckChunkEvents(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, newCatalog(t), "file://"+t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st, evs := readInput(t, "test_mixed.bep", "chunks")
+	a, _, err := s.OpenAppend(ctx, st, store.AppendOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range evs {
+		a.Append(&evs[i])
+		if i%40 == 39 {
+			if err := a.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	shift := func(d int) {
+		t.Helper()
+		for n, dd := range map[int]int{1: d, 2: -d} {
+			if _, err := s.pool.Exec(ctx, `UPDATE chunks SET events = events + $1 WHERE kid = $2 AND n = $3`, dd, kidOf(st.Key), n); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	shift(1)
+	res, err := s.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Problems) != 1 || res.Problems[0].Kind != store.ProblemMismatch || !strings.Contains(res.Problems[0].Detail, "chunk 1 holds 40 events, the catalog says 41") {
+		t.Errorf("chunks' event counts shifted: %+v", res.Problems)
+	}
+	rep, err := s.Repair(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Actions) != 0 || len(rep.After.Problems) != 1 {
+		t.Errorf("repair of a live stream: %q, after %+v; want it left alone", rep.Actions, rep.After.Problems)
+	}
+	shift(-1)
+	if _, err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.Check(ctx); err != nil || !res.OK() {
+		t.Errorf("closed: %+v, %v", res, err)
+	}
+}

@@ -106,14 +106,24 @@ func runDump(ctx context.Context, opts dumpOptions, args []string, w, errw io.Wr
 		}
 		return dw.outcome(res).err()
 	}
-	if len(refs) == 0 && (opts.Format == formatNDJSON || opts.Format == formatOBE) && len(files) == 1 && boundedReads {
-		// One file of interleaved streams (a BES capture): stream after
-		// stream in key order, then the frames skipped, as the streams
-		// read into memory would be written, in bounded memory (issue 13).
+	if len(refs) == 0 && (opts.Format == formatNDJSON || opts.Format == formatOBE || opts.Format == formatJSON) && len(files) == 1 && boundedReads {
+		// One file of interleaved streams (a BES capture), or any one
+		// file in json: stream after stream in key order, then the
+		// frames skipped, as the streams read into memory would be
+		// written, in bounded memory (issue 13).
 		if infos, _, ok := fileStreams(ctx, files, opts.Read); ok {
 			var res *outcome
-			src := dw.groupedEvents(ctx, files[0], opts.Read, errw, false, true, true, infos, nil, &res)
-			if err := dw.writeFrom(ctx, w, src); err != nil {
+			var err error
+			if opts.Format == formatJSON {
+				bw := bufio.NewWriterSize(w, 64<<10)
+				src := dw.groupedEvents(ctx, files[0], opts.Read, errw, false, false, true, infos, nil, &res)
+				if err = bepjson.WriteJSONFrom(bw, src, dw.jsonOptions()); err == nil {
+					err = bw.Flush()
+				}
+			} else {
+				err = dw.writeFrom(ctx, w, dw.groupedEvents(ctx, files[0], opts.Read, errw, false, true, true, infos, nil, &res))
+			}
+			if err != nil {
 				return err
 			}
 			return dw.outcome(res).err()

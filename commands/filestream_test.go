@@ -91,6 +91,7 @@ func TestFileCommandsMemoryBounded(t *testing.T) {
 		{"query table", []string{"query", `kind == "buildFinished" || seq < 20`}, 0},
 		{"query ndjson", []string{"query", "-o", "ndjson", `kind == "testResult"`}, 0},
 		{"query json", []string{"query", "-o", "json", `kind == "testResult"`}, 0},
+		{"dump json", []string{"dump", "-o", "json"}, 0},
 		{"query obe", []string{"query", "-o", "obe", "--kind", "testResult"}, 0},
 		{"streams", []string{"streams"}, 0},
 	} {
@@ -302,6 +303,7 @@ func TestCaptureMemoryBounded(t *testing.T) {
 	}{
 		{"dump table", []string{"dump"}},
 		{"dump ndjson", []string{"dump", "-o", "ndjson"}},
+		{"dump json", []string{"dump", "-o", "json"}},
 		{"query table", []string{"query", `kind == "testResult"`}},
 		{"query json", []string{"query", "-o", "json", `kind == "testResult"`}},
 		{"query obe", []string{"query", "-o", "obe", "--kind", "testSummary"}},
@@ -345,6 +347,7 @@ func TestBoundedReadsSameOutput(t *testing.T) {
 			{"dump"},
 			{"dump", "-o", "ndjson"},
 			{"dump", "-o", "obe"},
+			{"dump", "-o", "json"},
 			{"query", `kind == "testResult" || seq % 5 == 0`},
 			{"query", "-o", "json", `kind == "progress"`},
 			{"query", "-o", "json", "--kind", "nosuch"},

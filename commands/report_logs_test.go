@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/bes-cli/bes/commands/web"
 )
 
 // testMixedRoot is the execution root of the machine that ran the corpus's
@@ -138,5 +140,29 @@ func TestReportTestLogsNoScript(t *testing.T) {
 	}
 	if res[2] == "" || res[2] == "rgb(0, 0, 0)" {
 		t.Errorf("the red line's colour is %q", res[2])
+	}
+}
+
+// TestServedPageReadsNoLogs: bes serve's page of a stream whose test.log
+// URIs name files of the server's machine shows none of them (a stream's
+// URIs are its sender's: they must not make the server read its files),
+// though bes report of the same stored stream, on this machine, does.
+func TestServedPageReadsNoLogs(t *testing.T) {
+	events, root := testMixedWithLogs(t)
+	dir := filepath.Join(root, "store")
+	if _, stderr, code := runCLI(t, "ingest", "--store", dir, events); code != 0 {
+		t.Fatalf("ingest: exit %d: %s", code, stderr)
+	}
+	const id = "657fb236-551f-4f88-ab84-e114caf29e48"
+	page, stderr, _ := runCLI(t, "report", "--store", dir, id)
+	if !strings.Contains(page, `id="test-logs"`) || !strings.Contains(page, "FAIL: expected 1, got 2") {
+		t.Fatalf("bes report of the stored stream shows no log: %s", stderr)
+	}
+	code, body, _ := get(t, webHandler(t, dir, web.Options{}), "/invocation/"+id)
+	if code != 200 {
+		t.Fatalf("/invocation/%s: %d", id, code)
+	}
+	if strings.Contains(body, `id="test-logs"`) || strings.Contains(body, "FAIL: expected 1, got 2") || strings.Contains(body, "first attempt of fail") {
+		t.Error("the served page shows the server's files")
 	}
 }

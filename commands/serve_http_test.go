@@ -247,7 +247,7 @@ func TestWebInvocation(t *testing.T) {
 	if code, byKey, _ := get(t, h, "/invocation/"+mixed.Key); code != 200 || byKey != body {
 		t.Errorf("/invocation/KEY: %d, same page %v", code, byKey == body)
 	}
-	report, stderr, rc := runCLI(t, "report", "--store", dir, "--log-lines", "0", mixed.Key)
+	report, stderr, rc := runCLI(t, "report", "--store", dir, "--log-lines", "0", "--test-log-bytes", "0", mixed.Key)
 	if rc != ExitTestFail {
 		t.Fatalf("report: exit %d: %s", rc, stderr)
 	}

@@ -559,6 +559,9 @@ func (s *publishServer) offer(ctx context.Context, ls *liveStream, r *received, 
 	}
 	sum := s.digest(r.raw)
 	ls.scratch, _ = ev.Compact(ls.info, ls.scratch)
+	if cap(ls.scratch) > LargeBatch {
+		ls.scratch = nil // kept for small events only: a large one's goes before it is stored
+	}
 	return accepted{ack: true, event: ev, sum: sum, store: true, ends: finishes(r.obe)}, nil
 }
 

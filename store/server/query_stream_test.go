@@ -30,9 +30,11 @@ func TestStreamEventStreams(t *testing.T) {
 	// Two streams of 3 MiB events (each over a message: sent in parts),
 	// and the real stream under two names.
 	for i := range 2 {
-		if _, err := publish(t, e.client, hostile.Events(fmt.Sprintf("big-%d", i), "inv", 3, 3<<20)); err != nil {
+		evs := hostile.Events(fmt.Sprintf("big-%d", i), "inv", 3, 3<<20)
+		if _, err := publish(t, e.client, evs); err != nil {
 			t.Fatal(err)
 		}
+		checkStored(t, e, fmt.Sprintf("big-%d.3.inv", i), encodings(t, evs)) // large events stored as sent
 	}
 	for i := range 2 {
 		if _, err := publish(t, e.client, renamed(toolEvents(t), fmt.Sprintf("s-%d", i))); err != nil {

@@ -5,6 +5,7 @@
 //
 //	go run ./testdata/hostile -addr 127.0.0.1:8980 -queries 20 -pattern '.*'
 //	go run ./testdata/hostile -addr 127.0.0.1:8980 -abandon 2000 -huge 4 -huge-size 24MiB
+//	go run ./testdata/hostile -addr 127.0.0.1:8980 -stream -pattern .
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/bes-cli/bes/store/server/hostile"
 )
@@ -24,6 +26,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8980", "`HOST:PORT` of the server (plain text: loopback only)")
 	prefix := flag.String("prefix", "hostile", "build ids start with it")
 	queries := flag.Int("queries", 0, "run `N` QueryEventStreams(-pattern)")
+	stream := flag.Bool("stream", false, "run bes.v1.StreamQuery/StreamEventStreams(-pattern) once, with gRPC's default 4 MiB receive limit, and count what came")
 	pattern := flag.String("pattern", ".*", "the queries' build_id_pattern")
 	par := flag.Int("par", 4, "queries or streams at once")
 	abandon := flag.Int("abandon", 0, "open `N` streams, send 3 events on each, and vanish")
@@ -60,6 +63,15 @@ func main() {
 	if *queries > 0 {
 		count, first := h.Queries(ctx, *queries, *par, *pattern)
 		fmt.Printf("%d queries of %q: %v %v\n", *queries, *pattern, count, first)
+	}
+	if *stream {
+		streams, msgs, err := h.StreamQuery(ctx, *pattern)
+		events, size := 0, 0
+		for _, s := range streams {
+			events += len(s.GetEvents())
+			size += proto.Size(s)
+		}
+		fmt.Printf("StreamEventStreams(%q): %d streams, %d events, %d bytes in %d messages, %v\n", *pattern, len(streams), events, size, msgs, err)
 	}
 	fmt.Printf("done in %v\n", time.Since(start).Round(time.Millisecond))
 }

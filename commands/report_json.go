@@ -73,7 +73,8 @@ func (ts pageTests) MarshalJSON() ([]byte, error) {
 		t := &ts[i]
 		o := jsonObject{b: b}
 		o.str("label", t.Label, true)
-		o.str("configuration_name", t.ConfigName, false)
+		// Not drawn, so left out: configuration_name, run_count (total_runs
+		// is), logs (each run has its own).
 		o.str("kind", t.Kind, false)
 		o.str("size", t.Size, false)
 		if t.DidNotReport {
@@ -88,7 +89,6 @@ func (ts pageTests) MarshalJSON() ([]byte, error) {
 			o.b = a.end()
 		}
 		o.int("total_runs", t.TotalRuns)
-		o.int("run_count", t.RunCount)
 		o.int("shards", t.Shards)
 		o.int("attempts", t.Attempts)
 		o.int("cached", t.Cached)

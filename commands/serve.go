@@ -98,7 +98,12 @@ is not UTF-8, as Bazel sends them, is stored byte for byte).
 QueryEventStreams reads the store. Its answer is one message, at most
 4 MiB and 10,000 streams (what a gRPC client receives by default); a larger
 one is refused with ResourceExhausted: narrow the pattern, e.g. to one
-invocation ("INVOCATION_ID$"), or read the store with bes dump.
+invocation ("INVOCATION_ID$"), read the store with bes dump, or ask
+bes.v1.StreamQuery/StreamEventStreams (store/proto/bes/v1/query.proto, listed
+by server reflection): the same streams in the same order, as a server stream
+of messages of at most 1 MiB of events each naming its StreamId (an event
+over 1 MiB comes in parts), so a client with gRPC's default 4 MiB limit
+receives an answer of any size. Both take the same token and pattern rules.
 
 One line per stream opened, finished and let go, and per request refused
 (refused authentications: at most one line per 10 seconds), goes to

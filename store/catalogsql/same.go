@@ -10,7 +10,8 @@ import "context"
 // the one ingested last, then the greatest key. The others are shadowed:
 // their rows are left out of every answer. The invocations of a catalog
 // are found by id on the index invocations_invocation_id (migration 5 of
-// store/local and store/postgres).
+// store/local and store/postgres); those stored more than once are listed
+// in same_invocations (migration 6), kept as facts are written.
 
 // rank is the SQL row value by which the representative of an invocation
 // is the greatest of its streams: the streams row s.
@@ -26,11 +27,12 @@ func rankCols(s string) string {
 // Shadowed returns the query of the Ref column of the invocations rows
 // whose invocation another stream represents (with facts, and a greater
 // rank): usually none. It reads the invocations stored more than once
-// from invocations_invocation_id, then ranks the streams of those only.
+// from same_invocations, then ranks the streams of those only, found by
+// id on invocations_invocation_id.
 func (d Dialect) Shadowed() string {
 	r := d.Ref
 	return `SELECT i.` + r + ` FROM invocations i JOIN streams s ON s.` + r + ` = i.` + r + `
-		WHERE i.invocation_id IN (SELECT invocation_id FROM invocations GROUP BY invocation_id HAVING count(*) > 1)
+		WHERE i.invocation_id IN (SELECT invocation_id FROM same_invocations)
 		AND EXISTS (SELECT 1 FROM invocations o JOIN streams os ON os.` + r + ` = o.` + r + `
 			WHERE o.invocation_id = i.invocation_id AND o.` + r + ` <> i.` + r + `
 			AND (` + rank("os") + `) > (` + rank("s") + `))`
@@ -44,14 +46,12 @@ type same struct {
 }
 
 // sameOf reads whether the catalog has shadowed streams: first whether
-// any invocation id has several rows (one scan of
-// invocations_invocation_id, which stops at the first), then, only if
-// one has, whether a stream is shadowed (PostgreSQL's planner, not knowing
-// how few invocations are stored twice, would otherwise join every
-// stream: 0.5 s at 100,000 invocations).
+// same_invocations (migration 6 of store/local and store/postgres, kept
+// as facts are written) names any invocation, then, only if it does,
+// whether a stream is shadowed.
 func (d Dialect) sameOf(ctx context.Context, q Queryer) (same, error) {
 	var n int
-	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM invocations GROUP BY invocation_id HAVING count(*) > 1 LIMIT 1) AS two`).Scan(&n); err != nil || n == 0 {
+	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM same_invocations LIMIT 1) AS two`).Scan(&n); err != nil || n == 0 {
 		return same{d: d}, err
 	}
 	err := q.QueryRowContext(ctx, `SELECT count(*) FROM (`+d.Shadowed()+`) AS sh`).Scan(&n)

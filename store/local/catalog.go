@@ -84,6 +84,9 @@ var migrations = []string{
 	// 5: the invocations by id (issue 15, history.go): an invocation
 	// stored as several streams (a .bep and its BES capture) is one run.
 	sameInvocationSchema,
+	// 6: the invocation ids stored more than once, kept at write time
+	// (history.go).
+	sameInvocationsSchema,
 }
 
 // IndexError reports a catalog that cannot be read (a damaged catalog.db),

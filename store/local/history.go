@@ -45,6 +45,15 @@ const historySchema = `ALTER TABLE invocations ADD COLUMN actions_created INTEGE
 // several streams (a run's .bep and its BES capture), to count each once.
 const sameInvocationSchema = `CREATE INDEX invocations_invocation_id ON invocations(invocation_id);`
 
+// sameInvocationsSchema is migration 6 (issue 15): the invocation ids
+// that the facts of more than one stream have, kept as facts are written
+// (putHistoryFactsTx; a stale id, whose other streams are gone, is
+// harmless), so that a history query asks this small table whether any
+// invocation is stored twice instead of reading the whole index of
+// migration 5 (40 ms at 100,000 invocations).
+const sameInvocationsSchema = `CREATE TABLE same_invocations (invocation_id BLOB NOT NULL PRIMARY KEY);
+	INSERT INTO same_invocations SELECT invocation_id FROM invocations GROUP BY invocation_id HAVING count(*) > 1;`
+
 // putHistoryFactsTx writes what migration 3 added of f, the facts of key
 // that putFactsTx has just inserted.
 func putHistoryFactsTx(ctx context.Context, tx *sql.Tx, key string, f *store.Facts) error {
@@ -52,6 +61,10 @@ func putHistoryFactsTx(ctx context.Context, tx *sql.Tx, key string, f *store.Fac
 		return nil
 	}
 	k := []byte(key)
+	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO same_invocations(invocation_id) SELECT invocation_id FROM invocations
+		WHERE invocation_id = ? GROUP BY invocation_id HAVING count(*) > 1`, []byte(f.InvocationID)); err != nil {
+		return err
+	}
 	if f.ActionsCreated != 0 || f.ActionsExecuted != 0 || f.CriticalPath != 0 {
 		if _, err := tx.ExecContext(ctx, `UPDATE invocations SET actions_created = ?, actions_executed = ?,
 			critical_path_ns = ? WHERE key = ?`, f.ActionsCreated, f.ActionsExecuted, int64(f.CriticalPath), k); err != nil {

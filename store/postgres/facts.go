@@ -51,6 +51,9 @@ func putFacts(ctx context.Context, tx pgx.Tx, key string, f *store.Facts) error 
 		f.ActionsCreated, f.ActionsExecuted, int64(f.CriticalPath), int32(f.Failures), f.Damaged); err != nil {
 		return err
 	}
+	if err := markSame(ctx, tx, f.InvocationID); err != nil {
+		return err
+	}
 	if len(f.Targets) > 0 {
 		rows := make([][]any, len(f.Targets))
 		for i, t := range f.Targets {
@@ -85,6 +88,21 @@ func putFacts(ctx context.Context, tx pgx.Tx, key string, f *store.Facts) error 
 
 // putFactsIfAbsent stores f as the facts of key unless the catalog has
 // facts for key already: for a stream committed again unchanged.
+// markSame records invocationID in same_invocations (migration 6) when
+// the facts of more than one stream have it, as the facts of one more have
+// just been inserted in tx (store/catalogsql's one run per invocation). A
+// lock on the id, held until tx ends, makes a concurrent writer of the
+// same invocation wait: the second of two sees the row of the first.
+func markSame(ctx context.Context, tx pgx.Tx, invocationID string) error {
+	id := []byte(invocationID)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(encode($1::bytea, 'hex'), 15))`, id); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO same_invocations(invocation_id) SELECT invocation_id FROM invocations
+		WHERE invocation_id = $1 GROUP BY invocation_id HAVING count(*) > 1 ON CONFLICT DO NOTHING`, id)
+	return err
+}
+
 func putFactsIfAbsent(ctx context.Context, tx pgx.Tx, key string, f *store.Facts) error {
 	if f == nil {
 		return nil

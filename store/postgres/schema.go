@@ -117,4 +117,10 @@ var migrations = []string{
 	// invocations by id, so that the history queries count an invocation
 	// stored as several streams once (store/catalogsql).
 	`CREATE INDEX invocations_invocation_id ON invocations(invocation_id);`,
+	// 6: store/local's version 6 (store/local/history.go): the
+	// invocation ids that the facts of several streams have, kept as
+	// facts are written (facts.go, markSame), so that a history query asks
+	// this small table, not the index of every invocation.
+	`CREATE TABLE same_invocations (invocation_id BYTEA NOT NULL PRIMARY KEY);
+	INSERT INTO same_invocations SELECT invocation_id FROM invocations GROUP BY invocation_id HAVING count(*) > 1;`,
 }

@@ -254,7 +254,7 @@ func writeReport(w io.Writer, path string, page htmlreport.Page) error {
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), ".bes-report-*.html")
 	if err != nil {
-		return err
+		return reportOutputError(path, err)
 	}
 	defer os.Remove(f.Name()) // gone once renamed
 	bw := bufio.NewWriterSize(f, 1<<16)
@@ -269,9 +269,12 @@ func writeReport(w io.Writer, path string, page htmlreport.Page) error {
 		err = cerr
 	}
 	if err != nil {
-		return err
+		return reportOutputError(path, err)
 	}
-	return os.Rename(f.Name(), path)
+	if err := os.Rename(f.Name(), path); err != nil {
+		return reportOutputError(path, err)
+	}
+	return nil
 }
 
 // reportDataFor gathers the rows of the views for one invocation, and the

@@ -90,6 +90,12 @@ func inputFlags() []cli.Flag {
 			Name:  "max-event-size",
 			Value: bepfile.DefaultMaxEventSize,
 			Usage: "largest event accepted, in bytes; a larger frame is an error and is never allocated",
+			Action: func(_ *cli.Context, v int) error {
+				if v <= 0 {
+					return &usageError{msg: "--max-event-size must be positive"}
+				}
+				return nil
+			},
 		},
 		&cli.StringFlag{
 			Name:  "build-id",

@@ -239,7 +239,7 @@ func (r *Reader) start() error {
 		if err != nil { // undecided for want of data: the read error says more
 			return r.errorAt(0, -1, r.readError(err), false)
 		}
-		return r.errorAt(0, -1, ErrNotBEP, false)
+		return r.errorAt(0, -1, notBEPError(p), false)
 	}
 	r.format = f
 	return nil

@@ -83,6 +83,11 @@ func detect(p []byte, eof bool) Format {
 	if eof && cutJSONStart(p) {
 		return FormatNDJSON
 	}
+	if eof && len(p) > 0 && firstNonSpace(p) < 0 {
+		// Only blank lines: a JSON file without events (an empty input),
+		// not a binary frame whose length is '\n' (10) cut short.
+		return FormatNDJSON
+	}
 	best, bestScore := FormatAuto, 0
 	for _, c := range []struct {
 		f     Format

@@ -234,6 +234,11 @@ func (r *Reader) start() error {
 	if len(p) > peekSize { // a caller's bufio.Reader may hold more
 		p, eof = p[:peekSize], false
 	}
+	if eof && err == nil && firstNonSpace(p) < 0 {
+		// Nothing but blank lines: as empty as no byte at all (not a
+		// binary frame whose length is '\n' cut short).
+		return r.errorAt(-1, -1, errEmpty, false)
+	}
 	f := detect(p, eof || err != nil)
 	if f == FormatAuto {
 		if err != nil { // undecided for want of data: the read error says more

@@ -618,6 +618,9 @@ func TestBadInput(t *testing.T) {
 	}{
 		{name: "empty", input: nil, openErr: "in: empty input"},
 		{name: "empty bep", input: nil, opts: Options{Format: FormatBEP}, openErr: "in: empty input"},
+		// Blank lines only: empty too, not a frame of length '\n' cut short.
+		{name: "newline", input: []byte("\n"), openErr: "in: empty input"},
+		{name: "blank lines", input: []byte(" \r\n\t\n\n"), openErr: "in: empty input"},
 		{name: "text", input: []byte("hello, world\nthis is text\n"), openErr: "in" + notBEP},
 		{name: "png", input: png, openErr: "in" + notBEP},
 		{name: "zeros", input: make([]byte, 100), openErr: "in" + notBEP},

@@ -49,12 +49,13 @@ const exitStatusHelp = `EXIT STATUS:
    3  partial: an input was truncated; the complete events before the cut were kept and used
    4  duplicate: a stream with the same key but other content is already stored (ingest without --replace),
       or a bes serve is receiving that stream right now
-   5  build failed (summary, tests, failures): Bazel's exit code is not SUCCESS and no test ran and
-      failed, or Bazel ended the stream without BuildFinished (it refused the command)
-   6  tests failed (summary, tests, failures): Bazel's exit code is TESTS_FAILED, or it is not
-      SUCCESS and a test failed, timed out or was stopped while it ran
+   5  build failed (summary, tests, failures, report; diff: a target newly fails): Bazel's exit code
+      is not SUCCESS and no test ran and failed, or Bazel ended the stream without BuildFinished
+      (it refused the command)
+   6  tests failed (summary, tests, failures, report; diff: a test newly fails): Bazel's exit code is
+      TESTS_FAILED, or it is not SUCCESS and a test failed, timed out or was stopped while it ran
    7  no data: no stream, no event or no test to report on; query: no event matched
-   8  did not finish (summary, tests, failures): an invocation has no BuildFinished event and
+   8  did not finish (summary, tests, failures, report): an invocation has no BuildFinished event and
       no last message (Bazel killed, file cut): its verdict is unknown, so it never passes
    9  damaged input: some events could not be decoded (one stderr line each); all others were used;
       or a stored stream's file is damaged (a checksum fails, it is cut short): one stderr line names

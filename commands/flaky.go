@@ -91,6 +91,9 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
+			if c.Int("min-runs") < 0 {
+				return &usageError{msg: fmt.Sprintf("flaky: --min-runs %d: want 0 or more", c.Int("min-runs"))}
+			}
 			opts := flakyOptions{Store: c.String("store"), Format: c.String("format"), Since: since, MinRuns: c.Int("min-runs")}
 			return runFlaky(c.Context, opts, limitFrom(c), c.App.Writer)
 		},

@@ -282,3 +282,12 @@ func maps(m map[string]int) func(func(string) bool) {
 		}
 	}
 }
+
+// TestFlakyMinRunsNegative: a negative --min-runs is a usage error (exit 2,
+// one line naming the flag), not silently no bound.
+func TestFlakyMinRunsNegative(t *testing.T) {
+	stdout, stderr, code := runCLI(t, "flaky", "--store", t.TempDir(), "--min-runs", "-1")
+	if code != ExitUsage || stdout != "" || !strings.Contains(stderr, "--min-runs -1: want 0 or more") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("flaky --min-runs -1: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}

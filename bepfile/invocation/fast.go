@@ -759,6 +759,7 @@ func (b *Builder) fastCompletedOutputs(event, id, payload []byte) bool {
 				return false
 			}
 			if f.num == wire.TargetCompleteImportantOutput {
+				//lint:ignore SA1019 Bazel writes important_output, a deprecated copy of the default group, up to 7.x.
 				tc.ImportantOutput = append(tc.ImportantOutput, file)
 			} else {
 				tc.DirectoryOutput = append(tc.DirectoryOutput, file)

@@ -244,6 +244,22 @@ func TestPathArguments(t *testing.T) {
 	}
 }
 
+// TestDirectoryArgument: an argument that names an existing directory,
+// without a trailing slash, is a directory, not a stream reference.
+func TestDirectoryArgument(t *testing.T) {
+	storeDir := filepath.Join(t.TempDir(), "store")
+	t.Chdir(t.TempDir())
+	if err := os.Mkdir("outdir", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"dump", "summary", "streams"} {
+		stdout, stderr, code := runCLI(t, cmd, "outdir", "--store", storeDir)
+		if code != ExitError || stderr != "bes: outdir: is a directory, not a file\n" || stdout != "" {
+			t.Errorf("bes %s outdir: exit %d, stdout %q, stderr %q", cmd, code, stdout, stderr)
+		}
+	}
+}
+
 // TestReadersCreateNoStore: commands that only read never create the
 // store directory; a store that does not exist is empty.
 func TestReadersCreateNoStore(t *testing.T) {

@@ -20,14 +20,16 @@ import (
 // splitArgs separates arguments that name existing files (or "-", standard
 // input) from the others, which are stream references. An argument that
 // looks like a path (looksLikePath) is a file even if there is none, so
-// that reading it reports "no such file" (checkInputs).
+// that reading it reports "no such file" (checkInputs); one that names an
+// existing directory is a file argument too, so that reading it reports
+// "is a directory, not a file".
 func splitArgs(args []string) (files, refs []string) {
 	for _, a := range args {
 		if a == "-" || looksLikePath(a) {
 			files = append(files, a)
 			continue
 		}
-		if fi, err := os.Stat(a); err == nil && !fi.IsDir() {
+		if _, err := os.Stat(a); err == nil {
 			files = append(files, a)
 			continue
 		}

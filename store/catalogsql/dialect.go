@@ -26,13 +26,22 @@ type Dialect struct {
 	// condition on a label then names that expression too, so that the
 	// index serves it.
 	LabelPrefix int
+	// LabelBytes, when not 0, says labels of at most LabelBytes bytes are
+	// indexed whole, in partial indexes WHERE octet_length(label) <=
+	// LabelBytes, and only longer ones by their first LabelPrefix
+	// characters (WHERE octet_length(label) > LabelBytes; store/postgres's
+	// migration 7): a condition on a label then names the predicate of
+	// the index that holds it, so that the planner may read that one
+	// alone (an index-only scan). Bytes as the database counts them: the
+	// same as Go's len in a UTF-8 database.
+	LabelBytes int
 }
 
 // SQLite is store/local's catalog (store/local/facts.go, history.go).
 var SQLite = Dialect{Ref: "key"}
 
 // PostgreSQL is store/postgres's catalog (store/postgres/schema.go).
-var PostgreSQL = Dialect{Ref: "kid", Dollar: true, LabelPrefix: 512}
+var PostgreSQL = Dialect{Ref: "kid", Dollar: true, LabelPrefix: 512, LabelBytes: 1024}
 
 // Queryer is what the queries run on: a *sql.Tx or a *sql.DB.
 type Queryer interface {
@@ -60,13 +69,26 @@ func (d Dialect) Rebind(query string) string {
 	return b.String()
 }
 
+// LabelIs returns the condition, with ? placeholders, that the column
+// col is label, and its arguments: the condition the history queries put
+// on a label, which names the predicate of the index that holds label
+// (LabelBytes).
+func (d Dialect) LabelIs(col, label string) (string, []any) { return d.labelIs(col, label) }
+
 // labelIs returns the condition that col is label, and its arguments.
 func (d Dialect) labelIs(col, label string) (string, []any) {
 	if d.LabelPrefix == 0 {
 		return col + " = ?", []any{label}
 	}
+	if d.LabelBytes > 0 && len(label) <= d.LabelBytes {
+		return col + " = ? AND octet_length(" + col + ") <= " + strconv.Itoa(d.LabelBytes), []any{label}
+	}
+	long := ""
+	if d.LabelBytes > 0 {
+		long = " AND octet_length(" + col + ") > " + strconv.Itoa(d.LabelBytes)
+	}
 	n := strconv.Itoa(d.LabelPrefix)
-	return "substring(" + col + " from 1 for " + n + ") = substring(CAST(? AS TEXT) from 1 for " + n + ") AND " + col + " = ?", []any{label, label}
+	return "substring(" + col + " from 1 for " + n + ") = substring(CAST(? AS TEXT) from 1 for " + n + ") AND " + col + " = ?" + long, []any{label, label}
 }
 
 // join returns the condition that joins the invocation i to the row t

@@ -13,8 +13,10 @@ import (
 )
 
 // The history queries (store.HistoryReader, issue 15) run on the indexes
-// of store/local's catalog migration 3 and store/postgres's migration 3:
-// tests_label_start (label, start_sec, status, cached), targets_label_start,
+// of store/local's catalog migration 3 and store/postgres's migrations 3
+// and 7: tests_label_start (label, start_sec, status, cached),
+// targets_label_start (PostgreSQL: tests_label and targets_label, or the
+// _long ones for a label over Dialect.LabelBytes),
 // tests_failing (status, start_sec) WHERE status <> 'PASSED',
 // invocations_commit and the tests' index on their invocation. Success is
 // tested as a truth value (SQLite's integer, PostgreSQL's BOOLEAN), never

@@ -84,8 +84,8 @@ func (s *Store) InvocationTimings(ctx context.Context, since time.Time) ([]store
 }
 
 // TestTimings returns the runs of the test label in the window, oldest
-// first (store.HistoryReader), by tests_label_start. Start is the
-// stream's, to the second.
+// first (store.HistoryReader), by tests_label (migration 7). Start is
+// the stream's, to the second.
 func (s *Store) TestTimings(ctx context.Context, label string, since time.Time) ([]store.TestTiming, error) {
 	var out []store.TestTiming
 	err := s.historyTx(ctx, func(tx *sql.Tx) (err error) {

@@ -123,4 +123,20 @@ var migrations = []string{
 	// this small table, not the index of every invocation.
 	`CREATE TABLE same_invocations (invocation_id BYTEA NOT NULL PRIMARY KEY);
 	INSERT INTO same_invocations SELECT invocation_id FROM invocations GROUP BY invocation_id HAVING count(*) > 1;`,
+	// 7: the labels' indexes that answer a label's summary from the index
+	// alone (issue 15; store/local's version 7 does nothing: its indexes of
+	// migration 3 already do). PostgreSQL does no index-only scan on an
+	// expression index, so a label of at most 1,024 bytes (all but the
+	// rarest; catalogsql.Dialect.LabelBytes) is indexed whole, with the
+	// columns the summary reads, and a longer one by its first 512
+	// characters, as before (a B-tree entry holds at most 2,704 bytes). At
+	// 100,000 invocations the summary of a test's history read 80,000
+	// pages of tests in 450 ms, that of a genrule 101,000 of targets in
+	// 1.7 s.
+	`DROP INDEX tests_label_start;
+	DROP INDEX targets_label_start;
+	CREATE INDEX tests_label ON tests(label, start_sec, status, cached) WHERE octet_length(label) <= 1024;
+	CREATE INDEX tests_label_long ON tests((substring(label from 1 for 512)), start_sec, status, cached) WHERE octet_length(label) > 1024;
+	CREATE INDEX targets_label ON targets(label, start_sec, success) WHERE octet_length(label) <= 1024;
+	CREATE INDEX targets_label_long ON targets((substring(label from 1 for 512)), start_sec, success) WHERE octet_length(label) > 1024;`,
 }

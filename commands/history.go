@@ -89,6 +89,7 @@ func ratio(n, of int) float64 {
 type historyOptions struct {
 	Store, Format, Match string
 	Since                time.Time
+	SinceArg             string // --since as given, for the no-run message
 	Limit                int
 }
 
@@ -229,7 +230,7 @@ EXAMPLES:
 			if c.Int("limit") < 0 {
 				return &usageError{msg: "--limit: want 0 or more"}
 			}
-			opts := historyOptions{Store: c.String("store"), Format: c.String("format"), Match: c.String("match"), Since: since, Limit: c.Int("limit")}
+			opts := historyOptions{Store: c.String("store"), Format: c.String("format"), Match: c.String("match"), Since: since, SinceArg: c.String("since"), Limit: c.Int("limit")}
 			return runHistory(c.Context, opts, c.Args().First(), c.App.Writer, c.App.ErrWriter)
 		},
 	}
@@ -287,6 +288,9 @@ func runHistory(ctx context.Context, opts historyOptions, label string, w, errw 
 	default:
 		d := &viewDoc{format: opts.Format, heading: "bes history: " + label, none: "No runs of " + label + ".", noun: "run"}
 		d.after = func(w io.Writer, _, _ int) error {
+			if h.Total == 0 { // the header alone, as the other views
+				return nil
+			}
 			if opts.Format == formatMarkdown {
 				_, err := fmt.Fprintf(w, "%s\n\n", markdownText(line))
 				return err
@@ -299,6 +303,16 @@ func runHistory(ctx context.Context, opts historyOptions, label string, w, errw 
 		}
 	}
 	if h.Total == 0 {
+		var within []string
+		if opts.SinceArg != "" {
+			within = append(within, "--since "+opts.SinceArg)
+		}
+		if opts.Match != "" {
+			within = append(within, "--match "+opts.Match)
+		}
+		if len(within) > 0 {
+			label += " (" + strings.Join(within, ", ") + ")"
+		}
 		fmt.Fprintf(errw, "bes: history: no run of %s in the store\n", label)
 		return &reportedError{code: ExitNoData}
 	}

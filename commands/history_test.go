@@ -291,3 +291,24 @@ func TestFlakyMinRunsNegative(t *testing.T) {
 		t.Errorf("flaky --min-runs -1: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
+
+// TestHistoryNoRun: a label never seen prints the table's header alone
+// (as every view with no row), no summary line, and one line on standard
+// error that names --since and --match when given; exit 7. JSON keeps its
+// shape.
+func TestHistoryNoRun(t *testing.T) {
+	dir := t.TempDir()
+	stdout, stderr, code := runCLI(t, "history", "--store", dir, "//no:such")
+	if code != ExitNoData || stdout != "INVOCATION  START  COMMIT  BRANCH  STATUS\n" || stderr != "bes: history: no run of //no:such in the store\n" {
+		t.Errorf("no such label: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	_, stderr, code = runCLI(t, "history", "--store", dir, "//no:such", "--since", "30d", "--match", "ci")
+	if code != ExitNoData || stderr != "bes: history: no run of //no:such (--since 30d, --match ci) in the store\n" {
+		t.Errorf("with --since and --match: exit %d, stderr %q", code, stderr)
+	}
+	stdout, _, code = runCLI(t, "history", "--store", dir, "//no:such", "-o", "json")
+	var sum historySummary
+	if err := json.Unmarshal([]byte(stdout), &sum); code != ExitNoData || err != nil || sum.Label != "//no:such" || sum.Runs == nil {
+		t.Errorf("json: exit %d, %v: %s", code, err, stdout)
+	}
+}

@@ -198,6 +198,66 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
+// listenError is a listen address that could not be bound, named by its
+// flag: "--listen 127.0.0.1:8980: address already in use".
+type listenError struct {
+	flag, addr string
+	err        error // of net.Listen
+}
+
+func (e *listenError) Error() string {
+	reason := e.err
+	var se *os.SyscallError
+	var oe *net.OpError
+	if errors.As(e.err, &se) {
+		reason = se.Err
+	} else if errors.As(e.err, &oe) {
+		reason = oe.Err
+	}
+	return fmt.Sprintf("%s %s: %v", e.flag, e.addr, reason)
+}
+
+func (e *listenError) Unwrap() error { return e.err }
+
+// listenOn binds addr for flag; its error is a *listenError.
+func listenOn(flag, addr string) (net.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, &listenError{flag: flag, addr: addr, err: err}
+	}
+	return lis, nil
+}
+
+// bindServe binds --listen, and --http and --metrics-listen when given
+// (nil listeners when not), closing those it bound if one fails.
+func bindServe(opts serveOptions) (lis, httpLis, metricsLis net.Listener, err error) {
+	if lis, err = listenOn("--listen", opts.Listen); err != nil {
+		return nil, nil, nil, err
+	}
+	if opts.HTTP != "" {
+		if httpLis, err = listenOn("--http", opts.HTTP); err != nil {
+			closeListeners(lis)
+			return nil, nil, nil, err
+		}
+	}
+	if opts.MetricsListen != "" {
+		if metricsLis, err = listenOn("--metrics-listen", opts.MetricsListen); err != nil {
+			closeListeners(lis, httpLis)
+			return nil, nil, nil, err
+		}
+	}
+	return lis, httpLis, metricsLis, nil
+}
+
+// closeListeners closes the listeners that are not nil.
+func closeListeners(ls ...net.Listener) {
+	for _, l := range ls {
+		if l != nil {
+			l.Close()
+		}
+	}
+}
+
 // isLoopback reports whether a listen address serves this machine only.
 func isLoopback(listen string) (bool, error) {
 	host, _, err := net.SplitHostPort(listen)
@@ -306,15 +366,18 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 		}
 	}
 
-	ops, err := startServeOps(opts.MetricsListen, opts.OnMetricsListen, log)
+	// Every listener is bound before anything says it serves: a busy
+	// port of any flag fails the command with nothing served.
+	lis, httpLis, metricsLis, err := bindServe(opts)
 	if err != nil {
+		return err
+	}
+	ops, err := startServeOps(metricsLis, opts.OnMetricsListen, log)
+	if err != nil {
+		closeListeners(lis, httpLis, metricsLis)
 		return err
 	}
 	defer ops.close()
-	lis, err := net.Listen("tcp", opts.Listen)
-	if err != nil {
-		return err
-	}
 	lis = server.LimitConnsPerClient(lis, opts.MaxConnsPerClient, log)
 	// The store is the one truth: the server holds in memory only what
 	// its open streams need, and queries read the store (issue 13).
@@ -347,7 +410,7 @@ func runServe(ctx context.Context, opts serveOptions, errw io.Writer) error {
 	if opts.OnListen != nil {
 		opts.OnListen(addr)
 	}
-	stopHTTP, err := startHTTP(ctx, opts, st, log)
+	stopHTTP, err := startHTTP(ctx, opts, httpLis, st, log)
 	if err != nil {
 		gs.Stop()
 		pub.Close(context.Background())

@@ -42,13 +42,19 @@ func checkHTTPExposure(opts serveOptions) (loopback bool, err error) {
 	return loop, err
 }
 
-// startHTTP starts serving the pages of st on opts.HTTP (nothing when it is
-// ""), logging to log, and returns the function that stops it (waiting up
-// to opts.Grace for the requests in progress).
-func startHTTP(ctx context.Context, opts serveOptions, st store.Backend, log io.Writer) (stop func(), err error) {
+// startHTTP starts serving the pages of st on lis, bound for opts.HTTP
+// (nothing when opts.HTTP is ""), logging to log, and returns the function
+// that stops it (waiting up to opts.Grace for the requests in progress).
+// On an error it closes lis.
+func startHTTP(ctx context.Context, opts serveOptions, lis net.Listener, st store.Backend, log io.Writer) (stop func(), err error) {
 	if opts.HTTP == "" {
 		return func() {}, nil
 	}
+	defer func() {
+		if err != nil {
+			lis.Close()
+		}
+	}()
 	loop, err := checkHTTPExposure(opts)
 	if err != nil {
 		return nil, err
@@ -82,10 +88,6 @@ func startHTTP(ctx context.Context, opts serveOptions, st store.Backend, log io.
 	}
 	if wo.Token != "" {
 		what = joinNonEmpty(what, "bearer token")
-	}
-	lis, err := net.Listen("tcp", opts.HTTP)
-	if err != nil {
-		return nil, fmt.Errorf("--http: %w", err)
 	}
 	done := make(chan error, 1)
 	go func() {

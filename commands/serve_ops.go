@@ -37,10 +37,10 @@ type serveOps struct {
 	served  chan error
 }
 
-// startServeOps creates the metrics and, when metricsListen is not empty,
-// serves them over HTTP at /metrics on it; onListen, if set, gets the
-// address served.
-func startServeOps(metricsListen string, onListen func(string), log io.Writer) (*serveOps, error) {
+// startServeOps creates the metrics and, when lis (bound for
+// --metrics-listen) is not nil, serves them over HTTP at /metrics on it;
+// onListen, if set, gets the address served.
+func startServeOps(lis net.Listener, onListen func(string), log io.Writer) (*serveOps, error) {
 	reg := prometheus.NewRegistry()
 	m, err := server.NewMetrics(reg)
 	if err != nil {
@@ -48,12 +48,8 @@ func startServeOps(metricsListen string, onListen func(string), log io.Writer) (
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	o := &serveOps{metrics: m, health: health.NewServer()}
-	if metricsListen == "" {
+	if lis == nil {
 		return o, nil
-	}
-	lis, err := net.Listen("tcp", metricsListen)
-	if err != nil {
-		return nil, fmt.Errorf("--metrics-listen: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

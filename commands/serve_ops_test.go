@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"regexp"
 	"slices"
@@ -328,6 +329,27 @@ func TestServeLogDefault(t *testing.T) {
 		c := startChildLog(t, "--listen 127.0.0.1:0 --store "+dir+" "+args)
 		if first := strings.SplitN(c.log(), "\n", 2)[0]; !strings.HasPrefix(first, "bes: serving on "+c.addr+" (store ") {
 			t.Errorf("%s: first line %q, want bes: serving on %s", args, first, c.addr)
+		}
+	}
+}
+
+// TestServeBusyPort: a listen address whose port is taken fails bes serve
+// with one line naming its flag (--listen, --http, --metrics-listen), and
+// before anything is said to be served.
+func TestServeBusyPort(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	addr := busy.Addr().String()
+	for _, flag := range []string{"--listen", "--http", "--metrics-listen"} {
+		args := []string{"serve", "--store", t.TempDir(), "--listen", "127.0.0.1:0"}
+		args = append(args, flag, addr)
+		stdout, stderr, code := runCLI(t, args...)
+		want := "bes: " + flag + " " + addr + ": address already in use\n"
+		if code != ExitError || stdout != "" || stderr != want {
+			t.Errorf("%s busy: exit %d, stdout %q, stderr %q, want %q", flag, code, stdout, stderr, want)
 		}
 	}
 }

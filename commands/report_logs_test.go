@@ -118,6 +118,28 @@ func TestReportTestLogs(t *testing.T) {
 	}
 }
 
+// TestReportTestLogControls: a test.log holding NUL, BEL, vertical tab, form
+// feed or DEL shows each as U+FFFD on the page, never raw, and
+// keeps its colours, tabs and line breaks.
+func TestReportTestLogControls(t *testing.T) {
+	events, root := testMixedWithLogs(t)
+	log := filepath.Join(root, "bazel-out", "k8-fastbuild", "testlogs", "tests", "pass_a", "test.log")
+	if err := os.WriteFile(log, []byte("nul\x00 bel\x07 vt\x0b ff\x0c del\x7f\n\x1b[32mgreen\x1b[0m\tend\r\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	page, stderr, code := runCLI(t, "report", events)
+	if code != ExitTestFail {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if i := strings.IndexFunc(page, func(r rune) bool { return (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || r == 0x7f }); i >= 0 {
+		t.Errorf("a raw control character in the page: %q", page[max(0, i-100):min(len(page), i+100)])
+	}
+	logs := section(t, page, "test-logs")
+	if !strings.Contains(logs, "nul\uFFFD bel\uFFFD vt\uFFFD ff\uFFFD del\uFFFD") || !strings.Contains(logs, `<span class="term-fg32">green</span>`) {
+		t.Errorf("pass_a's log: %s", logs[max(0, strings.Index(logs, "nul")-100):])
+	}
+}
+
 // TestReportTestLogsNoScript: in Chromium with JavaScript off, the page
 // shows the failures and the failing attempt's log end, coloured.
 func TestReportTestLogsNoScript(t *testing.T) {

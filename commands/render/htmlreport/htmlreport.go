@@ -190,8 +190,31 @@ func Write(w io.Writer, p Page) error {
 
 // consoleHTML renders console output (ANSI escapes, carriage returns and
 // Bazel's cursor movements) as HTML, one <div class="line"> per line, so
-// that page.js can filter lines and the browser can find words.
+// that page.js can filter lines and the browser can find words. A control
+// character that the terminal does not act on (NUL, BEL, a stray ESC; any
+// of U+0000 to U+001F but tab, newline and carriage return, and DEL) is
+// shown as U+FFFD, as JUnit's files show it: raw, it has no place in HTML.
 func consoleHTML(b []byte) string {
+	return withoutControls(terminalHTML(b))
+}
+
+// withoutControls returns s with each control character but tab, newline
+// and carriage return (U+0000 to U+001F, U+007F) replaced by U+FFFD.
+func withoutControls(s string) string {
+	control := func(r rune) bool { return (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || r == 0x7f }
+	if !strings.ContainsFunc(s, control) {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if control(r) {
+			return '\uFFFD'
+		}
+		return r
+	}, s)
+}
+
+// terminalHTML is consoleHTML before its control characters are replaced.
+func terminalHTML(b []byte) string {
 	if len(b) == 0 {
 		return ""
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"runtime"
@@ -189,12 +190,14 @@ func (c *clock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// abandon publishes the first n events of evs and cuts the call once they
-// are acknowledged, as a client that vanished.
+// abandon publishes the first n events of evs and, once they are
+// acknowledged, leaves the call open and silent until the test ends, as a
+// client that stopped sending while its connection stayed up. (A call
+// that ends lets its stream go at once: see TestEndedCallLetsGo.)
 func abandon(t *testing.T, c buildpb.PublishBuildEventClient, evs []*buildpb.OrderedBuildEvent, n int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	call, err := c.PublishBuildToolEventStream(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -285,6 +288,139 @@ func TestAbandonedStreamsLetGo(t *testing.T) {
 	checkStored(t, e, store.Key(evs[0].GetStreamId()), encodings(t, evs))
 	if !strings.Contains(e.log.String(), "continued by") {
 		t.Errorf("the continuation is not logged:\n%.2000s", e.log.String())
+	}
+}
+
+// TestEndedCallLetsGo: a call that ends with its stream unfinished (the
+// client half-closed it, as bes replay of a truncated file does, or the
+// call was cancelled, as when Bazel is killed) lets the stream go at once,
+// not after the idle timeout: its lock is released (the store replaces
+// it) and one line is logged; a client that returns continues it, nothing
+// lost or doubled. A call that ends while a newer call of the stream holds
+// it lets nothing go. It failed when streams were let go only when idle
+// (bes ingest of the stream was refused as busy for 5 minutes).
+func TestEndedCallLetsGo(t *testing.T) {
+	e := newEnv(t, "", Options{IdleTimeout: time.Hour, MaxBatch: 8})
+	ctx := context.Background()
+	base := toolEvents(t)
+
+	// Half-closed after 40 events.
+	evs := renamed(base, "half")
+	key := store.Key(evs[0].GetStreamId())
+	if acks, err := publish(t, e.client, evs[:40]); err != nil || len(acks) != 40 {
+		t.Fatalf("40 events: %d acks, %v", len(acks), err)
+	}
+	if n := e.pub.OpenStreams(); n != 0 {
+		t.Errorf("%d streams open once the call ended, want 0", n)
+	}
+	if c := strings.Count(e.log.String(), "stream "+key+" let go after the call from"); c != 1 || !strings.Contains(e.log.String(), "(the client closed its side) after sequence number 40: 40 events stored") {
+		t.Errorf("%d lines of the stream let go, want 1:\n%s", c, e.log.String())
+	}
+	// The client returns: the stream continues from the store.
+	if acks, err := publish(t, e.client, evs[30:]); err != nil || len(acks) != 76 {
+		t.Fatalf("the returning client: %d acks, %v", len(acks), err)
+	}
+	checkStored(t, e, key, encodings(t, evs))
+
+	// Cancelled after 25 events (the client vanished): the store may
+	// replace the stream right after.
+	evs = renamed(base, "cut")
+	key = store.Key(evs[0].GetStreamId())
+	cctx, cancel := context.WithCancel(ctx)
+	call, err := e.client.PublishBuildToolEventStream(cctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs[:25] {
+		if err := call.Send(req(ev)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 25 {
+		if _, err := call.Recv(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.pub.OpenStreams() != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	w, err := e.disk.Create(ctx, bepfile.NewStream(evs[0].GetStreamId()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs[:10] {
+		raw, _ := proto.Marshal(ev)
+		if err := w.Append(&bepfile.Event{Seq: ev.GetSequenceNumber(), Raw: raw}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, res, err := w.Commit(ctx, "cut.obe", "obe", true); err != nil || res != store.Replaced {
+		t.Fatalf("replace the stream of a cancelled call: %v, %v", res, err)
+	}
+	if !strings.Contains(e.log.String(), "stream "+key+" let go after the call from") {
+		t.Errorf("the cancelled call's stream let go is not logged:\n%s", e.log.String())
+	}
+	if acks, err := publish(t, e.client, evs[5:]); err != nil || len(acks) != 101 {
+		t.Fatalf("the returning client: %d acks, %v", len(acks), err)
+	}
+	checkStored(t, e, key, encodings(t, evs))
+
+	// A reconnect: call A sends 10 events and stays open; call B takes
+	// the stream (re-sending from 6); A ends: B's stream stays open, and
+	// B completes it.
+	evs = renamed(base, "reconnect")
+	key = store.Key(evs[0].GetStreamId())
+	send := func(call buildpb.PublishBuildEvent_PublishBuildToolEventStreamClient, evs []*buildpb.OrderedBuildEvent) {
+		t.Helper()
+		for _, ev := range evs {
+			if err := call.Send(req(ev)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, ev := range evs {
+			if resp, err := call.Recv(); err != nil || resp.GetSequenceNumber() != ev.GetSequenceNumber() {
+				t.Fatalf("ack for %d: %v, %v", ev.GetSequenceNumber(), resp, err)
+			}
+		}
+	}
+	actx, cancelA := context.WithCancel(ctx)
+	defer cancelA()
+	a, err := e.client.PublishBuildToolEventStream(actx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(a, evs[:10])
+	b, err := e.client.PublishBuildToolEventStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(b, evs[5:50])
+	cancelA()
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(e.log.String(), "stream "+key+": connection from") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !strings.Contains(e.log.String(), "stream "+key+": connection from") {
+		t.Fatalf("call A's end is not logged:\n%s", e.log.String())
+	}
+	if strings.Contains(e.log.String(), "stream "+key+" let go") {
+		t.Errorf("call A let go the stream call B holds:\n%s", e.log.String())
+	}
+	if n := e.pub.OpenStreams(); n != 1 {
+		t.Errorf("%d streams open while call B holds one, want 1", n)
+	}
+	send(b, evs[50:])
+	if err := b.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Recv(); err != io.EOF {
+		t.Fatalf("call B's end: %v", err)
+	}
+	checkStored(t, e, key, encodings(t, evs))
+	if n := e.pub.OpenStreams(); n != 0 {
+		t.Errorf("%d streams open after every call ended, want 0", n)
 	}
 }
 

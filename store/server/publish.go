@@ -7,7 +7,8 @@
 // store is the one truth: the server keeps in memory only what the streams
 // it holds open need (their last sequence number and a 64-bit digest of
 // each event, to recognise events a client sends again), drops a stream's
-// state when it lets the stream go (finished, idle, failed), and reads it
+// state when it lets the stream go (finished, its call ended, idle,
+// failed), and reads it
 // back from the store when the stream's client returns. Queries read the
 // store (see NewQueryBuildEventsServer).
 package server
@@ -51,7 +52,8 @@ const (
 	// and forgets it. A client that returns later continues it, read
 	// back from the store. Bazel sends events as its build makes
 	// progress; a stream quiet for this long is nearly always one whose
-	// client vanished.
+	// client vanished with its connection left open (a stream whose call
+	// ends is let go at once: see PublishBuildToolEventStream).
 	DefaultIdleTimeout = 5 * time.Minute
 	// DefaultMaxOpenStreams is how many streams may be open at once
 	// (each holds a file and a lock; a Bazel invocation holds three:
@@ -162,6 +164,11 @@ type liveStream struct {
 	finished bool  // a finishing event is stored: nothing may follow
 	sink     Sink  // nil after finishing or after a failure
 	scratch  []byte
+
+	// holder is the tool call that took the stream last (nil: a
+	// lifecycle call, or none yet): when a call ends it lets go only a
+	// stream it still holds, never one a newer call took since.
+	holder *toolCall
 
 	stored atomic.Int64 // n, for readers without mu (checkPreceding)
 	active atomic.Int64 // UnixNano of the last event or call that used it
@@ -733,6 +740,7 @@ func (s *publishServer) PublishLifecycleEvent(ctx context.Context, req *buildpb.
 		return nil, err
 	}
 	defer s.release(ls)
+	ls.holder = nil
 	if err := s.open(pctx, ls, r, source, "lifecycle"); err != nil {
 		s.refused(err)
 		return nil, err
@@ -755,6 +763,7 @@ type toolCall struct {
 	id     *buildpb.StreamId
 	prev   int64 // the last sequence number of the call; 0 before the first
 	source string
+	ended  string // how the call ended, when not by the client's half-close
 }
 
 // callBuffer bounds the bytes of requests a call has read and not yet
@@ -801,7 +810,10 @@ func (b *callBuffer) close() {
 
 // PublishBuildToolEventStream receives one stream's events and acknowledges
 // each once it is stored. Events that arrive together are synced together
-// (group commit), then acknowledged in order.
+// (group commit), then acknowledged in order. When the call ends (the
+// client half-closed it, it broke, was cancelled or refused) with its
+// stream unfinished, the stream is let go before the call's status is sent
+// (see callLetGo), unless a newer call took it meanwhile.
 func (s *publishServer) PublishBuildToolEventStream(call buildpb.PublishBuildEvent_PublishBuildToolEventStreamServer) error {
 	ctx := call.Context()
 	type item struct {
@@ -833,6 +845,12 @@ func (s *publishServer) PublishBuildToolEventStream(call buildpb.PublishBuildEve
 		}
 	}()
 	tc := &toolCall{source: peerAddr(ctx)}
+	// However the call ends (half-closed, broken, cancelled, refused),
+	// the unfinished stream it holds is let go at once: a client that
+	// vanished, or a Bazel killed mid-build, leaves no file locked until
+	// the idle timeout (a CI step's bes ingest of the same stream failed
+	// as busy for 5 minutes). A client that returns continues it.
+	defer s.callLetGo(context.WithoutCancel(ctx), tc)
 	for {
 		var it item
 		select {
@@ -880,6 +898,7 @@ func (s *publishServer) PublishBuildToolEventStream(call buildpb.PublishBuildEve
 		}
 		if err != nil {
 			s.refused(err)
+			tc.ended = "refused: " + status.Code(err).String()
 			return err
 		}
 		if recvErr == io.EOF {
@@ -889,6 +908,51 @@ func (s *publishServer) PublishBuildToolEventStream(call buildpb.PublishBuildEve
 			return s.callEnded(tc, recvErr)
 		}
 	}
+}
+
+// callLetGo lets go the stream of the tool call tc, which ended (the
+// client half-closed it, it broke, was cancelled or refused): if tc still
+// holds the stream (no newer call took it since) and it is unfinished, its
+// sink is closed (synced, its lock released) and the stream dropped, as
+// after an idle timeout, with one log line; the next call reads it back
+// from the store. A call that ended otherwise than by the client's
+// half-close and let nothing go is logged too.
+func (s *publishServer) callLetGo(ctx context.Context, tc *toolCall) {
+	how := "the client closed its side"
+	if tc.ended != "" {
+		how = tc.ended
+	}
+	if ls := tc.ls; ls != nil {
+		ls.mu.Lock()
+		held := !ls.gone && ls.holder == tc && ls.sink != nil
+		if held {
+			ls.holder = nil
+			if err := s.letGo(ctx, ls, fmt.Sprintf("the call from %s ended (%s) after sequence number %d", tc.source, how, tc.prev)); err != nil {
+				s.logf("stream %s: closing its file: %v", ls.key, err)
+			}
+		}
+		ls.mu.Unlock()
+		if held {
+			return
+		}
+	}
+	if tc.key != "" && tc.ended != "" && !strings.HasPrefix(tc.ended, "refused: ") {
+		s.logf("stream %s: connection from %s ended after sequence number %d: %s", tc.key, tc.source, tc.prev, tc.ended)
+	}
+}
+
+// letGo closes the sink of ls (ls.mu held), logs why the stream was let
+// go, and drops it: its client may continue it, read back from the store.
+// The error is the sink's Close's.
+func (s *publishServer) letGo(ctx context.Context, ls *liveStream, why string) error {
+	var err error
+	if ls.sink != nil {
+		err = ls.sink.Close(ctx)
+		ls.sink = nil
+		s.logf("stream %s let go after %s: %d events stored; its client may continue it", ls.key, why, ls.n)
+	}
+	s.drop(ls)
+	return err
 }
 
 // acquireLarge waits for the right to store a large batch.
@@ -909,15 +973,14 @@ func (s *publishServer) refused(err error) {
 	s.logf("refused (%s): %s", st.Code(), st.Message())
 }
 
-// callEnded logs a call the client abandoned and returns its status.
+// callEnded notes why a call ended before the client half-closed it (for
+// callLetGo's log line) and returns the call's status.
 func (s *publishServer) callEnded(tc *toolCall, err error) error {
-	if tc.key != "" {
-		s.logf("stream %s: connection from %s ended after sequence number %d: %v", tc.key, tc.source, tc.prev, status.Convert(err).Message())
+	if _, ok := status.FromError(err); !ok {
+		err = status.FromContextError(err).Err()
 	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	return status.FromContextError(err).Err()
+	tc.ended = status.Convert(err).Message()
+	return err
 }
 
 // toolBatch stores a batch of requests of one call and returns the acks
@@ -968,6 +1031,7 @@ func (s *publishServer) toolBatch(ctx context.Context, tc *toolCall, batch []*bu
 				break
 			}
 			tc.ls = ls
+			ls.holder = tc
 			if err := s.open(pctx, ls, r, tc.source, "tool"); err != nil {
 				bad = err
 				break
@@ -1008,14 +1072,9 @@ func (s *publishServer) Flush(ctx context.Context) error {
 			// not idle.
 			if ls.mu.TryLock() {
 				if !ls.gone && now.Sub(time.Unix(0, ls.active.Load())) >= s.opts.IdleTimeout {
-					if ls.sink != nil {
-						if err := ls.sink.Close(ctx); err != nil {
-							errs = append(errs, fmt.Errorf("stream %s: %w", ls.key, err))
-						}
-						ls.sink = nil
-						s.logf("stream %s let go after %v without an event: %d events stored; its client may continue it", ls.key, idle.Round(time.Second), ls.n)
+					if err := s.letGo(ctx, ls, fmt.Sprintf("%v without an event", idle.Round(time.Second))); err != nil {
+						errs = append(errs, fmt.Errorf("stream %s: %w", ls.key, err))
 					}
-					s.drop(ls)
 				}
 				ls.mu.Unlock()
 				continue

@@ -659,9 +659,7 @@ func TestQueryEventStreams(t *testing.T) {
 func TestCloseRefusesNewCalls(t *testing.T) {
 	e := newEnv(t, "", Options{})
 	evs := toolEvents(t)
-	if _, err := publish(t, e.client, evs[:10]); err != nil {
-		t.Fatal(err)
-	}
+	abandon(t, e.client, evs, 10) // its call stays open, holding the stream
 	if err := e.pub.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}

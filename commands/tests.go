@@ -140,7 +140,8 @@ func newTestsCommand() *cli.Command {
 aborted, e.g. by an interruption, says so), the total number of runs
 (runs × shards × attempts, Bazel's total_run_count), the attempts and
 shards, how many results came from a cache, the time spent (the sum of
-all attempts), and the test.log URI of the last attempt of each shard.
+all attempts), and the test.log URI of the last attempt of each shard
+(when no result names one, the URIs the test's summary lists).
 --runs prints each run, shard and attempt instead, with its own status,
 cache (local or remote), duration and log. --status keeps the tests whose
 status is one of the TestStatus names given (case-insensitive, repeatable

@@ -2,6 +2,7 @@ package commands
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -260,5 +261,31 @@ func TestMarkdown(t *testing.T) {
 	rows = markdownRows(t, runOK(t, ExitTestFail, "tests", "--format", "markdown", tdPath("test_mixed.bep"), tdPath("test_cached.bep")))
 	if len(rows) != 2+18 || rows[0][0] != "INVOCATION" || rows[0][1] != "LABEL" {
 		t.Errorf("%d rows, header %q", len(rows), rows[0])
+	}
+}
+
+// TestTestsSummaryLogs: a JSON file whose test result has no id (as in
+// some of Bazel's CI files) and whose summary lists the failed log shows
+// that log in bes tests' LOG column, and in the JSON's logs.
+func TestTestsSummaryLogs(t *testing.T) {
+	const uri = "file:///ws/bazel-out/testlogs/pkg/t/test.log"
+	events := strings.Join([]string{
+		`{"id":{"started":{}},"children":[{"testSummary":{"label":"//pkg:t"}}],"started":{"uuid":"0e4a1c3f-5b2d-4c6e-8f7a-9b0c1d2e3f40","startTimeMillis":"1700000000000","command":"test"}}`,
+		`{"id":{"testResult":{}},"testResult":{"testActionOutput":[{"name":"test.log","uri":"` + uri + `"}],"status":"FAILED"}}`,
+		`{"id":{"testSummary":{"label":"//pkg:t","configuration":{"id":"cfg"}}},"testSummary":{"totalRunCount":1,"runCount":1,"failed":[{"uri":"` + uri + `"}],"overallStatus":"FAILED","totalRunDurationMillis":"1500"}}`,
+		`{"id":{"buildFinished":{}},"lastMessage":true,"finished":{"exitCode":{"name":"TESTS_FAILED","code":3},"finishTimeMillis":"1700000002000"}}`,
+	}, "\n") + "\n"
+	file := filepath.Join(t.TempDir(), "win.json")
+	if err := os.WriteFile(file, []byte(events), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := runCLI(t, "tests", file)
+	if code != ExitTestFail || !strings.Contains(stdout, "//pkg:t") || !strings.HasSuffix(strings.TrimRight(stdout, "\n"), "  "+uri) {
+		t.Errorf("table: exit %d, stderr %q:\n%s", code, stderr, stdout)
+	}
+	stdout, _, _ = runCLI(t, "tests", file, "-o", "json")
+	var rows []testRow
+	if err := json.Unmarshal([]byte(stdout), &rows); err != nil || len(rows) != 1 || !slices.Equal(rows[0].Logs, []string{uri}) {
+		t.Errorf("json: %v: %s", err, stdout)
 	}
 }

@@ -642,6 +642,12 @@ func (b *Builder) testSummary(seq int64, id *bes.BuildEventId_TestSummaryId, s *
 			t.FailedLogs = append(t.FailedLogs, u)
 		}
 	}
+	t.PassedLogs = t.PassedLogs[:0]
+	for _, f := range s.GetPassed() {
+		if u := f.GetUri(); u != "" {
+			t.PassedLogs = append(t.PassedLogs, u)
+		}
+	}
 	t.summarySeq = seq
 }
 
@@ -877,6 +883,14 @@ func finishTest(t *Test) {
 	}
 	if t.TotalRuns == 0 {
 		t.TotalRuns = len(t.Runs)
+	}
+	if len(t.Logs) == 0 {
+		// No result gave a log: the summary's, as it lists them.
+		for _, u := range slices.Concat(t.FailedLogs, t.PassedLogs) {
+			if !slices.Contains(t.Logs, u) {
+				t.Logs = append(t.Logs, u)
+			}
+		}
 	}
 	if t.Logs == nil {
 		t.Logs = []string{}

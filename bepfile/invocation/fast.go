@@ -549,6 +549,7 @@ func (b *Builder) fastTestSummary(seq int64, id, payload []byte) bool {
 		nanos      int32
 		wellFormed bool
 		failed     []string
+		passed     []string
 	)
 	for p := payload; len(p) > 0; {
 		f, rest, ok := nextField(p)
@@ -563,7 +564,7 @@ func (b *Builder) fastTestSummary(seq int64, id, payload []byte) bool {
 				return false
 			}
 			x[f.num] = f.x
-		case wire.TestSummaryFailed:
+		case wire.TestSummaryFailed, wire.TestSummaryPassed:
 			if f.typ != protowire.BytesType {
 				return false
 			}
@@ -571,8 +572,10 @@ func (b *Builder) fastTestSummary(seq int64, id, payload []byte) bool {
 			if !ok {
 				return false
 			}
-			if uri != nil {
+			if uri != nil && f.num == wire.TestSummaryFailed {
 				failed = append(failed, string(uri))
+			} else if uri != nil {
+				passed = append(passed, string(uri))
 			}
 		case wire.TestSummaryFirstStartTime, wire.TestSummaryTotalRunDuration:
 			if f.typ != protowire.BytesType {
@@ -599,6 +602,7 @@ func (b *Builder) fastTestSummary(seq int64, id, payload []byte) bool {
 	t.Start = timeOf(start, int64(x[wire.TestSummaryFirstStartTimeMillis]))
 	t.Duration = durationOf(dur, int64(x[wire.TestSummaryTotalRunDurationMillis]))
 	t.FailedLogs = append(t.FailedLogs[:0], failed...)
+	t.PassedLogs = append(t.PassedLogs[:0], passed...)
 	t.summarySeq = seq
 	return true
 }

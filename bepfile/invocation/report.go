@@ -362,12 +362,16 @@ type Test struct {
 	Start    time.Time // first start: TestSummary.first_start_time, or the earliest attempt
 
 	// Logs are the test.log URIs of the last attempt of each run and
-	// shard, in run and shard order.
+	// shard, in run and shard order; when no TestResult of the test gives
+	// one (results without an id, as in some of Bazel's CI files), the
+	// summary's FailedLogs then PassedLogs.
 	Logs []string
 	// FailedLogs are the URIs of TestSummary.failed: the logs of the
 	// failed attempts as the summary lists them (a cached FLAKY result
 	// has them though its failed attempt reported no TestResult here).
 	FailedLogs []string
+	// PassedLogs are the URIs of TestSummary.passed.
+	PassedLogs []string
 
 	// Runs holds one entry per TestResult (run, shard, attempt), sorted
 	// by run, shard and attempt.

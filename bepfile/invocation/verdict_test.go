@@ -345,6 +345,31 @@ func TestSummaryFailedLogs(t *testing.T) {
 	}
 }
 
+// TestSummaryLogsWithoutResults: a test whose results name no test.log
+// for it (a TestResult without an id, as in Bazel's CI files) gets its
+// summary's failed, then passed URIs as its Logs; one whose results name
+// logs keeps those.
+func TestSummaryLogsWithoutResults(t *testing.T) {
+	sum := summary("//t:bare", bes.TestStatus_FLAKY)
+	sum.GetTestSummary().Failed = []*bes.File{{File: &bes.File_Uri{Uri: "file:///t/attempt_1.log"}}}
+	sum.GetTestSummary().Passed = []*bes.File{{File: &bes.File_Uri{Uri: "file:///t/test.log"}}}
+	withLog := result("//t:logged", 1, 1, 1, bes.TestStatus_FAILED)
+	withLog.GetTestResult().TestActionOutput = []*bes.File{{Name: "test.log", File: &bes.File_Uri{Uri: "file:///logged/test.log"}}}
+	logged := summary("//t:logged", bes.TestStatus_FAILED)
+	logged.GetTestSummary().Failed = []*bes.File{{File: &bes.File_Uri{Uri: "file:///elsewhere.log"}}}
+	both(t, func(t *testing.T, inv *Invocation) {
+		if x := findTest(t, inv, "//t:bare"); !slices.Equal(x.Logs, []string{"file:///t/attempt_1.log", "file:///t/test.log"}) {
+			t.Errorf("//t:bare: logs %q", x.Logs)
+		}
+		if x := findTest(t, inv, "//t:logged"); !slices.Equal(x.Logs, []string{"file:///logged/test.log"}) {
+			t.Errorf("//t:logged: logs %q", x.Logs)
+		}
+	},
+		started("test"), configured("//t:bare", "sh_test rule"), configured("//t:logged", "sh_test rule"),
+		sum, withLog, logged, finished("TESTS_FAILED", 3),
+	)
+}
+
 func TestKilledAfterAFailedAttempt(t *testing.T) {
 	// Killed while //t:bad was being retried: its failed attempt shows,
 	// and failures lists it, though it never reported.

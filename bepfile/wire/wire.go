@@ -149,6 +149,7 @@ const (
 	ExecutionInfoCachedRemotely protowire.Number = 6 // build_event_stream.TestResult.ExecutionInfo.cached_remotely
 
 	TestSummaryTotalRunCount          protowire.Number = 1  // build_event_stream.TestSummary.total_run_count
+	TestSummaryPassed                 protowire.Number = 3  // build_event_stream.TestSummary.passed
 	TestSummaryFailed                 protowire.Number = 4  // build_event_stream.TestSummary.failed
 	TestSummaryOverallStatus          protowire.Number = 5  // build_event_stream.TestSummary.overall_status
 	TestSummaryTotalNumCached         protowire.Number = 6  // build_event_stream.TestSummary.total_num_cached

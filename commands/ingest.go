@@ -66,6 +66,9 @@ unchanged (exit 4) unless --replace; ingesting the same stream again is
 harmless (status unchanged), and so is ingesting the .bep and the .json
 Bazel wrote for one invocation, in either order: a stream is the same when
 it holds the same events, compared as protobuf messages and in any order.
+A cut copy of a stored stream (its events all among the stored ones) is
+unchanged too; the whole file of a stream stored partial (all its events,
+and complete) replaces it without --replace (status replaced, exit 0).
 Bazel's own files carry no build id: the stream's build id is the
 invocation id unless --build-id is given. A file whose first event names no
 invocation (bazel query has no BuildStarted.uuid) gets the invocation id

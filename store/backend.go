@@ -142,13 +142,22 @@ type Writer interface {
 	//
 	//   - Created when the key is new;
 	//   - Unchanged, with the entry already stored, when the key exists
-	//     with the same content (the same events: an implementation may
-	//     also count the same events in other bytes, as store/local does
-	//     for the .bep and .json of one Bazel run, when replace is not
-	//     asked): nothing is written;
+	//     with the same bytes; without replace, also when the stored
+	//     stream holds every event of the new one (compared as multisets
+	//     of canonical events, CompareEvents): the same events in other
+	//     bytes (the .bep and .json of one Bazel run), or a part of them
+	//     (a cut copy of a stored stream, complete or longer): nothing is
+	//     written;
 	//   - with replace, Replaced when the key exists with other content;
+	//     without replace, Replaced when the stored stream is partial (not
+	//     Entry.Complete) and the new one is complete and holds every one
+	//     of its events (the whole .bep of a stream cut while received or
+	//     ingested truncated first);
 	//   - without replace, a *DuplicateStreamError when the key exists
 	//     with other content (BuildGrid's new_stream): nothing changes.
+	//
+	// CommitExisting is that rule for a key stored with other bytes,
+	// shared by the implementations.
 	//
 	// A stream an Appender holds is not replaced: an error wrapping
 	// ErrStreamBusy. source and format are recorded in a new entry. After

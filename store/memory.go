@@ -436,17 +436,39 @@ func (w *memWriter) commitLocked(source, format string, replace bool) (*Entry, C
 	result := Created
 	if old, err := m.s.Lookup(key); err == nil {
 		oldEntry := m.entryLocked(old)
-		if streamEntry(w.st, w.st.Len()).Digest == oldEntry.Digest {
+		newEntry := streamEntry(w.st, w.st.Len())
+		if newEntry.Digest == oldEntry.Digest {
 			return oldEntry, Unchanged, nil
 		}
 		if !replace {
-			return nil, 0, &DuplicateStreamError{Key: key}
+			// Other bytes: the events decide (CommitExisting).
+			res, err := CommitExisting(oldEntry, newEntry, CompareEvents(eventDigests(old), eventDigests(w.st)))
+			if err != nil {
+				return nil, 0, err
+			}
+			if res == Unchanged {
+				return oldEntry, Unchanged, nil
+			}
 		}
 		result = Replaced
 	}
 	m.s.Replace(w.st)
 	m.info[key] = &memInfo{source: source, format: format, ingested: m.now().UTC()}
 	return m.entryLocked(w.st), result, nil
+}
+
+// eventDigests returns the EventDigest of every event of st.
+func eventDigests(st *Stream) []EventDigest {
+	info := st.Info()
+	st.mu.RLock()
+	evs := st.events[:len(st.events):len(st.events)]
+	st.mu.RUnlock()
+	out := make([]EventDigest, len(evs))
+	var buf []byte
+	for i := range evs {
+		out[i], buf = DigestEvent(info, &evs[i], buf)
+	}
+	return out
 }
 
 func (w *memWriter) Abort() error {

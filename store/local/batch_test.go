@@ -2,6 +2,7 @@ package local
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/bes-cli/bes/bepfile"
@@ -52,7 +53,8 @@ func TestCommitAll(t *testing.T) {
 		}
 	}
 	// The same content again: unchanged. Other content: refused, then replaced.
-	other := stream{ss[1].st, ss[1].evs[:10]}
+	other := stream{ss[1].st, slices.Clone(ss[1].evs[:10])}
+	other.evs[9] = bepfile.Event{Seq: other.evs[9].Seq, Payload: []byte("other content")} // not within the stored events
 	out := batch(false, ss[0], other)
 	if out[0].Result != Unchanged || out[0].Err != nil {
 		t.Fatalf("same content: %+v, want unchanged", out[0])

@@ -156,8 +156,11 @@ func (w *StreamWriter) Stream() *bepfile.Stream { return w.stream }
 //   - Unchanged, with the entry already stored, when the key exists with the
 //     identical content (same digest), or, without replace, with the same
 //     events in other bytes (the binary and the JSON file of one Bazel
-//     invocation; see sameStream): nothing is written;
-//   - with replace, Replaced when the key exists with other bytes;
+//     invocation) or with more events (the new stream is a cut copy of
+//     the stored one): nothing is written (store.CommitExisting);
+//   - with replace, Replaced when the key exists with other bytes; without
+//     replace, Replaced when the stored stream is partial and the new,
+//     complete one holds all its events (store.CommitExisting);
 //   - without replace, a *store.DuplicateStreamError when the key exists
 //     with other content: nothing is changed;
 //   - an error wrapping ErrStreamBusy when an Appender (bes serve) holds
@@ -232,11 +235,21 @@ func (s *Store) decide(w *StreamWriter, entry, old *Entry, replace bool) store.C
 		return store.CommitOutcome{Err: fmt.Errorf("store: stream %s: %w", ShortKey(entry.Key), ErrStreamBusy)}
 	case old == nil:
 		return store.CommitOutcome{Entry: entry, Result: Created}
-	case old.Digest == entry.Digest && old.File == entry.File && fileExists(final),
-		!replace && old.File == entry.File && sameStreamAs(final, w.path):
+	case old.Digest == entry.Digest && old.File == entry.File && fileExists(final):
 		return store.CommitOutcome{Entry: old, Result: Unchanged}
 	case !replace:
-		return store.CommitOutcome{Err: &store.DuplicateStreamError{Key: entry.Key}}
+		// Other bytes: the events decide (store.CommitExisting).
+		o := store.Different
+		if old.File == entry.File {
+			o = overlapWith(final, w.path)
+		}
+		res, err := store.CommitExisting(old, entry, o)
+		switch {
+		case err != nil:
+			return store.CommitOutcome{Err: err}
+		case res == Unchanged:
+			return store.CommitOutcome{Entry: old, Result: Unchanged}
+		}
 	}
 	return store.CommitOutcome{Entry: entry, Result: Replaced}
 }

@@ -145,8 +145,10 @@ func (w *Writer) entry(source, format, gen string) *store.Entry {
 // Commit makes the stream durable and lists it (store.Writer): the body
 // is uploaded as one chunk, then one transaction writes its rows. The
 // result is Created, Unchanged (the key stored with the same digest, or,
-// without replace, the same events in other bytes, as store/local counts
-// them: nothing is written), Replaced (with replace), or, without replace, a
+// without replace, the same events in other bytes or a part of the stored
+// events, by store.CommitExisting as store/local: nothing is written),
+// Replaced (with replace; without it, a complete stream holding all the
+// events of a stored partial one), or, without replace, a
 // *store.DuplicateStreamError for other content; an error wrapping
 // store.ErrStreamBusy while an Appender holds the stream.
 func (w *Writer) Commit(ctx context.Context, source, format string, replace bool) (*store.Entry, store.CommitResult, error) {
@@ -358,23 +360,26 @@ func (s *Store) commitAll(ctx context.Context, ws []*Writer, source, format stri
 				if err != nil {
 					return err
 				}
+				// Other bytes without replace: the events decide
+				// (store.CommitExisting, store/local's rule too).
+				res := store.Replaced
+				if old != nil && old.Digest != p.entry.Digest && !replace {
+					var err error
+					res, err = store.CommitExisting(old, p.entry, s.overlap(ctx, p.entry.Key, p.w))
+					if err != nil {
+						out[p.i].Err = err
+						continue
+					}
+				}
 				switch {
-				case old != nil && old.Digest == p.entry.Digest:
+				case old != nil && (old.Digest == p.entry.Digest || res == store.Unchanged):
+					// The same bytes; or the same events in other bytes
+					// (the .bep and the .json of one run), or fewer (a
+					// cut copy).
 					out[p.i] = store.CommitOutcome{Entry: old, Result: store.Unchanged}
 					if err := putFactsIfAbsent(ctx, tx, p.entry.Key, p.facts); err != nil {
 						return err
 					}
-					continue
-				case old != nil && !replace && s.sameEvents(ctx, p.entry.Key, p.w):
-					// The same events in other bytes: the .bep and the
-					// .json of one run (store/local's rule).
-					out[p.i] = store.CommitOutcome{Entry: old, Result: store.Unchanged}
-					if err := putFactsIfAbsent(ctx, tx, p.entry.Key, p.facts); err != nil {
-						return err
-					}
-					continue
-				case old != nil && !replace:
-					out[p.i].Err = &store.DuplicateStreamError{Key: p.entry.Key}
 					continue
 				case !p.uploaded:
 					missing = append(missing, p)

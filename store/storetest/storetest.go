@@ -89,6 +89,9 @@ var cases = []struct {
 	{"CaptureRoundTrip", testCaptureRoundTrip},
 	{"TruncatedInputListed", testTruncatedInputListed},
 	{"DuplicateUnchangedReplace", testDuplicateUnchangedReplace},
+	{"PartialThenComplete", testPartialThenComplete},
+	{"CompleteThenPartial", testCompleteThenPartial},
+	{"PartialNotWithin", testPartialNotWithin},
 	{"Abort", testAbort},
 	{"AbandonedWriter", testAbandonedWriter},
 	{"CreateRejectsBadStream", testCreateRejectsBadStream},
@@ -619,6 +622,122 @@ func testDuplicateUnchangedReplace(t *testing.T, b store.Backend) {
 	sameEvents(t, back, other.evs)
 }
 
+// cutAndWhole returns testdata's truncated-test_mixed.bep (62 events, not
+// complete) and test_mixed.bep (106, complete) read with one build id, so
+// that they are one stream key: what `bes ingest` of the two files, or a
+// bes serve cut while receiving then the ingest of the .bep, gives.
+func cutAndWhole(t *testing.T) (cut, whole *input) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root(t), "testdata", "truncated-test_mixed.bep"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ins, rerr := read(t, "truncated-test_mixed.bep", data, "one")
+	if !errors.Is(rerr, io.ErrUnexpectedEOF) || len(ins) != 1 || len(ins[0].evs) != 62 {
+		t.Fatalf("truncated file read as %d streams, error %v; want 62 events and a truncation", len(ins), rerr)
+	}
+	whole = file(t, "test_mixed.bep", "one")
+	if ins[0].st.Key != whole.st.Key {
+		t.Fatalf("keys %q and %q differ", ins[0].st.Key, whole.st.Key)
+	}
+	return ins[0], whole
+}
+
+// testPartialThenComplete: a complete stream holding every event of the
+// stored partial one of its key replaces it without replace (Writer.Commit),
+// in Commit and CommitAll; a stream an Appender holds stays busy.
+func testPartialThenComplete(t *testing.T, b store.Backend) {
+	cut, whole := cutAndWhole(t)
+	e1 := mustCommit(t, b, cut)
+	if e1.Complete || e1.Events != 62 {
+		t.Fatalf("partial entry = %+v", e1)
+	}
+	e, res, err := commit(t, b, whole, false)
+	if err != nil || res != store.Replaced || !e.Complete || e.Events != 106 {
+		t.Fatalf("complete over partial: %+v, %v, %v; want replaced, complete, 106 events", e, res, err)
+	}
+	got := list(t, b)
+	if len(got) != 1 || !got[0].Complete || got[0].Events != 106 || got[0].Digest != e.Digest {
+		t.Errorf("list = %+v", got)
+	}
+	_, back := readBack(t, b, got[0])
+	sameEvents(t, back, whole.evs)
+
+	// Again: now the same bytes, Unchanged.
+	if e2, res, err := commit(t, b, whole, false); err != nil || res != store.Unchanged || e2.Digest != e.Digest {
+		t.Errorf("complete again: %+v, %v, %v; want unchanged", e2, res, err)
+	}
+
+	// The same through CommitAll, on a key of its own.
+	cut2, whole2 := &input{st: bepfile.NewStream(&buildpb.StreamId{BuildId: "two", InvocationId: cut.st.ID.GetInvocationId(), Component: cut.st.ID.GetComponent()}), evs: cut.evs},
+		&input{evs: whole.evs}
+	whole2.st = cut2.st
+	mustCommit(t, b, cut2)
+	out, err := b.CommitAll(bg, []store.Writer{write(t, b, whole2)}, "src", "bep", false)
+	if err != nil || len(out) != 1 || out[0].Err != nil || out[0].Result != store.Replaced || !out[0].Entry.Complete {
+		t.Errorf("CommitAll complete over partial: %+v, %v; want replaced", out, err)
+	}
+
+	// A partial stream held live: busy, not replaced.
+	cut3 := &input{st: bepfile.NewStream(&buildpb.StreamId{BuildId: "three", InvocationId: cut.st.ID.GetInvocationId(), Component: cut.st.ID.GetComponent()})}
+	a, _ := openAppend(t, b, cut3.st, store.AppendOptions{})
+	appendAll(t, a, cut.evs, 20)
+	if _, _, err := commit(t, b, &input{st: cut3.st, evs: whole.evs}, false); !errors.Is(err, store.ErrStreamBusy) {
+		t.Errorf("complete over a live partial stream: %v, want ErrStreamBusy", err)
+	}
+	if _, err := a.Close(bg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testCompleteThenPartial: a stream whose events are all among the stored
+// stream's (a cut copy) is Unchanged; nothing is written.
+func testCompleteThenPartial(t *testing.T, b store.Backend) {
+	cut, whole := cutAndWhole(t)
+	e1 := mustCommit(t, b, whole)
+	e, res, err := commit(t, b, cut, false)
+	if err != nil || res != store.Unchanged || !sameEntry(e, e1) {
+		t.Fatalf("partial over complete: %+v, %v, %v; want unchanged %+v", e, res, err, e1)
+	}
+	// A shorter partial over a longer one: Unchanged too.
+	if e, res, err := commit(t, b, &input{st: cut.st, evs: cut.evs[:10]}, false); err != nil || res != store.Unchanged || !sameEntry(e, e1) {
+		t.Errorf("10 events over complete: %+v, %v, %v; want unchanged", e, res, err)
+	}
+	got := list(t, b)
+	if len(got) != 1 || !sameEntry(got[0], e1) {
+		t.Errorf("list = %+v, want %+v", got, e1)
+	}
+	_, back := readBack(t, b, e1)
+	sameEvents(t, back, whole.evs)
+}
+
+// testPartialNotWithin: a partial stream with an event the stored stream
+// lacks, and a complete one lacking an event of the stored partial stream,
+// are duplicates.
+func testPartialNotWithin(t *testing.T, b store.Backend) {
+	cut, whole := cutAndWhole(t)
+	e1 := mustCommit(t, b, whole)
+	changed := &input{st: cut.st, evs: slices.Clone(cut.evs)}
+	changed.evs[5] = bepfile.Event{Seq: changed.evs[5].Seq, HasTime: true, Time: changed.evs[5].Time, Payload: []byte("not in the stored stream")}
+	var dup *store.DuplicateStreamError
+	if _, _, err := commit(t, b, changed, false); !errors.As(err, &dup) {
+		t.Errorf("changed partial over complete: %v, want a *store.DuplicateStreamError", err)
+	}
+	if got := list(t, b); len(got) != 1 || !sameEntry(got[0], e1) {
+		t.Errorf("list = %+v, want %+v", got, e1)
+	}
+
+	// Stored partial; a complete stream without one of its events.
+	other := &input{st: bepfile.NewStream(&buildpb.StreamId{BuildId: "two", InvocationId: cut.st.ID.GetInvocationId(), Component: cut.st.ID.GetComponent()}), evs: changed.evs}
+	e2 := mustCommit(t, b, other)
+	if _, _, err := commit(t, b, &input{st: other.st, evs: whole.evs}, false); !errors.As(err, &dup) {
+		t.Errorf("complete over a partial it does not hold: %v, want a *store.DuplicateStreamError", err)
+	}
+	if e := entryOf(t, b, other.st.Key); !sameEntry(e, e2) {
+		t.Errorf("entry = %+v, want %+v", e, e2)
+	}
+}
+
 func testAbort(t *testing.T, b store.Backend) {
 	in := synthetic()
 	w := write(t, b, in)
@@ -981,8 +1100,10 @@ func testCommitAll(t *testing.T, b store.Backend) {
 		sameEvents(t, evs, in.evs)
 		sameEncoding(t, st, evs, in)
 	}
-	// The same content: unchanged. Other content: refused, then replaced.
-	other := &input{st: ins[1].st, evs: ins[1].evs[:10]}
+	// The same content: unchanged. Other content (not within the stored
+	// events: a part of them would be unchanged): refused, then replaced.
+	other := &input{st: ins[1].st, evs: slices.Clone(ins[1].evs[:10])}
+	other.evs[9] = bepfile.Event{Seq: other.evs[9].Seq, Payload: []byte("other content")}
 	out := batch(false, ins[0], other)
 	if out[0].Result != store.Unchanged || out[0].Err != nil || out[0].Entry.Key != ins[0].st.Key {
 		t.Fatalf("same content: %+v, want unchanged", out[0])
@@ -1007,7 +1128,8 @@ func testCommitAll(t *testing.T, b store.Backend) {
 // after the other.
 func testCommitAllSameKey(t *testing.T, b store.Backend) {
 	in := synthetic()
-	other := &input{st: in.st, evs: in.evs[:2]}
+	other := &input{st: in.st, evs: slices.Clone(in.evs[:2])}
+	other.evs[1].Payload = []byte("changed")
 	ws := []store.Writer{write(t, b, in), write(t, b, in), write(t, b, other)}
 	out, err := b.CommitAll(bg, ws, "", "", false)
 	if err != nil {

@@ -688,6 +688,14 @@ func testPartialThenComplete(t *testing.T, b store.Backend) {
 	if _, err := a.Close(bg); err != nil {
 		t.Fatal(err)
 	}
+	// Its server gone (the Appender closed), the stream is partial: the
+	// whole one replaces it (bes serve cut, then the CI step's ingest).
+	e, res, err = commit(t, b, &input{st: cut3.st, evs: whole.evs}, false)
+	if err != nil || res != store.Replaced || !e.Complete || e.Events != 106 {
+		t.Errorf("complete over a partial stream received live: %+v, %v, %v; want replaced", e, res, err)
+	}
+	_, back = readBack(t, b, entryOf(t, b, cut3.st.Key))
+	sameEvents(t, back, whole.evs)
 }
 
 // testCompleteThenPartial: a stream whose events are all among the stored

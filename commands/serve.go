@@ -86,9 +86,13 @@ and stored once; a gap or out-of-order sequence number is refused.
 The store is the one truth: the server keeps in memory only what the
 streams it holds open need, drops a stream once it finishes, and answers a
 client that returns from the store (a stream replaced meanwhile with
-bes ingest --replace is continued from what the store holds). A stream that
-receives no event for --idle-timeout is let go (its file closed, its lock
-released) until its client returns. At most --max-open-streams streams are
+bes ingest --replace is continued from what the store holds). A stream
+whose call ends before its last event (the client closed its side, the
+connection broke or was cancelled, as when Bazel is killed) is let go at
+once (its file closed, its lock released, one line logged), unless a newer
+call of its client took it; one whose call stays open but receives no
+event for --idle-timeout is let go then. A client that returns continues
+it. At most --max-open-streams streams are
 open at once, --max-open-streams-per-client from one IP address; a new
 stream over either is refused with ResourceExhausted. A client may hold
 --max-connections-per-client connections at once; one more is closed. A Bazel payload that

@@ -65,6 +65,35 @@ func TestServeIngestReplace(t *testing.T) {
 	}
 }
 
+// TestServeReplayCutThenIngest: `bes replay` of a file cut short (Bazel
+// killed while streaming) to `bes serve` ends its call with the stream
+// unfinished; the server lets the stream go at once, so that `bes ingest
+// --replace` of the whole file succeeds right after, not after
+// --idle-timeout (here never). It failed with "is being received by a bes
+// serve", status busy, exit 4.
+func TestServeReplayCutThenIngest(t *testing.T) {
+	dir := t.TempDir()
+	ts := startServe(t, dir)
+	_, stderr, code := runCLI(t, "replay", td("truncated-test_mixed.bep"), "--to", "grpc://"+ts.addr)
+	t.Logf("replay of the cut file: exit %d\n%s", code, stderr)
+	start := time.Now()
+	var stdout string
+	for {
+		stdout, stderr, code = runCLI(t, "ingest", "--store", dir, "--replace", "--format", "json", td("test_mixed.bep"))
+		if code == 0 || time.Since(start) > 10*time.Second {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code != 0 || !strings.Contains(stdout, `"status": "replaced"`) {
+		t.Fatalf("ingest --replace after the replay: exit %d after %v\n%s\n%s\nserver log:\n%s", code, time.Since(start), stdout, stderr, ts.log.String())
+	}
+	t.Logf("ingest --replace succeeded %v after the replay ended", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(ts.log.String(), "let go after the call from") || !strings.Contains(ts.log.String(), "62 events stored") {
+		t.Errorf("the stream let go is not logged:\n%s", ts.log.String())
+	}
+}
+
 func readFile(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)

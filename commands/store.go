@@ -421,9 +421,12 @@ func newStoreGCCommand() *cli.Command {
 		Description: `Removes whole streams from the store (each stream's file and its
 catalog entry), oldest first, by their time: the invocation's start
 (BuildStarted.start_time), or, for a stream without one, the time it was
-stored. --older-than DURATION removes the streams older than that
-(30d, 2w, 36h, 90m); --keep N keeps only the N newest streams. With
-both, a stream beyond either limit is removed. One of them is required.
+stored. The streams of one build (one build id: Bazel's tool stream and
+the BES lifecycle streams of the invocation) are kept or removed
+together, by the time of the newest of them. --older-than DURATION
+removes the builds older than that (30d, 2w, 36h, 90m); --keep N keeps
+only the N newest builds. With both, a build beyond either limit is
+removed. One of them is required.
 
 A stream that bes serve is writing (an open stream) is never removed: its
 row says "kept: being written", and it still counts among the N newest.
@@ -464,7 +467,7 @@ EXIT STATUS:
 			storeFlag(),
 			formatFlag(formatTable, formatJSON, formatNDJSON),
 			&cli.StringFlag{Name: "older-than", Usage: "remove the streams older than `DURATION` (30d, 2w, 36h, 90m), by start time (else the time stored)"},
-			&cli.IntFlag{Name: "keep", Usage: "keep only the `N` newest streams"},
+			&cli.IntFlag{Name: "keep", Usage: "keep only the `N` newest builds (a build's tool and lifecycle streams count as one)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "remove nothing: list what would be removed"},
 			&cli.StringFlag{Name: "orphan-grace", Value: "1h", Usage: "team store: delete the blobs no catalog row names once older than `DURATION` (an upload in progress is younger)"},
 		},

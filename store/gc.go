@@ -7,14 +7,19 @@ import (
 )
 
 // GCOptions selects the streams a backend's GC removes (`bes store gc`,
-// store retention). Each limit that is set is applied on its own: a
-// stream is removed when it is beyond any of them.
+// store retention). GC keeps or removes the streams of one build together:
+// the streams of one StreamId.build_id (Bazel's tool event stream and the
+// BES lifecycle streams of that build; a file's stream alone, whose build
+// id is its invocation id) are one build, ordered by the newest GCTime
+// among them; a stream without a build id is a build of its own. Each
+// limit that is set is applied on its own: a build is removed when it is
+// beyond any of them.
 type GCOptions struct {
-	// OlderThan, when positive, removes the streams whose time (GCTime)
-	// is before Now minus OlderThan.
+	// OlderThan, when positive, removes the builds whose time (the
+	// newest GCTime of their streams) is before Now minus OlderThan.
 	OlderThan time.Duration
-	// Keep, when not negative, keeps only the Keep newest streams (by
-	// GCTime) and removes the others. 0 removes every stream.
+	// Keep, when not negative, keeps only the Keep newest builds (their
+	// streams) and removes the others. 0 removes every stream.
 	Keep int
 	// Now is the time OlderThan counts back from (time.Now when zero).
 	Now time.Time
@@ -55,29 +60,72 @@ func GCTime(e *Entry) time.Time {
 	return e.Ingested
 }
 
-// SelectGC sorts all, the entries of a store, oldest first (by GCTime,
-// then key), and returns how many of the first ones opts removes: those
-// beyond Keep, and those older than OlderThan.
+// SelectGC sorts all, the entries of a store, build by build, oldest build
+// first (by the newest GCTime of its streams, then its first key; within a
+// build by GCTime, then key), and returns how many of the first ones opts
+// removes: the streams of the builds beyond Keep, and of those older than
+// OlderThan. A build's streams are never split (an invocation kept without
+// its lifecycle streams, or the reverse; found by a first-user test of
+// `bes store gc --keep`).
 func SelectGC(all []*Entry, opts GCOptions) int {
 	now := opts.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
+	build := func(e *Entry) string {
+		if e.BuildID != "" {
+			return "b" + e.BuildID
+		}
+		return "k" + e.Key
+	}
+	newest := map[string]time.Time{} // build -> newest GCTime of its streams
+	first := map[string]string{}     // build -> its least key
+	for _, e := range all {
+		b, t := build(e), GCTime(e)
+		if cur, ok := newest[b]; !ok || t.After(cur) {
+			newest[b] = t
+		}
+		if k, ok := first[b]; !ok || e.Key < k {
+			first[b] = e.Key
+		}
+	}
 	slices.SortStableFunc(all, func(a, b *Entry) int {
+		ba, bb := build(a), build(b)
+		if ba != bb {
+			if c := newest[ba].Compare(newest[bb]); c != 0 {
+				return c
+			}
+			return strings.Compare(first[ba], first[bb])
+		}
 		if c := GCTime(a).Compare(GCTime(b)); c != 0 {
 			return c
 		}
 		return strings.Compare(a.Key, b.Key)
 	})
-	cut := 0 // all[:cut] are removed
-	if opts.Keep >= 0 && len(all) > opts.Keep {
-		cut = len(all) - opts.Keep
+	// builds lists the builds in that order, each with its streams' end.
+	type span struct {
+		time time.Time
+		end  int
+	}
+	var builds []span
+	for i, e := range all {
+		if i == 0 || build(all[i-1]) != build(e) {
+			builds = append(builds, span{time: newest[build(e)]})
+		}
+		builds[len(builds)-1].end = i + 1
+	}
+	gone := 0 // builds[:gone] are removed
+	if opts.Keep >= 0 && len(builds) > opts.Keep {
+		gone = len(builds) - opts.Keep
 	}
 	if opts.OlderThan > 0 {
 		limit := now.Add(-opts.OlderThan)
-		for cut < len(all) && GCTime(all[cut]).Before(limit) {
-			cut++
+		for gone < len(builds) && builds[gone].time.Before(limit) {
+			gone++
 		}
 	}
-	return cut
+	if gone == 0 {
+		return 0
+	}
+	return builds[gone-1].end
 }

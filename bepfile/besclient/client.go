@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"time"
 
 	buildpb "google.golang.org/genproto/googleapis/devtools/build/v1"
@@ -182,12 +183,32 @@ func flatten(rs []*Result) []Result {
 // every status but InvalidArgument and FailedPrecondition, as in Bazel, and
 // also those that another try cannot change.
 func retryable(err error) bool {
+	if plaintextServer(err) {
+		return false // another try meets the same server
+	}
 	switch status.Code(err) {
 	case codes.InvalidArgument, codes.FailedPrecondition, codes.AlreadyExists,
 		codes.Unauthenticated, codes.PermissionDenied, codes.Unimplemented, codes.OK:
 		return false
 	}
 	return true
+}
+
+// plaintextServer reports whether err is a TLS client's handshake with a
+// server that does not speak TLS (crypto/tls's "first record does not look
+// like a TLS handshake"): an address without a scheme is grpcs://, as for
+// Bazel's --bes_backend, and a plaintext bes serve is grpc://HOST:PORT.
+func plaintextServer(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "first record does not look like a TLS handshake")
+}
+
+// explain returns err, with what to do about it when that is known (a TLS
+// client meeting a plaintext server).
+func explain(err error) error {
+	if plaintextServer(err) {
+		return fmt.Errorf("%w (the server does not speak TLS: for a plaintext server give grpc://HOST:PORT; an address without a scheme is grpcs://, as for Bazel's --bes_backend)", err)
+	}
+	return err
 }
 
 // backoff returns the delay before retry number n (from 0).

@@ -448,3 +448,33 @@ func TestPublishOverride(t *testing.T) {
 		t.Errorf("invocation override of two invocations: %v", err)
 	}
 }
+
+// TestPublishTLSToPlaintext: an address without a scheme is grpcs://, as for
+// Bazel's --bes_backend; against a plaintext server (a bes serve without
+// TLS) the handshake fails the same way on every try, so the stream fails
+// after one attempt, and its error says to give grpc://HOST:PORT.
+func TestPublishTLSToPlaintext(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	buildpb.RegisterPublishBuildEventServer(gs, &fakeBES{})
+	go gs.Serve(lis)
+	defer gs.Stop()
+	cc, err := Dial(lis.Addr().String(), DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	streams := readStreams(t, bepfile.Options{}, "build_ok.bep")
+	res, err := New(buildpb.NewPublishBuildEventClient(cc), fast(Options{Retries: 3})).Publish(context.Background(), streams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.OK() || r.Attempts != 1 || r.Err == nil || !strings.Contains(r.Err.Error(), "give grpc://HOST:PORT") {
+			t.Errorf("result %+v: want 1 attempt and an error naming grpc://HOST:PORT", r)
+		}
+	}
+}

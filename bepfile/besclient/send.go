@@ -85,7 +85,7 @@ func (p *Publisher) sendTool(ctx context.Context, s *Stream, r *Result) {
 			return
 		}
 		if !retryable(err) || errors.Is(err, errProtocol) {
-			r.Err = err
+			r.Err = explain(err)
 			return
 		}
 		if p.opts.Retries < 0 || failures >= p.opts.Retries {
@@ -259,7 +259,7 @@ func (p *Publisher) sendLifecycle(ctx context.Context, s *Stream, idx []int, r *
 				return
 			}
 			if !retryable(err) {
-				r.Err = err
+				r.Err = explain(err)
 				return
 			}
 			if p.opts.Retries < 0 || failures >= p.opts.Retries {

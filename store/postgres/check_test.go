@@ -331,21 +331,7 @@ func TestCheckChunkEvents(t *testing.T) {
 	}
 	defer s.Close()
 	st, evs := readInput(t, "test_mixed.bep", "chunks")
-	a, _, err := s.OpenAppend(ctx, st, store.AppendOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range evs {
-		a.Append(&evs[i])
-		if i%40 == 39 {
-			if err := a.Sync(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := a.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	a := appendInChunks(t, s, st, evs)
 	shift := func(d int) {
 		t.Helper()
 		for n, dd := range map[int]int{1: d, 2: -d} {

@@ -22,21 +22,7 @@ func TestDamagedBody(t *testing.T) {
 	}
 	defer s.Close()
 	st, evs := readInput(t, "test_mixed.bep", "damage")
-	a, _, err := s.OpenAppend(ctx, st, store.AppendOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range evs {
-		a.Append(&evs[i])
-		if i%40 == 39 {
-			if err := a.Sync(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := a.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	a := appendInChunks(t, s, st, evs)
 	e := entryOfKey(t, s, st.Key)
 	read := func() (int, error) {
 		n := 0
@@ -89,4 +75,28 @@ func TestDamagedBody(t *testing.T) {
 	if _, err := read(); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("deleted: %v, want ErrNotFound", err)
 	}
+}
+
+// appendInChunks opens st for appending on s and stores evs live, in
+// chunks of 40 events (one Sync each), as bes serve does; the Appender is
+// returned open.
+func appendInChunks(t *testing.T, s *Store, st *bepfile.Stream, evs []bepfile.Event) store.Appender {
+	t.Helper()
+	ctx := context.Background()
+	a, _, err := s.OpenAppend(ctx, st, store.AppendOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range evs {
+		a.Append(&evs[i])
+		if i%40 == 39 {
+			if err := a.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

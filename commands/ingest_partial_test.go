@@ -93,11 +93,13 @@ func TestIngestPartialThenComplete(t *testing.T) {
 	}
 	// The last frame of the cut, once more: one event twice is not within
 	// the stored events.
-	_, k := protowire.ConsumeBytes(data)
 	last := 0
-	for off := 0; off < len(data); off += k {
-		_, k = protowire.ConsumeBytes(data[off:])
-		last = off
+	for off := 0; off < len(data); {
+		_, k := protowire.ConsumeBytes(data[off:])
+		if k < 0 {
+			t.Fatalf("cut file: bad frame at byte %d", off)
+		}
+		last, off = off, off+k
 	}
 	if err := os.WriteFile(other, append(slices.Clip(data), data[last:]...), 0o600); err != nil {
 		t.Fatal(err)

@@ -58,7 +58,6 @@ func (r *row) same(o *row) bool {
 // its body says, for Repair.
 type found struct {
 	p     *store.Problem
-	open  bool
 	body  *store.Entry // the entry made from the body
 	facts *store.Facts // the facts of its events
 	row   *row

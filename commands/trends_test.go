@@ -122,12 +122,12 @@ func TestTrendsGrowth(t *testing.T) {
 		// The same seed: the same tests with the same durations, but for
 		// the start time.
 		if _, err := bepgen.WriteBEP(f, bepgen.Config{Seed: 7, Targets: 40, Start: base.Add(time.Duration(i) * 24 * time.Hour), Passing: true,
-			Statuses: slowIf(i >= 4)}); err != nil {
+			Statuses: slowIf(i >= 4), InvocationID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i)}); err != nil {
 			t.Fatal(err)
 		}
 		f.Close()
-		// One seed, one invocation id: a build id of its own makes each
-		// its own stream.
+		// One seed, but an invocation id of its own (bes history counts
+		// one run per invocation id), and a build id of its own.
 		if _, stderr, code := runCLI(t, "ingest", "--store", dir, "--build-id", fmt.Sprintf("build-%d", i), path); code != 0 {
 			t.Fatalf("ingest: exit %d: %s", code, stderr)
 		}

@@ -53,6 +53,11 @@ type Config struct {
 	// tests is made of such invocations (issue 15).
 	Statuses map[string]bes.TestStatus
 	Passing  bool
+	// InvocationID, if not "", is the invocation's id
+	// (BuildStarted.uuid) in place of the one drawn from Seed: the same
+	// tests and durations as another invocation of the seed, as a run of
+	// its own (one run per invocation id in bes history, issue 15).
+	InvocationID string
 }
 
 // Stats describes what a writer wrote.
@@ -95,6 +100,9 @@ func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); retur
 func Events(cfg Config, fn func(*bes.BuildEvent) error) (Stats, error) {
 	g := newGen(cfg.Seed, cfg.targets())
 	g.commit = cfg.Commit
+	if cfg.InvocationID != "" {
+		g.uuid = cfg.InvocationID
+	}
 	if !cfg.Start.IsZero() {
 		g.now += cfg.Start.UnixMilli() - g.start
 		g.start = cfg.Start.UnixMilli()

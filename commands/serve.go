@@ -127,7 +127,9 @@ stopping; server reflection lists the services (grpcurl). --metrics-listen
 serves Prometheus metrics at /metrics over HTTP: bes_serve_streams_open,
 bes_serve_events_received_total, bes_serve_events_acknowledged_total,
 bes_serve_refused_total{reason}, bes_serve_received_bytes_total,
-bes_serve_store_sync_seconds. gzip-compressed requests are accepted.
+bes_serve_store_sync_seconds, bes_serve_queries_total{method,code},
+bes_serve_query_sent_bytes_total{method}. gzip-compressed requests are
+accepted.
 
 It listens on 127.0.0.1 by default. An address other machines can reach
 needs TLS (--tls-cert and --tls-key, PEM files) or, to serve in plain text

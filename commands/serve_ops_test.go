@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"regexp"
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/bes-cli/bes/store/bespb"
 	"github.com/bes-cli/bes/store/buildgridpb"
 )
 
@@ -351,5 +353,69 @@ func TestServeBusyPort(t *testing.T) {
 		if code != ExitError || stdout != "" || stderr != want {
 			t.Errorf("%s busy: exit %d, stdout %q, stderr %q, want %q", flag, code, stdout, stderr, want)
 		}
+	}
+}
+
+// TestServeMetricsQueries: /metrics counts the query calls by method and
+// gRPC code, and the bytes of the answers sent: BuildGrid's unary
+// QueryEventStreams (an answer, an invalid pattern) and bes.v1.StreamQuery's
+// StreamEventStreams (an answer streamed).
+func TestServeMetricsQueries(t *testing.T) {
+	dir := t.TempDir()
+	if _, stderr, code := runCLI(t, "ingest", "--store", dir, tdPath("test_mixed.bep")); code != ExitOK {
+		t.Fatalf("ingest: exit %d: %s", code, stderr)
+	}
+	metricsc := make(chan string, 1)
+	srv := startServeWith(t, serveOptions{Store: dir, MetricsListen: "127.0.0.1:0", OnMetricsListen: func(a string) { metricsc <- a }})
+	url := "http://" + <-metricsc + "/metrics"
+	cc := dialPlain(t, srv.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	resp, err := buildgridpb.NewQueryBuildEventsClient(cc).QueryEventStreams(ctx, &buildgridpb.QueryEventStreamsRequest{BuildIdPattern: "657fb236"})
+	if err != nil || len(resp.GetStreams()) != 1 {
+		t.Fatalf("QueryEventStreams: %d streams, %v", len(resp.GetStreams()), err)
+	}
+	if _, err := buildgridpb.NewQueryBuildEventsClient(cc).QueryEventStreams(ctx, &buildgridpb.QueryEventStreamsRequest{BuildIdPattern: "("}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("an invalid pattern: %v, want InvalidArgument", err)
+	}
+	call, err := bespb.NewStreamQueryClient(cc).StreamEventStreams(ctx, &bespb.StreamEventStreamsRequest{BuildIdPattern: "657fb236"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var streamed float64
+	for {
+		m, err := call.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("StreamEventStreams: %v", err)
+		}
+		streamed += float64(proto.Size(m))
+	}
+
+	// The interceptor counts a call just after its status reached the client.
+	var got map[string]float64
+	for range 50 {
+		got = scrape(t, url)
+		if got[`bes_serve_queries_total{code="OK",method="StreamEventStreams"}`] == 1 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for name, want := range map[string]float64{
+		`bes_serve_queries_total{code="OK",method="QueryEventStreams"}`:              1,
+		`bes_serve_queries_total{code="InvalidArgument",method="QueryEventStreams"}`: 1,
+		`bes_serve_queries_total{code="OK",method="StreamEventStreams"}`:             1,
+		`bes_serve_query_sent_bytes_total{method="QueryEventStreams"}`:               float64(proto.Size(resp)),
+		`bes_serve_query_sent_bytes_total{method="StreamEventStreams"}`:              streamed,
+	} {
+		if v, ok := got[name]; !ok || v != want {
+			t.Errorf("%s = %v (listed %v), want %v", name, v, ok, want)
+		}
+	}
+	if streamed == 0 {
+		t.Error("StreamEventStreams sent nothing")
 	}
 }

@@ -39,6 +39,14 @@ import (
 //   - bes_serve_store_sync_seconds (histogram): how long the store took to
 //     make a stream's appended events durable (store.Appender.Sync), the
 //     wait before they are acknowledged.
+//   - bes_serve_queries_total{method,code} (counter): query calls ended,
+//     by method (QueryEventStreams: BuildGrid's unary
+//     buildgrid.v2.QueryBuildEvents method; StreamEventStreams:
+//     bes.v1.StreamQuery's) and gRPC status code name (OK,
+//     ResourceExhausted, InvalidArgument, Unauthenticated, …; a call the
+//     client cancelled is Canceled).
+//   - bes_serve_query_sent_bytes_total{method} (counter): bytes of the
+//     query answers sent (protobuf encoding, before gRPC compression).
 type Metrics struct {
 	open      prometheus.Gauge
 	received  prometheus.Counter
@@ -46,6 +54,8 @@ type Metrics struct {
 	refused   *prometheus.CounterVec
 	bytes     prometheus.Counter
 	storeSync prometheus.Histogram
+	queries   *prometheus.CounterVec
+	queryOut  *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg; registering
@@ -65,8 +75,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		storeSync: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "bes_serve_store_sync_seconds",
 			Help:    "Time the store took to make appended events durable (before they are acknowledged).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}), // 100µs … 26s
+		queries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bes_serve_queries_total",
+			Help: "Query calls ended (QueryEventStreams, StreamEventStreams), by method and gRPC status code."}, []string{"method", "code"}),
+		queryOut: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bes_serve_query_sent_bytes_total",
+			Help: "Bytes of query answers sent (protobuf encoding, before gRPC compression), by method."}, []string{"method"}),
 	}
-	for _, c := range []prometheus.Collector{m.open, m.received, m.acked, m.refused, m.bytes, m.storeSync} {
+	for _, c := range []prometheus.Collector{m.open, m.received, m.acked, m.refused, m.bytes, m.storeSync, m.queries, m.queryOut} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -77,12 +91,47 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 // publishService is the full name of the service whose calls are counted.
 const publishService = "/google.devtools.build.v1.PublishBuildEvent/"
 
+// queryMethod returns the name of a query method (its last element) for
+// bes_serve_queries_total, "" for another method.
+func queryMethod(fullMethod string) string {
+	for _, svc := range []string{"/buildgrid.v2.QueryBuildEvents/", "/bes.v1.StreamQuery/"} {
+		if name, ok := strings.CutPrefix(fullMethod, svc); ok {
+			return name
+		}
+	}
+	return ""
+}
+
+// query counts a query call of method that ended with err.
+func (m *Metrics) query(method string, err error) {
+	code := status.Code(err)
+	if errors.Is(err, context.Canceled) {
+		code = codes.Canceled
+	}
+	m.queries.WithLabelValues(method, code.String()).Inc()
+}
+
+// sent counts the bytes of a query answer's message.
+func (m *Metrics) sent(method string, msg any) {
+	if pm, ok := msg.(proto.Message); ok {
+		m.queryOut.WithLabelValues(method).Add(float64(proto.Size(pm)))
+	}
+}
+
 // ServerOptions returns the interceptors that count the calls of the
 // publish service. They must come before those that may refuse a call
 // (TokenAuth.ServerOptions) to count their refusals.
 func (m *Metrics) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if q := queryMethod(info.FullMethod); q != "" {
+				resp, err := h(ctx, req)
+				m.query(q, err)
+				if err == nil {
+					m.sent(q, resp)
+				}
+				return resp, err
+			}
 			if !strings.HasPrefix(info.FullMethod, publishService) {
 				return h(ctx, req)
 			}
@@ -96,6 +145,11 @@ func (m *Metrics) ServerOptions() []grpc.ServerOption {
 			return resp, err
 		}),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if q := queryMethod(info.FullMethod); q != "" {
+				err := h(srv, &queryStream{ServerStream: ss, m: m, method: q})
+				m.query(q, err)
+				return err
+			}
 			if !strings.HasPrefix(info.FullMethod, publishService) {
 				return h(srv, ss)
 			}
@@ -143,6 +197,21 @@ func (s *countingStream) SendMsg(msg any) error {
 	err := s.ServerStream.SendMsg(msg)
 	if _, ok := msg.(*buildpb.PublishBuildToolEventStreamResponse); ok && err == nil {
 		s.m.acked.Inc()
+	}
+	return err
+}
+
+// queryStream counts the bytes of a streamed query answer.
+type queryStream struct {
+	grpc.ServerStream
+	m      *Metrics
+	method string
+}
+
+func (s *queryStream) SendMsg(msg any) error {
+	err := s.ServerStream.SendMsg(msg)
+	if err == nil {
+		s.m.sent(s.method, msg)
 	}
 	return err
 }

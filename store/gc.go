@@ -1,6 +1,8 @@
 package store
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -128,4 +130,34 @@ func SelectGC(all []*Entry, opts GCOptions) int {
 		return 0
 	}
 	return builds[gone-1].end
+}
+
+// ErrChanged is what a backend's removal of a stream GC selected returns
+// when the stream was replaced or deleted since GC listed it (RemoveGC's
+// GCItem.Gone).
+var ErrChanged = errors.New("store: the stream changed since it was listed")
+
+// RemoveGC removes the streams GC selected (SelectGC's first ones), oldest
+// first, with remove, a backend's removal of one stream unless it changed
+// since it was listed, and returns their items: Removed, Busy (remove
+// returned ErrStreamBusy: an Appender holds it) or Gone (ErrNotFound or
+// ErrChanged). Another error stops it: the items done so far and the error.
+func RemoveGC(ctx context.Context, selected []*Entry, remove func(context.Context, *Entry) error) ([]GCItem, error) {
+	items := make([]GCItem, 0, len(selected))
+	for _, e := range selected {
+		it := GCItem{Entry: e, Time: GCTime(e)}
+		err := remove(ctx, e)
+		switch {
+		case err == nil:
+			it.Removed = true
+		case errors.Is(err, ErrStreamBusy):
+			it.Busy = true
+		case errors.Is(err, ErrNotFound), errors.Is(err, ErrChanged):
+			it.Gone = true
+		default:
+			return items, err
+		}
+		items = append(items, it)
+	}
+	return items, nil
 }

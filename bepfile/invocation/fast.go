@@ -619,11 +619,7 @@ func (b *Builder) fastNamedSet(id, payload []byte) bool {
 	if !ok {
 		return false
 	}
-	whole := string(payload)
-	sub := func(v []byte) string {
-		i := cap(payload) - cap(v) // v is a slice of payload
-		return whole[i : i+len(v)]
-	}
+	sub := substrings(payload)
 	ns := &bes.NamedSetOfFiles{}
 	for p := payload; len(p) > 0; {
 		f, rest, ok := nextField(p)
@@ -732,11 +728,7 @@ func (b *Builder) fastCompletedOutputs(event, id, payload []byte) bool {
 	if !ok || !utf8.Valid(label) || !utf8.Valid(config) || !utf8.Valid(aspect) {
 		return false
 	}
-	whole := string(payload)
-	sub := func(v []byte) string {
-		i := cap(payload) - cap(v) // v is a slice of payload
-		return whole[i : i+len(v)]
-	}
+	sub := substrings(payload)
 	tc := &bes.TargetComplete{Success: true}
 	for p := payload; len(p) > 0; {
 		f, rest, ok := nextField(p)
@@ -820,4 +812,16 @@ func outputGroup(b []byte, sub func([]byte) string) (*bes.OutputGroup, bool) {
 		}
 	}
 	return g, true
+}
+
+// substrings returns a function giving the string of a slice of payload
+// (a field's bytes, as nextField returns them) as a substring of one copy
+// of payload: one allocation for all the strings of an event, instead of
+// one each.
+func substrings(payload []byte) func(v []byte) string {
+	whole := string(payload)
+	return func(v []byte) string {
+		i := cap(payload) - cap(v) // v is a slice of payload
+		return whole[i : i+len(v)]
+	}
 }

@@ -3,7 +3,6 @@ package local
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"path/filepath"
 	"time"
 
@@ -60,26 +59,11 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) ([]GCItem, error) {
 		}
 		return items, nil
 	}
-	for _, e := range all[:cut] {
-		it := GCItem{Entry: e, Time: GCTime(e)}
-		err := s.deleteIf(ctx, e)
-		switch {
-		case err == nil:
-			it.Removed = true
-		case errors.Is(err, store.ErrStreamBusy):
-			it.Busy = true
-		case errors.Is(err, store.ErrNotFound), errors.Is(err, errChanged):
-			it.Gone = true
-		default:
-			return items, err
-		}
-		items = append(items, it)
-	}
-	return items, nil
+	return store.RemoveGC(ctx, all[:cut], s.deleteIf)
 }
 
 // errChanged: the stream GC selected was replaced since GC listed it.
-var errChanged = errors.New("store: the stream changed since it was listed")
+var errChanged = store.ErrChanged
 
 // deleteIf deletes the stream of e as Delete does, unless its entry
 // changed since e was read (a stream replaced with --replace is a new

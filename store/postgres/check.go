@@ -613,7 +613,7 @@ func (s *Store) Repair(ctx context.Context) (*store.RepairResult, error) {
 // dropRow deletes the row of key, its chunks' and facts' rows, moving its
 // blobs to the garbage.
 func (s *Store) dropRow(ctx context.Context, tx pgx.Tx, key string) error {
-	if _, err := tx.Exec(ctx, `INSERT INTO garbage(blob) SELECT blob FROM chunks WHERE kid = $1`, kidOf(key)); err != nil {
+	if err := discard(ctx, tx, key); err != nil {
 		return err
 	}
 	_, err := tx.Exec(ctx, `DELETE FROM streams WHERE kid = $1`, kidOf(key))
@@ -665,20 +665,9 @@ func (s *Store) GC(ctx context.Context, opts store.GCOptions) ([]store.GCItem, [
 			items = append(items, store.GCItem{Entry: e, Time: store.GCTime(e), Busy: held[e.Key]})
 		}
 	} else {
-		for _, e := range all[:cut] {
-			it := store.GCItem{Entry: e, Time: store.GCTime(e)}
-			err := s.deleteIf(ctx, e)
-			switch {
-			case err == nil:
-				it.Removed = true
-			case errors.Is(err, store.ErrStreamBusy):
-				it.Busy = true
-			case errors.Is(err, store.ErrNotFound), errors.Is(err, errChanged):
-				it.Gone = true
-			default:
-				return items, nil, err
-			}
-			items = append(items, it)
+		var err error
+		if items, err = store.RemoveGC(ctx, all[:cut], s.deleteIf); err != nil {
+			return items, nil, err
 		}
 	}
 	orphans, err := s.collectOrphans(ctx, opts)
@@ -686,7 +675,7 @@ func (s *Store) GC(ctx context.Context, opts store.GCOptions) ([]store.GCItem, [
 }
 
 // errChanged: the stream GC selected was replaced since GC listed it.
-var errChanged = errors.New("store: the stream changed since it was listed")
+var errChanged = store.ErrChanged
 
 // deleteIf deletes the stream of e as Delete does, unless its row changed
 // since e was read (a stream replaced is a new stream, with a new time).
